@@ -1,0 +1,153 @@
+// RAII owners for what probes create: descriptors, children, mounts,
+// signal dispositions and masks, temporary directories.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <unistd.h>
+
+#include <functional>
+#include <type_traits>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "kpc/signals.h"
+
+namespace kpc {
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+struct Pipe {
+  Fd read, write;
+  static Pipe make(int flags = 0);  // pipe2() flags, e.g. O_CLOEXEC
+};
+
+// Handshakes over pipes or socketpairs: one byte each way, no sleeps.
+void send_byte(int fd, char c = 'x');
+// The byte, or nullopt on EOF (the other side is gone) or timeout.
+std::optional<char> recv_byte(int fd, int timeout_ms = -1);
+
+// How a process ended, in the words the tables use:
+// "exited 0", "killed SIGKILL", "killed SIGABRT (core)", "stopped SIGSTOP".
+std::string describe_wait_status(int status);
+
+class Child {
+ public:
+  Child() = default;
+  explicit Child(pid_t pid) : pid_(pid) {}
+  Child(Child&& o) noexcept : pid_(std::exchange(o.pid_, -1)) {}
+  Child& operator=(Child&& o) noexcept;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  // An unreaped child is SIGKILLed and reaped, so no probe leaves zombies.
+  ~Child();
+
+  pid_t pid() const { return pid_; }
+  explicit operator bool() const { return pid_ > 0; }
+  // Reap; returns the raw wait status. `options` adds __WALL etc.
+  int wait(int options = 0);
+  // Reap within timeout_ms, or nullopt (child left running and owned).
+  std::optional<int> wait_for(int timeout_ms, int options = 0);
+  void kill(int sig = SIGKILL) const;
+  pid_t release() { return std::exchange(pid_, -1); }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+pid_t fork_or_broken();
+
+// fork(); the child runs fn and _exit()s with its return value (0 when fn
+// returns void). The child never returns into the caller's stack.
+template <typename F>
+Child fork_child(F&& fn) {
+  pid_t pid = fork_or_broken();
+  if (pid == 0) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
+      fn();
+      _exit(0);
+    } else {
+      _exit(static_cast<int>(fn()));
+    }
+  }
+  return Child(pid);
+}
+
+class Mount {
+ public:
+  Mount() = default;
+  explicit Mount(std::string target) : target_(std::move(target)) {}
+  Mount(Mount&& o) noexcept : target_(std::exchange(o.target_, {})) {}
+  Mount& operator=(Mount&& o) noexcept;
+  Mount(const Mount&) = delete;
+  Mount& operator=(const Mount&) = delete;
+  ~Mount();  // umount2(MNT_DETACH)
+  const std::string& target() const { return target_; }
+  void release() { target_.clear(); }
+
+ private:
+  std::string target_;
+};
+
+// Installs a disposition for `sig` and restores the previous one.
+class ScopedSigaction {
+ public:
+  ScopedSigaction(int sig, const struct sigaction& act);
+  ScopedSigaction(int sig, void (*handler)(int), int flags = 0);
+  ~ScopedSigaction();
+  ScopedSigaction(const ScopedSigaction&) = delete;
+  ScopedSigaction& operator=(const ScopedSigaction&) = delete;
+
+ private:
+  int sig_;
+  struct sigaction old_ {};
+};
+
+// sigprocmask(how, set) and restore the previous mask.
+class ScopedSigmask {
+ public:
+  ScopedSigmask(int how, SigSet set);
+  ~ScopedSigmask();
+  ScopedSigmask(const ScopedSigmask&) = delete;
+  ScopedSigmask& operator=(const ScopedSigmask&) = delete;
+
+ private:
+  sigset_t old_ {};
+};
+
+// mkdtemp under $KPC_TMPDIR (the launcher's per-run directory) or /tmp;
+// removed recursively on destruction.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "kpc");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void remove_tree(const std::string& path);
+
+}  // namespace kpc

@@ -1,0 +1,68 @@
+// Observations: what a probe saw, sent to the launcher as JSON lines.
+//
+// The channel is the fd named by $KPC_OBS_FD (the launcher passes 3), never
+// stdout. Without it (a probe started by hand) records are printed to
+// stderr in a readable form, so students can run a probe directly.
+//
+// Every record is one write() of at most PIPE_BUF bytes, so records from a
+// probe and its children never interleave. Nothing is buffered, so a forked
+// child can record and _exit() safely.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "kpc/signals.h"
+
+namespace kpc {
+
+struct Errno {
+  int value;
+};
+
+// "ENOMEM" for 12; "E<n>" for numbers without a name.
+std::string errno_name(int err);
+
+// Values a probe can observe. Each carries its type to the evaluator, which
+// compares it with the expected table in that type's canonical form.
+void observe(std::string_view key, bool value);
+void observe(std::string_view key, int64_t value);
+inline void observe(std::string_view key, int value) { observe(key, static_cast<int64_t>(value)); }
+void observe(std::string_view key, std::string_view value);
+inline void observe(std::string_view key, const char* value) { observe(key, std::string_view(value)); }
+inline void observe(std::string_view key, const std::string& value) { observe(key, std::string_view(value)); }
+void observe(std::string_view key, Errno value);
+void observe(std::string_view key, SigSet value);
+
+// The outcome of a call as one observation: "ok" or the errno name.
+void observe_result(std::string_view key, long rc, int err);
+
+// Informational values: reported alongside the verdict, never compared
+// (PIDs, timings, kernel stacks).
+void note(std::string_view key, std::string_view value);
+void note(std::string_view key, int64_t value);
+
+// A named instant on CLOCK_MONOTONIC, for benchmarks ("deadlock-armed").
+void mark(std::string_view name);
+
+// Tell the launcher about a FUSE connection this probe created, so recovery
+// can abort it even after the mounting process is gone.
+void announce_fuse_connection(unsigned long conn);
+
+// The case cannot run here (missing syscall, flag, feature): verdict skip.
+[[noreturn]] void skip(std::string_view reason);
+// The probe's own setup failed (not the behaviour under test): verdict error.
+[[noreturn]] void broken(std::string_view message);
+// Record "end" (the probe finished normally) and exit 0. Called by the
+// framework after probe_main returns; children call _exit() instead.
+[[noreturn]] void finish();
+
+// Exit codes, for the launcher's benefit when the channel is lost.
+inline constexpr int kExitSkip = 77;
+inline constexpr int kExitBroken = 99;
+
+// True when records go to a launcher (not to stderr).
+bool recording_to_launcher();
+
+}  // namespace kpc

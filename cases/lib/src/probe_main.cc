@@ -1,0 +1,87 @@
+// main() for every probe. Kept apart from the library proper so the unit
+// tests can link the library without a probe_main.
+#include <libgen.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+
+#include "kpc/probe.h"
+
+namespace kpc {
+
+std::string Probe::flavor() const {
+  const char* f = getenv("KPC_FLAVOR");
+  return f && *f ? f : "host";
+}
+
+std::string Probe::helper(std::string_view name) const {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  KPC_CHECK_MSG(n > 0, "readlink /proc/self/exe failed");
+  buf[n] = '\0';
+  std::string dir = dirname(buf);
+  return dir + "/" + std::string(name);
+}
+
+int Probe::dispatch(const std::map<std::string, std::function<int()>, std::less<>>& variants) const {
+  auto it = variants.find(variant);
+  if (it == variants.end()) {
+    std::string known;
+    for (const auto& [name, fn] : variants) known += (known.empty() ? "" : ", ") + name;
+    broken("unknown variant '" + variant + "' (this probe knows: " + known + ")");
+  }
+  return it->second();
+}
+
+void exec_or_broken(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  broken("execv " + argv.at(0) + ": " + errno_name(errno));
+}
+
+}  // namespace kpc
+
+namespace {
+
+void usage(const char* argv0) {
+  std::printf(
+      "usage: %s [--variant NAME] [ARGS...]\n\n"
+      "A kpc probe. It records observations; the expected tables decide the verdict.\n"
+      "Run it through the suite:   ./kpc run --case %s\n"
+      "Run it by hand: observations print to stderr (no launcher, no namespaces).\n",
+      argv0, basename(const_cast<char*>(argv0)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kpc::Probe probe;
+  probe.id = basename(argv[0]);
+  int i = 1;
+  for (; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      usage(argv[0]);
+      return 0;
+    }
+    if (std::strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
+      probe.variant = argv[++i];
+      continue;
+    }
+    if (std::strcmp(argv[i], "--") == 0) ++i;
+    break;
+  }
+  for (; i < argc; ++i) probe.args.emplace_back(argv[i]);
+  try {
+    int rc = probe_main(probe);
+    if (rc != 0) kpc::broken("probe_main returned " + std::to_string(rc));
+  } catch (const std::exception& e) {
+    kpc::broken(std::string("uncaught exception: ") + e.what());
+  }
+  kpc::finish();
+}

@@ -1,0 +1,205 @@
+#include "kpc/raii.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "kpc/check.h"
+
+namespace kpc {
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) reset(o.release());
+  return *this;
+}
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+}
+
+Pipe Pipe::make(int flags) {
+  int fds[2];
+  KPC_SYS(pipe2(fds, flags));
+  return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+void send_byte(int fd, char c) {
+  for (;;) {
+    ssize_t n = write(fd, &c, 1);
+    if (n == 1) return;
+    if (n < 0 && errno == EINTR) continue;
+    detail::sys_failed("write(handshake)", __FILE__, __LINE__, errno);
+  }
+}
+
+std::optional<char> recv_byte(int fd, int timeout_ms) {
+  timespec start{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    int left = timeout_ms;
+    if (timeout_ms >= 0) {
+      timespec now{};
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+      left = elapsed >= timeout_ms ? 0 : static_cast<int>(timeout_ms - elapsed);
+    }
+    pollfd p{fd, POLLIN, 0};
+    int r = poll(&p, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) detail::sys_failed("poll(handshake)", __FILE__, __LINE__, errno);
+    if (r == 0) return std::nullopt;
+    char c;
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 1) return c;
+    return std::nullopt;
+  }
+}
+
+std::string describe_wait_status(int status) {
+  if (WIFEXITED(status)) return "exited " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "killed " + signal_name(WTERMSIG(status)) + (WCOREDUMP(status) ? " (core)" : "");
+  if (WIFSTOPPED(status)) return "stopped " + signal_name(WSTOPSIG(status));
+  if (WIFCONTINUED(status)) return "continued";
+  return "status " + std::to_string(status);
+}
+
+Child& Child::operator=(Child&& o) noexcept {
+  if (this != &o) {
+    this->~Child();
+    pid_ = o.release();
+  }
+  return *this;
+}
+
+Child::~Child() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int st;
+  while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+  }
+}
+
+int Child::wait(int options) {
+  KPC_CHECK(pid_ > 0);
+  int st = 0;
+  for (;;) {
+    pid_t r = waitpid(pid_, &st, options);
+    if (r == pid_) break;
+    if (r < 0 && errno == EINTR) continue;
+    detail::sys_failed("waitpid(child)", __FILE__, __LINE__, errno);
+  }
+  if (!WIFSTOPPED(st) && !WIFCONTINUED(st)) pid_ = -1;
+  return st;
+}
+
+std::optional<int> Child::wait_for(int timeout_ms, int options) {
+  KPC_CHECK(pid_ > 0);
+  timespec start{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (int delay_us = 100;; delay_us = delay_us < 10000 ? delay_us * 2 : 10000) {
+    int st = 0;
+    pid_t r = waitpid(pid_, &st, options | WNOHANG);
+    if (r == pid_) {
+      if (!WIFSTOPPED(st) && !WIFCONTINUED(st)) pid_ = -1;
+      return st;
+    }
+    if (r < 0 && errno != EINTR) detail::sys_failed("waitpid(child)", __FILE__, __LINE__, errno);
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (elapsed >= timeout_ms) return std::nullopt;
+    usleep(static_cast<useconds_t>(delay_us));
+  }
+}
+
+void Child::kill(int sig) const {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+pid_t fork_or_broken() { return KPC_SYS(fork()); }
+
+Mount& Mount::operator=(Mount&& o) noexcept {
+  if (this != &o) {
+    this->~Mount();
+    target_ = std::exchange(o.target_, {});
+  }
+  return *this;
+}
+
+Mount::~Mount() {
+  if (!target_.empty()) umount2(target_.c_str(), MNT_DETACH);
+}
+
+ScopedSigaction::ScopedSigaction(int sig, const struct sigaction& act) : sig_(sig) {
+  KPC_SYS(sigaction(sig, &act, &old_));
+}
+
+ScopedSigaction::ScopedSigaction(int sig, void (*handler)(int), int flags) : sig_(sig) {
+  struct sigaction act {};
+  act.sa_handler = handler;
+  act.sa_flags = flags;
+  sigemptyset(&act.sa_mask);
+  KPC_SYS(sigaction(sig, &act, &old_));
+}
+
+ScopedSigaction::~ScopedSigaction() { sigaction(sig_, &old_, nullptr); }
+
+ScopedSigmask::ScopedSigmask(int how, SigSet set) {
+  sigset_t s = set.to_sigset();
+  KPC_ERRNUM(pthread_sigmask(how, &s, &old_));
+}
+
+ScopedSigmask::~ScopedSigmask() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
+TempDir::TempDir(const std::string& prefix) {
+  const char* base = getenv("KPC_TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + ".XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  KPC_CHECK_MSG(mkdtemp(buf.data()) != nullptr, std::string("mkdtemp ") + tmpl + ": " + strerror(errno));
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() { remove_tree(path_); }
+
+void remove_tree(const std::string& path) {
+  // Never cross into another filesystem (a mount left inside is detached
+  // first by its owner); unlinkat on a mount point fails harmlessly.
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    if (DIR* d = fdopendir(fd)) {
+      std::vector<std::string> names;
+      while (dirent* e = readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+      }
+      for (const auto& n : names) {
+        std::string child = path + "/" + n;
+        struct stat st {};
+        if (lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+          remove_tree(child);
+        else
+          unlink(child.c_str());
+      }
+      closedir(d);
+    } else {
+      close(fd);
+    }
+  }
+  rmdir(path.c_str());
+}
+
+}  // namespace kpc

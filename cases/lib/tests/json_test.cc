@@ -1,0 +1,44 @@
+// JSON lines: escaping and record shape, plus the wait-status and errno
+// vocabulary observations use.
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include "kpc/json.h"
+#include "kpc/raii.h"
+#include "kpc/record.h"
+
+namespace kpc {
+namespace {
+
+TEST(JsonQuote, EscapesControlQuoteAndBackslash) {
+  EXPECT_EQ(json_quote("plain"), "\"plain\"");
+  EXPECT_EQ(json_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(json_quote("line\nnext\t\x01"), "\"line\\nnext\\t\\u0001\"");
+}
+
+TEST(JsonObject, OneLineInInsertionOrder) {
+  JsonObject o;
+  o.str("obs", "child.blocked").str("type", "sigset").str("value", "SIGUSR1|SIGTERM");
+  EXPECT_EQ(o.line(), "{\"obs\":\"child.blocked\",\"type\":\"sigset\",\"value\":\"SIGUSR1|SIGTERM\"}\n");
+  JsonObject n;
+  n.num("n", -5).boolean("b", true).raw("r", "[1,2]");
+  EXPECT_EQ(n.text(), "{\"n\":-5,\"b\":true,\"r\":[1,2]}");
+}
+
+TEST(ErrnoName, SymbolicNames) {
+  EXPECT_EQ(errno_name(ENOMEM), "ENOMEM");
+  EXPECT_EQ(errno_name(EPERM), "EPERM");
+  EXPECT_EQ(errno_name(0), "0");
+  EXPECT_EQ(errno_name(4000), "E4000");
+}
+
+TEST(DescribeWaitStatus, ExitAndSignal) {
+  EXPECT_EQ(describe_wait_status(0), "exited 0");
+  EXPECT_EQ(describe_wait_status(3 << 8), "exited 3");
+  EXPECT_EQ(describe_wait_status(SIGUSR1), "killed SIGUSR1");
+  EXPECT_EQ(describe_wait_status(SIGSEGV | 0x80), "killed SIGSEGV (core)");
+}
+
+}  // namespace
+}  // namespace kpc

@@ -1,0 +1,94 @@
+"""System packages and the CMake build, on first use."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+from . import paths
+
+# Debian/Ubuntu package -> what it provides (for the message).
+BUILD_PACKAGES = {
+    "cmake": "cmake",
+    "ninja-build": "ninja",
+    "g++": "C++20 compiler",
+    "pkg-config": "pkg-config",
+    "libfuse3-dev": "libfuse3 (FUSE test filesystem)",
+    "libcap-dev": "libcap (capability checks)",
+    "nlohmann-json3-dev": "JSON for the launcher",
+    "python3-pytest": "pytest (the runner)",
+}
+TEST_PACKAGES = {
+    "libgtest-dev": "GoogleTest (unit tests)",
+}
+OPTIONAL_PACKAGES = {
+    "fuse3": "fusermount3 (FUSE cases run without it as root)",
+}
+
+
+class BuildError(Exception):
+    pass
+
+
+def say(msg):
+    sys.stderr.write(f"kpc: {msg}\n")
+    sys.stderr.flush()
+
+
+def _installed(pkg):
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", pkg], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None  # not a dpkg system
+    return out.returncode == 0 and out.stdout.startswith("ii")
+
+
+def ensure_packages(with_tests=False, install=True):
+    wanted = dict(BUILD_PACKAGES)
+    if with_tests:
+        wanted.update(TEST_PACKAGES)
+    if shutil.which("dpkg-query") is None:
+        missing_cmds = [c for c in ("cmake", "c++", "pkg-config") if shutil.which(c) is None]
+        if missing_cmds:
+            raise BuildError(f"missing commands: {', '.join(missing_cmds)}; this is not a Debian/Ubuntu system, so "
+                             f"install the equivalents of: {', '.join(wanted)}")
+        return
+    missing = [p for p in wanted if not _installed(p)]
+    if not missing:
+        return
+    described = ", ".join(f"{p} ({wanted[p]})" for p in missing)
+    if os.geteuid() != 0 or not install or shutil.which("apt-get") is None:
+        raise BuildError(f"missing packages: {described}\n  install them with: sudo apt-get install {' '.join(missing)}")
+    say(f"installing missing packages with apt-get: {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def build(with_tests=False):
+    """Configure on first use, then an incremental build (a no-op when
+    nothing changed). A build directory we cannot write (another user built
+    it) is used as it is."""
+    bdir = paths.build_dir()
+    if os.path.isdir(bdir) and not os.access(bdir, os.W_OK):
+        if not os.path.exists(paths.launcher()):
+            raise BuildError(f"{bdir} is not writable and holds no build; set KPC_BUILD_DIR to a writable directory")
+        say(f"{bdir} is not writable by this user: using the binaries already built there")
+        return
+    if not os.path.exists(os.path.join(bdir, "CMakeCache.txt")):
+        say(f"configuring the C++ build in {os.path.relpath(bdir, paths.ROOT)}/ (first run)")
+        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+        _run(["cmake", "-S", paths.ROOT, "-B", bdir, *gen, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+              f"-DKPC_TESTS={'ON' if with_tests else 'OFF'}"])
+        say("building probes and launcher")
+    elif with_tests:
+        _run(["cmake", "-S", paths.ROOT, "-B", bdir, "-DKPC_TESTS=ON"])
+    _run(["cmake", "--build", bdir, "--parallel", str(os.cpu_count() or 2)])
+
+
+def _run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")

@@ -1,0 +1,274 @@
+"""./kpc — the command line.
+
+Exit codes: 0 every run passed, xfailed or skipped; 1 a fail, hang or error
+verdict (or a failing selftest); 2 bad usage or bad input (case metadata,
+expected tables, a build that cannot be made); 130 interrupted.
+"""
+
+import argparse
+import fnmatch
+import os
+import subprocess
+import sys
+
+from . import build, cases, envinfo, paths, report, session, tables
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_JSON = os.path.join("results", "runs", "last.json")
+PYTHON = "/usr/bin/python3"
+
+
+class InputError(Exception):
+    """Bad usage or bad input files: exit code 2."""
+
+
+def _say(msg):
+    sys.stderr.write(f"kpc: {msg}\n")
+
+
+# ---------------------------------------------------------------- helpers
+
+def _load_cases_and_tables():
+    try:
+        all_cases = cases.load_all()
+        tbl = tables.load(all_cases)
+    except (cases.CaseError, tables.TableError) as e:
+        raise InputError(str(e)) from None
+    return all_cases, tbl
+
+
+def _select(all_cases, patterns, areas):
+    chosen = []
+    for case in all_cases.values():
+        if areas and case.area not in areas:
+            continue
+        if patterns and not any(fnmatch.fnmatchcase(case.id, p) for p in patterns):
+            continue
+        chosen.append(case)
+    if not chosen:
+        what = " ".join(patterns or []) or "(all)"
+        raise InputError(f"no case matches --case {what}" + (f" in area {','.join(areas)}" if areas else "")
+                         + "; `./kpc list` shows the ids")
+    return chosen
+
+
+def _ensure_build(no_build, with_tests=False):
+    if no_build:
+        if not os.path.exists(paths.launcher()):
+            raise InputError(f"--no-build given but {paths.launcher()} does not exist")
+        return
+    try:
+        build.ensure_packages(with_tests=with_tests)
+        build.build(with_tests=with_tests)
+    except build.BuildError as e:
+        raise InputError(str(e)) from None
+
+
+# ---------------------------------------------------------------- run
+
+def _show_path(path):
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def cmd_run(args):
+    all_cases, tbl = _load_cases_and_tables()
+    selected = _select(all_cases, args.case, args.area)
+    flavors = args.flavor or list(cases.FLAVORS)
+    _ensure_build(args.no_build)
+    env = envinfo.detect()
+    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs)
+    if not sess.items:
+        raise InputError(f"the selected cases do not run in flavor(s) {', '.join(flavors)}")
+
+    import pytest  # Debian's python3-pytest
+    from .pytest_plugin import KpcPlugin
+
+    plugin = KpcPlugin(sess)
+    pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"), "--rootdir", os.path.join(paths.RUNNER, "suite"),
+                   "-c", os.devnull, "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise"]
+    try:
+        pytest_rc = pytest.main(pytest_args, plugins=[plugin])
+    except KeyboardInterrupt:
+        pytest_rc = pytest.ExitCode.INTERRUPTED
+    finally:
+        sess.stop()
+    interrupted = pytest_rc == pytest.ExitCode.INTERRUPTED
+    if pytest_rc in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR) or plugin.collect_errors:
+        _say(f"pytest could not run the suite (exit {int(pytest_rc)})")
+        return EXIT_INPUT
+
+    done = [i for i in sess.items if i.done.is_set()]
+    for item in done:
+        sess.verdict(item)
+    report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
+    json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
+    try:
+        report.write_json(json_path, done, env, sess.wall_s)
+        if args.junit:
+            report.write_junit(args.junit, done, env, sess.wall_s)
+    except OSError as e:
+        raise InputError(f"cannot write results: {e} (choose another place with --json FILE / --junit FILE)") from None
+    print(f"results: {_show_path(json_path)}" + (f", junit: {_show_path(args.junit)}" if args.junit else ""))
+    if interrupted:
+        _say(f"interrupted: {len(sess.items) - len(done)} of {len(sess.items)} runs not reported")
+        return EXIT_INTERRUPTED
+    if sess.launcher_failure:
+        _say(sess.launcher_failure)
+    bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
+    return EXIT_FAIL if bad or sess.launcher_failure else EXIT_OK
+
+
+# ---------------------------------------------------------------- list / explain / check
+
+def cmd_list(args):
+    all_cases = _load_cases_or_fail()
+    rows = [c for c in all_cases.values() if not args.area or c.area in args.area]
+    width = max([len(c.id) for c in rows] + [2])
+    for c in rows:
+        print(f"{c.id.ljust(width)}  {c.area:<8}  {c.summary}")
+    return EXIT_OK
+
+
+def _load_cases_or_fail():
+    try:
+        return cases.load_all()
+    except cases.CaseError as e:
+        raise InputError(str(e)) from None
+
+
+def cmd_explain(args):
+    all_cases, tbl = _load_cases_and_tables()
+    case = all_cases.get(args.id)
+    if case is None:
+        close = [c for c in all_cases if args.id in c or c in args.id]
+        hint = f" (did you mean: {', '.join(close[:5])}?)" if close else "; `./kpc list` shows the ids"
+        raise InputError(f"unknown case id '{args.id}'{hint}")
+    rel = lambda p: os.path.relpath(p, paths.ROOT)  # noqa: E731
+    print(f"{case.id}  ({case.area})\n  {case.summary}\n")
+    print(f"probe source   {rel(case.source_path)}" + (f"  (args: {' '.join(case.args)})" if case.args else ""))
+    print(f"metadata       {rel(case.metadata_path)}")
+    print(f"expected rows  {rel(case.table_path)} [{case.id}]  ({tbl.sections.get(case.id, 'no section yet')})")
+    print(f"lab note       {rel(case.note_path)}" + ("" if os.path.exists(case.note_path) else "  (missing)"))
+    print(f"flavors        {', '.join(case.flavors)}")
+    for f, why in case.flavor_notes.items():
+        print(f"  not {f}: {why}")
+    if case.variants:
+        print(f"variants       {', '.join(case.variants)}")
+    print(f"timeout        {case.timeout_s:g} s (hang threshold {case.hang_ms} ms)")
+    r = case.requires
+    needs = [n for n in ("root" if r.root else "", *(f"cap {c}" for c in r.caps), *r.kconfig,
+                         f"kernel {r.kernel}" if r.kernel else "", *(f"file {p}" for p in r.files),
+                         *(f"command {c}" for c in r.commands)) if n]
+    print(f"requires       {', '.join(needs) or 'nothing special'}")
+    for line in case.provenance_lines():
+        print(f"  {line}")
+    if case.provenance.get("quote"):
+        print(f"  quote: {case.provenance['quote']}")
+    rows = tbl.rows_for(case.id)
+    if rows:
+        print("\nexpected:")
+        for row in rows:
+            print(f"  {row.describe()}    [{row.where}]")
+    if os.path.exists(case.note_path):
+        with open(case.note_path, encoding="utf-8") as f:
+            print("\n" + f.read().rstrip())
+    return EXIT_OK
+
+
+def cmd_check(args):
+    all_cases, tbl = _load_cases_and_tables()
+    missing = []
+    for case in all_cases.values():
+        if case.id not in tbl.sections:
+            missing.append(f"{case.id}: no [{case.id}] section in {os.path.relpath(case.table_path, paths.ROOT)}")
+        if not os.path.exists(case.note_path):
+            missing.append(f"{case.id}: no lab note {os.path.relpath(case.note_path, paths.ROOT)}")
+    for m in missing:
+        print(m)
+    n_rows = sum(len(r) for r in tbl.rows.values())
+    print(f"{len(all_cases)} cases, {n_rows} expected rows: " + ("ok" if not missing else f"{len(missing)} problems"))
+    return EXIT_INPUT if missing else EXIT_OK
+
+
+# ---------------------------------------------------------------- selftest
+
+def cmd_selftest(args):
+    """The project's own tests: GoogleTest (ctest), pytest for the runner,
+    then the suite end to end on this host."""
+    _ensure_build(args.no_build, with_tests=True)
+    steps = [
+        ("unit tests (ctest)", ["ctest", "--test-dir", paths.build_dir(), "--output-on-failure"]),
+        ("runner tests (pytest)", [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                   "--rootdir", paths.RUNNER, "-c", os.devnull,
+                                   *(["-k", args.k] if args.k else []), os.path.join(paths.RUNNER, "tests")]),
+        ("lint (cases, tables, lab notes)", [sys.executable, os.path.join(paths.ROOT, "kpc"), "check"]),
+    ]
+    failed = []
+    for label, cmd in steps:
+        _say(f"selftest: {label}")
+        sys.stdout.flush()
+        rc = subprocess.run(cmd, cwd=paths.ROOT).returncode
+        if rc != 0:
+            failed.append(f"{label} (exit {rc})")
+    if failed:
+        _say("selftest FAILED: " + "; ".join(failed))
+        return EXIT_FAIL
+    _say("selftest passed")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- main
+
+def parser():
+    p = argparse.ArgumentParser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
+                                "what the kernel does; expected tables in results/expected/ say what it should do.",
+                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error, 2 usage or input error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("run", help="run the suite and print a verdict table",
+                       description="Build on first use, run the selected cases in every flavor, compare the "
+                       "observations with results/expected/*.exp, print a table and write results JSON.")
+    r.add_argument("--case", action="append", metavar="GLOB", help="case id or glob (repeatable), e.g. 'sig*'")
+    r.add_argument("--area", action="append", metavar="AREA", help="only cases of this area (repeatable)")
+    r.add_argument("--flavor", action="append", choices=cases.FLAVORS, help="only this flavor (repeatable)")
+    r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON})")
+    r.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    r.add_argument("-v", "--verbose", action="store_true", help="show skip reasons and every observation")
+    r.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
+                   help="runs in parallel (default: CPU count); exclusive cases run alone")
+    r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
+    r.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("list", help="list cases with area and summary")
+    ls.add_argument("--area", action="append", metavar="AREA")
+    ls.set_defaults(func=cmd_list)
+
+    ex = sub.add_parser("explain", help="show a case: files, metadata, provenance, expected rows, lab note")
+    ex.add_argument("id")
+    ex.set_defaults(func=cmd_explain)
+
+    ck = sub.add_parser("check", help="lint case metadata and expected tables; report missing rows or lab notes")
+    ck.set_defaults(func=cmd_check)
+
+    st = sub.add_parser("selftest", help="the project's own tests (ctest, pytest, lint)")
+    st.add_argument("--no-build", action="store_true", help="use the existing build")
+    st.add_argument("-k", metavar="EXPR", help="only pytest tests matching EXPR")
+    st.set_defaults(func=cmd_selftest)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if getattr(args, "jobs", 1) is not None and getattr(args, "jobs", 1) < 1:
+        _say("--jobs must be at least 1")
+        return EXIT_INPUT
+    try:
+        return args.func(args)
+    except InputError as e:
+        _say(str(e))
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED

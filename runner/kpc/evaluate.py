@@ -1,0 +1,175 @@
+"""Turning one launcher result into a verdict against the expected tables.
+
+Verdicts: pass, fail (an observation differs from its row), xfail (every
+observation matched, at least one through a known-divergence row), skip
+(requirement missing, or the probe said the feature is absent), hang (a task
+stuck, not expected by the table), error (the probe or the tables are
+broken: never a silent pass).
+"""
+
+import dataclasses
+import os
+
+from . import kver, paths, tables, values
+
+VERDICTS = ("pass", "fail", "xfail", "skip", "hang", "error")
+
+
+@dataclasses.dataclass
+class Verdict:
+    verdict: str
+    reason: str = ""
+    details: list = dataclasses.field(default_factory=list)
+    observations: dict = dataclasses.field(default_factory=dict)  # key -> canonical text
+    expected: dict = dataclasses.field(default_factory=dict)      # key -> {value, where, xfail, reason}
+    notes: dict = dataclasses.field(default_factory=dict)
+    hang: dict = None
+    duration_ms: float = 0.0
+    stderr: str = ""
+
+
+def _records(result):
+    obs, notes, problems = {}, {}, []
+    skip = broken = None
+    end = False
+    for rec in result.get("records", []):
+        if "obs" in rec:
+            key = rec["obs"]
+            if key in obs:
+                problems.append(f"observation '{key}' recorded twice")
+            if rec.get("type") not in values.TYPES:
+                problems.append(f"observation '{key}' has unknown type {rec.get('type')!r}")
+                continue
+            obs[key] = (rec["type"], rec["value"])
+        elif "note" in rec:
+            notes[rec["note"]] = rec.get("value")
+        elif "skip" in rec:
+            skip = rec["skip"]
+        elif "broken" in rec:
+            broken = rec["broken"]
+        elif "end" in rec:
+            end = True
+    for line in result.get("protocol_errors", []):
+        problems.append(f"unreadable record from the probe: {line}")
+    return obs, notes, skip, broken, end, problems
+
+
+def summarize_tasks(trouble):
+    """'pid 12 (probe) D in fuse_flush' for the stuck (or all) tasks."""
+    tasks = trouble.get("tasks", [])
+    stuck = [t for t in tasks if t.get("stuck")] or tasks
+    parts = []
+    for t in stuck[:6]:
+        where = t.get("wchan") or (t.get("stack") or ["?"])[0]
+        parts.append(f"{t.get('tid')} ({t.get('comm')}) {t.get('state')} in {where}")
+    return "; ".join(parts) or "no tasks seen"
+
+
+def _context_text(ctx):
+    return " ".join(f"{k}={kver.show(v) if k == 'kernel' else v}" for k, v in ctx.items() if v not in ("", None))
+
+
+def evaluate(case, result, tbl, ctx):
+    """`result`: the launcher's result object. `ctx`: the context the table
+    conditions see (kernel tuple, flavor, variant, profile, runtime, libc,
+    arch, root)."""
+    obs, notes, skip, broken, end, problems = _records(result)
+    v = Verdict("error", notes=notes, duration_ms=result.get("duration_ms", 0.0),
+                stderr=result.get("stderr", ""))
+    v.observations = {}
+    for key, (vtype, value) in obs.items():
+        try:
+            v.observations[key] = values.canonical(vtype, value)
+        except values.ValueError_ as e:
+            problems.append(f"observation '{key}': {e}")
+
+    outcome = result.get("outcome")
+    if outcome in ("launch-error", "interrupted"):
+        v.reason = result.get("error") or outcome
+        return v
+    if outcome == "timeout":
+        trouble = result.get("trouble", {})
+        v.reason = f"deadline of {case.timeout_s:g} s exceeded: {summarize_tasks(trouble)}"
+        v.hang = trouble
+        return v
+    if outcome == "hang":
+        v.hang = result.get("hang", {})
+        v.verdict = "hang"
+        v.reason = f"stuck: {summarize_tasks(v.hang)}"
+        try:
+            row = tbl.match(case.id, "hang", ctx)
+        except tables.TableError as e:
+            v.verdict, v.reason = "error", str(e)
+            return v
+        if row is not None:
+            v.expected["hang"] = _expected(row)
+            if row.value == "yes":
+                v.verdict = "xfail"
+                v.reason = f"{row.reason} [{v.reason}]"
+        v.observations["hang"] = "yes"
+        return v
+
+    if problems:
+        v.reason = problems[0]
+        v.details = problems[1:]
+        return v
+    if broken:
+        v.reason = f"probe broken: {broken}"
+        return v
+    if skip:
+        v.verdict, v.reason = "skip", skip
+        return v
+    exit_text = result.get("exit", {}).get("text", "no exit status")
+    if exit_text != "exited 0" or not end:
+        v.reason = f"probe {exit_text} before recording its end"
+        return v
+    if case.id not in tbl.sections:
+        v.reason = f"no expected rows: add a [{case.id}] section to {os.path.relpath(case.table_path, paths.ROOT)}"
+        return v
+
+    if tbl.rows_for(case.id, "hang"):
+        v.observations["hang"] = "no"
+        obs["hang"] = ("str", "no")
+
+    mismatches, divergences = [], []
+    for key in obs:
+        try:
+            row = tbl.match(case.id, key, ctx)
+        except tables.TableError as e:
+            v.reason = str(e)
+            return v
+        if row is None:
+            v.reason = (f"no row for observation '{key}' matches {_context_text(ctx)} "
+                        f"(in {os.path.relpath(case.table_path, paths.ROOT)} [{case.id}])")
+            return v
+        v.expected[key] = _expected(row)
+        try:
+            want = values.canonical(obs[key][0], row.value)
+        except values.ValueError_ as e:
+            v.reason = f"{row.where}: {e}"
+            return v
+        if want != v.observations[key]:
+            mismatches.append(f"{key}: expected {want} ({row.where}), observed {v.observations[key]}")
+        elif row.xfail:
+            divergences.append(f"{key}: {row.reason} ({row.where})")
+    for row in tbl.rows_for(case.id):
+        if row.key not in obs and row.matches(ctx):
+            v.reason = (f"{row.where}: the probe did not record '{row.key}' "
+                        f"(a misspelt key, or a row for an observation that no longer exists)")
+            return v
+
+    if mismatches:
+        v.verdict = "fail"
+        v.reason = mismatches[0]
+        v.details = mismatches[1:]
+    elif divergences:
+        v.verdict = "xfail"
+        v.reason = divergences[0]
+        v.details = divergences[1:]
+    else:
+        v.verdict = "pass"
+    return v
+
+
+def _expected(row):
+    return {"value": row.value, "where": row.where, "xfail": row.xfail, "reason": row.reason}

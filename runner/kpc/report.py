@@ -1,0 +1,137 @@
+"""What a run produces: the compact verdict table, the results JSON and JUnit
+XML."""
+
+import datetime
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+from . import evaluate
+
+COLORS = {"pass": "32", "fail": "31;1", "xfail": "33", "skip": "36", "hang": "35;1", "error": "31;7"}
+SCHEMA_VERSION = 1
+
+
+def use_color(stream):
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def paint(text, verdict, color):
+    return f"\033[{COLORS[verdict]}m{text}\033[0m" if color and verdict in COLORS else text
+
+
+def totals(items):
+    counts = {v: 0 for v in evaluate.VERDICTS}
+    for item in items:
+        counts[item.verdict.verdict] += 1
+    return counts
+
+
+def totals_line(items, wall_s):
+    counts = totals(items)
+    body = ", ".join(f"{counts[v]} {v}" for v in evaluate.VERDICTS)
+    return f"totals: {body}  ({len(items)} runs in {wall_s:.2f} s)"
+
+
+def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
+    color = use_color(stream)
+    rows = {}
+    for item in items:
+        label = item.case.id + (f":{item.variant}" if item.variant else "")
+        rows.setdefault(label, {})[item.flavor] = item
+    width = max([len(r) for r in rows] + [4])
+    cols = [f for f in flavors if any(f in r for r in rows.values())]
+    stream.write(f"{'CASE'.ljust(width)}  " + "  ".join(c.ljust(6) for c in cols) + "\n")
+    for label, by_flavor in rows.items():
+        cells = []
+        for c in cols:
+            it = by_flavor.get(c)
+            text = it.verdict.verdict if it else "-"
+            cells.append(paint(text.ljust(6), text, color))
+        stream.write(f"{label.ljust(width)}  " + "  ".join(cells) + "\n")
+
+    details = [i for i in items if i.verdict.verdict != "pass" and (verbose or i.verdict.verdict != "skip")]
+    if details:
+        stream.write("\n")
+    for item in details:
+        v = item.verdict
+        stream.write(paint(v.verdict.upper(), v.verdict, color) + f" {item.run_id}: {v.reason}\n")
+        for line in v.details:
+            stream.write(f"    {line}\n")
+        if v.verdict in ("fail", "hang", "error"):
+            if v.hang:
+                for t in v.hang.get("tasks", []):
+                    mark = "STUCK " if t.get("stuck") else ""
+                    stream.write(f"    {mark}task {t.get('tid')} ({t.get('comm')}) state {t.get('state')} "
+                                 f"wchan {t.get('wchan') or '-'}\n")
+                    for frame in t.get("stack", [])[:12]:
+                        stream.write(f"        {frame}\n")
+            for line in item.case.provenance_lines():
+                stream.write(f"    {line}\n")
+            if v.verdict == "error" and v.stderr.strip():
+                tail = v.stderr.strip().splitlines()[-5:]
+                stream.write("    stderr: " + "\n            ".join(tail) + "\n")
+        if verbose and v.observations:
+            for k, val in sorted(v.observations.items()):
+                stream.write(f"    observed {k} = {val}\n")
+    stream.write("\n" + totals_line(items, wall_s) + "\n")
+
+
+def result_json(item, env):
+    v = item.verdict
+    out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
+           "kernel": env.kernel, "runtime": env.runtime, "verdict": v.verdict, "observations": v.observations,
+           "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
+    if v.details:
+        out["details"] = v.details
+    if v.notes:
+        out["notes"] = v.notes
+    if v.hang:
+        out["hang"] = v.hang
+    if v.verdict in ("fail", "hang", "error"):
+        out["provenance"] = item.case.provenance_lines()
+    return out
+
+
+def write_json(path, items, env, wall_s):
+    doc = {"schema": SCHEMA_VERSION,
+           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "environment": env.to_json(),
+           "wall_s": round(wall_s, 3),
+           "totals": totals(items),
+           "results": [result_json(i, env) for i in items]}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_junit(path, items, env, wall_s):
+    counts = totals(items)
+    suite = ET.Element("testsuite", name="kpc", tests=str(len(items)),
+                       failures=str(counts["fail"] + counts["hang"]), errors=str(counts["error"]),
+                       skipped=str(counts["skip"] + counts["xfail"]), time=f"{wall_s:.3f}",
+                       hostname=os.uname().nodename)
+    props = ET.SubElement(suite, "properties")
+    for k, val in env.to_json().items():
+        ET.SubElement(props, "property", name=k, value=json.dumps(val) if not isinstance(val, str) else val)
+    for item in items:
+        v = item.verdict
+        name = (f"{item.variant}@" if item.variant else "") + item.flavor
+        tc = ET.SubElement(suite, "testcase", classname=f"kpc.{item.case.area}.{item.case.id}", name=name,
+                           time=f"{v.duration_ms / 1000:.3f}")
+        body = "\n".join([v.reason, *v.details, *item.case.provenance_lines()])
+        if v.verdict in ("fail", "hang"):
+            el = ET.SubElement(tc, "failure", message=v.reason, type=v.verdict)
+            el.text = body + ("\n" + json.dumps(v.hang, indent=1) if v.hang else "")
+        elif v.verdict == "error":
+            ET.SubElement(tc, "error", message=v.reason, type="error").text = body
+        elif v.verdict in ("skip", "xfail"):
+            ET.SubElement(tc, "skipped", message=f"{v.verdict}: {v.reason}")
+        if v.observations:
+            ET.SubElement(tc, "system-out").text = "\n".join(f"{k} = {val}" for k, val in sorted(v.observations.items()))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

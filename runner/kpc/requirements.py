@@ -1,0 +1,39 @@
+"""Why a case cannot run here: the skip reason, or None."""
+
+import os
+import shutil
+
+from . import cases as cases_mod
+from . import kver
+
+
+def skip_reason(case, flavor, env):
+    req = case.requires
+    if req.root and not env.root:
+        return "needs root"
+    missing = [c for c in req.caps if c not in env.effective_caps]
+    if missing:
+        return f"needs capability {', '.join(missing)} (have: {env.capabilities})"
+    if req.kernel:
+        need = cases_mod.parse_kernel_requirement(req.kernel)
+        if env.kernel_version < need:
+            return f"needs Linux >= {kver.show(need)} (running {env.kernel})"
+    if req.kconfig and env.kconfig is not None:
+        off = [opt for opt in req.kconfig if env.kconfig.get(opt) not in ("y", "m")]
+        if off:
+            return f"needs {', '.join(off)} (not set in {env.kconfig_source})"
+    for path in req.files:
+        if not os.path.exists(path):
+            return f"needs {path}"
+    for cmd in req.commands:
+        if shutil.which(cmd) is None:
+            return f"needs the command {cmd}"
+    status = env.flavors.get(flavor, "not checked")
+    if status != "ok":
+        hint = ""
+        if flavor == "pidns" and "EPERM" in status:
+            hint = " (a new PID namespace needs CAP_SYS_ADMIN: run as root, or use the userns flavor)"
+        elif flavor == "userns" and ("EPERM" in status or "ENOSPC" in status):
+            hint = " (unprivileged user namespaces are disabled: see user.max_user_namespaces)"
+        return f"{flavor} flavor unavailable here: {status}{hint}"
+    return None

@@ -1,0 +1,278 @@
+"""Expected tables: results/expected/<area>.exp.
+
+    # comment
+    [case_id]
+    KEY = VALUE                                   a row for every context
+    KEY = VALUE  if COND [COND...]  -- reason     a row for some contexts
+    KEY = VALUE  if COND  xfail  -- reason        a known divergence (verdict xfail)
+
+COND is DIM OP VALUE:
+    kernel>=5.3  kernel<6.3  kernel>6.1  kernel<=6.1  kernel=6.1 (any 6.1.x)
+    flavor=pidns|userns  flavor!=host  variant=fork|clone  profile=clean
+    runtime=tini  libc=musl  arch=x86_64  root=yes
+VALUE is read in the observation's type when compared (signal sets in any
+order, `none` for the empty set); quote it ("...") if it holds spaces.
+
+Every row with a condition or `xfail` needs a reason after `--`. The key
+`hang` (yes/no) states whether the case is expected to deadlock; `hang = yes`
+must be xfail. For any context at most one row of a key may match: overlaps
+are found when the tables load, with both rows' file:line.
+"""
+
+import dataclasses
+import itertools
+import os
+import re
+import shlex
+
+from . import kver, paths, values
+
+DIMENSIONS = ("kernel", "flavor", "variant", "profile", "runtime", "libc", "arch", "root")
+_KEY = re.compile(r"^[a-z0-9_.-]+$")
+_ROW = re.compile(r"^([^\s=]+)\s*=\s*(.*)$")
+_COND = re.compile(r"^([a-z]+)(>=|<=|!=|=|<|>)(.+)$")
+_SECTION = re.compile(r"^\[([^\]]*)\]$")
+OTHER = "(other)"  # a value of a free-form dimension that no row names
+
+
+class TableError(Exception):
+    def __init__(self, where, message):
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+def _successor(v):
+    return (v[0], v[1], v[2] + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    dim: str
+    text: str
+    negate: bool = False
+    choices: tuple = ()          # non-kernel dimensions
+    lo: tuple = None             # kernel: half-open interval [lo, hi)
+    hi: tuple = None
+
+    def matches(self, ctx):
+        if self.dim == "kernel":
+            v = ctx["kernel"]
+            return (self.lo is None or v >= self.lo) and (self.hi is None or v < self.hi)
+        inside = ctx[self.dim] in self.choices
+        return not inside if self.negate else inside
+
+
+def parse_condition(token, case, where):
+    m = _COND.match(token)
+    if not m:
+        raise TableError(where, f"cannot read condition '{token}' (expected e.g. kernel>=5.3 or flavor=pidns)")
+    dim, op, value = m.groups()
+    if dim not in DIMENSIONS:
+        raise TableError(where, f"unknown condition '{dim}' (known: {', '.join(DIMENSIONS)})")
+    if dim == "kernel":
+        try:
+            v = kver.parse(value)
+        except ValueError:
+            raise TableError(where, f"bad kernel version in '{token}'") from None
+        if op == "!=":
+            raise TableError(where, "kernel!= is not supported; use two rows with < and >")
+        if op == "=":
+            parts = value.split(".")
+            if len(parts) == 1:
+                hi = (v[0] + 1, 0, 0)
+            elif len(parts) == 2:
+                hi = (v[0], v[1] + 1, 0)
+            else:
+                hi = _successor(v)
+            return Condition(dim, token, lo=v, hi=hi)
+        lo, hi = {">=": (v, None), ">": (_successor(v), None), "<": (None, v), "<=": (None, _successor(v))}[op]
+        return Condition(dim, token, lo=lo, hi=hi)
+    if op not in ("=", "!="):
+        raise TableError(where, f"'{dim}' takes = or !=, not {op}")
+    choices = tuple(value.split("|"))
+    if any(not c for c in choices):
+        raise TableError(where, f"empty alternative in '{token}'")
+    allowed = {
+        "flavor": set(case.flavors) if case else None,
+        "variant": set(case.variants) if case else None,
+        "root": {"yes", "no"},
+        "libc": {"glibc", "musl"},
+    }.get(dim)
+    if allowed is not None:
+        bad = [c for c in choices if c not in allowed]
+        if bad:
+            what = {"flavor": "flavor of this case", "variant": "variant of this case"}.get(dim, dim)
+            raise TableError(where, f"'{bad[0]}' is not a {what} (known: {', '.join(sorted(allowed)) or 'none'})")
+    return Condition(dim, token, negate=op == "!=", choices=choices)
+
+
+@dataclasses.dataclass
+class Row:
+    case: str
+    key: str
+    value: str
+    conditions: tuple
+    xfail: bool
+    reason: str
+    where: str  # "results/expected/x.exp:12"
+
+    def matches(self, ctx):
+        return all(c.matches(ctx) for c in self.conditions)
+
+    def describe(self):
+        text = f"{self.key} = {self.value}"
+        if self.conditions:
+            text += " if " + " ".join(c.text for c in self.conditions)
+        return text + (" xfail" if self.xfail else "")
+
+
+def _parse_row(text, case, where):
+    m = _ROW.match(text)
+    if not m:
+        raise TableError(where, f"cannot read row '{text}' (expected KEY = VALUE [if COND...] [xfail] [-- reason])")
+    key, rest = m.groups()
+    if not _KEY.match(key):
+        raise TableError(where, f"bad key '{key}' (use a-z 0-9 _ . -)")
+    parts = re.split(r"(?:^|\s)--(?:\s|$)", rest, maxsplit=1)
+    rest, reason = parts[0].strip(), (parts[1].strip() if len(parts) > 1 else "")
+    try:
+        tokens = shlex.split(rest, comments=False, posix=True)
+    except ValueError as e:
+        raise TableError(where, f"cannot read '{rest}': {e}") from None
+    if not tokens:
+        raise TableError(where, f"row for '{key}' has no value")
+    value, tail = tokens[0], tokens[1:]
+    xfail = False
+    if tail and tail[-1] == "xfail":
+        xfail = True
+        tail = tail[:-1]
+    conditions = []
+    if tail:
+        if tail[0] != "if":
+            raise TableError(where, f"unexpected '{tail[0]}' after the value (write: KEY = VALUE if COND...)")
+        if len(tail) == 1:
+            raise TableError(where, "'if' without a condition")
+        conditions = [parse_condition(t, case, where) for t in tail[1:]]
+    if (conditions or xfail) and not reason:
+        raise TableError(where, "a row with a condition or xfail needs a reason: add ' -- why'")
+    if key == "hang":
+        if value not in ("yes", "no"):
+            raise TableError(where, "hang takes yes or no")
+        if value == "yes" and not xfail:
+            raise TableError(where, "'hang = yes' must be xfail: a deadlock is never the correct behaviour")
+    if value.startswith("SIG"):
+        try:
+            values.parse_sigset(value)
+        except values.ValueError_ as e:
+            raise TableError(where, str(e)) from None
+    return Row(case=case.id if case else "", key=key, value=value, conditions=tuple(conditions), xfail=xfail,
+               reason=reason, where=where)
+
+
+class Tables:
+    def __init__(self):
+        self.rows = {}      # case id -> [Row]
+        self.sections = {}  # case id -> "file:line"
+
+    def rows_for(self, case_id, key=None):
+        rows = self.rows.get(case_id, [])
+        return [r for r in rows if key is None or r.key == key]
+
+    def match(self, case_id, key, ctx):
+        """The one row of `key` matching ctx, or None. Two matches raise
+        TableError (load-time linting should have caught it)."""
+        hits = [r for r in self.rows_for(case_id, key) if r.matches(ctx)]
+        if len(hits) > 1:
+            raise TableError(hits[0].where, f"rows {', '.join(r.where for r in hits)} all match {key} in this context")
+        return hits[0] if hits else None
+
+
+def parse_file(path, cases, tables):
+    rel = os.path.relpath(path, paths.ROOT)
+    area = os.path.splitext(os.path.basename(path))[0]
+    current = None
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{rel}:{lineno}"
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            m = _SECTION.match(text)
+            if m:
+                case_id = m.group(1).strip()
+                if case_id not in cases:
+                    raise TableError(where, f"unknown case id '{case_id}' (no cases/*/{case_id}.toml)")
+                if case_id in tables.sections:
+                    raise TableError(where, f"case '{case_id}' already has a section at {tables.sections[case_id]}")
+                if cases[case_id].area != area:
+                    raise TableError(where, f"case '{case_id}' belongs to area '{cases[case_id].area}': put its rows "
+                                            f"in results/expected/{cases[case_id].area}.exp")
+                current = cases[case_id]
+                tables.sections[case_id] = where
+                tables.rows.setdefault(case_id, [])
+                continue
+            if current is None:
+                raise TableError(where, "row before any [case_id] section")
+            tables.rows[current.id].append(_parse_row(text, current, where))
+
+
+def _domain(dim, case, rows):
+    named = {ch for r in rows for c in r.conditions if c.dim == dim for ch in c.choices}
+    if dim == "flavor":
+        return list(case.flavors)
+    if dim == "variant":
+        return list(case.variants) or [""]
+    if dim == "root":
+        return ["yes", "no"]
+    if dim == "libc":
+        return sorted(named | {"glibc", "musl"})
+    if dim == "kernel":
+        points = {(0, 0, 0)}
+        for r in rows:
+            for c in r.conditions:
+                if c.dim == "kernel":
+                    points.update(p for p in (c.lo, c.hi) if p is not None)
+        return sorted(points)
+    return sorted(named | {OTHER, "none"})
+
+
+def find_overlaps(case, rows):
+    """Contexts where two rows of one key both match: [(row_a, row_b, ctx)]."""
+    problems = []
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+    for key_rows in by_key.values():
+        if len(key_rows) < 2:
+            continue
+        dims = sorted({c.dim for r in key_rows for c in r.conditions})
+        domains = [_domain(d, case, key_rows) for d in dims]
+        for point in itertools.product(*domains):
+            ctx = dict(zip(dims, point))
+            hits = [r for r in key_rows if r.matches(ctx)]
+            if len(hits) > 1:
+                problems.append((hits[0], hits[1], ctx))
+                break
+    return problems
+
+
+def describe_context(ctx):
+    parts = []
+    for dim, v in sorted(ctx.items()):
+        parts.append(f"{dim}={kver.show(v) if dim == 'kernel' else v}")
+    return " ".join(parts) or "every context"
+
+
+def load(cases, directory=None):
+    """Parse every table and lint it; raises TableError on the first problem."""
+    directory = directory or paths.EXPECTED
+    tables = Tables()
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".exp"):
+            parse_file(os.path.join(directory, name), cases, tables)
+    for case_id, rows in tables.rows.items():
+        for a, b, ctx in find_overlaps(cases[case_id], rows):
+            raise TableError(b.where, f"rows {a.where} and {b.where} both match '{a.key}' when "
+                                      f"{describe_context(ctx)}: make their conditions exclusive")
+    return tables

@@ -1,0 +1,457 @@
+// The event loop: start runs, collect their output, supervise, recover,
+// report. Single-threaded; waits only in poll() with a timeout.
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <set>
+
+#include "kpc/proc.h"
+#include "kpc/raii.h"
+#include "launcher.h"
+
+namespace kpcl {
+namespace {
+
+constexpr size_t kTailBytes = 16 * 1024;
+
+int64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+double ms_between(int64_t a, int64_t b) { return static_cast<double>(b - a) / 1e6; }
+
+struct TaskHistory {
+  char state;
+  bool exiting;
+  uint64_t ctxt;
+  int64_t since_ns;
+};
+
+struct Stream {
+  int fd = -1;
+  std::string partial;  // incomplete last line (obs, status)
+  std::string tail;     // last bytes (stdout, stderr)
+};
+
+struct Run {
+  RunSpec spec;
+  Spawned sp;
+  int64_t start_ns = 0;
+  Stream obs, out, err, status;
+
+  json records = json::array();
+  json protocol_errors = json::array();
+  json marks = json::object();
+  std::set<unsigned long> announced_conns;
+  std::optional<int> probe_status;
+  std::string shim_error;
+
+  bool shim_exited = false;
+  int shim_status = 0;
+
+  // supervision
+  std::map<pid_t, TaskHistory> history;
+  int64_t last_scan_ns = 0;
+  std::string outcome;  // "", "hang", "timeout", "interrupted"
+  json trouble;         // details for hang / timeout
+  bool recovering = false;
+  int64_t recover_start_ns = 0;
+  std::set<unsigned long> aborted;
+  json abort_errors = json::array();
+  bool gave_up = false;
+};
+
+void read_stream(Stream& s, bool lines, const std::function<void(const std::string&)>& on_line) {
+  if (s.fd < 0) return;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = read(s.fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;  // EAGAIN: drained for now
+    if (n == 0) {
+      close(s.fd);
+      s.fd = -1;
+      return;
+    }
+    if (!lines) {
+      s.tail.append(buf, static_cast<size_t>(n));
+      if (s.tail.size() > kTailBytes) s.tail.erase(0, s.tail.size() - kTailBytes);
+      continue;
+    }
+    s.partial.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = s.partial.find('\n')) != std::string::npos) {
+      std::string line = s.partial.substr(0, nl);
+      s.partial.erase(0, nl + 1);
+      if (!line.empty()) on_line(line);
+    }
+  }
+}
+
+const std::set<std::string> kRecordKinds = {"obs", "note", "mark", "fuse_conn", "skip", "broken", "end"};
+
+void on_obs_line(Run& r, const std::string& line) {
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  int kinds = 0;
+  std::string kind;
+  if (j.is_object())
+    for (const auto& k : kRecordKinds)
+      if (j.contains(k)) {
+        ++kinds;
+        kind = k;
+      }
+  if (kinds != 1) {
+    r.protocol_errors.push_back(line.substr(0, 500));
+    return;
+  }
+  if (kind == "obs" && (!j.contains("type") || !j.contains("value") || !j["obs"].is_string())) {
+    r.protocol_errors.push_back(line.substr(0, 500));
+    return;
+  }
+  if (kind == "fuse_conn" && j["fuse_conn"].is_number_unsigned()) r.announced_conns.insert(j["fuse_conn"].get<unsigned long>());
+  if (kind == "mark" && j["mark"].is_string())
+    r.marks[j["mark"].get<std::string>()] = {{"probe_mono_ns", j.value("mono_ns", int64_t{0})},
+                                             {"launcher_ms", ms_between(r.start_ns, now_ns())},
+                                             {"launcher_mono_ns", now_ns()}};
+  r.records.push_back(std::move(j));
+}
+
+void on_status_line(Run& r, const std::string& line) {
+  if (line.starts_with("status ")) r.probe_status = std::stoi(line.substr(7));
+  else if (line.starts_with("error ")) r.shim_error = line.substr(6);
+}
+
+void drain(Run& r) {
+  read_stream(r.obs, true, [&](const std::string& l) { on_obs_line(r, l); });
+  read_stream(r.status, true, [&](const std::string& l) { on_status_line(r, l); });
+  read_stream(r.out, false, {});
+  read_stream(r.err, false, {});
+}
+
+json describe_status(int st) {
+  if (WIFEXITED(st)) return {{"kind", "exited"}, {"code", WEXITSTATUS(st)}, {"text", kpc::describe_wait_status(st)}};
+  if (WIFSIGNALED(st))
+    return {{"kind", "killed"},
+            {"signal", kpc::signal_name(WTERMSIG(st))},
+            {"core", static_cast<bool>(WCOREDUMP(st))},
+            {"text", kpc::describe_wait_status(st)}};
+  return {{"kind", "other"}, {"text", kpc::describe_wait_status(st)}};
+}
+
+// FUSE mounts a host-flavor probe left in the launcher's own mount
+// namespace under its run directory.
+json unmount_leftovers(const std::string& tmpdir) {
+  json out = json::array();
+  auto text = kpc::read_text("/proc/self/mountinfo");
+  if (!text) return out;
+  auto mounts = kpc::parse_mountinfo(*text);
+  // Deepest first.
+  std::sort(mounts.begin(), mounts.end(),
+            [](const auto& a, const auto& b) { return a.mount_point.size() > b.mount_point.size(); });
+  for (const auto& m : mounts) {
+    if (!m.mount_point.starts_with(tmpdir + "/") && m.mount_point != tmpdir) continue;
+    std::string res = umount2(m.mount_point.c_str(), MNT_DETACH) == 0 ? "unmounted" : strerror(errno);
+    out.push_back({{"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"result", res}});
+  }
+  return out;
+}
+
+class Batch {
+ public:
+  Batch(const std::vector<RunSpec>& plan, const Options& opt, const std::function<void(const json&)>& emit)
+      : plan_(plan), opt_(opt), emit_(emit) {}
+
+  int run();
+
+ private:
+  void start_next();
+  void start(const RunSpec& spec);
+  void on_signal();
+  void supervise(Run& r, int64_t now);
+  void scan_for_hang(Run& r, int64_t now);
+  void begin_recovery(Run& r, const std::string& outcome, int64_t now);
+  void recover_step(Run& r, int64_t now);
+  void finish(Run& r);
+  void kill_strays();
+
+  const std::vector<RunSpec>& plan_;
+  Options opt_;
+  std::function<void(const json&)> emit_;
+  size_t next_ = 0;
+  std::list<std::unique_ptr<Run>> active_;
+  std::set<pid_t> abandoned_;  // shims we gave up on (tasks that never died)
+  kpc::Fd sigfd_;
+  bool interrupted_ = false;
+};
+
+void Batch::start_next() {
+  while (!interrupted_ && next_ < plan_.size() && static_cast<int>(active_.size()) < opt_.jobs) {
+    const RunSpec& spec = plan_[next_];
+    bool exclusive_active = std::any_of(active_.begin(), active_.end(), [](const auto& r) { return r->spec.exclusive; });
+    if (exclusive_active || (spec.exclusive && !active_.empty())) return;
+    ++next_;
+    start(spec);
+  }
+}
+
+void Batch::start(const RunSpec& spec) {
+  std::string error;
+  int64_t t0 = now_ns();
+  auto sp = spawn_run(spec, &error);
+  if (!sp) {
+    emit_({{"event", "result"}, {"run", spec.run}, {"case", spec.case_id}, {"variant", spec.variant},
+           {"flavor", flavor_name(spec.flavor)}, {"outcome", "launch-error"}, {"error", error},
+           {"records", json::array()}, {"duration_ms", ms_between(t0, now_ns())}});
+    return;
+  }
+  auto r = std::make_unique<Run>();
+  r->spec = spec;
+  r->sp = *sp;
+  r->start_ns = t0;
+  r->last_scan_ns = t0;
+  r->obs.fd = sp->obs_r;
+  r->out.fd = sp->out_r;
+  r->err.fd = sp->err_r;
+  r->status.fd = sp->status_r;
+  emit_({{"event", "start"}, {"run", spec.run}, {"case", spec.case_id}, {"variant", spec.variant},
+         {"flavor", flavor_name(spec.flavor)}, {"shim_pid", sp->shim}});
+  active_.push_back(std::move(r));
+}
+
+void Batch::on_signal() {
+  signalfd_siginfo si;
+  while (read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo != SIGCHLD) {
+      interrupted_ = true;
+      for (auto& r : active_)
+        if (!r->recovering) begin_recovery(*r, "interrupted", now_ns());
+    }
+  }
+  for (;;) {
+    int st = 0;
+    pid_t w = waitpid(-1, &st, WNOHANG | __WALL);
+    if (w <= 0) break;
+    abandoned_.erase(w);
+    for (auto& r : active_)
+      if (r->sp.shim == w) {
+        r->shim_exited = true;
+        r->shim_status = st;
+      }
+  }
+}
+
+void Batch::scan_for_hang(Run& r, int64_t now) {
+  auto tasks = tree_tasks(r.sp.shim, false);
+  std::map<pid_t, TaskHistory> next;
+  std::vector<pid_t> stuck;
+  int64_t earliest = now;
+  for (const auto& t : tasks) {
+    if (!may_be_stuck(t)) continue;
+    TaskHistory h{t.state, t.exiting, t.ctxt_switches, now};
+    auto it = r.history.find(t.tid);
+    if (it != r.history.end() && it->second.state == t.state && it->second.exiting == t.exiting &&
+        it->second.ctxt == t.ctxt_switches)
+      h.since_ns = it->second.since_ns;  // has not run since we last looked
+    next[t.tid] = h;
+    if (ms_between(h.since_ns, now) >= r.spec.hang_ms) {
+      stuck.push_back(t.tid);
+      earliest = std::min(earliest, h.since_ns);
+    }
+  }
+  r.history = std::move(next);
+  if (stuck.empty()) return;
+
+  // A hang: capture every task of the tree with its kernel stack.
+  json tasks_json = json::array();
+  for (const auto& t : tree_tasks(r.sp.shim, true)) {
+    json tj = task_json(t);
+    tj["stuck"] = std::find(stuck.begin(), stuck.end(), t.tid) != stuck.end();
+    auto h = r.history.find(t.tid);
+    if (h != r.history.end()) tj["asleep_ms"] = ms_between(h->second.since_ns, now);
+    tasks_json.push_back(std::move(tj));
+  }
+  r.trouble = {{"kind", "hang"},
+               {"detected_ms", ms_between(r.start_ns, now)},
+               {"stuck_since_ms", ms_between(r.start_ns, earliest)},
+               {"detection_latency_ms", ms_between(earliest, now)},
+               {"detected_mono_ns", now},
+               {"hang_threshold_ms", r.spec.hang_ms},
+               {"tasks", std::move(tasks_json)}};
+  begin_recovery(r, "hang", now);
+}
+
+void Batch::begin_recovery(Run& r, const std::string& outcome, int64_t now) {
+  if (r.recovering) return;
+  r.outcome = outcome;
+  if (outcome != "hang") {
+    json tasks_json = json::array();
+    for (const auto& t : tree_tasks(r.sp.shim, true)) tasks_json.push_back(task_json(t));
+    r.trouble = {{"kind", outcome}, {"detected_ms", ms_between(r.start_ns, now)}, {"tasks", std::move(tasks_json)}};
+  }
+  r.recovering = true;
+  r.recover_start_ns = now;
+  recover_step(r, now);
+}
+
+// Abort every FUSE connection the tree can see (that wakes tasks stuck in
+// request_wait_answer), then SIGKILL the tree. The shim goes last, so that
+// while anything of the run lives, it stays in the shim's tree.
+void Batch::recover_step(Run& r, int64_t now) {
+  auto procs = tree_processes(r.sp.shim);
+  std::set<unsigned long> conns(r.announced_conns);
+  for (auto c : tree_fuse_connections(procs)) conns.insert(c);
+  for (auto c : conns) {
+    if (!r.aborted.insert(c).second) continue;
+    std::string err = abort_fuse_connection(c);
+    if (!err.empty()) r.abort_errors.push_back(err);
+  }
+  for (pid_t p : procs)
+    if (p != r.sp.shim) kill(p, SIGKILL);
+  if (procs.size() <= 1) kill(r.sp.shim, SIGKILL);
+  if (ms_between(r.recover_start_ns, now) > opt_.recovery_ms) r.gave_up = true;
+}
+
+void Batch::supervise(Run& r, int64_t now) {
+  if (r.recovering) {
+    if (ms_between(r.last_scan_ns, now) >= opt_.scan_interval_ms) {
+      r.last_scan_ns = now;
+      recover_step(r, now);
+    }
+    return;
+  }
+  if (ms_between(r.start_ns, now) > r.spec.timeout_ms) {
+    begin_recovery(r, "timeout", now);
+    return;
+  }
+  if (ms_between(r.last_scan_ns, now) >= opt_.scan_interval_ms) {
+    r.last_scan_ns = now;
+    scan_for_hang(r, now);
+  }
+}
+
+void Batch::finish(Run& r) {
+  int64_t end = now_ns();
+  drain(r);
+  for (Stream* s : {&r.obs, &r.out, &r.err, &r.status}) {
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+  }
+  if (!r.obs.partial.empty()) r.protocol_errors.push_back("unterminated record: " + r.obs.partial.substr(0, 500));
+
+  json result = {{"event", "result"},
+                 {"run", r.spec.run},
+                 {"case", r.spec.case_id},
+                 {"variant", r.spec.variant},
+                 {"flavor", flavor_name(r.spec.flavor)},
+                 {"records", r.records},
+                 {"protocol_errors", r.protocol_errors},
+                 {"marks", r.marks},
+                 {"stdout", r.out.tail},
+                 {"stderr", r.err.tail},
+                 {"duration_ms", ms_between(r.start_ns, end)}};
+  if (r.probe_status) result["exit"] = describe_status(*r.probe_status);
+  if (!r.shim_error.empty()) result["error"] = "launcher shim: " + r.shim_error;
+
+  std::string outcome = r.outcome;
+  if (outcome.empty()) outcome = r.probe_status ? "completed" : "launch-error";
+  if (outcome == "launch-error" && r.shim_error.empty())
+    result["error"] = "shim ended (" + kpc::describe_wait_status(r.shim_status) + ") before reporting the probe's status";
+  result["outcome"] = outcome;
+
+  if (r.recovering) {
+    r.trouble["recovered"] = !r.gave_up;
+    r.trouble["recovery_ms"] = ms_between(r.recover_start_ns, end);
+    r.trouble["aborted_fuse_connections"] = std::vector<unsigned long>(r.aborted.begin(), r.aborted.end());
+    if (!r.abort_errors.empty()) r.trouble["abort_errors"] = r.abort_errors;
+    if (r.gave_up) {
+      json left = json::array();
+      for (const auto& t : tree_tasks(r.sp.shim, true)) left.push_back(task_json(t));
+      r.trouble["left_running"] = std::move(left);
+    }
+    result[r.outcome == "hang" ? "hang" : "trouble"] = r.trouble;
+  }
+
+  json mounts = unmount_leftovers(r.sp.tmpdir);
+  if (!mounts.empty()) result["leftover_mounts"] = mounts;
+  kpc::remove_tree(r.sp.tmpdir);
+  emit_(result);
+}
+
+// Anything reparented to us (a shim died without cleaning up) is a stray.
+void Batch::kill_strays() {
+  std::set<pid_t> shims(abandoned_);
+  for (auto& r : active_) shims.insert(r->sp.shim);
+  for (pid_t c : kpc::list_children(getpid()))
+    if (!shims.count(c)) kill(c, SIGKILL);
+}
+
+int Batch::run() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  sigfd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sigfd_) {
+    emit_({{"event", "fatal"}, {"error", std::string("signalfd: ") + strerror(errno)}});
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);  // a vanished reader must not kill us mid-recovery
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  start_next();
+  while (!active_.empty() || (!interrupted_ && next_ < plan_.size())) {
+    std::vector<pollfd> fds{{sigfd_.get(), POLLIN, 0}};
+    for (auto& r : active_)
+      for (Stream* s : {&r->obs, &r->out, &r->err, &r->status})
+        if (s->fd >= 0) fds.push_back({s->fd, POLLIN, 0});
+    int rc = poll(fds.data(), fds.size(), opt_.scan_interval_ms);
+    if (rc < 0 && errno != EINTR) {
+      emit_({{"event", "fatal"}, {"error", std::string("poll: ") + strerror(errno)}});
+      break;
+    }
+    on_signal();
+    int64_t now = now_ns();
+    for (auto it = active_.begin(); it != active_.end();) {
+      Run& r = **it;
+      drain(r);
+      if (!r.shim_exited) supervise(r, now);
+      if (r.shim_exited || r.gave_up) {
+        if (r.gave_up && !r.shim_exited) abandoned_.insert(r.sp.shim);
+        finish(r);
+        it = active_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    kill_strays();
+    start_next();
+  }
+  if (!abandoned_.empty()) {
+    std::string pids;
+    for (pid_t p : abandoned_) pids += " " + std::to_string(p);
+    emit_({{"event", "warning"}, {"message", "gave up on runs whose tasks never died; shim pids:" + pids}});
+  }
+  return interrupted_ ? 130 : 0;
+}
+
+}  // namespace
+
+int run_batch(const std::vector<RunSpec>& plan, const Options& opt, const std::function<void(const json&)>& emit) {
+  Batch b(plan, opt, emit);
+  return b.run();
+}
+
+}  // namespace kpcl

@@ -1,0 +1,145 @@
+"""./kpc end to end on this host: the suite runs, verdicts and exit codes
+are right, results files have the documented schema, bad input exits 2,
+an unprivileged user gets skips (never a crash), nothing is left behind."""
+
+import glob
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import processes, run
+from kpc import paths
+
+KPC = os.path.join(paths.ROOT, "kpc")
+
+
+def kpc(*args, env=None, user=None):
+    cmd = [KPC, *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    full_env = dict(os.environ)
+    full_env.pop("KPC_EXPECTED_DIR", None)
+    full_env.update(env or {})
+    return run(cmd, env=full_env, cwd=paths.ROOT)
+
+
+def run_dirs():
+    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "kpc-run.*")))
+
+
+def test_suite_runs_on_the_host_and_writes_results(tmp_path, built):
+    before_dirs = run_dirs()
+    before = set(processes())
+    out_json, out_xml = tmp_path / "r.json", tmp_path / "r.xml"
+    p = kpc("run", "--no-build", "--json", str(out_json), "--junit", str(out_xml))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "CASE" in p.stdout and "totals:" in p.stdout
+
+    doc = json.loads(out_json.read_text())
+    env = doc["environment"]
+    for key in ("kernel", "machine", "distro", "libc", "root", "capabilities", "runtime"):
+        assert key in env
+    assert env["kernel"] == os.uname().release
+    results = doc["results"]
+    assert results
+    for r in results:
+        for key in ("case", "flavor", "kernel", "runtime", "verdict", "observations", "expected", "reason",
+                    "duration_ms"):
+            assert key in r, key
+        assert r["verdict"] in ("pass", "skip", "xfail")
+    passed = [r for r in results if r["verdict"] == "pass"]
+    assert passed and all(r["observations"] and r["expected"] for r in passed)
+    assert doc["totals"]["pass"] == len(passed)
+
+    suite = ET.parse(out_xml).getroot()
+    assert int(suite.get("tests")) == len(results)
+    assert int(suite.get("failures")) == 0
+
+    # Nothing left behind: no run directory, no new process of ours.
+    assert run_dirs() == before_dirs
+    new = {pid: info for pid, info in processes().items() if pid not in before}
+    assert not [i for i in new.values() if i[2] in ("kpc-shim", "kpc-launch") or i[1] == "Z"], new
+
+
+def test_case_and_flavor_selection(tmp_path, built):
+    p = kpc("run", "--no-build", "--case", "sigmask_*", "--flavor", "host", "--json", str(tmp_path / "r.json"))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["case"], r["flavor"]) for r in doc["results"]] == [("sigmask_survives_execve", "host")]
+
+
+def test_a_wrong_expectation_fails_with_expected_and_observed(tmp_path, built):
+    shutil.copy(os.path.join(paths.RESULTS, "expected", "signals.exp"), tmp_path / "signals.exp")
+    text = (tmp_path / "signals.exp").read_text()
+    (tmp_path / "signals.exp").write_text(text.replace("exec.blocked = SIGUSR1|SIGTERM", "exec.blocked = none"))
+    p = kpc("run", "--no-build", "--case", "sigmask_survives_execve", "--flavor", "host",
+            "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
+    assert p.returncode == 1
+    assert "FAIL sigmask_survives_execve@host: exec.blocked: expected none" in p.stdout
+    assert "observed SIGUSR1|SIGTERM" in p.stdout
+    assert "man: sigprocmask(2)" in p.stdout            # provenance printed with a failure
+
+
+def test_a_malformed_table_exits_2_with_file_and_line(tmp_path, built):
+    (tmp_path / "signals.exp").write_text("[sigmask_survives_execve]\nexec.blocked = SIGUSR1 if flavor=host\n")
+    p = kpc("run", "--no-build", "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
+    assert p.returncode == 2
+    assert "signals.exp:2: a row with a condition or xfail needs a reason" in p.stderr
+
+
+def test_unknown_key_in_a_table_is_an_error_verdict(tmp_path, built):
+    shutil.copy(os.path.join(paths.RESULTS, "expected", "signals.exp"), tmp_path / "signals.exp")
+    with open(tmp_path / "signals.exp", "a") as f:
+        f.write("exec.blockd = none\n")    # misspelt key, in the last section (handler_reset_by_execve)
+    p = kpc("run", "--no-build", "--case", "handler_reset_by_execve", "--flavor", "host",
+            "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
+    assert p.returncode == 1
+    assert "did not record 'exec.blockd'" in p.stdout
+
+
+@pytest.mark.parametrize("args", [["run", "--case", "no_such_case*"], ["explain", "no_such_case"],
+                                  ["run", "--flavor", "vm"], ["run", "--jobs", "0"], ["frobnicate"]])
+def test_bad_usage_exits_2(args, built):
+    p = kpc(*args, "--no-build") if args[0] == "run" and "--flavor" not in args else kpc(*args)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.strip()
+
+
+def test_list_and_explain(built):
+    p = kpc("list")
+    assert p.returncode == 0 and "sigmask_survives_execve" in p.stdout and "signals" in p.stdout
+    p = kpc("explain", "sigmask_survives_execve")
+    assert p.returncode == 0
+    for needle in ("cases/signals/sigmask_survives_execve.cc", "cases/signals/sigmask_survives_execve.toml",
+                   "results/expected/signals.exp", "cases/signals/sigmask_survives_execve.md", "story: "):
+        assert needle in p.stdout
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["list"], ["explain"], ["check"], ["selftest"]])
+def test_help_for_every_command(cmd):
+    p = kpc(*cmd, "--help")
+    assert p.returncode == 0 and "usage: kpc" in p.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to switch users")
+def test_unprivileged_user_gets_skips_with_reasons_not_a_crash(built):
+    shared = tempfile.mkdtemp(prefix="kpc-selftest-")
+    os.chmod(shared, 0o777)
+    out = pathlib.Path(shared) / "nobody.json"
+    try:
+        # Without --no-build: the root-owned build is found and reused.
+        p = kpc("run", "--json", str(out), user=65534)
+        doc = json.loads(out.read_text()) if out.exists() else None
+    finally:
+        shutil.rmtree(shared)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr
+    assert doc["environment"]["root"] is False
+    skipped = [r for r in doc["results"] if r["verdict"] == "skip"]
+    assert skipped and all(r["flavor"] == "pidns" and "CAP_SYS_ADMIN" in r["reason"] for r in skipped)
+    assert {r["verdict"] for r in doc["results"]} <= {"pass", "skip", "xfail"}

@@ -1,0 +1,179 @@
+"""The evaluator: one launcher result + the tables -> one verdict. Every
+verdict and every way a result or table can be wrong."""
+
+import pytest
+
+from kpc import evaluate, kver, tables
+
+TABLE = """
+[demo]
+mask = SIGUSR1|SIGTERM
+status = "exited 0"
+err = ENOMEM if kernel<5.3 -- before the fix the kernel returned ENOMEM
+err = EINVAL if kernel>=5.3 -- fixed
+count = 2 if flavor=host -- host counts two
+count = 3 if flavor!=host xfail -- the namespace adds one (known divergence)
+"""
+
+
+def ctx(**kw):
+    base = {"kernel": kver.parse("6.1.0"), "flavor": "host", "variant": "", "profile": "none", "runtime": "none",
+            "libc": "glibc", "arch": "x86_64", "root": "yes"}
+    base.update(kw)
+    return base
+
+
+def obs(key, vtype, value):
+    return {"obs": key, "type": vtype, "value": value}
+
+
+def good_records(**override):
+    recs = {"mask": obs("mask", "sigset", "SIGTERM|SIGUSR1"), "status": obs("status", "str", "exited 0"),
+            "err": obs("err", "errno", "EINVAL"), "count": obs("count", "int", 2)}
+    recs.update(override)
+    return [r for r in recs.values() if r is not None] + [{"end": "ok"}]
+
+
+def result(records=None, outcome="completed", exit_text="exited 0", **extra):
+    r = {"outcome": outcome, "records": good_records() if records is None else records, "protocol_errors": [],
+         "exit": {"text": exit_text}, "duration_ms": 1.5, "stderr": ""}
+    r.update(extra)
+    return r
+
+
+@pytest.fixture
+def tbl(write_table, demo_cases):
+    return tables.load(demo_cases, write_table("signals", TABLE))
+
+
+def verdict(demo_cases, tbl, res, **c):
+    return evaluate.evaluate(demo_cases["demo"], res, tbl, ctx(**c))
+
+
+def test_pass_when_every_observation_matches_its_row(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result())
+    assert v.verdict == "pass", v.reason
+    assert v.observations["mask"] == "SIGUSR1|SIGTERM"          # canonical order
+    assert v.expected["err"]["where"].endswith("signals.exp:6")
+
+
+def test_fail_shows_expected_observed_and_row(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records(mask=obs("mask", "sigset", "SIGUSR1"))))
+    assert v.verdict == "fail"
+    assert "mask: expected SIGUSR1|SIGTERM" in v.reason and "observed SIGUSR1" in v.reason
+    assert "signals.exp:3" in v.reason
+
+
+def test_kernel_condition_selects_the_row(demo_cases, tbl):
+    res = result(good_records(err=obs("err", "errno", "ENOMEM")))
+    assert verdict(demo_cases, tbl, res, kernel=kver.parse("5.2.9")).verdict == "pass"
+    assert verdict(demo_cases, tbl, res, kernel=kver.parse("5.3")).verdict == "fail"
+
+
+def test_xfail_when_a_divergence_row_matches(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records(count=obs("count", "int", 3))), flavor="pidns")
+    assert v.verdict == "xfail"
+    assert "namespace adds one" in v.reason
+
+
+def test_a_divergence_row_that_does_not_hold_is_a_fail(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records(count=obs("count", "int", 2))), flavor="pidns")
+    assert v.verdict == "fail"
+
+
+def test_skip_record_gives_skip_with_the_probes_reason(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result([{"skip": "clone3 not available (ENOSYS)"}], exit_text="exited 77"))
+    assert (v.verdict, v.reason) == ("skip", "clone3 not available (ENOSYS)")
+
+
+def test_unknown_key_observed_without_a_row_is_an_error(demo_cases, tbl):
+    recs = good_records()
+    recs.insert(0, obs("surprise", "bool", True))
+    v = verdict(demo_cases, tbl, result(recs))
+    assert v.verdict == "error"
+    assert "no row for observation 'surprise'" in v.reason and "[demo]" in v.reason
+
+
+def test_row_for_a_key_never_observed_is_an_error_with_file_line(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records(status=None)))
+    assert v.verdict == "error"
+    assert "signals.exp:4" in v.reason and "did not record 'status'" in v.reason
+
+
+def test_no_section_for_the_case_is_an_error(demo_cases, tbl):
+    v = evaluate.evaluate(demo_cases["other"], result(), tbl, ctx())
+    assert v.verdict == "error" and "add a [other] section" in v.reason
+
+
+def test_probe_without_end_record_is_an_error(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records()[:-1]))
+    assert v.verdict == "error" and "before recording its end" in v.reason
+
+
+def test_probe_killed_is_an_error(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(exit_text="killed SIGSEGV (core)"))
+    assert v.verdict == "error" and "killed SIGSEGV" in v.reason
+
+
+def test_broken_probe_is_an_error(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result([{"broken": "pipe2 failed: EMFILE"}], exit_text="exited 99"))
+    assert v.verdict == "error" and "EMFILE" in v.reason
+
+
+def test_protocol_garbage_is_an_error_not_a_pass(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(protocol_errors=["this is not json"]))
+    assert v.verdict == "error" and "this is not json" in v.reason
+
+
+def test_observation_recorded_twice_is_an_error(demo_cases, tbl):
+    recs = good_records()
+    recs.insert(0, obs("mask", "sigset", "SIGTERM|SIGUSR1"))
+    assert verdict(demo_cases, tbl, result(recs)).verdict == "error"
+
+
+def test_unknown_observation_type_is_an_error(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records(count=obs("count", "float", 2.0))))
+    assert v.verdict == "error" and "unknown type" in v.reason
+
+
+def test_unreadable_value_is_an_error(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result(good_records(mask=obs("mask", "sigset", "SIGWHAT"))))
+    assert v.verdict == "error"
+
+
+STUCK = {"tasks": [{"tid": 42, "comm": "flusher", "state": "D", "wchan": "fuse_flush", "stuck": True,
+                    "stack": ["[<0>] fuse_flush+0x1/0x2"]}], "recovered": True}
+
+
+def test_hang_not_expected_is_a_hang_with_the_stuck_task(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result([], outcome="hang", exit_text="killed SIGKILL", hang=STUCK))
+    assert v.verdict == "hang"
+    assert "42 (flusher) D in fuse_flush" in v.reason
+    assert v.hang["tasks"][0]["stack"]
+
+
+def test_hang_expected_by_an_xfail_row_is_xfail(write_table, demo_cases):
+    t = tables.load(demo_cases, write_table("signals", "[demo]\nhang = yes if kernel<6.3 xfail -- deadlock before the fix\n"
+                                                       "hang = no if kernel>=6.3 -- fixed\n"))
+    res = result([], outcome="hang", exit_text="killed SIGKILL", hang=STUCK)
+    assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1"))).verdict == "xfail"
+    assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.12"))).verdict == "hang"
+
+
+def test_no_hang_where_one_is_expected_is_a_fail(write_table, demo_cases):
+    t = tables.load(demo_cases, write_table("signals", "[demo]\nhang = yes if kernel<6.3 xfail -- deadlock before the fix\n"
+                                                       "hang = no if kernel>=6.3 -- fixed\nok = true\n"))
+    res = result([obs("ok", "bool", True), {"end": "ok"}])
+    assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1"))).verdict == "fail"
+    assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.12"))).verdict == "pass"
+
+
+def test_timeout_is_an_error_with_the_tasks(demo_cases, tbl):
+    v = verdict(demo_cases, tbl, result([], outcome="timeout", exit_text="killed SIGKILL", trouble=STUCK))
+    assert v.verdict == "error" and "deadline of 5 s exceeded" in v.reason
+
+
+@pytest.mark.parametrize("outcome", ["launch-error", "interrupted"])
+def test_launch_failures_are_errors(demo_cases, tbl, outcome):
+    v = verdict(demo_cases, tbl, {"outcome": outcome, "records": [], "error": "clone: EPERM"})
+    assert v.verdict == "error" and "EPERM" in v.reason

@@ -1,0 +1,140 @@
+"""kpc-launch end to end with the probes in runner/launcher/testprobes/:
+hang detection and recovery, deadlines, orphans, leftover mounts, protocol
+errors, and nothing surviving a killed launcher."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import processes, run, helper_probe
+from kpc import paths
+
+FLAVORS = ["host", "pidns", "userns"]
+
+
+def launch(probe, *opts, flavor="host"):
+    proc = run([paths.launcher(), "run", "--json", "--flavor", flavor, *opts, "--", helper_probe(probe)])
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def wait_until(predicate, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def probe_pids(name):
+    return [pid for pid, (_, _, comm) in processes().items() if comm == name[:15]]
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(built):
+    yield
+    # Every test: no probe process of ours survives it.
+    for name in ("stuck_in_vfork", "sleep_forever", "orphan_daemon", "kpc-shim"):
+        assert wait_until(lambda: not probe_pids(name), 3), f"{name} left running: {probe_pids(name)}"
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_completed_run_reports_records_in_order(flavor):
+    r = launch("noop", flavor=flavor)
+    assert r["outcome"] == "completed"
+    assert r["exit"]["text"] == "exited 0"
+    assert r["records"] == [{"obs": "noop", "type": "bool", "value": True}, {"end": "ok"}]
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_task_stuck_in_d_state_is_a_hang_with_its_kernel_stack(flavor):
+    r = launch("stuck_in_vfork", "--hang-ms", "300", "--timeout-ms", "5000", flavor=flavor)
+    assert r["outcome"] == "hang"
+    hang = r["hang"]
+    stuck = [t for t in hang["tasks"] if t["stuck"]]
+    assert len(stuck) == 1 and stuck[0]["state"] == "D" and stuck[0]["comm"] == "stuck_in_vfork"
+    if os.geteuid() == 0:   # /proc/PID/stack is root-only
+        assert any("vfork" in frame for frame in stuck[0]["stack"]), stuck[0]["stack"]
+    assert hang["recovered"] is True
+    assert 300 <= hang["detected_ms"] < 4000
+    assert r["exit"]["text"] == "killed SIGKILL"
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_deadline_kills_an_ordinary_sleeper(flavor):
+    r = launch("sleep_forever", "--timeout-ms", "400", flavor=flavor)
+    assert r["outcome"] == "timeout"
+    assert r["trouble"]["recovered"] is True
+    assert 400 <= r["duration_ms"] < 3000
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_double_forked_daemon_does_not_outlive_the_run(flavor):
+    r = launch("orphan_daemon", flavor=flavor)
+    assert r["outcome"] == "completed"
+    # The no_leftovers fixture checks the grandchild ("orphan_daemon") is gone.
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_garbage_on_the_channel_is_reported_not_dropped(flavor):
+    r = launch("garbage_records", flavor=flavor)
+    assert r["protocol_errors"] == ["this is not json"]
+    assert {"obs": "after_garbage", "type": "bool", "value": True} in r["records"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount(2) in the host flavor needs root")
+def test_host_flavor_mount_left_behind_is_detached_and_reported():
+    r = launch("leaves_mount", flavor="host")
+    assert r["outcome"] == "completed"
+    assert [m["result"] for m in r["leftover_mounts"]] == ["unmounted"]
+    with open("/proc/self/mountinfo") as f:
+        assert "kpc-run." not in f.read()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_killing_the_launcher_kills_the_probe_tree(flavor):
+    launcher = subprocess.Popen([paths.launcher(), "run", "--json", "--flavor", flavor, "--timeout-ms", "60000",
+                                 "--", helper_probe("sleep_forever")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: probe_pids("sleep_forever")), "the probe never started"
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(5)
+        assert wait_until(lambda: not probe_pids("sleep_forever"), 3), "probe survived its launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+
+
+def test_batch_runs_a_plan_and_reports_every_run():
+    plan = [{"run": f"r{i}", "case": "noop", "variant": "", "flavor": f, "argv": [helper_probe("noop")],
+             "timeout_ms": 5000, "hang_ms": 1000} for i, f in enumerate(FLAVORS * 3)]
+    proc = run([paths.launcher(), "batch", "--jobs", "2"], input="".join(json.dumps(p) + "\n" for p in plan))
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines() if '"result"' in line]
+    assert sorted(r["run"] for r in results) == sorted(p["run"] for p in plan)
+    assert {r["outcome"] for r in results} == {"completed"}
+
+
+@pytest.mark.parametrize("line, message", [
+    ("not json", "-:1: "),
+    ('{"run": "x", "flavor": "host", "argv": ["relative/path"]}', "absolute"),
+    ('{"run": "x", "flavor": "vm", "argv": ["/bin/true"]}', "flavor"),
+])
+def test_batch_rejects_a_bad_plan_clearly(line, message):
+    proc = run([paths.launcher(), "batch"], input=line + "\n")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_flavors_reports_each_flavor():
+    proc = run([paths.launcher(), "flavors"])
+    status = json.loads(proc.stdout)
+    assert set(status) == set(FLAVORS)
+    assert status["host"] == "ok"
