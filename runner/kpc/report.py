@@ -54,11 +54,13 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
     details = [i for i in items if i.verdict.verdict != "pass" and (verbose or i.verdict.verdict != "skip")]
     if details:
         stream.write("\n")
+    provenance_shown = set()
     for item in details:
         v = item.verdict
         stream.write(paint(v.verdict.upper(), v.verdict, color) + f" {item.run_id}: {v.reason}\n")
-        for line in v.details:
-            stream.write(f"    {line}\n")
+        if verbose or v.verdict != "xfail":
+            for line in v.details:
+                stream.write(f"    {line}\n")
         if v.verdict in ("fail", "hang", "error"):
             if v.hang:
                 for t in v.hang.get("tasks", []):
@@ -67,8 +69,10 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
                                  f"wchan {t.get('wchan') or '-'}\n")
                     for frame in t.get("stack", [])[:12]:
                         stream.write(f"        {frame}\n")
-            for line in item.case.provenance_lines():
-                stream.write(f"    {line}\n")
+            if item.case.id not in provenance_shown:
+                provenance_shown.add(item.case.id)
+                for line in item.case.provenance_lines():
+                    stream.write(f"    {line}\n")
             if v.verdict == "error" and v.stderr.strip():
                 tail = v.stderr.strip().splitlines()[-5:]
                 stream.write("    stderr: " + "\n            ".join(tail) + "\n")

@@ -9,6 +9,7 @@
 COND is DIM OP VALUE:
     kernel>=5.3  kernel<6.3  kernel>6.1  kernel<=6.1  kernel=6.1 (any 6.1.x)
     flavor=pidns|userns  flavor!=host  variant=fork|clone  profile=clean
+    variant=posix_spawn*   (shell-style globs in every dimension but kernel)
     runtime=tini  libc=musl  arch=x86_64  root=yes
 VALUE is read in the observation's type when compared (signal sets in any
 order, `none` for the empty set); quote it ("...") if it holds spaces.
@@ -20,6 +21,7 @@ are found when the tables load, with both rows' file:line.
 """
 
 import dataclasses
+import fnmatch
 import itertools
 import os
 import re
@@ -59,7 +61,8 @@ class Condition:
         if self.dim == "kernel":
             v = ctx["kernel"]
             return (self.lo is None or v >= self.lo) and (self.hi is None or v < self.hi)
-        inside = ctx[self.dim] in self.choices
+        value = ctx[self.dim]
+        inside = any(fnmatch.fnmatchcase(value, c) for c in self.choices)
         return not inside if self.negate else inside
 
 
@@ -100,7 +103,7 @@ def parse_condition(token, case, where):
         "libc": {"glibc", "musl"},
     }.get(dim)
     if allowed is not None:
-        bad = [c for c in choices if c not in allowed]
+        bad = [c for c in choices if not any(fnmatch.fnmatchcase(a, c) for a in allowed)]
         if bad:
             what = {"flavor": "flavor of this case", "variant": "variant of this case"}.get(dim, dim)
             raise TableError(where, f"'{bad[0]}' is not a {what} (known: {', '.join(sorted(allowed)) or 'none'})")

@@ -33,11 +33,14 @@ int posix_timer_count() {
   // (CONFIG_CHECKPOINT_RESTORE); -1 when the file is absent.
   auto text = read_text("/proc/self/timers");
   if (!text) return -1;
+  // Count lines that start with "ID:" ("ClockID:" contains it too).
   int n = 0;
   size_t pos = 0;
-  while ((pos = text->find("ID:", pos)) != std::string::npos) {
-    ++n;
-    pos += 3;
+  while (pos < text->size()) {
+    if (text->compare(pos, 3, "ID:") == 0) ++n;
+    size_t nl = text->find('\n', pos);
+    if (nl == std::string::npos) break;
+    pos = nl + 1;
   }
   return n;
 }
