@@ -33,6 +33,7 @@ DIMENSIONS = ("kernel", "flavor", "variant", "profile", "runtime", "libc", "arch
 _KEY = re.compile(r"^[a-z0-9_.-]+$")
 _ROW = re.compile(r"^([^\s=]+)\s*=\s*(.*)$")
 _COND = re.compile(r"^([a-z]+)(>=|<=|!=|=|<|>)(.+)$")
+_SIGSET_LIKE = re.compile(r"^SIG[A-Z0-9]+(\|SIG[A-Z0-9]+)*$")  # checked early: a typo is a table error
 _SECTION = re.compile(r"^\[([^\]]*)\]$")
 OTHER = "(other)"  # a value of a free-form dimension that no row names
 
@@ -164,7 +165,7 @@ def _parse_row(text, case, where):
             raise TableError(where, "hang takes yes or no")
         if value == "yes" and not xfail:
             raise TableError(where, "'hang = yes' must be xfail: a deadlock is never the correct behaviour")
-    if value.startswith("SIG"):
+    if _SIGSET_LIKE.match(value):
         try:
             values.parse_sigset(value)
         except values.ValueError_ as e:

@@ -15,6 +15,8 @@
 //   exit_signal         signal set of at most one signal (stat field 38)
 //   pgrp_leader session_leader has_ctty no_new_privs   bool
 //   fds                 open fds above 2, except the observation fd: "none" or "3,7"
+//   threads             int: threads in this process
+//   tid_is_pid          bool: the calling thread is the thread-group leader
 //   disp:SIG            "default" | "ignore" | "handler"
 //   flags:SIG           sa_flags names: "SA_RESTART|SA_SIGINFO" or "none"
 #pragma once

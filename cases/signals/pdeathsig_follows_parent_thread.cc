@@ -1,0 +1,70 @@
+// pdeathsig_follows_parent_thread: PR_SET_PDEATHSIG fires when the *thread*
+// that created the child exits, even though the parent process lives on
+// (prctl(2): "the 'parent' in this case is considered to be the thread that
+// created this process"). A child created by the main thread, which stays,
+// gets nothing when another thread exits (the control variant).
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "kpc/probe.h"
+
+namespace {
+struct Shared {
+  pid_t child = -1;
+  kpc::Pipe ready;  // child -> creator: PDEATHSIG is set
+};
+
+// The child: arm PDEATHSIG=SIGUSR1, say so, then wait up to 1 s for it.
+[[noreturn]] void child_body(Shared& s, pid_t expected_parent) {
+  sigset_t usr1 = kpc::SigSet::of({SIGUSR1}).to_sigset();
+  sigprocmask(SIG_BLOCK, &usr1, nullptr);
+  prctl(PR_SET_PDEATHSIG, SIGUSR1);
+  if (getppid() != expected_parent) _exit(3);  // the creator was already gone
+  kpc::send_byte(s.ready.write.get());
+  timespec two{1, 0};
+  siginfo_t info{};
+  int sig = sigtimedwait(&usr1, &info, &two);
+  kpc::observe("child.got_pdeathsig", sig == SIGUSR1);
+  kpc::observe("child.ppid_is_probe", getppid() == expected_parent);
+  _exit(0);
+}
+
+void* thread_creates_child(void* arg) {
+  auto& s = *static_cast<Shared*>(arg);
+  pid_t probe = getpid();
+  s.child = kpc::fork_or_broken();
+  if (s.child == 0) child_body(s, probe);
+  kpc::recv_byte(s.ready.read.get(), 5000);
+  return nullptr;  // 2. this thread exits; the process does not
+}
+
+void* thread_just_exits(void*) { return nullptr; }
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  Shared s;
+  s.ready = kpc::Pipe::make(O_CLOEXEC);
+  pthread_t t;
+  if (p.variant == "creator_thread_exits") {
+    // 1. A second thread creates the child, waits until PDEATHSIG is armed, exits.
+    KPC_ERRNUM(pthread_create(&t, nullptr, thread_creates_child, &s));
+    KPC_ERRNUM(pthread_join(t, nullptr));
+  } else if (p.variant == "other_thread_exits") {
+    // 1. The main thread creates the child; an unrelated thread exits.
+    pid_t probe = getpid();
+    s.child = kpc::fork_or_broken();
+    if (s.child == 0) child_body(s, probe);
+    kpc::recv_byte(s.ready.read.get(), 5000);
+    KPC_ERRNUM(pthread_create(&t, nullptr, thread_just_exits, nullptr));
+    KPC_ERRNUM(pthread_join(t, nullptr));
+  } else {
+    kpc::broken("unknown variant '" + p.variant + "'");
+  }
+  // 3. The child reports and exits; the probe process was alive throughout.
+  kpc::Child child(s.child);
+  kpc::observe("child.status", kpc::describe_wait_status(child.wait()));
+  return 0;
+}
