@@ -153,6 +153,7 @@ void record_state(std::string_view prefix, std::string_view properties) {
     } else if (prop == "no_new_privs") observe(key(prop), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1);
     else if (prop == "fds") observe(key(prop), open_fds_above_stdio());
     else if (prop == "threads") observe(key(prop), st.threads);
+    else if (prop == "euid_is_root") observe(key(prop), geteuid() == 0);
     else if (prop == "tid_is_pid") observe(key(prop), gettid() == getpid());
     else if (prop.starts_with("disp:") || prop.starts_with("flags:")) {
       bool disp = prop.starts_with("disp:");

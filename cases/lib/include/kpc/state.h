@@ -16,6 +16,7 @@
 //   pgrp_leader session_leader has_ctty no_new_privs   bool
 //   fds                 open fds above 2, except the observation fd: "none" or "3,7"
 //   threads             int: threads in this process
+//   euid_is_root        bool
 //   tid_is_pid          bool: the calling thread is the thread-group leader
 //   disp:SIG            "default" | "ignore" | "handler"
 //   flags:SIG           sa_flags names: "SA_RESTART|SA_SIGINFO" or "none"
