@@ -1,0 +1,160 @@
+// tracer_sees_creation_path (story 003): a ptrace observer with
+// PTRACE_O_TRACEFORK|TRACEVFORK|TRACECLONE watches a tracee create a
+// process (or thread) by each path and records, per path:
+//   event    which ptrace event stop it got: fork, vfork, clone, or none
+//   syscall  which system call the tracee was in (x86_64 orig_rax): a tracer
+//            that keys on the syscall number sees "fork" from musl's fork()
+//            but "clone" from glibc's (the story's lost container metadata)
+//   same_namespaces / same_cgroup  the new task's /proc/PID/ns/* links and
+//            /proc/PID/cgroup equal its creator's
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "kpc/probe.h"
+#include "kpc/proc.h"
+
+extern char** environ;
+
+namespace {
+
+std::string ns_links(pid_t pid) {
+  std::string out;
+  for (const char* ns : {"pid_for_children", "mnt", "net", "ipc", "uts", "user", "cgroup"}) {
+    char buf[128] = {};
+    std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+    ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+    out += std::string(ns) + "=" + (n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?") + ";";
+  }
+  return out;
+}
+
+std::string syscall_name(long nr) {
+#if defined(__x86_64__)
+  switch (nr) {
+    case SYS_fork: return "fork";
+    case SYS_vfork: return "vfork";
+    case SYS_clone: return "clone";
+    case SYS_clone3: return "clone3";
+  }
+#endif
+  return "nr" + std::to_string(nr);
+}
+
+void* thread_body(void*) { return nullptr; }
+int exit_now(void*) { _exit(0); }
+
+// The tracee: stop, let the tracer attach options, create, reap, exit.
+[[noreturn]] void tracee(const std::string& variant) {
+  if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) _exit(90);
+  raise(SIGSTOP);
+  static char stack[64 * 1024] alignas(16);
+  pid_t pid = -1;
+  if (variant == "fork") {
+    pid = fork();
+    if (pid == 0) _exit(0);
+  } else if (variant == "vfork") {
+    pid = vfork();
+    if (pid == 0) _exit(0);
+  } else if (variant == "sys_fork") {
+#ifdef SYS_fork
+    pid = static_cast<pid_t>(syscall(SYS_fork));
+    if (pid == 0) _exit(0);
+#endif
+  } else if (variant == "clone_sigchld") {
+    pid = clone(exit_now, stack + sizeof stack, SIGCHLD, nullptr);
+  } else if (variant == "clone_exit_signal_usr1") {
+    pid = clone(exit_now, stack + sizeof stack, SIGUSR1, nullptr);
+  } else if (variant == "clone3") {
+    clone_args args{};
+    args.exit_signal = SIGCHLD;
+    pid = static_cast<pid_t>(syscall(SYS_clone3, &args, sizeof args));
+    if (pid == 0) _exit(0);
+    if (pid < 0 && errno == ENOSYS) _exit(77);
+  } else if (variant == "posix_spawn") {
+    char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+    if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) pid = -1;
+  } else if (variant == "pthread_create") {
+    pthread_t t;
+    if (pthread_create(&t, nullptr, thread_body, nullptr) != 0) _exit(91);
+    pthread_join(t, nullptr);
+    _exit(0);
+  }
+  if (pid < 0) _exit(92);
+  int st;
+  waitpid(pid, &st, __WALL);
+  _exit(0);
+}
+
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+#if !defined(__x86_64__)
+  kpc::skip("the syscall decoding is implemented for x86_64 only");
+#endif
+  if (p.variant == "sys_fork") {
+#ifndef SYS_fork
+    kpc::skip("this architecture has no fork system call");
+#endif
+  }
+  // 1. The tracee stops itself; the tracer sets the creation options.
+  pid_t child = kpc::fork_or_broken();
+  if (child == 0) tracee(p.variant);
+  kpc::Child guard(child);
+  int status = 0;
+  KPC_SYS(waitpid(child, &status, __WALL));
+  KPC_CHECK(WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP);
+  KPC_SYS(ptrace(PTRACE_SETOPTIONS, child, nullptr,
+                 PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
+                     PTRACE_O_EXITKILL));
+  std::string creator_ns = ns_links(child);
+  auto creator_cg = kpc::read_text("/proc/" + std::to_string(child) + "/cgroup");
+  KPC_SYS(ptrace(PTRACE_CONT, child, nullptr, nullptr));
+
+  // 2. Follow every stop until the tracee exits; record the first creation event.
+  std::string event = "none", sys = "none";
+  bool same_ns = false, same_cg = false;
+  for (;;) {
+    pid_t who = waitpid(-1, &status, __WALL);
+    if (who < 0) break;
+    if (who == child && (WIFEXITED(status) || WIFSIGNALED(status))) {
+      guard.release();
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 77) kpc::skip("clone3 is not available (ENOSYS)");
+      kpc::observe("tracee.status", kpc::describe_wait_status(status));
+      break;
+    }
+    if (!WIFSTOPPED(status)) continue;
+    int ev = status >> 16, sig = WSTOPSIG(status);
+    if (ev == PTRACE_EVENT_FORK || ev == PTRACE_EVENT_VFORK || ev == PTRACE_EVENT_CLONE) {
+      if (event == "none") {
+        event = ev == PTRACE_EVENT_FORK ? "fork" : ev == PTRACE_EVENT_VFORK ? "vfork" : "clone";
+        user_regs_struct regs{};
+        KPC_SYS(ptrace(PTRACE_GETREGS, who, nullptr, &regs));
+        sys = syscall_name(static_cast<long>(regs.orig_rax));
+        unsigned long newpid = 0;
+        KPC_SYS(ptrace(PTRACE_GETEVENTMSG, who, nullptr, &newpid));
+        same_ns = ns_links(static_cast<pid_t>(newpid)) == creator_ns;
+        same_cg = kpc::read_text("/proc/" + std::to_string(newpid) + "/cgroup") == creator_cg;
+      }
+      sig = 0;
+    } else if (ev != 0 || sig == SIGSTOP || sig == SIGTRAP) {
+      sig = 0;  // exec events and the new tasks' initial stops
+    }
+    ptrace(PTRACE_CONT, who, nullptr, sig);
+  }
+  kpc::observe("event", event);
+  kpc::observe("syscall", sys);
+  kpc::observe("same_namespaces", same_ns);
+  kpc::observe("same_cgroup", same_cg);
+  return 0;
+}
