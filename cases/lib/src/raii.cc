@@ -1,5 +1,8 @@
 #include "kpc/raii.h"
 
+#include <sched.h>
+#include <sys/syscall.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "kpc/check.h"
+#include "kpc/record.h"
 
 namespace kpc {
 
@@ -130,6 +134,14 @@ void Child::kill(int sig) const {
 }
 
 pid_t fork_or_broken() { return KPC_SYS(fork()); }
+
+pid_t fork_into_new_pidns_or_skip(unsigned long extra_flags) {
+  long pid = syscall(SYS_clone, CLONE_NEWPID | extra_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid < 0 && errno == EPERM)
+    skip("creating a PID namespace needs CAP_SYS_ADMIN in the current user namespace (EPERM)");
+  if (pid < 0) broken("clone(CLONE_NEWPID): " + errno_name(errno));
+  return static_cast<pid_t>(pid);
+}
 
 Mount& Mount::operator=(Mount&& o) noexcept {
   if (this != &o) {

@@ -92,6 +92,25 @@ Child fork_child(F&& fn) {
   return Child(pid);
 }
 
+// clone(CLONE_NEWPID | extra | SIGCHLD) with fork semantics: the child is
+// PID 1 of a new PID namespace. Without the privilege for it (EPERM) the
+// probe is skipped with the reason.
+pid_t fork_into_new_pidns_or_skip(unsigned long extra_flags = 0);
+
+template <typename F>
+Child fork_child_in_new_pidns(F&& fn, unsigned long extra_flags = 0) {
+  pid_t pid = fork_into_new_pidns_or_skip(extra_flags);
+  if (pid == 0) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
+      fn();
+      _exit(0);
+    } else {
+      _exit(static_cast<int>(fn()));
+    }
+  }
+  return Child(pid);
+}
+
 class Mount {
  public:
   Mount() = default;

@@ -1,0 +1,61 @@
+// pidns_init_signal_rules: the init of a PID namespace only receives signals
+// it has a handler for -- from its own members (SIGKILL included) and from
+// ancestor namespaces alike -- except that SIGKILL and SIGSTOP from an
+// ancestor namespace are forced (pid_namespaces(7)).
+//   variant no_handler:   init has no handlers
+//   variant sigterm_handler: init catches SIGTERM
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "kpc/probe.h"
+
+namespace {
+std::atomic<int> g_handled{0};
+void on_term(int) { g_handled.fetch_add(1); }
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  const bool handler = p.variant == "sigterm_handler";
+  if (!handler && p.variant != "no_handler") kpc::broken("unknown variant '" + p.variant + "'");
+  kpc::Pipe to_init = kpc::Pipe::make(O_CLOEXEC), from_init = kpc::Pipe::make(O_CLOEXEC);
+
+  kpc::Child init = kpc::fork_child_in_new_pidns([&] {
+    if (handler) {
+      struct sigaction sa {};
+      sa.sa_handler = on_term;
+      sigaction(SIGTERM, &sa, nullptr);
+    }
+    // 1. A member of the namespace sends SIGTERM, then SIGKILL, to PID 1.
+    kpc::Child member = kpc::fork_child([] {
+      kpc::observe_result("member.kill_sigterm", kill(1, SIGTERM), errno);
+      kpc::observe_result("member.kill_sigkill", kill(1, SIGKILL), errno);
+    });
+    member.wait();
+    kpc::observe("init.alive_after_member_signals", true);
+    const int from_member = g_handled.load();
+    kpc::observe("init.handled_from_member", from_member);
+    // 2. Tell the outside we are ready; it sends SIGTERM from the ancestor
+    //    namespace, then says "done".
+    kpc::send_byte(from_init.write.get());
+    kpc::recv_byte(to_init.read.get(), 5000);
+    kpc::observe("init.alive_after_ancestor_sigterm", true);
+    kpc::observe("init.handled_from_ancestor", g_handled.load() - from_member);
+    kpc::send_byte(from_init.write.get());
+    // 3. Wait for SIGKILL from the ancestor namespace.
+    for (;;) pause();
+  });
+
+  KPC_CHECK(kpc::recv_byte(from_init.read.get(), 5000).has_value());
+  KPC_SYS(kill(init.pid(), SIGTERM));
+  // A default-action SIGTERM would kill init before it reads the byte below
+  // (the signal is pending before the write); a handled one runs first.
+  kpc::send_byte(to_init.write.get());
+  auto ok = kpc::recv_byte(from_init.read.get(), 5000);
+  kpc::observe("ancestor.init_answered_after_sigterm", ok.has_value());
+  KPC_SYS(kill(init.pid(), SIGKILL));
+  kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
+  return 0;
+}

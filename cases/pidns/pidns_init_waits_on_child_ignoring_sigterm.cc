@@ -1,0 +1,69 @@
+// pidns_init_waits_on_child_ignoring_sigterm (story 004): the container's
+// PID 1 catches SIGTERM, forwards it to its worker and then waits for the
+// worker (as Python's multiprocessing atexit join does). The worker ignores
+// SIGTERM, so PID 1 waits forever and the namespace never stops, until
+// SIGKILL from outside tears it down.
+//   variant waits_forever:  PID 1 blocks in waitpid after forwarding
+//   variant kills_after_grace: PID 1 waits 200 ms, then SIGKILLs the worker
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "kpc/probe.h"
+#include "kpc/proc.h"
+
+namespace {
+std::atomic<bool> g_term{false};
+void on_term(int) { g_term = true; }
+
+bool alive(pid_t pid) { return kill(pid, 0) == 0; }
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  const bool grace = p.variant == "kills_after_grace";
+  if (!grace && p.variant != "waits_forever") kpc::broken("unknown variant '" + p.variant + "'");
+  kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC);
+
+  kpc::Child init = kpc::fork_child_in_new_pidns([&] {
+    struct sigaction sa {};
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, nullptr);
+    // 1. The worker ignores SIGTERM (as in the story).
+    pid_t worker = kpc::fork_or_broken();
+    if (worker == 0) {
+      signal(SIGTERM, SIG_IGN);
+      for (;;) pause();
+    }
+    kpc::send_byte(ready.write.get());
+    // 2. Wait for SIGTERM, forward it, then wait for the worker.
+    while (!g_term) pause();
+    kill(worker, SIGTERM);
+    if (grace) {
+      for (int i = 0; i < 20; ++i) {
+        if (waitpid(worker, nullptr, WNOHANG) == worker) _exit(0);
+        usleep(10000);
+      }
+      kill(worker, SIGKILL);
+    }
+    int st;
+    waitpid(worker, &st, 0);
+    _exit(0);
+  });
+
+  KPC_CHECK(kpc::recv_byte(ready.read.get(), 5000).has_value());
+  // 3. `docker stop`: SIGTERM to the namespace's init.
+  KPC_SYS(kill(init.pid(), SIGTERM));
+  auto st = init.wait_for(1000);
+  kpc::observe("init.stopped_within_1s", st.has_value());
+  if (!st) {
+    // 4. The runtime's last resort: SIGKILL from outside.
+    KPC_SYS(kill(init.pid(), SIGKILL));
+    st = init.wait();
+  }
+  kpc::observe("init.status", kpc::describe_wait_status(*st));
+  return 0;
+}
