@@ -1,0 +1,47 @@
+// orphans_reparent: when a process's parent exits, it is reparented to the
+// nearest ancestor that is a child subreaper, or else to the init of its
+// PID namespace (PID 1 there).
+//   variant to_subreaper: the probe sets PR_SET_CHILD_SUBREAPER
+//   variant to_ns_init:   inside a new PID namespace, no subreaper
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kpc/probe.h"
+
+namespace {
+// parent -> middle -> orphan. middle exits; orphan waits until it has been
+// reparented (polling getppid: the pipe EOF would come before reparenting,
+// which happens late in the middle's exit) and reports its new parent.
+void make_orphan(pid_t expect_reaper, const char* key) {
+  kpc::Child middle = kpc::fork_child([&] {
+    pid_t me = getpid();
+    pid_t orphan = kpc::fork_or_broken();
+    if (orphan == 0) {
+      for (int i = 0; i < 2000 && getppid() == me; ++i) usleep(1000);
+      kpc::observe(key, getppid() == expect_reaper);
+      _exit(0);
+    }
+    _exit(0);
+  });
+  middle.wait();
+  // Reap the orphan, which is now ours (subreaper) or init's (ourselves).
+  int st;
+  while (wait(&st) > 0) {
+  }
+}
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  if (p.variant == "to_subreaper") {
+    KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 1));
+    make_orphan(getpid(), "orphan.reparented_to_subreaper");
+    KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 0));
+  } else if (p.variant == "to_ns_init") {
+    kpc::Child init = kpc::fork_child_in_new_pidns([] { make_orphan(1, "orphan.reparented_to_pid1"); });
+    kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
+  } else {
+    kpc::broken("unknown variant '" + p.variant + "'");
+  }
+  return 0;
+}

@@ -1,0 +1,57 @@
+// sigchld_ignored_no_zombies: with SIGCHLD set to SIG_IGN, or SA_NOCLDWAIT,
+// exited children are reaped by the kernel: no zombie, and wait() blocks
+// until all children are gone and then fails with ECHILD. Is SIGCHLD still
+// delivered to a handler installed with SA_NOCLDWAIT?
+//   variants: sig_ign, sa_nocldwait_default, sa_nocldwait_handler, default (control)
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "kpc/probe.h"
+#include "kpc/proc.h"
+
+namespace {
+std::atomic<int> g_sigchld{0};
+void on_chld(int) { g_sigchld.fetch_add(1); }
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  struct sigaction sa {};
+  sigemptyset(&sa.sa_mask);
+  if (p.variant == "sig_ign") {
+    sa.sa_handler = SIG_IGN;
+  } else if (p.variant == "sa_nocldwait_default") {
+    sa.sa_handler = SIG_DFL;
+    sa.sa_flags = SA_NOCLDWAIT;
+  } else if (p.variant == "sa_nocldwait_handler") {
+    sa.sa_handler = on_chld;
+    sa.sa_flags = SA_NOCLDWAIT;
+  } else if (p.variant == "default") {
+    sa.sa_handler = on_chld;
+  } else {
+    kpc::broken("unknown variant '" + p.variant + "'");
+  }
+  struct sigaction old {};
+  KPC_SYS(sigaction(SIGCHLD, &sa, &old));
+
+  // 1. Two children exit at once.
+  pid_t a = kpc::fork_or_broken();
+  if (a == 0) _exit(3);
+  pid_t b = kpc::fork_or_broken();
+  if (b == 0) _exit(4);
+
+  // 2. wait(): blocks until both are gone. ECHILD when the kernel reaped them.
+  int status = 0, reaped = 0;
+  pid_t r;
+  while ((r = wait(&status)) > 0 || (r < 0 && errno == EINTR))
+    if (r > 0) ++reaped;
+  kpc::observe("wait.reaped_by_us", reaped);
+  kpc::observe("wait.final_errno", kpc::Errno{errno});
+  kpc::observe("children_left", (kill(a, 0) == 0) + (kill(b, 0) == 0));
+  if (p.variant == "sa_nocldwait_handler" || p.variant == "default")
+    kpc::observe("sigchld_delivered", g_sigchld.load() > 0);
+  KPC_SYS(sigaction(SIGCHLD, &old, nullptr));
+  return 0;
+}
