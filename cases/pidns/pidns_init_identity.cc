@@ -9,11 +9,7 @@
 
 namespace {
 size_t nspid_levels() {
-  // /proc/self, not /proc/getpid(): inside the new namespace getpid() is 1,
-  // and /proc (still the outer one) would show the outer PID 1.
-  auto text = kpc::read_text("/proc/self/status");
-  KPC_CHECK(text.has_value());
-  auto st = kpc::parse_status(*text);
+  auto st = kpc::read_self_status();
   KPC_CHECK(st.has_value());
   return st->nspid.size();
 }

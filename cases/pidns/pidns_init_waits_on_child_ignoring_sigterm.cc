@@ -20,7 +20,6 @@ namespace {
 std::atomic<bool> g_term{false};
 void on_term(int) { g_term = true; }
 
-bool alive(pid_t pid) { return kill(pid, 0) == 0; }
 }  // namespace
 
 int probe_main(kpc::Probe& p) {

@@ -16,9 +16,7 @@
 namespace {
 // Our PID as the mounted /proc (the outer namespace) numbers it.
 pid_t outer_pid() {
-  auto text = kpc::read_text("/proc/self/status");
-  KPC_CHECK(text.has_value());
-  auto st = kpc::parse_status(*text);
+  auto st = kpc::read_self_status();
   KPC_CHECK(st.has_value());
   return st->pid;
 }

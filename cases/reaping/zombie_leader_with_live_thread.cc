@@ -20,16 +20,6 @@ void* worker(void*) {
   return nullptr;
 }
 
-char poll_state(pid_t pid, char want) {
-  char last = '?';
-  for (int i = 0; i < 2000; ++i) {
-    auto st = kpc::read_status(pid);
-    last = st ? st->state : '-';
-    if (last == want) break;
-    usleep(1000);
-  }
-  return last;
-}
 }  // namespace
 
 int probe_main(kpc::Probe&) {
@@ -41,7 +31,7 @@ int probe_main(kpc::Probe&) {
     syscall(SYS_exit, 0);  // only the main thread ends
   });
   // 1. The leader becomes a zombie while the worker thread lives.
-  kpc::observe("leader.state", std::string(1, poll_state(child.pid(), 'Z')));
+  kpc::observe("leader.state", std::string(1, kpc::wait_for_state(child.pid(), 'Z')));
   auto st = kpc::read_status(child.pid());
   kpc::observe("process.threads", st ? st->threads : -1);
   int status;

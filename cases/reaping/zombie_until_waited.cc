@@ -8,23 +8,9 @@
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 
-namespace {
-// Poll (no sleep-and-hope) until the child's state is `want`, up to 2 s.
-char wait_state(pid_t pid, char want) {
-  char last = '?';
-  for (int i = 0; i < 2000; ++i) {
-    auto st = kpc::read_stat(pid);
-    last = st ? st->state : '-';
-    if (last == want) break;
-    usleep(1000);
-  }
-  return last;
-}
-}  // namespace
-
 int probe_main(kpc::Probe&) {
   kpc::Child child = kpc::fork_child([] { return 7; });
-  kpc::observe("before_wait.state", std::string(1, wait_state(child.pid(), 'Z')));
+  kpc::observe("before_wait.state", std::string(1, kpc::wait_for_state(child.pid(), 'Z')));
   kpc::observe("before_wait.kill0", kill(child.pid(), 0) == 0 ? "ok" : kpc::errno_name(errno));
   pid_t pid = child.pid();
   kpc::observe("status", kpc::describe_wait_status(child.wait()));

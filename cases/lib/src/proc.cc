@@ -206,6 +206,24 @@ std::vector<pid_t> list_tasks(pid_t pid) {
   return list_numeric_dir("/proc/" + std::to_string(pid) + "/task");
 }
 
+std::optional<ProcStatus> read_self_status() {
+  auto text = read_text("/proc/thread-self/status");
+  if (!text) text = read_text("/proc/self/status");  // kernels before 3.17
+  if (!text) return std::nullopt;
+  return parse_status(*text);
+}
+
+char wait_for_state(pid_t pid, char want, int timeout_ms) {
+  char last = '?';
+  for (int waited = 0; waited <= timeout_ms; ++waited) {
+    auto st = read_stat(pid);
+    last = st ? st->state : '-';
+    if (last == want) break;
+    usleep(1000);
+  }
+  return last;
+}
+
 std::vector<pid_t> list_children(pid_t pid) {
   std::vector<pid_t> out;
   bool have_children_files = false;

@@ -59,8 +59,8 @@ int obs_fd() {
 }  // namespace
 
 ProcStatus self_status() {
-  auto st = read_status(getpid(), static_cast<pid_t>(gettid()));
-  KPC_CHECK_MSG(st && st->has_signals, "cannot read /proc/self/task/TID/status");
+  auto st = read_self_status();
+  KPC_CHECK_MSG(st && st->has_signals, "cannot read /proc/thread-self/status");
   return *st;
 }
 

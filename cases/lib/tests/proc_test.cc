@@ -1,5 +1,6 @@
 // /proc parsers, fed with text captured from real kernels.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kpc/proc.h"
@@ -123,6 +124,29 @@ TEST(ReadStatus, SelfAgreesWithGetpid) {
   ASSERT_TRUE(stat);
   EXPECT_EQ(stat->ppid, getppid());
   EXPECT_EQ(list_tasks(getpid()).size(), static_cast<size_t>(st->threads));
+}
+
+}  // namespace
+}  // namespace kpc
+
+namespace kpc {
+namespace {
+
+TEST(WaitForState, SeesAnExitedChildAsZombieThenGone) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(0);
+  EXPECT_EQ(wait_for_state(pid, 'Z', 2000), 'Z');
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_EQ(wait_for_state(pid, 'Z', 5), '-');
+}
+
+TEST(ReadSelfStatus, IsTheCallingThread) {
+  auto st = read_self_status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->pid, gettid());
+  EXPECT_EQ(st->tgid, getpid());
 }
 
 }  // namespace

@@ -61,6 +61,13 @@ std::optional<std::string> read_text(const std::string& path);
 std::optional<ProcStatus> read_status(pid_t pid, pid_t tid = -1);
 std::optional<ProcStat> read_stat(pid_t pid, pid_t tid = -1);
 std::vector<pid_t> list_tasks(pid_t pid);     // threads of a process
+// The calling thread's status through /proc/thread-self: right even inside
+// a PID namespace whose /proc is still the outer one (where getpid() would
+// name a different process).
+std::optional<ProcStatus> read_self_status();
+// Poll /proc/PID/stat (1 ms steps) until the state letter is `want` or
+// timeout_ms passes; returns the last state seen ('-' when PID is gone).
+char wait_for_state(pid_t pid, char want, int timeout_ms = 2000);
 std::vector<pid_t> list_children(pid_t pid);  // union over its threads' children files
 
 }  // namespace kpc

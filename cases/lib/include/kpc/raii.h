@@ -78,17 +78,21 @@ pid_t fork_or_broken();
 
 // fork(); the child runs fn and _exit()s with its return value (0 when fn
 // returns void). The child never returns into the caller's stack.
+// Runs a child's body and _exit()s with its result (0 for void).
+template <typename F>
+[[noreturn]] void run_child_body(F&& fn) {
+  if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
+    fn();
+    _exit(0);
+  } else {
+    _exit(static_cast<int>(fn()));
+  }
+}
+
 template <typename F>
 Child fork_child(F&& fn) {
   pid_t pid = fork_or_broken();
-  if (pid == 0) {
-    if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
-      fn();
-      _exit(0);
-    } else {
-      _exit(static_cast<int>(fn()));
-    }
-  }
+  if (pid == 0) run_child_body(fn);
   return Child(pid);
 }
 
@@ -100,14 +104,7 @@ pid_t fork_into_new_pidns_or_skip(unsigned long extra_flags = 0);
 template <typename F>
 Child fork_child_in_new_pidns(F&& fn, unsigned long extra_flags = 0) {
   pid_t pid = fork_into_new_pidns_or_skip(extra_flags);
-  if (pid == 0) {
-    if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
-      fn();
-      _exit(0);
-    } else {
-      _exit(static_cast<int>(fn()));
-    }
-  }
+  if (pid == 0) run_child_body(fn);
   return Child(pid);
 }
 
