@@ -70,6 +70,9 @@ struct Spawned {
 
 // Creates the run's directory and pipes and starts S in the flavor's
 // namespaces. On failure returns nullopt and sets *error.
+// Remove run directories left by launchers that were killed.
+void sweep_stale_run_dirs();
+
 std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error);
 
 // One task (thread) of a supervised tree, as /proc shows it.

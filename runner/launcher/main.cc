@@ -217,6 +217,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (cmd == "run" || cmd == "batch") kpcl::sweep_stale_run_dirs();
   if (cmd == "run") return cmd_run(argc - 2, argv + 2);
   if (cmd == "batch") return cmd_batch(argc - 2, argv + 2);
   if (cmd == "flavors") return cmd_flavors();

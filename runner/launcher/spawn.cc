@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
 #include "kpc/proc.h"
+#include "kpc/raii.h"
 #include "kpc/record.h"
 #include "launcher.h"
 
@@ -243,9 +245,43 @@ struct ShimFds {
 
 }  // namespace
 
-std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error) {
+namespace {
+std::string run_dir_base() {
   const char* base = getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/kpc-run.XXXXXX";
+  return base && *base ? base : "/tmp";
+}
+}  // namespace
+
+// Run directories are named kpc-run.<launcher pid>.XXXXXX. A launcher that
+// was SIGKILLed cannot remove its own; the next launcher removes those of
+// dead launchers (same owner, PID no longer alive; a reused PID keeps the
+// directory, which is the safe side).
+void sweep_stale_run_dirs() {
+  std::string base = run_dir_base();
+  DIR* d = opendir(base.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = readdir(d)) {
+    std::string_view name = e->d_name;
+    if (!name.starts_with("kpc-run.")) continue;
+    std::string_view rest = name.substr(8);
+    size_t dot = rest.find('.');
+    if (dot == std::string_view::npos) continue;
+    pid_t pid = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + dot, pid);
+    if (ec != std::errc() || end != rest.data() + dot || pid <= 0 || pid == getpid()) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    struct stat st {};
+    std::string path = base + "/" + std::string(name);
+    if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) continue;
+    stale.push_back(path);
+  }
+  closedir(d);
+  for (const auto& path : stale) kpc::remove_tree(path);
+}
+
+std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error) {
+  std::string tmpl = run_dir_base() + "/kpc-run." + std::to_string(getpid()) + ".XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (!mkdtemp(buf.data())) {

@@ -2,6 +2,7 @@
 hang detection and recovery, deadlines, orphans, leftover mounts, protocol
 errors, and nothing surviving a killed launcher."""
 
+import glob
 import json
 import os
 import signal
@@ -106,6 +107,12 @@ def test_killing_the_launcher_kills_the_probe_tree(flavor):
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(5)
         assert wait_until(lambda: not probe_pids("sleep_forever"), 3), "probe survived its launcher"
+        # The killed launcher could not remove its run directory; the next
+        # launcher removes it.
+        leftover = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"kpc-run.{launcher.pid}.*"))
+        assert leftover, "expected the killed launcher's run directory"
+        launch("noop", flavor=flavor)
+        assert not any(os.path.exists(d) for d in leftover), leftover
     finally:
         if launcher.poll() is None:
             launcher.kill()
