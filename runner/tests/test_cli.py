@@ -61,7 +61,7 @@ def test_suite_runs_on_the_host_and_writes_results(tmp_path, built):
     assert int(suite.get("failures")) == 0
 
     # Nothing left behind: no run directory, no new process of ours.
-    assert run_dirs() == before_dirs
+    assert run_dirs() <= before_dirs   # nothing new (a launcher may sweep stale ones)
     new = {pid: info for pid, info in processes().items() if pid not in before}
     assert not [i for i in new.values() if i[2] in ("kpc-shim", "kpc-launch") or i[1] == "Z"], new
 
