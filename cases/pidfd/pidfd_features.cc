@@ -23,7 +23,7 @@ constexpr long kPidfdSendSignal = 424, kPidfdOpen = 434, kClone3 = 435, kPidfdGe
 constexpr unsigned long kClonePidfd = 0x1000;
 constexpr int kPPidfd = 3;
 constexpr unsigned kPidfdThread = O_EXCL, kPidfdNonblock = O_NONBLOCK;
-constexpr unsigned kSignalThread = 1, kSignalThreadGroup = 2, kSignalProcessGroup = 4;
+constexpr unsigned kSignalThreadGroup = 2, kSignalProcessGroup = 4;
 
 // struct pidfd_info (include/uapi/linux/pidfd.h, 6.13+), first fields.
 struct PidfdInfo {
@@ -84,7 +84,6 @@ int probe_main(kpc::Probe&) {
                  result(syscall(kPidfdSendSignal, pidfd.get(), 0, nullptr, kSignalThreadGroup)));
     kpc::observe("pidfd_send_signal.process_group_flag",
                  result(syscall(kPidfdSendSignal, pidfd.get(), 0, nullptr, kSignalProcessGroup)));
-    (void)kSignalThread;
     // 4. The child exits: POLLIN; then waitid(P_PIDFD) (5.4) reaps it.
     a.release();
     kpc::observe("poll_after_exit", revents_name(poll_events(pidfd.get())));

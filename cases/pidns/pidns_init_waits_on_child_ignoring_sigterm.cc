@@ -23,8 +23,7 @@ void on_term(int) { g_term = true; }
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  const bool grace = p.variant == "kills_after_grace";
-  if (!grace && p.variant != "waits_forever") kpc::broken("unknown variant '" + p.variant + "'");
+  const bool grace = p.variant_is("kills_after_grace", "waits_forever");
   kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC);
 
   kpc::Child init = kpc::fork_child_in_new_pidns([&] {

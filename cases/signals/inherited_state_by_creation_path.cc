@@ -111,6 +111,21 @@ int wait_and_record(pid_t pid) {
   return 0;
 }
 
+// fork; the child records child.* and execs the helper through an fd
+// opened with open_flags (execveat(AT_EMPTY_PATH) or fexecve).
+template <typename ExecFd>
+int fork_then_exec_fd(const ExecArgv& a, int open_flags, const char* what, ExecFd exec_fd) {
+  kpc::Fd fd(open(a.path(), open_flags | O_CLOEXEC));
+  KPC_CHECK(fd);
+  pid_t pid = kpc::fork_or_broken();
+  if (pid == 0) {
+    kpc::record_state("child", kProps);
+    exec_fd(fd.get());
+    kpc::broken(std::string(what) + ": " + strerror(errno));
+  }
+  return wait_and_record(pid);
+}
+
 long raw_clone3(clone_args* args) { return syscall(SYS_clone3, args, sizeof(clone_args)); }
 
 int via_clone3(const ExecArgv& a, uint64_t flags, bool expect_child) {
@@ -246,26 +261,12 @@ int probe_main(kpc::Probe& p) {
 #endif
        }},
       {"fork_execveat", [&] {
-         kpc::Fd fd(open(a.path(), O_PATH | O_CLOEXEC));
-         KPC_CHECK(fd);
-         pid_t pid = kpc::fork_or_broken();
-         if (pid == 0) {
-           kpc::record_state("child", kProps);
-           syscall(SYS_execveat, fd.get(), "", a.argv(), environ, AT_EMPTY_PATH);
-           kpc::broken(std::string("execveat: ") + strerror(errno));
-         }
-         return wait_and_record(pid);
+         return fork_then_exec_fd(a, O_PATH, "execveat", [&](int fd) {
+           syscall(SYS_execveat, fd, "", a.argv(), environ, AT_EMPTY_PATH);
+         });
        }},
       {"fork_fexecve", [&] {
-         kpc::Fd fd(open(a.path(), O_RDONLY | O_CLOEXEC));
-         KPC_CHECK(fd);
-         pid_t pid = kpc::fork_or_broken();
-         if (pid == 0) {
-           kpc::record_state("child", kProps);
-           fexecve(fd.get(), a.argv(), environ);
-           kpc::broken(std::string("fexecve: ") + strerror(errno));
-         }
-         return wait_and_record(pid);
+         return fork_then_exec_fd(a, O_RDONLY, "fexecve", [&](int fd) { fexecve(fd, a.argv(), environ); });
        }},
   });
 }

@@ -32,13 +32,12 @@ void copy_file(const std::string& from, const std::string& to, mode_t mode) {
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  const bool setuid_bit = p.variant == "setuid_program";
-  if (!setuid_bit && p.variant != "plain_program") kpc::broken("unknown variant '" + p.variant + "'");
+  const bool setuid_bit = p.variant_is("setuid_program", "plain_program");
 
   // 1. A copy of the helper in the run directory, set-user-ID root or not;
   //    the directory must be traversable by uid 65534.
   KPC_SYS(chmod(".", 0711));
-  std::string copy = std::string(get_current_dir_name()) + "/exec_report_copy";
+  const std::string copy = "./exec_report_copy";  // the cwd is the run directory
   copy_file(p.helper("exec_report"), copy, setuid_bit ? 04755 : 0755);
 
   kpc::Child child = kpc::fork_child([&] {

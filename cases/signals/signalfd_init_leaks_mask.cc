@@ -12,8 +12,7 @@
 #include "kpc/state.h"
 
 int probe_main(kpc::Probe& p) {
-  const bool resets = p.variant == "resets";
-  if (!resets && p.variant != "forgets_reset") kpc::broken("unknown variant '" + p.variant + "'");
+  const bool resets = p.variant_is("resets", "forgets_reset");
 
   // 1. Block everything (glibc's sigfillset: all but its internal 32/33;
   //    the kernel drops SIGKILL and SIGSTOP) and read signals via signalfd.

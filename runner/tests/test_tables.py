@@ -127,3 +127,21 @@ def test_runtime_ambiguity_is_still_caught_when_matching(demo_cases):
 def test_the_shipped_tables_load(tmp_path):
     from kpc import cases
     tables.load(cases.load_all())
+
+
+def test_globs_match_variants_and_are_checked(write_table, demo_cases):
+    t = load(write_table, demo_cases, "[other]\na = 1 if variant=f* -- f\na = 2 if variant!=f* -- not f\n")
+    assert t.match("other", "a", ctx(variant="fork")).value == "1"
+    assert t.match("other", "a", ctx(variant="clone")).value == "2"
+    err = error_of(write_table, demo_cases, "[other]\na = 1 if variant=spawn* -- s\n")
+    assert "signals.exp:2" in err and "'spawn*' is not a variant of this case" in err
+
+
+def test_globs_overlapping_a_plain_row_are_found(write_table, demo_cases):
+    err = error_of(write_table, demo_cases, "[other]\na = 1 if variant=f* -- f\na = 2 if variant=fork -- f\n")
+    assert "both match 'a'" in err
+
+
+def test_strings_starting_with_sig_are_not_read_as_sets(write_table, demo_cases):
+    t = load(write_table, demo_cases, '[demo]\norder = "SIGUSR1,SIG36:3"\n')
+    assert t.match("demo", "order", ctx()).value == "SIGUSR1,SIG36:3"

@@ -37,6 +37,12 @@ int Probe::dispatch(const std::map<std::string, std::function<int()>, std::less<
   return it->second();
 }
 
+bool Probe::variant_is(std::string_view yes, std::string_view no) const {
+  if (variant == yes) return true;
+  if (variant == no) return false;
+  broken("unknown variant '" + variant + "' (this probe knows: " + std::string(yes) + ", " + std::string(no) + ")");
+}
+
 void exec_or_broken(const std::vector<std::string>& argv) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
