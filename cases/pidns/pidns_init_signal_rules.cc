@@ -29,8 +29,8 @@ int probe_main(kpc::Probe& p) {
     }
     // 1. A member of the namespace sends SIGTERM, then SIGKILL, to PID 1.
     kpc::Child member = kpc::fork_child([] {
-      kpc::observe_result("member.kill_sigterm", kill(1, SIGTERM), errno);
-      kpc::observe_result("member.kill_sigkill", kill(1, SIGKILL), errno);
+      KPC_OBSERVE_CALL("member.kill_sigterm", kill(1, SIGTERM));
+      KPC_OBSERVE_CALL("member.kill_sigkill", kill(1, SIGKILL));
     });
     member.wait();
     const int from_member = g_handled.load();

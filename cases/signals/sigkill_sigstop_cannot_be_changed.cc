@@ -58,8 +58,8 @@ int probe_main(kpc::Probe&) {
   }
 
   // 4. Signal numbers out of range are refused.
-  kpc::observe_result("sigaction_signal_0", raw_sigaction(0, SIG_IGN), errno);
-  kpc::observe_result("sigaction_signal_65", raw_sigaction(65, SIG_IGN), errno);
+  KPC_OBSERVE_CALL("sigaction_signal_0", raw_sigaction(0, SIG_IGN));
+  KPC_OBSERVE_CALL("sigaction_signal_65", raw_sigaction(65, SIG_IGN));
 
   // 5. A stopped child: SIGSTOP stops it though it "blocked" and "ignored"
   //    everything it could; SIGKILL then kills it while stopped.

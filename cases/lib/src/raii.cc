@@ -47,6 +47,30 @@ void send_byte(int fd, char c) {
   }
 }
 
+void send_int(int fd, int value) {
+  for (;;) {
+    ssize_t n = write(fd, &value, sizeof value);
+    if (n == sizeof value) return;
+    if (n < 0 && errno == EINTR) continue;
+    detail::sys_failed("write(handshake)", __FILE__, __LINE__, n < 0 ? errno : EIO);
+  }
+}
+
+std::optional<int> recv_int(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  for (;;) {
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;  // (restarts the timeout: good enough for handshakes)
+    if (r < 0) detail::sys_failed("poll(handshake)", __FILE__, __LINE__, errno);
+    if (r == 0) return std::nullopt;
+    int value;
+    ssize_t n = read(fd, &value, sizeof value);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != sizeof value) return std::nullopt;  // EOF: the writer is gone
+    return value;
+  }
+}
+
 std::optional<char> recv_byte(int fd, int timeout_ms) {
   timespec start{};
   clock_gettime(CLOCK_MONOTONIC, &start);

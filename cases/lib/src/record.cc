@@ -114,6 +114,8 @@ void observe(std::string_view key, SigSet value) {
 }
 
 void observe_result(std::string_view key, long rc, int err) {
+  if (rc == -1 && err == 0)
+    broken("observe_result(\"" + std::string(key) + "\"): the call failed but errno is 0 (was errno read before the call? use KPC_OBSERVE_CALL)");
   observe(key, rc == -1 ? errno_name(err) : std::string("ok"));
 }
 

@@ -45,6 +45,9 @@ struct Pipe {
 void send_byte(int fd, char c = 'x');
 // The byte, or nullopt on EOF (the other side is gone) or timeout.
 std::optional<char> recv_byte(int fd, int timeout_ms = -1);
+// The same for one int (a pid, an errno): one atomic pipe write each.
+void send_int(int fd, int value);
+std::optional<int> recv_int(int fd, int timeout_ms = -1);
 
 // How a process ended, in the words the tables use:
 // "exited 0", "killed SIGKILL", "killed SIGABRT (core)", "stopped SIGSTOP".

@@ -9,6 +9,7 @@
 // child can record and _exit() safely.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,7 +37,21 @@ void observe(std::string_view key, Errno value);
 void observe(std::string_view key, SigSet value);
 
 // The outcome of a call as one observation: "ok" or the errno name.
+// `rc` and `err` must be taken in that order: pass a call's result here only
+// through KPC_OBSERVE_CALL (function arguments are evaluated in no fixed
+// order, so `observe_result(k, open(...), errno)` may read errno first).
+// rc == -1 with err == 0 is that mistake and makes the probe broken.
 void observe_result(std::string_view key, long rc, int err);
+
+// KPC_OBSERVE_CALL("after.open", open(path, O_RDONLY)): runs the call, then
+// reads errno, then records "ok" or the errno name.
+#define KPC_OBSERVE_CALL(key, call)              \
+  do {                                           \
+    errno = 0;                                   \
+    long kpc_rc_ = static_cast<long>(call);      \
+    int kpc_err_ = errno;                        \
+    ::kpc::observe_result((key), kpc_rc_, kpc_err_); \
+  } while (0)
 
 // Informational values: reported alongside the verdict, never compared
 // (PIDs, timings, kernel stacks).

@@ -1,0 +1,399 @@
+// The FUSE test filesystem (see kpc/testfs.h).
+#define FUSE_USE_VERSION 34
+#include "kpc/testfs.h"
+
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "kpc/check.h"
+#include "kpc/proc.h"
+#include "kpc/raii.h"
+#include "kpc/record.h"
+
+namespace kpc::testfs {
+
+struct Shared {
+  std::atomic<int> counts[static_cast<int>(Op::count_)];
+  std::atomic<int> flush_answer, flush_arg, read_answer, read_arg;
+  std::atomic<int> unanswered;
+  // Process mode: the child's startup result.
+  std::atomic<int> ready;  // 0 starting, 1 serving, -1 failed (see error)
+  std::atomic<unsigned long> conn;
+  char error[512];
+};
+
+namespace {
+
+constexpr fuse_ino_t kRoot = FUSE_ROOT_ID;
+constexpr fuse_ino_t kFile = 2;
+constexpr off_t kFileSize = 4096;
+constexpr long kFusectlMagic = 0x65735543;
+const int kWakeSignal = SIGRTMIN + 7;  // interrupts the serving thread's read
+
+Shared* S(fuse_req_t req) { return static_cast<Shared*>(fuse_req_userdata(req)); }
+void bump(Shared* s, Op op) { s->counts[static_cast<int>(op)].fetch_add(1); }
+
+struct stat attr_of(fuse_ino_t ino) {
+  struct stat st {};
+  st.st_ino = ino;
+  if (ino == kRoot) {
+    st.st_mode = S_IFDIR | 0755;
+    st.st_nlink = 2;
+  } else {
+    st.st_mode = S_IFREG | 0666;
+    st.st_nlink = 1;
+    st.st_size = kFileSize;
+  }
+  return st;
+}
+
+// Answers per the configured behaviour; returns false when the request was
+// deliberately left pending.
+bool answer(fuse_req_t req, const std::atomic<int>& how, const std::atomic<int>& arg, int* err_out) {
+  *err_out = 0;
+  switch (static_cast<Answer>(how.load())) {
+    case Answer::now: return true;
+    case Answer::late: std::this_thread::sleep_for(std::chrono::milliseconds(arg.load())); return true;
+    case Answer::never: S(req)->unanswered.fetch_add(1); return false;
+    case Answer::fail: *err_out = arg.load(); return true;
+  }
+  return true;
+}
+
+void op_init(void* data, struct fuse_conn_info*) { static_cast<Shared*>(data)->counts[int(Op::INIT)]++; }
+void op_destroy(void* data) { static_cast<Shared*>(data)->counts[int(Op::DESTROY)]++; }
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  bump(S(req), Op::LOOKUP);
+  if (parent != kRoot || strcmp(name, "file") != 0) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  fuse_entry_param e {};
+  e.ino = kFile;
+  e.attr = attr_of(kFile);
+  e.attr_timeout = e.entry_timeout = 3600;
+  fuse_reply_entry(req, &e);
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) {
+  bump(S(req), Op::FORGET);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  bump(S(req), Op::GETATTR);
+  struct stat st = attr_of(ino);
+  fuse_reply_attr(req, &st, 3600);
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int, fuse_file_info*) {
+  bump(S(req), Op::SETATTR);
+  struct stat st = attr_of(ino);
+  fuse_reply_attr(req, &st, 3600);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  bump(S(req), Op::OPEN);
+  if (ino != kFile) {
+    fuse_reply_err(req, EISDIR);
+    return;
+  }
+  fi->direct_io = 1;  // every read() reaches the server, none is served from the page cache
+  fuse_reply_open(req, fi);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
+  Shared* s = S(req);
+  bump(s, Op::READ);
+  int err;
+  if (!answer(req, s->read_answer, s->read_arg, &err)) return;
+  if (err) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  static const std::string content(kFileSize, 'k');
+  size_t n = off >= kFileSize ? 0 : std::min<size_t>(size, kFileSize - off);
+  fuse_reply_buf(req, content.data() + (n ? off : 0), n);
+}
+
+void op_write(fuse_req_t req, fuse_ino_t, const char*, size_t size, off_t, fuse_file_info*) {
+  bump(S(req), Op::WRITE);
+  fuse_reply_write(req, size);
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  Shared* s = S(req);
+  bump(s, Op::FLUSH);
+  int err;
+  if (answer(req, s->flush_answer, s->flush_arg, &err)) fuse_reply_err(req, err);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  bump(S(req), Op::RELEASE);
+  fuse_reply_err(req, 0);
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  bump(S(req), Op::OPENDIR);
+  fuse_reply_open(req, fi);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
+  bump(S(req), Op::READDIR);
+  char buf[512];
+  size_t used = 0;
+  const char* names[] = {".", "..", "file"};
+  for (off_t i = off; i < 3; ++i) {
+    struct stat st = attr_of(i == 2 ? kFile : kRoot);
+    size_t need = fuse_add_direntry(req, buf + used, std::min(sizeof buf, size) - used, names[i], &st, i + 1);
+    if (need > std::min(sizeof buf, size) - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf, used);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  bump(S(req), Op::RELEASEDIR);
+  fuse_reply_err(req, 0);
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  bump(S(req), Op::STATFS);
+  struct statvfs st {};
+  st.f_bsize = 4096;
+  st.f_namemax = 255;
+  fuse_reply_statfs(req, &st);
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops o {};
+  o.init = op_init;
+  o.destroy = op_destroy;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.open = op_open;
+  o.read = op_read;
+  o.write = op_write;
+  o.flush = op_flush;
+  o.release = op_release;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.releasedir = op_releasedir;
+  o.statfs = op_statfs;
+  return o;
+}();
+
+// Why FUSE cannot be used here, or "" when /dev/fuse opens.
+std::string devfuse_problem() {
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return "";
+  }
+  return std::string("/dev/fuse: ") + strerror(errno) +
+         (errno == ENOENT ? " (no FUSE device here; load the fuse module or add the device)" : "");
+}
+
+// The mount's device minor from our mountinfo: no request to the server.
+unsigned long connection_of(const std::string& mountpoint) {
+  auto text = read_text("/proc/thread-self/mountinfo");
+  KPC_CHECK(text.has_value());
+  unsigned long conn = 0;
+  for (const auto& m : parse_mountinfo(*text))
+    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) conn = m.minor;  // last one wins
+  KPC_CHECK_MSG(conn != 0, "the FUSE mount on " + mountpoint + " is not in mountinfo");
+  return conn;
+}
+
+// Creates the session and mounts; "" or an error text (libfuse prints its
+// own details to stderr).
+std::string mount_session(Shared* shared, const std::string& mountpoint, fuse_session** out) {
+  const char* argv[] = {"kpc-testfs", "-o", "fsname=kpc-testfs,subtype=kpctest", nullptr};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  fuse_session* se = fuse_session_new(&args, &kOps, sizeof kOps, shared);
+  fuse_opt_free_args(&args);
+  if (!se) return "fuse_session_new failed";
+  if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    return "mounting FUSE on " + mountpoint + " failed (see stderr; EPERM means no privilege to mount)";
+  }
+  *out = se;
+  return "";
+}
+
+void ignore_wake(int) {}
+
+}  // namespace
+
+const char* op_name(Op op) {
+  static const char* const names[] = {"INIT", "DESTROY", "LOOKUP", "FORGET", "GETATTR", "SETATTR", "OPEN", "READ",
+                                      "WRITE", "FLUSH", "RELEASE", "OPENDIR", "READDIR", "RELEASEDIR", "STATFS"};
+  static_assert(sizeof names / sizeof *names == static_cast<size_t>(Op::count_));
+  return names[static_cast<int>(op)];
+}
+
+std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) {
+  if (auto why = devfuse_problem(); !why.empty()) kpc::skip(why);
+  std::unique_ptr<Server> s(new Server());
+  s->mountpoint_ = mountpoint;
+  void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  KPC_CHECK_MSG(mem != MAP_FAILED, std::string("mmap: ") + strerror(errno));
+  s->shared_ = new (mem) Shared();
+
+  if (how == Serve::thread) {
+    std::string err = mount_session(s->shared_, mountpoint, &s->session_);
+    if (!err.empty()) kpc::skip(err);
+    s->devfuse_fd_ = fuse_session_fd(s->session_);
+    struct sigaction sa {};
+    sa.sa_handler = ignore_wake;  // no SA_RESTART: the read returns EINTR
+    sigaction(kWakeSignal, &sa, nullptr);
+    fuse_session* se = s->session_;
+    s->thread_ = std::thread([se] { fuse_session_loop(se); });
+    s->conn_ = connection_of(mountpoint);
+  } else {
+    Shared* shared = s->shared_;
+    pid_t pid = fork_or_broken();
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // the probe's death ends its server
+      fuse_session* se = nullptr;
+      std::string err = mount_session(shared, mountpoint, &se);
+      if (!err.empty()) {
+        snprintf(shared->error, sizeof shared->error, "%s", err.c_str());
+        shared->ready = -1;
+        _exit(1);
+      }
+      shared->conn = connection_of(mountpoint);
+      shared->ready = 1;
+      fuse_session_loop(se);
+      _exit(0);  // no unmount: the caller owns the mount's lifetime
+    }
+    s->server_pid_ = pid;
+    for (int waited = 0; shared->ready == 0; ++waited) {
+      int st;
+      if (waitpid(pid, &st, WNOHANG) == pid) {
+        s->server_pid_ = -1;
+        if (shared->ready == 0) kpc::broken("the FUSE server process ended during startup: " + describe_wait_status(st));
+      }
+      KPC_CHECK_MSG(waited < 5000, "the FUSE server process did not start within 5 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (shared->ready < 0) kpc::skip(shared->error);
+    s->conn_ = shared->conn;
+  }
+  announce_fuse_connection(s->conn_);
+  return s;
+}
+
+Server::~Server() {
+  if (abandoned_) return;
+  // Detach first: once nothing holds a file of it, the kernel ends the
+  // connection and the server's read() returns.
+  umount2(mountpoint_.c_str(), MNT_DETACH);
+  if (server_pid_ > 0) {
+    kill(server_pid_, SIGKILL);
+    waitpid(server_pid_, nullptr, 0);
+  }
+  if (thread_.joinable()) {
+    fuse_session_exit(session_);
+    // The thread may sit in read(/dev/fuse) of a connection that files
+    // still pin: wake it (EINTR ends the loop), and if it is still
+    // serving after a while, end the connection itself.
+    for (int i = 0;; ++i) {
+      pthread_kill(thread_.native_handle(), kWakeSignal);
+      timespec deadline;
+      clock_gettime(CLOCK_REALTIME, &deadline);
+      deadline.tv_nsec += 20'000'000;
+      if (deadline.tv_nsec >= 1'000'000'000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1'000'000'000;
+      }
+      if (pthread_timedjoin_np(thread_.native_handle(), nullptr, &deadline) == 0) {
+        thread_.detach();  // joined already; std::thread must not join again
+        break;
+      }
+      if (i == 10) abort_connection(conn_);
+      if (i == 100) {
+        thread_.detach();  // give up; the process's exit ends it
+        break;
+      }
+    }
+    fuse_session_destroy(session_);
+  }
+  if (shared_) munmap(shared_, sizeof(Shared));
+}
+
+void Server::set_flush(Answer a, int arg) {
+  shared_->flush_arg = arg;
+  shared_->flush_answer = static_cast<int>(a);
+}
+
+void Server::set_read(Answer a, int arg) {
+  shared_->read_arg = arg;
+  shared_->read_answer = static_cast<int>(a);
+}
+
+int Server::count(Op op) const { return shared_->counts[static_cast<int>(op)].load(); }
+
+bool Server::wait_count(Op op, int n, int timeout_ms) const {
+  for (int waited = 0; count(op) < n; ++waited) {
+    if (waited >= timeout_ms) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+int Server::unanswered() const { return shared_->unanswered.load(); }
+
+bool Server::wait_unanswered(int n, int timeout_ms) const {
+  for (int waited = 0; unanswered() < n; ++waited) {
+    if (waited >= timeout_ms) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+void Server::kill_server() {
+  KPC_CHECK_MSG(server_pid_ > 0, "kill_server() needs a server process (Serve::process)");
+  kill(server_pid_, SIGKILL);
+  waitpid(server_pid_, nullptr, 0);
+  server_pid_ = -1;
+}
+
+void enter_private_mount_namespace() {
+  if (unshare(CLONE_NEWNS) != 0)
+    kpc::skip(std::string("unshare(CLONE_NEWNS): ") + strerror(errno) + " (a private mount namespace needs CAP_SYS_ADMIN)");
+  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+}
+
+std::string abort_connection(unsigned long conn) {
+  const char* dir = "/sys/fs/fuse/connections";
+  struct statfs fs {};
+  if (statfs(dir, &fs) != 0) return std::string(dir) + ": " + strerror(errno);
+  if (fs.f_type != kFusectlMagic && mount("fusectl", dir, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return std::string("mount fusectl on ") + dir + ": " + strerror(errno);
+  std::string path = std::string(dir) + "/" + std::to_string(conn) + "/abort";
+  Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return path + ": " + strerror(errno);
+  if (write(fd.get(), "1", 1) != 1) return path + ": " + strerror(errno);
+  return "";
+}
+
+}  // namespace kpc::testfs
