@@ -10,7 +10,7 @@ from . import kver, paths
 
 FLAVORS = ("host", "pidns", "userns")
 
-_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "probe", "args",
+_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "probe", "args",
              "requires", "flavor_notes", "provenance"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
@@ -46,6 +46,7 @@ class Case:
     requires: Requires
     flavor_notes: dict
     provenance: dict
+    slow: str = ""  # why the case takes long; run only with --slow
 
     @property
     def source_path(self):
@@ -112,7 +113,7 @@ def load_case(path):
     if "summary" not in data:
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
-                      ("hang_ms", "int"), ("exclusive", "bool"), ("probe", "str"), ("args", "strlist"),
+                      ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("probe", "str"), ("args", "strlist"),
                       ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table")):
         if key in data:
             _check_type(rel, key, data[key], kind)
@@ -150,7 +151,7 @@ def load_case(path):
     case = Case(id=case_id, area=area, summary=data["summary"], metadata_path=path,
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
-                exclusive=data.get("exclusive", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
+                exclusive=data.get("exclusive", False), slow=data.get("slow", ""), requires=req, flavor_notes=data.get("flavor_notes", {}),
                 provenance=prov)
     if not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")

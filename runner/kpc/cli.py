@@ -77,7 +77,7 @@ def cmd_run(args):
     flavors = args.flavor or list(cases.FLAVORS)
     _ensure_build(args.no_build)
     env = envinfo.detect()
-    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs)
+    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow)
     if not sess.items:
         raise InputError(f"the selected cases do not run in flavor(s) {', '.join(flavors)}")
 
@@ -239,6 +239,8 @@ def parser():
     r.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
                    help="runs in parallel (default: CPU count); exclusive cases run alone")
     r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
+    r.add_argument("--slow", action="store_true",
+                   help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="list cases with area and summary")

@@ -24,6 +24,7 @@ class Verdict:
     expected: dict = dataclasses.field(default_factory=dict)      # key -> {value, where, xfail, reason}
     notes: dict = dataclasses.field(default_factory=dict)
     hang: dict = None
+    marks: dict = dataclasses.field(default_factory=dict)  # name -> {probe_mono_ns, launcher_ms, ...}
     duration_ms: float = 0.0
     stderr: str = ""
 
@@ -44,7 +45,7 @@ def _records(result):
         elif "note" in rec:
             notes[rec["note"]] = rec.get("value")
         elif "skip" in rec:
-            skip = rec["skip"]
+            skip = skip or rec["skip"]  # the first reason: a parent may repeat a child's skip
         elif "broken" in rec:
             broken = rec["broken"]
         elif "end" in rec:
@@ -74,7 +75,7 @@ def evaluate(case, result, tbl, ctx):
     conditions see (kernel tuple, flavor, variant, profile, runtime, libc,
     arch, root)."""
     obs, notes, skip, broken, end, problems = _records(result)
-    v = Verdict("error", notes=notes, duration_ms=result.get("duration_ms", 0.0),
+    v = Verdict("error", notes=notes, marks=result.get("marks") or {}, duration_ms=result.get("duration_ms", 0.0),
                 stderr=result.get("stderr", ""))
     v.observations = {}
     for key, (vtype, value) in obs.items():
@@ -107,6 +108,19 @@ def evaluate(case, result, tbl, ctx):
                 v.verdict = "xfail"
                 v.reason = f"{row.reason} [{v.reason}]"
         v.observations["hang"] = "yes"
+        # What the probe recorded before it got stuck is still checked: a
+        # known deadlock must not hide a wrong observation made on the way.
+        if problems:
+            v.verdict, v.reason, v.details = "error", problems[0] + f" (before the hang: {v.reason})", problems[1:]
+            return v
+        if case.id not in tbl.sections:
+            return v
+        mismatches, _, error = _compare(case, {k: o for k, o in obs.items() if k != "hang"}, v, tbl, ctx,
+                                        require_all=False)
+        if error:
+            v.verdict, v.reason = "error", error
+        elif mismatches:
+            v.verdict, v.reason, v.details = "fail", mismatches[0] + f" (before the hang: {v.reason})", mismatches[1:]
         return v
 
     if problems:
@@ -131,32 +145,10 @@ def evaluate(case, result, tbl, ctx):
         v.observations["hang"] = "no"
         obs["hang"] = ("str", "no")
 
-    mismatches, divergences = [], []
-    for key in obs:
-        try:
-            row = tbl.match(case.id, key, ctx)
-        except tables.TableError as e:
-            v.reason = str(e)
-            return v
-        if row is None:
-            v.reason = (f"no row for observation '{key}' matches {_context_text(ctx)} "
-                        f"(in {os.path.relpath(case.table_path, paths.ROOT)} [{case.id}])")
-            return v
-        v.expected[key] = _expected(row)
-        try:
-            want = values.canonical(obs[key][0], row.value)
-        except values.ValueError_ as e:
-            v.reason = f"{row.where}: {e}"
-            return v
-        if want != v.observations[key]:
-            mismatches.append(f"{key}: expected {want} ({row.where}), observed {v.observations[key]}")
-        elif row.xfail:
-            divergences.append(f"{key}: {row.reason} ({row.where})")
-    for row in tbl.rows_for(case.id):
-        if row.key not in obs and row.matches(ctx):
-            v.reason = (f"{row.where}: the probe did not record '{row.key}' "
-                        f"(a misspelt key, or a row for an observation that no longer exists)")
-            return v
+    mismatches, divergences, error = _compare(case, obs, v, tbl, ctx, require_all=True)
+    if error:
+        v.reason = error
+        return v
 
     if mismatches:
         v.verdict = "fail"
@@ -169,6 +161,36 @@ def evaluate(case, result, tbl, ctx):
     else:
         v.verdict = "pass"
     return v
+
+
+def _compare(case, obs, v, tbl, ctx, require_all):
+    """Compares observations with their rows, filling v.expected. Returns
+    (mismatches, divergences, error); `require_all`: a matching row whose
+    key was not recorded is an error (a finished probe records them all)."""
+    mismatches, divergences = [], []
+    for key in obs:
+        try:
+            row = tbl.match(case.id, key, ctx)
+        except tables.TableError as e:
+            return [], [], str(e)
+        if row is None:
+            return [], [], (f"no row for observation '{key}' matches {_context_text(ctx)} "
+                            f"(in {os.path.relpath(case.table_path, paths.ROOT)} [{case.id}])")
+        v.expected[key] = _expected(row)
+        try:
+            want = values.canonical(obs[key][0], row.value)
+        except values.ValueError_ as e:
+            return [], [], f"{row.where}: {e}"
+        if want != v.observations[key]:
+            mismatches.append(f"{key}: expected {want} ({row.where}), observed {v.observations[key]}")
+        elif row.xfail:
+            divergences.append(f"{key}: {row.reason} ({row.where})")
+    if require_all:
+        for row in tbl.rows_for(case.id):
+            if row.key not in obs and row.matches(ctx):
+                return [], [], (f"{row.where}: the probe did not record '{row.key}' "
+                                f"(a misspelt key, or a row for an observation that no longer exists)")
+    return mismatches, divergences, ""
 
 
 def _expected(row):

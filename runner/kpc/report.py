@@ -93,6 +93,8 @@ def result_json(item, env):
         out["notes"] = v.notes
     if v.hang:
         out["hang"] = v.hang
+    if v.marks:
+        out["marks"] = v.marks
     if v.verdict in ("fail", "hang", "error"):
         out["provenance"] = item.case.provenance_lines()
     return out

@@ -48,7 +48,7 @@ class Progress:
 
 
 class Session:
-    def __init__(self, cases, tables, env, selected, flavors, jobs=2, profile="none", runtime="none"):
+    def __init__(self, cases, tables, env, selected, flavors, jobs=2, profile="none", runtime="none", slow=False):
         self.cases, self.tables, self.env = cases, tables, env
         self.jobs, self.profile, self.runtime = jobs, profile, runtime
         self.items = []
@@ -59,6 +59,8 @@ class Session:
                         continue
                     item = Item(case, variant, flavor)
                     item.skip = requirements.skip_reason(case, flavor, env)
+                    if case.slow and not slow and not item.skip:
+                        item.skip = f"slow case ({case.slow}): run with --slow"
                     self.items.append(item)
         self.by_run = {i.run_id: i for i in self.items}
         self.progress = Progress(len(self.items))

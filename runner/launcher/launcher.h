@@ -102,8 +102,9 @@ json task_json(const TaskInfo& t);
 // FUSE connections (the /sys/fs/fuse/connections/N numbers) of every mount
 // that the tree's tasks can see.
 std::vector<unsigned long> tree_fuse_connections(const std::vector<pid_t>& procs);
-// Writes to /sys/fs/fuse/connections/N/abort, mounting fusectl first if
-// needed. Returns "" or an error text.
+// Writes to /sys/fs/fuse/connections/N/abort. When fusectl is not mounted
+// there, a short-lived child mounts it in a private mount namespace, so the
+// machine's mounts are left as they were. Returns "" or an error text.
 std::string abort_fuse_connection(unsigned long conn);
 
 // libcap's text form of this process's capabilities, e.g. "=ep".

@@ -1,7 +1,9 @@
 // Looking at a supervised tree from the outside: its tasks, their states and
 // kernel stacks, and the FUSE connections they can see.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/capability.h>
+#include <sys/wait.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -121,12 +123,8 @@ std::vector<unsigned long> tree_fuse_connections(const std::vector<pid_t>& procs
   return {conns.begin(), conns.end()};
 }
 
-std::string abort_fuse_connection(unsigned long conn) {
-  struct statfs fs {};
-  if (statfs(kFuseConnections, &fs) != 0) return std::string(kFuseConnections) + ": " + strerror(errno);
-  if (fs.f_type != kFusectlMagic &&
-      mount("fusectl", kFuseConnections, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-    return std::string("mount fusectl on ") + kFuseConnections + ": " + strerror(errno);
+namespace {
+std::string write_abort(unsigned long conn) {
   std::string path = std::string(kFuseConnections) + "/" + std::to_string(conn) + "/abort";
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? "" : path + ": " + strerror(errno);  // ENOENT: already gone
@@ -134,6 +132,44 @@ std::string abort_fuse_connection(unsigned long conn) {
   int err = errno;
   close(fd);
   return n == 1 ? "" : path + ": " + strerror(err);
+}
+}  // namespace
+
+std::string abort_fuse_connection(unsigned long conn) {
+  struct statfs fs {};
+  if (statfs(kFuseConnections, &fs) != 0) return std::string(kFuseConnections) + ": " + strerror(errno);
+  if (fs.f_type == kFusectlMagic) return write_abort(conn);
+  // fusectl is not mounted: mount it in a private mount namespace of a
+  // short-lived child, so the machine's mounts stay as they were.
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return std::string("pipe: ") + strerror(errno);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return std::string("fork: ") + strerror(errno);
+  }
+  if (pid == 0) {
+    std::string err;
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      err = std::string("private mount namespace for fusectl: ") + strerror(errno);
+    else if (mount("fusectl", kFuseConnections, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      err = std::string("mount fusectl on ") + kFuseConnections + ": " + strerror(errno);
+    else
+      err = write_abort(conn);
+    if (!err.empty() && write(pipefd[1], err.data(), err.size()) < 0) _exit(2);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string err;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) err.append(buf, n);
+  close(pipefd[0]);
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  return err;
 }
 
 std::string capabilities_text() {

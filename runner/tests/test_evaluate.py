@@ -168,6 +168,33 @@ def test_no_hang_where_one_is_expected_is_a_fail(write_table, demo_cases):
     assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.12"))).verdict == "pass"
 
 
+HANG_TABLE = ("[demo]\nhang = yes if kernel<6.3 xfail -- deadlock before the fix\nhang = no if kernel>=6.3 -- fixed\n"
+              "setns = ok\nfork = ENOMEM\ncompleted = true\n")
+
+
+def test_observations_made_before_an_expected_hang_are_still_checked(write_table, demo_cases):
+    t = tables.load(demo_cases, write_table("signals", HANG_TABLE))
+    before = [obs("setns", "str", "ok"), obs("fork", "errno", "ENOMEM")]
+    res = result(before, outcome="hang", exit_text="killed SIGKILL", hang=STUCK)
+    v = evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1")))
+    assert v.verdict == "xfail", v.reason          # 'completed' never recorded: fine in a hang
+    assert v.expected["fork"]["value"] == "ENOMEM" and v.hang["tasks"][0]["stack"]
+
+    wrong = [obs("setns", "str", "ok"), obs("fork", "errno", "EAGAIN")]
+    v = evaluate.evaluate(demo_cases["demo"], result(wrong, outcome="hang", exit_text="killed SIGKILL", hang=STUCK),
+                          t, ctx(kernel=kver.parse("6.1")))
+    assert v.verdict == "fail"
+    assert "fork: expected ENOMEM" in v.reason and "before the hang" in v.reason
+    assert v.hang["tasks"][0]["wchan"] == "fuse_flush"  # the stack stays with the verdict
+
+
+def test_an_unknown_observation_before_a_hang_is_an_error(write_table, demo_cases):
+    t = tables.load(demo_cases, write_table("signals", HANG_TABLE))
+    res = result([obs("nonsense", "int", 1)], outcome="hang", exit_text="killed SIGKILL", hang=STUCK)
+    v = evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1")))
+    assert v.verdict == "error" and "nonsense" in v.reason
+
+
 def test_timeout_is_an_error_with_the_tasks(demo_cases, tbl):
     v = verdict(demo_cases, tbl, result([], outcome="timeout", exit_text="killed SIGKILL", trouble=STUCK))
     assert v.verdict == "error" and "deadline of 5 s exceeded" in v.reason

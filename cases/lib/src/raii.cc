@@ -56,6 +56,13 @@ void send_int(int fd, int value) {
   }
 }
 
+void expect_ready(Child& child, int fd, int timeout_ms, std::string_view what) {
+  if (recv_byte(fd, timeout_ms)) return;
+  auto st = child.wait_for(2000);
+  if (st && WIFEXITED(*st) && WEXITSTATUS(*st) == kExitSkip) skip("a process of the probe skipped (reason above)");
+  broken(std::string(what) + " (" + (st ? describe_wait_status(*st) : std::string("still running")) + ")");
+}
+
 std::optional<int> recv_int(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   for (;;) {

@@ -209,7 +209,9 @@ std::string devfuse_problem() {
     return "";
   }
   return std::string("/dev/fuse: ") + strerror(errno) +
-         (errno == ENOENT ? " (no FUSE device here; load the fuse module or add the device)" : "");
+         (errno == ENOENT  ? " (no FUSE device here; load the fuse module or add the device)"
+          : errno == EACCES ? " (the device's permissions exclude this user)"
+                            : "");
 }
 
 // The mount's device minor from our mountinfo: no request to the server.

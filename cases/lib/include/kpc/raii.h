@@ -79,6 +79,11 @@ class Child {
 
 pid_t fork_or_broken();
 
+// Waits for a child's "ready" byte on `fd`. If the child ended instead: one
+// that skipped (its reason is already recorded) skips the probe too; any
+// other end makes the probe broken, naming `what` and the child's status.
+void expect_ready(Child& child, int fd, int timeout_ms, std::string_view what);
+
 // fork(); the child runs fn and _exit()s with its return value (0 when fn
 // returns void). The child never returns into the caller's stack.
 // Runs a child's body and _exit()s with its result (0 for void).

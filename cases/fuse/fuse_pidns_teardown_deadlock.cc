@@ -1,0 +1,94 @@
+// fuse_pidns_teardown_deadlock: story 002's exact shape. A PID namespace
+// holds a FUSE server that serves its own mount from a thread while its
+// main thread keeps a file of that mount open. The namespace's init exits:
+// the kernel SIGKILLs the server (zap_pid_ns_processes); the server's last
+// exiting thread closes the file, FLUSH goes to a server that no longer
+// reads, and the init waits for it forever. The namespace accepts no new
+// process meanwhile: setns() into it works, fork() there fails.
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "kpc/probe.h"
+#include "kpc/proc.h"
+#include "kpc/testfs.h"
+
+namespace {
+
+// True once `pid` is exiting and asleep (inside zap_pid_ns_processes), or
+// already gone/zombie (no deadlock on this kernel).
+bool exiting_or_gone(pid_t pid) {
+  auto st = kpc::read_stat(pid);
+  if (!st) return true;
+  return st->state == 'Z' || ((st->flags & kpc::kPfExiting) && (st->state == 'S' || st->state == 'D'));
+}
+
+}  // namespace
+
+int probe_main(kpc::Probe&) {
+  kpc::testfs::enter_private_mount_namespace();
+  kpc::TempDir dir("fuse");
+  kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC), go = kpc::Pipe::make(O_CLOEXEC);
+
+  kpc::Child init = kpc::fork_child_in_new_pidns([&] {
+    // 1. init starts the member: a FUSE server (serving thread) whose main
+    //    thread holds a file of its own mount open, then waits.
+    kpc::Pipe member_ready = kpc::Pipe::make(O_CLOEXEC);
+    kpc::Child member(kpc::fork_or_broken());
+    if (member.pid() == 0) {
+      auto fs = kpc::testfs::Server::start(dir.path(), kpc::testfs::Serve::thread);
+      KPC_SYS(open(fs->file_path().c_str(), O_RDWR));
+      fs->abandon();
+      kpc::send_byte(member_ready.write.get());
+      for (;;) pause();
+    }
+    member_ready.write.reset();  // so a member that ends early reads as EOF
+    kpc::expect_ready(member, member_ready.read.get(), 5000, "the FUSE member never got ready");
+    member.release();  // the kernel kills it when init exits
+    kpc::send_byte(ready.write.get());
+    // 2. On the word, init exits without touching the member.
+    kpc::recv_byte(go.read.get(), 10000);
+    kpc::mark("deadlock-armed");
+    _exit(0);
+  });
+  ready.write.reset();
+  kpc::expect_ready(init, ready.read.get(), 5000, "the namespace never got ready");
+  kpc::Fd nsfd(KPC_SYS(open(("/proc/" + std::to_string(init.pid()) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC)));
+
+  // 3. init exits; wait until it sleeps in its exit (or is gone).
+  kpc::send_byte(go.write.get());
+  for (int ms = 0; ms < 500 && !exiting_or_gone(init.pid()); ++ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  // 4. Meanwhile: setns into the namespace, and fork there (a helper does
+  //    it, so this process's own pid_for_children stays as it was).
+  kpc::Child helper = kpc::fork_child([&] {
+    errno = 0;
+    long rc = setns(nsfd.get(), CLONE_NEWPID);
+    kpc::observe_result("during_teardown.setns", rc, errno);
+    if (rc != 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    kpc::observe_result("during_teardown.fork", pid, errno);
+    if (pid > 0) waitpid(pid, nullptr, 0);
+    return 0;
+  });
+  helper.wait();
+
+  // 5. Does the teardown complete? Under kpc-launch a stuck init is reported
+  //    as a hang, with every task's kernel stack, long before this gives up.
+  if (auto st = init.wait_for(10000)) {
+    kpc::observe("teardown.completed", true);
+    kpc::observe("init.status", kpc::describe_wait_status(*st));
+    return 0;
+  }
+  kpc::observe("teardown.completed", false);  // run by hand: free it ourselves
+  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/self/mountinfo").value_or("")))
+    if (m.mount_point == dir.path()) kpc::note("abort", kpc::testfs::abort_connection(m.minor));
+  init.wait();
+  return 0;
+}
