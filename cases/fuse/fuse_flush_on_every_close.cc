@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include "kpc/probe.h"
 #include "kpc/testfs.h"
 
@@ -61,6 +63,21 @@ int flush_fails(int err) {
   return 0;
 }
 
+// The server answers FLUSH only after 300 ms: close() waits for it.
+int flush_late() {
+  Setup s;
+  s.fs->set_flush(Answer::late, 300);
+  int fd = KPC_SYS(open(s.fs->file_path().c_str(), O_RDWR | O_CLOEXEC));
+  auto start = std::chrono::steady_clock::now();
+  long rc = close(fd);
+  int err = errno;
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  kpc::observe_result("close_1", rc, err);
+  kpc::observe("close_waited_for_the_answer", waited.count() >= 300);
+  kpc::note("close_ms", waited.count());
+  return 0;
+}
+
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
@@ -68,5 +85,6 @@ int probe_main(kpc::Probe& p) {
       {"every_descriptor", every_descriptor},
       {"flush_eio", [] { return flush_fails(EIO); }},
       {"flush_enosys", [] { return flush_fails(ENOSYS); }},
+      {"flush_late", flush_late},
   });
 }
