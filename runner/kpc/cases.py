@@ -10,7 +10,7 @@ from . import kver, paths
 
 FLAVORS = ("host", "pidns", "userns")
 
-_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "probe", "args",
+_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes", "probe", "args",
              "requires", "flavor_notes", "provenance"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
@@ -47,6 +47,7 @@ class Case:
     flavor_notes: dict
     provenance: dict
     slow: str = ""  # why the case takes long; run only with --slow
+    under_runtimes: bool = False  # run by --runtime (as the runtime's child)
 
     @property
     def source_path(self):
@@ -113,7 +114,7 @@ def load_case(path):
     if "summary" not in data:
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
-                      ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("probe", "str"), ("args", "strlist"),
+                      ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("probe", "str"), ("args", "strlist"),
                       ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table")):
         if key in data:
             _check_type(rel, key, data[key], kind)
@@ -151,7 +152,7 @@ def load_case(path):
     case = Case(id=case_id, area=area, summary=data["summary"], metadata_path=path,
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
-                exclusive=data.get("exclusive", False), slow=data.get("slow", ""), requires=req, flavor_notes=data.get("flavor_notes", {}),
+                exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
                 provenance=prov)
     if not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from . import build, cases, envinfo, paths, report, session, tables
+from . import build, cases, envinfo, paths, report, runtimes, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
@@ -77,8 +77,24 @@ def cmd_run(args):
     flavors = args.flavor or list(cases.FLAVORS)
     _ensure_build(args.no_build)
     env = envinfo.detect()
-    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow)
+    rts = []
+    if args.runtime:
+        try:
+            rts = runtimes.parse_list(",".join(args.runtime), args.profile)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        env.runtimes = {r.name: {"prefix": r.prefix, "profile": r.profile, "version": r.version,
+                                 "source": r.source, **({"unavailable": r.unavailable} if r.unavailable else {})}
+                        for r in rts}
+        for r in rts:
+            _say(f"runtime {r.name} {r.version or ''}: profile {r.profile}"
+                 + (f"; skipped: {r.unavailable}" if r.unavailable else ""))
+    elif args.profile:
+        raise InputError("--profile asserts a profile for a --runtime: give one")
+    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts)
     if not sess.items:
+        if rts:
+            raise InputError("none of the selected cases runs under a runtime (metadata under_runtimes = true)")
         raise InputError(f"the selected cases do not run in flavor(s) {', '.join(flavors)}")
 
     import pytest  # Debian's python3-pytest
@@ -239,6 +255,13 @@ def parser():
     r.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
                    help="runs in parallel (default: CPU count); exclusive cases run alone")
     r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
+    r.add_argument("--runtime", action="append", metavar="SPEC",
+                   help="run the runtime cases as the child of each runtime, started by a deliberately dirty "
+                        "caller: known names (comma-separated: " + ", ".join(runtimes.KNOWN) + ") or one command "
+                        "prefix such as 'my-init --' (repeatable)")
+    r.add_argument("--profile", choices=runtimes.PROFILES,
+                   help="the profile the --runtime(s) promise (default: the known runtime's own; clean for a "
+                        "command prefix)")
     r.add_argument("--slow", action="store_true",
                    help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
     r.set_defaults(func=cmd_run)

@@ -25,6 +25,7 @@ class Environment:
     kconfig_source: str
     flavors: dict            # flavor -> "ok" or why not
     runtime: str = "none"
+    runtimes: dict = None    # --runtime: name -> {prefix, profile, version, source, unavailable}
 
     @property
     def kernel_version(self):
@@ -33,7 +34,8 @@ class Environment:
     def to_json(self):
         return {"kernel": self.kernel, "machine": self.machine, "distro": self.distro, "libc": self.libc,
                 "root": self.root, "capabilities": self.capabilities, "runtime": self.runtime,
-                "kconfig_source": self.kconfig_source, "flavors": self.flavors}
+                "kconfig_source": self.kconfig_source, "flavors": self.flavors,
+                **({"runtimes": self.runtimes} if self.runtimes else {})}
 
     def context(self, flavor, variant="", profile="none", runtime="none"):
         """What expected-table conditions see."""

@@ -182,7 +182,8 @@ def _compare(case, obs, v, tbl, ctx, require_all):
         except values.ValueError_ as e:
             return [], [], f"{row.where}: {e}"
         if want != v.observations[key]:
-            mismatches.append(f"{key}: expected {want} ({row.where}), observed {v.observations[key]}")
+            mismatches.append(f"{key}: expected {want} ({row.where}), observed {v.observations[key]}"
+                              + (_sigset_difference(want, v.observations[key]) if obs[key][0] == "sigset" else ""))
         elif row.xfail:
             divergences.append(f"{key}: {row.reason} ({row.where})")
     if require_all:
@@ -191,6 +192,14 @@ def _compare(case, obs, v, tbl, ctx, require_all):
                 return [], [], (f"{row.where}: the probe did not record '{row.key}' "
                                 f"(a misspelt key, or a row for an observation that no longer exists)")
     return mismatches, divergences, ""
+
+
+def _sigset_difference(want, got):
+    """'; extra SIGTSTP|SIGTTIN; missing SIGUSR1' for two canonical sets."""
+    w = [x for x in want.split("|") if x != "none"]
+    g = [x for x in got.split("|") if x != "none"]
+    extra, missing = [x for x in g if x not in w], [x for x in w if x not in g]
+    return (f"; extra {'|'.join(extra)}" if extra else "") + (f"; missing {'|'.join(missing)}" if missing else "")
 
 
 def _expected(row):

@@ -4,11 +4,12 @@ import json
 import subprocess
 import threading
 
-from . import paths
+from . import paths, runtimes
 
 
-def plan_entry(run_id, case, variant, flavor, extra_env=None):
-    argv = [f"{paths.probe_dir()}/{case.probe}"]
+def plan_entry(run_id, case, variant, flavor, extra_env=None, runtime=None):
+    argv = list(runtime.prefix) if runtime else []
+    argv += [f"{paths.probe_dir()}/{case.probe}"]
     if variant:
         argv += ["--variant", variant]
     argv += case.args
@@ -16,6 +17,8 @@ def plan_entry(run_id, case, variant, flavor, extra_env=None):
              "timeout_ms": int(case.timeout_s * 1000), "hang_ms": case.hang_ms, "exclusive": case.exclusive}
     if extra_env:
         entry["env"] = extra_env
+    if runtime:
+        entry["caller"] = runtimes.DIRTY_CALLER
     return entry
 
 

@@ -39,16 +39,21 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
     rows = {}
     for item in items:
         label = item.case.id + (f":{item.variant}" if item.variant else "")
-        rows.setdefault(label, {})[item.flavor] = item
+        rows.setdefault(label, {})[item.column] = item
     width = max([len(r) for r in rows] + [4])
+    # Flavors in their order, then runtimes in the order they were given.
     cols = [f for f in flavors if any(f in r for r in rows.values())]
-    stream.write(f"{'CASE'.ljust(width)}  " + "  ".join(c.ljust(6) for c in cols) + "\n")
+    for item in items:
+        if item.column not in cols:
+            cols.append(item.column)
+    cw = max([6] + [len(c) for c in cols])
+    stream.write(f"{'CASE'.ljust(width)}  " + "  ".join(c.ljust(cw) for c in cols) + "\n")
     for label, by_flavor in rows.items():
         cells = []
         for c in cols:
             it = by_flavor.get(c)
             text = it.verdict.verdict if it else "-"
-            cells.append(paint(text.ljust(6), text, color))
+            cells.append(paint(text.ljust(cw), text, color))
         stream.write(f"{label.ljust(width)}  " + "  ".join(cells) + "\n")
 
     details = [i for i in items if i.verdict.verdict != "pass" and (verbose or i.verdict.verdict != "skip")]
@@ -85,7 +90,8 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
 def result_json(item, env):
     v = item.verdict
     out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
-           "kernel": env.kernel, "runtime": env.runtime, "verdict": v.verdict, "observations": v.observations,
+           "kernel": env.kernel, "runtime": item.runtime.name if item.runtime else env.runtime,
+           "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict, "observations": v.observations,
            "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
     if v.details:
         out["details"] = v.details

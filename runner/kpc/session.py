@@ -15,6 +15,7 @@ class Item:
     case: object
     variant: str
     flavor: str
+    runtime: object = None    # runtimes.Runtime, or None: kpc's launcher starts the probe itself
     skip: str = None          # decided before running: a requirement is missing
     result: dict = None
     verdict: evaluate.Verdict = None
@@ -23,7 +24,13 @@ class Item:
     @property
     def run_id(self):
         v = f":{self.variant}" if self.variant else ""
-        return f"{self.case.id}{v}@{self.flavor}"
+        r = f"+{self.runtime.name}" if self.runtime else ""
+        return f"{self.case.id}{v}@{self.flavor}{r}"
+
+    @property
+    def column(self):
+        """The report's column: the flavor, or the runtime under test."""
+        return self.runtime.name if self.runtime else self.flavor
 
 
 class Progress:
@@ -48,11 +55,22 @@ class Progress:
 
 
 class Session:
-    def __init__(self, cases, tables, env, selected, flavors, jobs=2, profile="none", runtime="none", slow=False):
+    def __init__(self, cases, tables, env, selected, flavors, jobs=2, slow=False, runtimes=()):
         self.cases, self.tables, self.env = cases, tables, env
-        self.jobs, self.profile, self.runtime = jobs, profile, runtime
+        self.jobs = jobs
         self.items = []
-        for case in selected:
+        # Under --runtime: the cases meant for it, each as each runtime's
+        # child, in the host flavor (the runtime brings its own namespaces).
+        for case in (selected if runtimes else []):
+            if not case.under_runtimes:
+                continue
+            for variant in case.variants or [""]:
+                for rt in runtimes:
+                    item = Item(case, variant, "host", runtime=rt)
+                    item.skip = requirements.skip_reason(case, "host", env) or (
+                        f"{rt.name}: {rt.unavailable}" if rt.unavailable else None)
+                    self.items.append(item)
+        for case in (selected if not runtimes else []):
             for variant in case.variants or [""]:
                 for flavor in case.flavors:
                     if flavor not in flavors:
@@ -76,7 +94,7 @@ class Session:
                 item.done.set()
                 self.progress.step(f"{item.run_id}: skip")
             else:
-                plan.append(launch.plan_entry(item.run_id, item.case, item.variant, item.flavor))
+                plan.append(launch.plan_entry(item.run_id, item.case, item.variant, item.flavor, runtime=item.runtime))
         if plan:
             self._batch = launch.Batch(plan, self.jobs, self._on_event, self._on_exit)
 
@@ -105,7 +123,9 @@ class Session:
             if item.skip:
                 item.verdict = evaluate.Verdict("skip", item.skip)
             else:
-                ctx = self.env.context(item.flavor, item.variant, self.profile, self.runtime)
+                rt = item.runtime
+                ctx = self.env.context(item.flavor, item.variant, rt.profile if rt else "none",
+                                       rt.name if rt else "none")
                 item.verdict = evaluate.evaluate(item.case, item.result, self.tables, ctx)
         return item.verdict
 

@@ -43,6 +43,9 @@ struct RunSpec {
   int timeout_ms = 10000;  // deadline for the whole run
   int hang_ms = 1000;      // a task asleep without running this long is stuck
   bool exclusive = false;  // run alone (timing-sensitive cases)
+  // The "dirty caller": signals blocked and ignored when argv[0] starts
+  // (a runtime under test shows whether it passes them on). Empty: clean.
+  std::vector<int> caller_blocked, caller_ignored;
 };
 
 // Parses one plan line; throws std::runtime_error with a reason.

@@ -57,6 +57,13 @@ RunSpec spec_from_json(const json& j) {
   s.timeout_ms = j.value("timeout_ms", s.timeout_ms);
   s.hang_ms = j.value("hang_ms", s.hang_ms);
   s.exclusive = j.value("exclusive", false);
+  if (j.contains("caller")) {
+    const auto& c = j.at("caller");
+    s.caller_blocked = c.value("blocked", std::vector<int>{});
+    s.caller_ignored = c.value("ignored", std::vector<int>{});
+    for (int sig : s.caller_blocked) if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.blocked: bad signal " + std::to_string(sig));
+    for (int sig : s.caller_ignored) if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.ignored: bad signal " + std::to_string(sig));
+  }
   if (s.timeout_ms <= 0 || s.hang_ms <= 0) throw std::runtime_error("timeout_ms and hang_ms must be positive");
   return s;
 }
@@ -149,6 +156,12 @@ struct ShimFds {
   fcntl(kObsFd, F_SETFD, 0);
   close_from(kObsFd + 1);
   reset_signal_state();
+  // A deliberately dirty caller, when the plan asks for one.
+  for (int sig : spec.caller_ignored) signal(sig, SIG_IGN);
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  for (int sig : spec.caller_blocked) sigaddset(&blocked, sig);
+  sigprocmask(SIG_BLOCK, &blocked, nullptr);
   if (chdir(tmpdir.c_str()) != 0) _exit(126);
 
   std::vector<std::string> env = {

@@ -1,0 +1,109 @@
+"""Runtimes and inits kpc can put between its launcher and a probe.
+
+A runtime is a command prefix: the launcher starts `PREFIX probe ARGS` with
+a deliberately dirty signal state (DIRTY_CALLER), so a runtime that gives
+its child a clean state and one that passes the caller's state through are
+told apart. What each runtime promises is its **profile**; the expected
+tables key their rows by profile (and by runtime for runtime-specific
+facts), never by one rule for all.
+
+Profiles:
+  clean         the child starts with nothing blocked and nothing ignored
+  pass-through  the child gets exactly the caller's blocked and ignored sets
+"""
+
+import dataclasses
+import shlex
+import shutil
+import signal
+import subprocess
+
+PROFILES = ("clean", "pass-through")
+
+# The dirty caller: what a careless parent (story 000's init, story 001's
+# `trap '' HUP`) leaves behind.
+DIRTY_CALLER = {"blocked": [int(signal.SIGUSR1), int(signal.SIGALRM)],
+                "ignored": [int(signal.SIGUSR2), int(signal.SIGHUP)]}
+
+
+@dataclasses.dataclass
+class Runtime:
+    name: str
+    prefix: list           # argv before the probe; prefix[0] absolute
+    profile: str
+    package: str = ""      # Debian package, for the version and the hint
+    source: str = ""       # where the profile comes from (docs, source line)
+    unavailable: str = ""  # why it cannot run here: the runs are skipped
+    version: str = ""
+
+
+def _package_version(pkg):
+    if not pkg:
+        return ""
+    p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else ""
+
+
+# name -> (binary, prefix after the binary, profile, package, source)
+KNOWN = {
+    "tini": ("tini", ["-s", "--"], "pass-through", "tini",
+             "tini.c spawn(): restore_signals() = sigprocmask(SIG_SETMASK, original) + the saved SIGTTIN/SIGTTOU "
+             "actions: the child gets the caller's mask and ignores (../shared/research/runtimes-and-inits.md s.1)"),
+    "dumb-init": ("dumb-init", ["--"], "clean", "dumb-init",
+                  "dumb-init.c: signal(i, dummy) for 1..31 in dumb-init, then in the child "
+                  "sigprocmask(SIG_UNBLOCK, &all_signals, NULL), setsid(), execvp: mask empty and SIG_DFL for "
+                  "1..31 (research s.2)"),
+    "catatonit": ("catatonit", ["--"], "pass-through", "catatonit",
+                  "catatonit.c spawn_pid1() -> make_foreground(): restores the caller's mask but adds SIGTSTP, "
+                  "SIGTTOU, SIGTTIN to it ('This isn't strictly necessary') (research s.3)"),
+    "bwrap": ("bwrap", ["--dev-bind", "/", "/", "--"], "pass-through", "bubblewrap",
+              "bubblewrap.c: blocks only SIGCHLD for its monitor and unblocks it before exec; nothing else "
+              "touched (research s.3)"),
+    "runc": ("runc", [], "pass-through", "runc",
+             "runc 1.1.5, measured (research s.3): blocked signals leak into the container, ignores are reset"),
+    "crun": ("crun", [], "clean", "crun",
+             "crun src/libcrun/container.c unblock_signals(): SIG_UNBLOCK all and SIG_DFL for every signal "
+             "(research s.3)"),
+}
+OCI = {"runc", "crun"}
+
+
+def resolve(spec, profile=None):
+    """'tini' or a command prefix like 'my-init --' -> Runtime. Raises
+    ValueError with a message for the user."""
+    if spec in KNOWN:
+        binary, rest, prof, pkg, source = KNOWN[spec]
+        path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+        rt = Runtime(spec, [path] + rest if path else [], profile or prof, pkg, source)
+        if not path:
+            rt.unavailable = f"{binary} is not installed (Debian package {pkg})"
+        elif spec in OCI:
+            rt.unavailable = (f"{spec} needs an OCI bundle (rootfs + config.json); kpc does not generate "
+                              f"bundles yet")
+        rt.version = _package_version(pkg)
+        return rt
+    words = shlex.split(spec)
+    if not words:
+        raise ValueError("an empty --runtime")
+    path = shutil.which(words[0])
+    if not path:
+        raise ValueError(f"--runtime '{spec}': {words[0]} not found (known runtimes: {', '.join(KNOWN)}, "
+                         f"or any command prefix)")
+    name = words[0].rsplit("/", 1)[-1]
+    return Runtime(name, [path] + words[1:], profile or "clean",
+                   source="a user's command prefix; profile " + (f"asserted with --profile {profile}" if profile
+                                                               else "clean by default (--profile to change)"))
+
+
+def parse_list(text, profile=None):
+    """--runtime value: comma-separated known names, or one command prefix
+    (which may contain spaces but no comma)."""
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown profile '{profile}' ({', '.join(PROFILES)})")
+    out = []
+    for part in [p.strip() for p in text.split(",")]:
+        rt = resolve(part, profile)
+        if any(r.name == rt.name for r in out):
+            raise ValueError(f"--runtime names {rt.name} twice")
+        out.append(rt)
+    return out
