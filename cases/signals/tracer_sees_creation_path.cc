@@ -34,7 +34,10 @@ std::string ns_links(pid_t pid) {
     char buf[128] = {};
     std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
-    out += std::string(ns) + "=" + (n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?") + ";";
+    // A failed read is the probe's problem, not a "different namespace":
+    // say which link and why (seen once in CI as same_namespaces=false).
+    if (n <= 0) kpc::broken("readlink " + path + ": " + kpc::errno_name(errno));
+    out += std::string(ns) + "=" + std::string(buf, static_cast<size_t>(n)) + ";";
   }
   return out;
 }
@@ -119,6 +122,7 @@ int probe_main(kpc::Probe& p) {
                      PTRACE_O_EXITKILL));
   std::string creator_ns = ns_links(child);
   auto creator_cg = kpc::read_text("/proc/" + std::to_string(child) + "/cgroup");
+  KPC_CHECK_MSG(creator_cg.has_value(), "cannot read the tracee's /proc/PID/cgroup");
   KPC_SYS(ptrace(PTRACE_CONT, child, nullptr, nullptr));
 
   // 2. Follow every stop until the tracee exits; record the first creation event.
@@ -144,7 +148,9 @@ int probe_main(kpc::Probe& p) {
         unsigned long newpid = 0;
         KPC_SYS(ptrace(PTRACE_GETEVENTMSG, who, nullptr, &newpid));
         same_ns = ns_links(static_cast<pid_t>(newpid)) == creator_ns;
-        same_cg = kpc::read_text("/proc/" + std::to_string(newpid) + "/cgroup") == creator_cg;
+        auto new_cg = kpc::read_text("/proc/" + std::to_string(newpid) + "/cgroup");
+        KPC_CHECK_MSG(new_cg.has_value(), "cannot read the new task's /proc/" + std::to_string(newpid) + "/cgroup");
+        same_cg = new_cg == creator_cg;
       }
       sig = 0;
     } else if (ev != 0 || sig == SIGSTOP || sig == SIGTRAP) {
