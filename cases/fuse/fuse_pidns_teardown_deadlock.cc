@@ -87,8 +87,7 @@ int probe_main(kpc::Probe&) {
     return 0;
   }
   kpc::observe("teardown.completed", false);  // run by hand: free it ourselves
-  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/self/mountinfo").value_or("")))
-    if (m.mount_point == dir.path()) kpc::note("abort", kpc::testfs::abort_connection(m.minor));
+  kpc::note("abort", kpc::testfs::abort_mount(dir.path()));
   init.wait();
   return 0;
 }

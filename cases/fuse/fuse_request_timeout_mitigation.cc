@@ -78,8 +78,7 @@ int probe_main(kpc::Probe&) {
   if (st) {
     kpc::observe("exit.status", kpc::describe_wait_status(*st));
   } else {
-    for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/self/mountinfo").value_or("")))
-      if (m.mount_point == dir.path()) kpc::note("abort", kpc::testfs::abort_connection(m.minor));
+    kpc::note("abort", kpc::testfs::abort_mount(dir.path()));
     server.wait();
   }
   return 0;

@@ -62,9 +62,10 @@ int probe_main(kpc::Probe& p) {
   }
   // Run by hand: say where it is stuck, then free it (abort the connection).
   kpc::observe("exit.completed", false);
-  if (auto stack = kpc::read_text("/proc/" + std::to_string(server.pid()) + "/stack")) kpc::note("stuck_stack", *stack);
-  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/self/mountinfo").value_or("")))
-    if (m.mount_point == dir.path()) kpc::note("abort", kpc::testfs::abort_connection(m.minor));
+  for (pid_t tid : kpc::list_tasks(server.pid()))  // the leader is a zombie; the stuck one is another thread
+    if (auto stack = kpc::read_text("/proc/" + std::to_string(server.pid()) + "/task/" + std::to_string(tid) + "/stack"))
+      if (!stack->empty()) kpc::note("stuck_stack." + std::to_string(tid), *stack);
+  kpc::note("abort", kpc::testfs::abort_mount(dir.path()));
   server.wait();
   return 0;
 }

@@ -398,4 +398,11 @@ std::string abort_connection(unsigned long conn) {
   return "";
 }
 
+std::string abort_mount(const std::string& mountpoint) {
+  std::string errors;
+  for (const auto& m : parse_mountinfo(read_text("/proc/self/mountinfo").value_or("")))
+    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) errors += abort_connection(m.minor);
+  return errors;
+}
+
 }  // namespace kpc::testfs

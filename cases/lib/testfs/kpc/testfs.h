@@ -102,4 +102,9 @@ void enter_private_mount_namespace();
 // caller's mount namespace when missing). Returns "" or what failed.
 std::string abort_connection(unsigned long conn);
 
+// Aborts every FUSE connection mounted on `mountpoint` (as this process's
+// mountinfo shows it): how a probe run by hand frees a task it saw stuck.
+// Returns "" or what failed.
+std::string abort_mount(const std::string& mountpoint);
+
 }  // namespace kpc::testfs
