@@ -6,9 +6,7 @@
 // reads, and the init waits for it forever. The namespace accepts no new
 // process meanwhile: setns() into it works, fork() there fails.
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -64,20 +62,8 @@ int probe_main(kpc::Probe&) {
   kpc::send_byte(go.write.get());
   for (int ms = 0; ms < 500 && !exiting_or_gone(init.pid()); ++ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 
-  // 4. Meanwhile: setns into the namespace, and fork there (a helper does
-  //    it, so this process's own pid_for_children stays as it was).
-  kpc::Child helper = kpc::fork_child([&] {
-    errno = 0;
-    long rc = setns(nsfd.get(), CLONE_NEWPID);
-    kpc::observe_result("during_teardown.setns", rc, errno);
-    if (rc != 0) return 0;
-    pid_t pid = fork();
-    if (pid == 0) _exit(0);
-    kpc::observe_result("during_teardown.fork", pid, errno);
-    if (pid > 0) waitpid(pid, nullptr, 0);
-    return 0;
-  });
-  helper.wait();
+  // 4. Meanwhile: setns into the namespace, and fork there.
+  kpc::observe_setns_then_fork("during_teardown", nsfd.get());
 
   // 5. Does the teardown complete? Under kpc-launch a stuck init is reported
   //    as a hang, with every task's kernel stack, long before this gives up.

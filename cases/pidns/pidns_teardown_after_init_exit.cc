@@ -3,7 +3,6 @@
 // everything it can), and the namespace accepts no new process: setns()
 // into it still works, but fork() there fails with ENOMEM.
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -60,16 +59,7 @@ int probe_main(kpc::Probe&) {
   kpc::observe("member.plain_gone", gone(members[0]));
   kpc::observe("member.hardened_gone", gone(members[1]));
 
-  // 4. In a helper process: setns into the dead namespace, then fork.
-  kpc::Child helper = kpc::fork_child([&] {
-    long rc = setns(nsfd.get(), CLONE_NEWPID);
-    kpc::observe_result("dead_ns.setns", rc, errno);
-    if (rc != 0) return 0;
-    pid_t pid = fork();
-    if (pid == 0) _exit(0);
-    kpc::observe_result("dead_ns.fork", pid, errno);
-    return 0;
-  });
-  helper.wait();
+  // 4. setns into the dead namespace, then fork there.
+  kpc::observe_setns_then_fork("dead_ns", nsfd.get());
   return 0;
 }

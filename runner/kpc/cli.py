@@ -83,9 +83,7 @@ def cmd_run(args):
             rts = runtimes.parse_list(",".join(args.runtime), args.profile)
         except ValueError as e:
             raise InputError(str(e)) from None
-        env.runtimes = {r.name: {"prefix": r.prefix, "profile": r.profile, "version": r.version,
-                                 "source": r.source, **({"unavailable": r.unavailable} if r.unavailable else {})}
-                        for r in rts}
+        env.runtimes = {r.name: r.describe() for r in rts}
         for r in rts:
             _say(f"runtime {r.name} {r.version or ''}: profile {r.profile}"
                  + (f"; skipped: {r.unavailable}" if r.unavailable else ""))

@@ -24,8 +24,7 @@ class Environment:
     kconfig: dict            # None when no config could be read
     kconfig_source: str
     flavors: dict            # flavor -> "ok" or why not
-    runtime: str = "none"
-    runtimes: dict = None    # --runtime: name -> {prefix, profile, version, source, unavailable}
+    runtimes: dict = None    # --runtime: name -> runtimes.Runtime.describe()
 
     @property
     def kernel_version(self):
@@ -33,7 +32,8 @@ class Environment:
 
     def to_json(self):
         return {"kernel": self.kernel, "machine": self.machine, "distro": self.distro, "libc": self.libc,
-                "root": self.root, "capabilities": self.capabilities, "runtime": self.runtime,
+                "root": self.root, "capabilities": self.capabilities,
+                "runtime": ",".join(self.runtimes) if self.runtimes else "none",
                 "kconfig_source": self.kconfig_source, "flavors": self.flavors,
                 **({"runtimes": self.runtimes} if self.runtimes else {})}
 

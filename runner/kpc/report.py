@@ -90,7 +90,7 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
 def result_json(item, env):
     v = item.verdict
     out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
-           "kernel": env.kernel, "runtime": item.runtime.name if item.runtime else env.runtime,
+           "kernel": env.kernel, "runtime": item.runtime.name if item.runtime else "none",
            "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict, "observations": v.observations,
            "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
     if v.details:

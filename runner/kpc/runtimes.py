@@ -36,6 +36,13 @@ class Runtime:
     unavailable: str = ""  # why it cannot run here: the runs are skipped
     version: str = ""
 
+    def describe(self):
+        """For the results environment."""
+        out = {"prefix": self.prefix, "profile": self.profile, "version": self.version, "source": self.source}
+        if self.unavailable:
+            out["unavailable"] = self.unavailable
+        return out
+
 
 def _package_version(pkg):
     if not pkg:

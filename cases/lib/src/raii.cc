@@ -166,6 +166,20 @@ void Child::kill(int sig) const {
 
 pid_t fork_or_broken() { return KPC_SYS(fork()); }
 
+void observe_setns_then_fork(const std::string& prefix, int nsfd) {
+  Child helper = fork_child([&] {
+    long rc = setns(nsfd, CLONE_NEWPID);
+    observe_result(prefix + ".setns", rc, errno);
+    if (rc != 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    observe_result(prefix + ".fork", pid, errno);
+    if (pid > 0) waitpid(pid, nullptr, 0);
+    return 0;
+  });
+  helper.wait();
+}
+
 pid_t fork_into_new_pidns_or_skip(unsigned long extra_flags) {
   long pid = syscall(SYS_clone, CLONE_NEWPID | extra_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid < 0 && errno == EPERM)

@@ -116,6 +116,12 @@ Child fork_child_in_new_pidns(F&& fn, unsigned long extra_flags = 0) {
   return Child(pid);
 }
 
+// How "docker exec" enters a PID namespace: in a helper process (so the
+// caller's pid_for_children stays as it was) setns(nsfd, CLONE_NEWPID), then
+// fork(). Records "<prefix>.setns" and, when that worked, "<prefix>.fork",
+// each "ok" or the errno name; reaps the helper and the forked child.
+void observe_setns_then_fork(const std::string& prefix, int nsfd);
+
 class Mount {
  public:
   Mount() = default;
