@@ -21,6 +21,14 @@ BUILD_PACKAGES = {
 TEST_PACKAGES = {
     "libgtest-dev": "GoogleTest (unit tests)",
 }
+# --kernels: boot Debian kernels under QEMU (runner/kpc/guest.py).
+VM_PACKAGES = {
+    "qemu-system-x86": "qemu-system-x86_64 (boots the kernels)",
+    "busybox-static": "busybox (the guest's shell and mount)",
+    "debian-archive-keyring": "the keys apt verifies Debian's kernel packages with",
+    "xz-utils": "xz (some kernels ship .ko.xz modules)",
+    "zstd": "zstd (newer kernels may ship .ko.zst modules)",
+}
 OPTIONAL_PACKAGES = {
     "fuse3": "fusermount3 (FUSE cases run without it as root)",
 }
@@ -43,10 +51,11 @@ def _installed(pkg):
     return out.returncode == 0 and out.stdout.startswith("ii")
 
 
-def ensure_packages(with_tests=False, install=True):
+def ensure_packages(with_tests=False, install=True, extra=None):
     wanted = dict(BUILD_PACKAGES)
     if with_tests:
         wanted.update(TEST_PACKAGES)
+    wanted.update(extra or {})
     if shutil.which("dpkg-query") is None:
         missing_cmds = [c for c in ("cmake", "c++", "pkg-config") if shutil.which(c) is None]
         if missing_cmds:

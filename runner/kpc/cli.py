@@ -71,6 +71,34 @@ def _show_path(path):
     return path if rel.startswith("..") else rel
 
 
+def _kernels(args):
+    """--kernels / --kernel: the kernels to boot, fetched and cached."""
+    from . import kernels
+    if args.no_host and not (args.kernels or args.kernel):
+        raise InputError("--no-host needs --kernels or --kernel (something has to run)")
+    if not (args.kernels or args.kernel):
+        return []
+    try:
+        build.ensure_packages(extra=build.VM_PACKAGES)
+    except build.BuildError as e:
+        raise InputError(str(e)) from None
+    requests = [r.strip() for spec in args.kernels or [] for r in spec.split(",") if r.strip()]
+    if args.kernels and not requests:
+        raise InputError("--kernels: give version series or suites, e.g. --kernels 6.1,6.12")
+    try:
+        found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []
+        found += [kernels.from_path(spec) for spec in args.kernel or []]
+    except kernels.KernelError as e:
+        raise InputError(str(e)) from None
+    labels = [k.label for k in found]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise InputError(f"kernel {', '.join(dup)} given twice")
+    for k in found:
+        _say(f"kernel {k.label}: {k.release} ({k.origin})")
+    return found
+
+
 def cmd_run(args):
     all_cases, tbl = _load_cases_and_tables()
     selected = _select(all_cases, args.case, args.area)
@@ -89,7 +117,9 @@ def cmd_run(args):
                  + (f"; skipped: {r.unavailable}" if r.unavailable else ""))
     elif args.profile:
         raise InputError("--profile asserts a profile for a --runtime: give one")
-    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts)
+    kernels_ = _kernels(args)
+    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts,
+                           kernels=kernels_, host=not args.no_host)
     if not sess.items:
         if rts:
             raise InputError("none of the selected cases runs under a runtime (metadata under_runtimes = true)")
@@ -118,7 +148,7 @@ def cmd_run(args):
     report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
     try:
-        report.write_json(json_path, done, env, sess.wall_s)
+        report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
         if args.junit:
             report.write_junit(args.junit, done, env, sess.wall_s)
     except OSError as e:
@@ -129,8 +159,10 @@ def cmd_run(args):
         return EXIT_INTERRUPTED
     if sess.launcher_failure:
         _say(sess.launcher_failure)
+    for label, why in sess.guest_failures.items():
+        _say(f"kernel {label}: {why}")
     bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
-    return EXIT_FAIL if bad or sess.launcher_failure else EXIT_OK
+    return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures else EXIT_OK
 
 
 # ---------------------------------------------------------------- list / explain / check
@@ -262,6 +294,17 @@ def parser():
                         "command prefix)")
     r.add_argument("--slow", action="store_true",
                    help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
+    r.add_argument("--kernels", action="append", metavar="LIST",
+                   help="also run the suite inside these Debian kernels under QEMU, comma-separated version "
+                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 kernel "
+                        "packages are fetched with apt from the Debian archive this machine is configured with, "
+                        "verified, and cached in images/cache/")
+    r.add_argument("--kernel", action="append", metavar="BZIMAGE[:MODDIR]",
+                   help="also run inside a kernel you built (its lib/modules/RELEASE directory when FUSE or the "
+                        "virtio console are modules) (repeatable)")
+    r.add_argument("--no-host", action="store_true", help="with --kernels/--kernel: do not run on this machine")
+    r.add_argument("--refresh-kernels", action="store_true",
+                   help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="list cases with area and summary")

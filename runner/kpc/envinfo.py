@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import platform
+import shutil
 import subprocess
 
 from . import kver, paths
@@ -25,6 +26,18 @@ class Environment:
     kconfig_source: str
     flavors: dict            # flavor -> "ok" or why not
     runtimes: dict = None    # --runtime: name -> runtimes.Runtime.describe()
+    target: str = "host"     # "host", or the kernel's label under --kernels
+    guest: dict = None       # a QEMU guest: its files, commands, boot facts
+
+    def has_file(self, path):
+        if self.guest is not None:
+            return path in self.guest["files"]
+        return os.path.exists(path)
+
+    def has_command(self, cmd):
+        if self.guest is not None:
+            return cmd in self.guest["commands"]
+        return shutil.which(cmd) is not None
 
     @property
     def kernel_version(self):
@@ -35,7 +48,10 @@ class Environment:
                 "root": self.root, "capabilities": self.capabilities,
                 "runtime": ",".join(self.runtimes) if self.runtimes else "none",
                 "kconfig_source": self.kconfig_source, "flavors": self.flavors,
-                **({"runtimes": self.runtimes} if self.runtimes else {})}
+                **({"runtimes": self.runtimes} if self.runtimes else {}),
+                **({"target": self.target, "guest": {k: v for k, v in self.guest.items()
+                                                     if k not in ("files", "commands")}}
+                   if self.guest is not None else {})}
 
     def context(self, flavor, variant="", profile="none", runtime="none"):
         """What expected-table conditions see."""
@@ -94,3 +110,35 @@ def detect():
                        root=os.geteuid() == 0, capabilities=caps["text"],
                        effective_caps=frozenset(caps["effective"]), kconfig=kconfig, kconfig_source=source,
                        flavors=launcher_json("flavors"))
+
+
+class EveryCapability(frozenset):
+    """A guest's init runs with the full set (confirmed by its report)."""
+
+    def __contains__(self, item):
+        return True
+
+
+def busybox_applets(busybox="/bin/busybox"):
+    try:
+        out = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return set()
+    return set(out.split())
+
+
+def for_kernel(kernel, host):
+    """The environment a guest booting `kernel` will have, as far as the
+    host can tell before booting (the guest's init runs as root with every
+    capability; its flavors are confirmed by the guest's own report)."""
+    files = {"/bin/sh", "/bin/true", "/proc/self"}
+    if kernel.config is None or (kernel.config.get("CONFIG_FUSE_FS") in ("y", "m")):
+        files.add("/dev/fuse")
+    return Environment(kernel=kernel.release, machine="x86_64", distro=f"kpc guest ({kernel.origin})",
+                       libc=host.libc, root=True, capabilities="=ep",
+                       effective_caps=EveryCapability(),
+                       kconfig=kernel.config, kconfig_source=kernel.config_source,
+                       flavors={"host": "ok", "pidns": "ok", "userns": "ok"},
+                       target=kernel.label,
+                       guest={"files": files, "commands": busybox_applets(), "origin": kernel.origin,
+                              "image": kernel.image})

@@ -85,6 +85,26 @@ def evaluate(case, result, tbl, ctx):
             problems.append(f"observation '{key}': {e}")
 
     outcome = result.get("outcome")
+    if outcome == "guest-lost":
+        # The QEMU guest stopped answering while this ran (a kernel deadlock,
+        # a panic): not the launcher's recoverable hang, so no table row
+        # can expect it.
+        v.verdict, v.reason = "hang", result.get("error", "the guest stopped answering")
+        v.hang = {"guest_console_tail": result.get("console_tail", []),
+                  "kernel_messages": result.get("kernel_messages", []), "tasks": []}
+        return v
+    if outcome == "kernel-crash":
+        # An oops/BUG/WARNING/panic on the guest's console while this ran:
+        # judge the run as it was, then a kernel complaint makes it a fail.
+        inner = evaluate(case, dict(result, outcome=result.get("outcome_before_crash")), tbl, ctx)
+        msgs = result.get("kernel_messages", [])
+        if inner.verdict not in ("error",):
+            inner.verdict = "fail"
+            inner.reason = f"the kernel complained while this ran: {msgs[0] if msgs else '?'}" + (
+                f" (the run itself: {inner.reason})" if inner.reason else "")
+        inner.details = [*msgs[1:12], *inner.details]
+        inner.notes = dict(inner.notes, kernel_messages=msgs)
+        return inner
     if outcome in ("launch-error", "interrupted"):
         v.reason = result.get("error") or outcome
         return v

@@ -1,5 +1,7 @@
 """Where things are. KPC_BUILD_DIR overrides the build directory,
-KPC_EXPECTED_DIR the expected tables."""
+KPC_EXPECTED_DIR the expected tables, KPC_CACHE_DIR the cache of kernels
+and guest images (default images/cache/; CI keeps it outside the checkout
+so downloads survive a clean clone)."""
 
 import os
 
@@ -21,3 +23,7 @@ def probe_dir():
 
 def launcher():
     return os.path.join(build_dir(), "bin", "kpc-launch")
+
+
+# Kernel packages, extracted kernels, initramfs images, kpc's apt lists.
+CACHE = os.environ.get("KPC_CACHE_DIR") or os.path.join(ROOT, "images", "cache")

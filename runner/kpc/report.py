@@ -37,15 +37,27 @@ def totals_line(items, wall_s):
 def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
     color = use_color(stream)
     rows = {}
+    matrix = any(i.target != "host" for i in items)
     for item in items:
         label = item.case.id + (f":{item.variant}" if item.variant else "")
-        rows.setdefault(label, {})[item.column] = item
+        if matrix:
+            # --kernels: a row per case x flavor, a column per kernel
+            label += f"@{item.flavor}" + (f"+{item.runtime.name}" if item.runtime else "")
+            rows.setdefault(label, {})[item.target] = item
+        else:
+            rows.setdefault(label, {})[item.column] = item
     width = max([len(r) for r in rows] + [4])
-    # Flavors in their order, then runtimes in the order they were given.
-    cols = [f for f in flavors if any(f in r for r in rows.values())]
-    for item in items:
-        if item.column not in cols:
-            cols.append(item.column)
+    if matrix:
+        cols = []
+        for item in items:
+            if item.target not in cols:
+                cols.append(item.target)
+    else:
+        # Flavors in their order, then runtimes in the order they were given.
+        cols = [f for f in flavors if any(f in r for r in rows.values())]
+        for item in items:
+            if item.column not in cols:
+                cols.append(item.column)
     cw = max([6] + [len(c) for c in cols])
     stream.write(f"{'CASE'.ljust(width)}  " + "  ".join(c.ljust(cw) for c in cols) + "\n")
     for label, by_flavor in rows.items():
@@ -68,6 +80,12 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
                 stream.write(f"    {line}\n")
         if v.verdict in ("fail", "hang", "error"):
             if v.hang:
+                for line in v.hang.get("kernel_messages", [])[:10]:
+                    stream.write(f"    kernel: {line}\n")
+                if v.hang.get("guest_console_tail"):
+                    stream.write("    last console lines:\n")
+                    for line in v.hang["guest_console_tail"][-12:]:
+                        stream.write(f"        {line}\n")
                 for t in v.hang.get("tasks", []):
                     mark = "STUCK " if t.get("stuck") else ""
                     stream.write(f"    {mark}task {t.get('tid')} ({t.get('comm')}) state {t.get('state')} "
@@ -90,7 +108,7 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
 def result_json(item, env):
     v = item.verdict
     out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
-           "kernel": env.kernel, "runtime": item.runtime.name if item.runtime else "none",
+           "kernel": (item.env or env).kernel, "target": item.target, "runtime": item.runtime.name if item.runtime else "none",
            "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict, "observations": v.observations,
            "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
     if v.details:
@@ -106,14 +124,23 @@ def result_json(item, env):
     return out
 
 
-def write_json(path, items, env, wall_s):
+def write_json(path, items, env, wall_s, kernels=None):
+    """`kernels`: label -> the guest's environment and boot facts."""
     doc = {"schema": SCHEMA_VERSION,
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "environment": env.to_json(),
+           **({"kernels": kernels} if kernels else {}),
            "wall_s": round(wall_s, 3),
            "totals": totals(items),
            "results": [result_json(i, env) for i in items]}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if os.path.exists(path) and not os.path.isfile(path):
+        # /dev/null, a FIFO, /dev/stdout: write through it; renaming a
+        # temporary file over it would replace the device itself.
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1, sort_keys=False)
+            f.write("\n")
+        return
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, sort_keys=False)
@@ -132,7 +159,7 @@ def write_junit(path, items, env, wall_s):
         ET.SubElement(props, "property", name=k, value=json.dumps(val) if not isinstance(val, str) else val)
     for item in items:
         v = item.verdict
-        name = (f"{item.variant}@" if item.variant else "") + item.flavor
+        name = item.run_id[len(item.case.id):].lstrip(":")   # variant@flavor+runtime#kernel
         tc = ET.SubElement(suite, "testcase", classname=f"kpc.{item.case.area}.{item.case.id}", name=name,
                            time=f"{v.duration_ms / 1000:.3f}")
         body = "\n".join([v.reason, *v.details, *item.case.provenance_lines()])

@@ -1,8 +1,5 @@
 """Why a case cannot run here: the skip reason, or None."""
 
-import os
-import shutil
-
 from . import cases as cases_mod
 from . import kver
 
@@ -23,10 +20,10 @@ def skip_reason(case, flavor, env):
         if off:
             return f"needs {', '.join(off)} (not set in {env.kconfig_source})"
     for path in req.files:
-        if not os.path.exists(path):
+        if not env.has_file(path):
             return f"needs {path}"
     for cmd in req.commands:
-        if shutil.which(cmd) is None:
+        if not env.has_command(cmd):
             return f"needs the command {cmd}"
     status = env.flavors.get(flavor, "not checked")
     if status != "ok":

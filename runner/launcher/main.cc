@@ -1,4 +1,7 @@
 // kpc-launch command line. See launcher.h for what a run is.
+#include <vector>
+#include <time.h>
+#include <algorithm>
 #include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -35,6 +38,9 @@ const char* const kUsage =
     "        try each flavor once; print {\"host\": \"ok\", \"pidns\": \"...error...\"}\n"
     "  caps  print this process's capabilities as JSON: libcap's text form and\n"
     "        the effective set by name\n"
+    "  tsc-khz\n"
+    "        measure this CPU's TSC frequency (x86): QEMU's TCG guests need it\n"
+    "        (tsc_early_khz=) because calibrating against an emulated PIT fails\n"
     "  noop  do nothing (used by `flavors` and the overhead benchmark)\n"
     "\n"
     "exit status: 0 done, 1 failure to run, 2 usage error, 130 interrupted\n";
@@ -208,6 +214,34 @@ int cmd_flavors() {
   return 0;
 }
 
+// TSC ticks per millisecond against CLOCK_MONOTONIC_RAW over ~100 ms,
+// the median of three. Under TCG a guest's TSC runs at the host's rate.
+int cmd_tsc_khz() {
+#if defined(__x86_64__) || defined(__i386__)
+  auto raw_ns = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  };
+  std::vector<int64_t> khz;
+  for (int i = 0; i < 3; ++i) {
+    int64_t t0 = raw_ns();
+    uint64_t c0 = __builtin_ia32_rdtsc();
+    timespec pause{0, 33 * 1000000};
+    nanosleep(&pause, nullptr);
+    uint64_t c1 = __builtin_ia32_rdtsc();
+    int64_t t1 = raw_ns();
+    khz.push_back(static_cast<int64_t>(static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(t1 - t0)));
+  }
+  std::sort(khz.begin(), khz.end());
+  emit_line({{"tsc_khz", khz[1]}}, false);
+  return 0;
+#else
+  std::fprintf(stderr, "kpc-launch: tsc-khz: not an x86 CPU\n");
+  return 1;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,6 +259,7 @@ int main(int argc, char** argv) {
     emit_line({{"text", kpcl::capabilities_text()}, {"effective", kpcl::effective_caps()}}, false);
     return 0;
   }
+  if (cmd == "tsc-khz") return cmd_tsc_khz();
   if (cmd == "noop") return 0;
   usage_error("unknown command '" + cmd + "'");
 }

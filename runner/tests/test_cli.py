@@ -152,3 +152,20 @@ def test_unprivileged_user_gets_skips_with_reasons_not_a_crash(built):
     assert all(r["flavor"] == "pidns" for r in skipped if "flavor unavailable" in r["reason"])
     assert any(r["flavor"] == "userns" and r["verdict"] == "pass" for r in doc["results"])
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "skip", "xfail"}
+
+
+def test_results_to_a_device_write_through_it_and_keep_the_device(tmp_path, built):
+    """--json /dev/null once replaced /dev/null with a regular file (the
+    atomic rename landed on the device node). Checked on a private null
+    device, so a regression cannot break the machine's /dev/null."""
+    import stat
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    try:
+        open(dev, "w").close()
+    except OSError as e:
+        pytest.skip(f"cannot open a device node in {tmp_path} ({e}): nodev mount")
+    r = kpc("run", "--case", "sigmask_survives_execve", "--flavor", "host", "--no-build", "--json", str(dev))
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.stat(dev).st_mode), "the device node was replaced by a file"
+    assert not os.path.exists(f"{dev}.tmp")

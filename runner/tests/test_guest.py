@@ -1,0 +1,215 @@
+"""--kernels: Debian kernels fetched with apt, booted under QEMU, the suite
+run inside, supervised from the host.
+
+The unit tests need nothing. The boot tests need qemu-system-x86_64 and one
+Debian kernel (KPC_TEST_KERNEL, default 6.1: fetched and cached on first
+use, as `./kpc run --kernels` does); without qemu they skip with the reason.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import processes
+from kpc import guest, kernels, paths
+from test_cli import kpc
+
+TEST_KERNEL = os.environ.get("KPC_TEST_KERNEL", "6.1")
+
+
+# ------------------------------------------------------------ units
+
+def _read_newc(blob):
+    """[(name, mode, data)] from a newc archive, up to the trailer."""
+    out, off = [], 0
+    while True:
+        assert blob[off:off + 6] == b"070701", f"bad magic at {off}"
+        fields = [int(blob[off + 6 + 8 * i: off + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        off += 110
+        name = blob[off:off + namesize - 1].decode()
+        off += namesize
+        off += -off % 4
+        data = blob[off:off + size]
+        off += size
+        off += -off % 4
+        if name == "TRAILER!!!":
+            return out
+        out.append((name, mode, data))
+
+
+def test_newc_archive_is_what_the_kernel_reads():
+    c = guest.Cpio()
+    c.file("a/b/c.txt", b"hello", 0o644)
+    c.symlink("bin/sh", "busybox")
+    c.file("init", b"#!/bin/sh\n", 0o755)
+    blob = c.bytes()
+    assert len(blob) % 512 == 0
+    entries = {name: (mode, data) for name, mode, data in _read_newc(blob)}
+    # parents first, each once
+    names = [n for n, _, _ in _read_newc(blob)]
+    assert names.index("a") < names.index("a/b") < names.index("a/b/c.txt")
+    assert entries["a/b/c.txt"] == (0o100644, b"hello")
+    assert entries["bin/sh"] == (0o120777, b"busybox")
+    assert entries["init"][0] == 0o100755
+    assert entries["a"][0] & 0o170000 == 0o040000
+
+
+def test_the_mirror_comes_from_this_machines_apt_configuration(tmp_path, monkeypatch):
+    monkeypatch.delenv("KPC_DEBIAN_MIRROR", raising=False)
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n")
+    assert kernels.debian_uri(str(tmp_path)) == "http://mirror.example/debian"
+    (d / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text("deb [arch=amd64] http://other.example/debian trixie main\n")
+    assert kernels.debian_uri(str(tmp_path)) == "http://other.example/debian"
+    (tmp_path / "sources.list").write_text("deb http://archive.example/ubuntu noble main\n")
+    with pytest.raises(kernels.KernelError, match="KPC_DEBIAN_MIRROR"):
+        kernels.debian_uri(str(tmp_path))
+    monkeypatch.setenv("KPC_DEBIAN_MIRROR", "http://mine.example/debian/")
+    assert kernels.debian_uri(str(tmp_path)) == "http://mine.example/debian"
+
+
+def test_only_pinned_kernel_packages_are_followed():
+    fields = {"Depends": "dracut | initramfs-tools (>= 0.120), linux-base-7.2.13+deb14-cloud-amd64 (= 7.2.13-1), "
+                         "linux-binary-7.2.13+deb14-cloud-amd64 (= 7.2.13-1), kmod"}
+    assert kernels._pinned_deps(fields) == [("linux-base-7.2.13+deb14-cloud-amd64", "7.2.13-1"),
+                                            ("linux-binary-7.2.13+deb14-cloud-amd64", "7.2.13-1")]
+    assert kernels._matches("6.1", "6.1.176-1", "bookworm")
+    assert not kernels._matches("6.1", "6.12.117-1", "trixie")
+    assert kernels._matches("sid", "7.2.13-1", "sid") and kernels._matches("7", "7.2.13-1", "sid")
+
+
+def test_a_user_kernel_is_checked_before_booting(tmp_path):
+    with pytest.raises(kernels.KernelError, match="no file"):
+        kernels.from_path(str(tmp_path / "bzImage"))
+    junk = tmp_path / "bzImage"
+    junk.write_bytes(b"\0" * 8192)
+    with pytest.raises(kernels.KernelError, match="cannot tell the kernel release"):
+        kernels.from_path(str(junk))
+    with pytest.raises(kernels.KernelError, match="does not exist"):
+        kernels.from_path(f"{junk}:{tmp_path}/nope")
+    mods = tmp_path / "lib" / "modules" / "6.99.0-mine"
+    mods.mkdir(parents=True)
+    k = kernels.from_path(f"{junk}:{mods}")
+    assert k.release == "6.99.0-mine" and k.version == (6, 99, 0) and k.module_closure(["fuse"]) == []
+
+
+def test_bad_kernel_options_are_input_errors():
+    r = kpc("run", "--no-host", "--case", "sigmask_survives_execve", "--no-build")
+    assert r.returncode == 2 and "--no-host needs --kernels" in r.stderr
+    r = kpc("run", "--kernel", "/nonexistent/bzImage", "--case", "sigmask_survives_execve", "--no-build")
+    assert r.returncode == 2 and "no file /nonexistent/bzImage" in r.stderr
+
+
+# ------------------------------------------------------------ boots
+
+needs_qemu = pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest.BUSYBOX),
+                                reason="qemu-system-x86 and busybox-static are not installed "
+                                       "(./kpc run --kernels installs them)")
+
+
+@pytest.fixture(scope="module")
+def kernel(built):
+    try:
+        return kernels.fetch_debian([TEST_KERNEL])[0]
+    except kernels.KernelError as e:
+        pytest.skip(f"cannot fetch Debian kernel {TEST_KERNEL}: {e}")
+
+
+def qemu_pids():
+    return {pid for pid, (_, _, comm) in processes().items() if comm.startswith("qemu-system")}
+
+
+def _plan(run, argv, timeout_ms=10000):
+    return {"run": run, "case": run, "variant": "", "flavor": "host", "argv": argv,
+            "timeout_ms": timeout_ms, "hang_ms": 1000, "exclusive": False}
+
+
+@needs_qemu
+def test_the_suite_runs_inside_a_debian_kernel(tmp_path, kernel):
+    out = tmp_path / "r.json"
+    r = kpc("run", "--kernels", TEST_KERNEL, "--no-host", "--case", "sigmask_survives_execve",
+            "--case", "fuse_flush_on_every_close", "--json", str(out), "--no-build")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    results = doc["results"]
+    assert {x["target"] for x in results} == {TEST_KERNEL}
+    assert all(x["kernel"] == kernel.release for x in results)
+    assert {x["verdict"] for x in results} == {"pass"}, [x for x in results if x["verdict"] != "pass"]
+    # FUSE is a module on 5.10/6.1: it was loaded in the guest, the cases ran
+    assert sum(x["case"] == "fuse_flush_on_every_close" for x in results) == 12
+    k = doc["kernels"][TEST_KERNEL]
+    assert k["guest"]["channel"] == "/dev/hvc0"   # events on the virtio console, not the kernel's
+    assert k["flavors"] == {"host": "ok", "pidns": "ok", "userns": "ok"}
+    assert k["boot"]["boot_s"] > 0 and k["boot"]["failure"] is None and k["boot"]["accel"] in ("kvm", "tcg")
+    assert f"#{TEST_KERNEL}" in r.stdout or TEST_KERNEL in r.stdout.splitlines()[0]
+
+
+@needs_qemu
+def test_a_kernel_crash_is_reported_with_the_run_and_the_console(kernel):
+    events = []
+    plan = [_plan("crash", ["/bin/sh", "-c", "echo c > /proc/sysrq-trigger; sleep 30"])]
+    before = qemu_pids()
+    g = guest.Guest(kernel, plan, 1, events.append)
+    r = g.execute()
+    results = [e for e in events if e.get("event") == "result"]
+    assert len(results) == 1
+    assert results[0]["outcome"] == "guest-lost"
+    assert "ended" in results[0]["error"]
+    text = "\n".join(results[0]["console_tail"] + results[0]["kernel_messages"])
+    assert "sysrq" in text.lower() or "Kernel panic" in text
+    assert r.failure and r.crashes
+    assert qemu_pids() <= before
+
+
+@needs_qemu
+def test_a_guest_that_stops_answering_is_killed_at_the_deadline(kernel, monkeypatch):
+    # The launcher inside would wait 60 s; the host's deadline for the run
+    # (timeout + allowance) is made 3 s: the host must give up on the guest.
+    monkeypatch.setattr(guest, "RECOVERY_ALLOWANCE_S", -57.0)
+    events = []
+    before = qemu_pids()
+    g = guest.Guest(kernel, [_plan("sleeper", ["/bin/sleep", "120"], timeout_ms=60000)], 1, events.append)
+    t0 = time.monotonic()
+    r = g.execute()
+    assert time.monotonic() - t0 < 45
+    assert "stopped answering" in r.failure and "sleeper" in r.failure
+    res = [e for e in events if e.get("event") == "result"]
+    assert res and res[0]["outcome"] == "guest-lost" and res[0]["console_tail"]
+    assert qemu_pids() <= before
+
+
+@needs_qemu
+def test_no_qemu_outlives_a_killed_kpc(kernel, tmp_path):
+    """SIGKILL to kpc itself: QEMU must die with it (PR_SET_PDEATHSIG)."""
+    before = qemu_pids()
+    proc = subprocess.Popen([os.path.join(paths.ROOT, "kpc"), "run", "--kernels", TEST_KERNEL, "--no-host",
+                             "--no-build", "--case", "fuse_*", "--json", str(tmp_path / "r.json")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=paths.ROOT)
+    deadline = time.monotonic() + 60
+    mine = set()
+    while time.monotonic() < deadline and not mine:
+        mine = qemu_pids() - before
+        time.sleep(0.1)
+    assert mine, "no QEMU started"
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (qemu_pids() & mine):
+        time.sleep(0.1)
+    assert not (qemu_pids() & mine), "QEMU survived kpc"
+    # what the killed kpc could not remove is swept by the next one
+    guest.sweep_stale()
+    assert not [p for p in os.listdir(os.path.join(guest.CACHE, "initramfs"))
+                if p.startswith(f"initrd-{proc.pid}-")]
