@@ -110,6 +110,8 @@ INIT = r"""#!/bin/sh
 /bin/busybox mount -t tmpfs run /run
 /bin/busybox --install -s /bin
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs shm /dev/shm
+# what udev/systemd create on a normal system (devtmpfs does not)
+ln -s /proc/self/fd /dev/fd; ln -s fd/0 /dev/stdin; ln -s fd/1 /dev/stdout; ln -s fd/2 /dev/stderr
 hostname kpc-guest
 echo 0 > /proc/sys/kernel/printk_ratelimit 2>/dev/null
 for m in $(cat /kpc/modules 2>/dev/null); do
