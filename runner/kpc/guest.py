@@ -106,7 +106,8 @@ INIT = r"""#!/bin/sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
-/bin/busybox mount -t tmpfs tmp /tmp
+# no tmpfs on /tmp: the build directory may live under /tmp (a CI clone),
+# and the initramfs root is already a writable tmpfs
 /bin/busybox mount -t tmpfs run /run
 /bin/busybox --install -s /bin
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs shm /dev/shm
@@ -128,8 +129,8 @@ L=@LAUNCHER@
 frame "{\"event\":\"guest\",\"release\":\"$(uname -r)\",\"channel\":\"$out\",\"flavors\":$($L flavors),\"caps\":$($L caps),\"tainted\":$(cat /proc/sys/kernel/tainted)}"
 $L batch --frame --jobs $(cat /kpc/jobs) --plan /kpc/plan.jsonl > $out 2>/tmp/launcher.err
 rc=$?
-frame "{\"event\":\"guest-done\",\"launcher_rc\":$rc,\"tainted\":$(cat /proc/sys/kernel/tainted),\"stderr_bytes\":$(wc -c < /tmp/launcher.err)}"
 [ -s /tmp/launcher.err ] && tail -c 2000 /tmp/launcher.err > /dev/console
+frame "{\"event\":\"guest-done\",\"launcher_rc\":$rc,\"tainted\":$(cat /proc/sys/kernel/tainted),\"stderr_bytes\":$(wc -c < /tmp/launcher.err)}"
 sync
 reboot -f
 """
@@ -491,6 +492,13 @@ class Guest:
         elif kind == "guest-done":
             r.launcher_rc = event.get("launcher_rc")
             r.suite_s = now - (self._t_first or self._t_start)
+            if r.launcher_rc not in (0, None):
+                time.sleep(0.2)  # the guest prints the launcher's stderr on the console next
+                with self._lock:
+                    tail = " | ".join(line for _, line in r.console[-6:])
+                r.failure = f"kpc-launch in the guest exited {r.launcher_rc}; console: {tail}"
+            elif r.info is None:
+                r.failure = "the guest's report of itself was unreadable: " + "; ".join(self._garbled[:3])
             self._done.set()
         elif kind == "start":
             with self._lock:

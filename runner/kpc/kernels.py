@@ -405,7 +405,8 @@ def from_path(spec):
     config, source = None, "none found next to the image"
     for cand in (os.path.join(os.path.dirname(image), ".config"),
                  os.path.join(os.path.dirname(image), "..", "..", "..", ".config"),
-                 os.path.join(os.path.dirname(image), f"config-{release}")):
+                 os.path.join(os.path.dirname(image), f"config-{release}"),
+                 os.path.join(os.path.dirname(image), "config")):
         if os.path.exists(cand):
             config, source = read_config(cand), os.path.normpath(cand)
             break

@@ -68,6 +68,9 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
             cells.append(paint(text.ljust(cw), text, color))
         stream.write(f"{label.ljust(width)}  " + "  ".join(cells) + "\n")
 
+    if matrix:
+        _print_differences(rows, cols, stream)
+
     details = [i for i in items if i.verdict.verdict != "pass" and (verbose or i.verdict.verdict != "skip")]
     if details:
         stream.write("\n")
@@ -103,6 +106,34 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
             for k, val in sorted(v.observations.items()):
                 stream.write(f"    observed {k} = {val}\n")
     stream.write("\n" + totals_line(items, wall_s) + "\n")
+
+
+def differences(rows, cols):
+    """[(row label, key, {target: value})] for observations whose value is
+    not the same on every target that recorded it: where kernels differ."""
+    out = []
+    for label, by_target in rows.items():
+        keys = []
+        for c in cols:
+            it = by_target.get(c)
+            for k in (it.verdict.observations if it and it.verdict else {}):
+                if k not in keys:
+                    keys.append(k)
+        for k in keys:
+            vals = {c: by_target[c].verdict.observations.get(k) for c in cols
+                    if c in by_target and by_target[c].verdict and k in by_target[c].verdict.observations}
+            if len(set(vals.values())) > 1:
+                out.append((label, k, vals))
+    return out
+
+
+def _print_differences(rows, cols, stream):
+    diffs = differences(rows, cols)
+    if not diffs:
+        return
+    stream.write("\nobservations that differ between kernels:\n")
+    for label, key, vals in diffs:
+        stream.write(f"  {label} {key}: " + ", ".join(f"{c}={v}" for c, v in vals.items()) + "\n")
 
 
 def result_json(item, env):

@@ -213,3 +213,21 @@ def test_no_qemu_outlives_a_killed_kpc(kernel, tmp_path):
     guest.sweep_stale()
     assert not [p for p in os.listdir(os.path.join(guest.CACHE, "initramfs"))
                 if p.startswith(f"initrd-{proc.pid}-")]
+
+
+def test_the_matrix_lists_observations_that_differ_between_kernels():
+    import io
+    from conftest import make_case
+    from kpc import evaluate, report, session
+    case = make_case("demo")
+    items = []
+    for target, val in (("host", "POLLIN|POLLHUP"), ("5.10", "POLLIN"), ("6.12", "POLLIN|POLLHUP")):
+        it = session.Item(case, "", "host", target=target)
+        it.verdict = evaluate.Verdict("pass", observations={"poll_after_reap": val, "same": "ok"})
+        items.append(it)
+    out = io.StringIO()
+    report.print_table(items, ["host"], stream=out)
+    text = out.getvalue()
+    assert text.splitlines()[0].split()[1:] == ["host", "5.10", "6.12"]   # a column per kernel
+    assert "demo@host poll_after_reap: host=POLLIN|POLLHUP, 5.10=POLLIN, 6.12=POLLIN|POLLHUP" in text
+    assert " same:" not in text
