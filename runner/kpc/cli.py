@@ -7,6 +7,7 @@ expected tables, a build that cannot be made); 130 interrupted.
 
 import argparse
 import fnmatch
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +70,70 @@ def _ensure_build(no_build, with_tests=False):
 def _show_path(path):
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+def _render_outputs(doc, args, all_cases):
+    """--html / --markdown / --tap FILE ('-' = standard output)."""
+    from . import render
+    outputs = {"html": lambda: render.html_report(doc, render.lab_notes(all_cases)),
+               "markdown": lambda: render.markdown(doc), "tap": lambda: render.tap(doc)}
+    for key, make in outputs.items():
+        path = getattr(args, key, None)
+        if not path:
+            continue
+        text = make()
+        if path == "-":
+            sys.stdout.write(text)
+        else:
+            render.write(path, text)
+
+
+def cmd_report(args):
+    from . import render
+    if not (args.html or args.markdown or args.tap):
+        raise InputError("report: say what to write: --html FILE, --markdown FILE or --tap FILE ('-' = stdout)")
+    try:
+        doc = render.load(args.results)
+        all_cases = cases.load_all()
+    except (render.RenderError, cases.CaseError) as e:
+        raise InputError(str(e)) from None
+    try:
+        _render_outputs(doc, args, all_cases)
+    except OSError as e:
+        raise InputError(f"cannot write the report: {e}") from None
+    return EXIT_OK
+
+
+def cmd_merge(args):
+    from . import render
+    try:
+        docs = [(p, render.load(p)) for p in args.results]
+    except render.RenderError as e:
+        raise InputError(str(e)) from None
+    merged = render.merge(docs)
+    try:
+        render.write(args.output, json.dumps(merged, indent=1) + "\n")
+    except OSError as e:
+        raise InputError(f"cannot write {args.output}: {e}") from None
+    cols = sorted({render.column(r) for r in merged["results"]})
+    print(f"merged {len(docs)} files, {len(merged['results'])} runs, columns: {', '.join(cols)} -> {args.output}")
+    return EXIT_OK
+
+
+def cmd_diff(args):
+    from . import render
+    try:
+        old, new = render.load(args.old), render.load(args.new)
+    except render.RenderError as e:
+        raise InputError(str(e)) from None
+    changes = render.diff(old, new)
+    regressions = [c for c in changes if render.is_regression(c[1], c[2])]
+    for rid, a, b, reason in changes:
+        mark = "REGRESSION " if render.is_regression(a, b) else ""
+        print(f"{mark}{rid}: {a or 'absent'} -> {b or 'absent'}" + (f"  ({reason})" if b in render.BAD else ""))
+    print(f"{len(changes)} changed, {len(regressions)} regressions "
+          f"({len(old['results'])} runs before, {len(new['results'])} after)")
+    return EXIT_FAIL if regressions else EXIT_OK
 
 
 def _kernels(args):
@@ -148,12 +213,15 @@ def cmd_run(args):
     report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
     try:
-        report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
         if args.junit:
             report.write_junit(args.junit, done, env, sess.wall_s)
+        _render_outputs(doc, args, all_cases)
     except OSError as e:
         raise InputError(f"cannot write results: {e} (choose another place with --json FILE / --junit FILE)") from None
-    print(f"results: {_show_path(json_path)}" + (f", junit: {_show_path(args.junit)}" if args.junit else ""))
+    extra = [f"{k}: {_show_path(getattr(args, k))}" for k in ("junit", "html", "markdown", "tap")
+             if getattr(args, k, None) and getattr(args, k) != "-"]
+    print(f"results: {_show_path(json_path)}" + "".join(f", {x}" for x in extra))
     if interrupted:
         _say(f"interrupted: {len(sess.items) - len(done)} of {len(sess.items)} runs not reported")
         return EXIT_INTERRUPTED
@@ -264,6 +332,39 @@ def cmd_selftest(args):
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- decode / inspect
+
+def cmd_decode(args):
+    from . import sigstate
+    for mask in args.mask:
+        try:
+            names = sigstate.decode(mask)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        prefix = f"{mask}: " if len(args.mask) > 1 else ""
+        print(prefix + ("|".join(names) or "none"))
+    return EXIT_OK
+
+
+def cmd_inspect(args):
+    import json as json_mod
+    from . import sigstate
+    rc = EXIT_OK
+    for pid in args.pid:
+        try:
+            info = sigstate.inspect(pid)
+        except FileNotFoundError:
+            _say(f"no process {pid}")
+            rc = EXIT_INPUT
+            continue
+        except OSError as e:
+            _say(f"cannot read /proc/{pid}: {e.strerror}")
+            rc = EXIT_INPUT
+            continue
+        print(json_mod.dumps(info, indent=1) if args.json else sigstate.format_inspect(info))
+    return rc
+
+
 # ---------------------------------------------------------------- main
 
 def parser():
@@ -305,7 +406,40 @@ def parser():
     r.add_argument("--no-host", action="store_true", help="with --kernels/--kernel: do not run on this machine")
     r.add_argument("--refresh-kernels", action="store_true",
                    help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels")
+    for key, what in (("html", "a self-contained HTML matrix"), ("markdown", "a Markdown summary"),
+                      ("tap", "TAP 13")):
+        r.add_argument(f"--{key}", metavar="FILE", help=f"also write {what} ('-' = standard output)")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="render a results JSON (or a merged one) as HTML, Markdown or TAP")
+    rp.add_argument("results", help="results JSON (results/runs/last.json, or kpc merge output)")
+    rp.add_argument("--html", metavar="FILE")
+    rp.add_argument("--markdown", metavar="FILE")
+    rp.add_argument("--tap", metavar="FILE")
+    rp.set_defaults(func=cmd_report)
+    mg = sub.add_parser("merge", help="combine results from many machines/kernels/runtimes into one matrix")
+    mg.add_argument("results", nargs="+", help="results JSON files")
+    mg.add_argument("-o", "--output", required=True, metavar="FILE", help="the merged results JSON")
+    mg.set_defaults(func=cmd_merge)
+    df = sub.add_parser("diff", help="what changed verdict between two results files (exit 1 on a regression)",
+                        description="Lists runs whose verdict changed, appeared or disappeared; a REGRESSION is "
+                        "a run that became fail/hang/error. Exit 1 when there is one.")
+    df.add_argument("old")
+    df.add_argument("new")
+    df.set_defaults(func=cmd_diff)
+
+    dc = sub.add_parser("decode", help="turn a SigBlk/SigIgn/SigCgt/SigPnd hex mask into signal names",
+                        description="Decode /proc/PID/status signal masks (bit N-1 = signal N), e.g. "
+                        "`kpc decode 0000000000014a02`.")
+    dc.add_argument("mask", nargs="+", help="hex mask, up to 16 digits (0x optional)")
+    dc.set_defaults(func=cmd_decode)
+    ins = sub.add_parser("inspect", help="a live process's signal state per thread, decoded",
+                         description="Blocked and pending per thread; ignored, caught and shared-pending per "
+                         "process; read from /proc/PID/status and /proc/PID/task/*/status (like FreeBSD's "
+                         "procstat -i/-j).")
+    ins.add_argument("pid", nargs="+", type=int)
+    ins.add_argument("--json", action="store_true", help="print JSON instead")
+    ins.set_defaults(func=cmd_inspect)
 
     ls = sub.add_parser("list", help="list cases with area and summary")
     ls.add_argument("--area", action="append", metavar="AREA")

@@ -171,12 +171,13 @@ def write_json(path, items, env, wall_s, kernels=None):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1, sort_keys=False)
             f.write("\n")
-        return
+        return doc
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, sort_keys=False)
         f.write("\n")
     os.replace(tmp, path)
+    return doc
 
 
 def write_junit(path, items, env, wall_s):
