@@ -332,6 +332,104 @@ def cmd_selftest(args):
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- lab
+
+def _note_parts(case):
+    """(question, whole note) from the lab note; the question is the text
+    before **Answer.** when the note has one, else its first paragraph."""
+    try:
+        with open(case.note_path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return case.summary, ""
+    body = text.split("\n", 1)[1].strip() if text.startswith("#") else text
+    if "**Answer.**" in body:
+        q = body.split("**Answer.**", 1)[0].strip()
+    else:
+        q = body.split("\n\n", 1)[0].strip()
+    return q, text.rstrip()
+
+
+def cmd_lab(args):
+    """Predict, run, compare: for a student."""
+    from . import values
+    all_cases, tbl = _load_cases_and_tables()
+    case = all_cases.get(args.id)
+    if case is None:
+        raise InputError(f"unknown case id '{args.id}'; `./kpc list` shows the ids")
+    variant = args.variant or (case.variants[0] if case.variants else "")
+    if case.variants and variant not in case.variants:
+        raise InputError(f"{case.id} has variants {', '.join(case.variants)}; not '{variant}'")
+    if args.flavor not in case.flavors:
+        raise InputError(f"{case.id} does not run in flavor {args.flavor} (it runs in {', '.join(case.flavors)})")
+    given = {}
+    for p in args.predict or []:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise InputError(f"--predict wants KEY=VALUE, not '{p}'")
+        given[k.strip()] = v.strip()
+    _ensure_build(args.no_build)
+    env = envinfo.detect()
+    ctx = env.context(args.flavor, variant)
+    keys = []
+    for row in tbl.rows_for(case.id):
+        if row.key not in keys and row.key != "hang" and row.matches(ctx):
+            keys.append(row.key)
+    unknown = [k for k in given if k not in keys]
+    if unknown:
+        raise InputError(f"no observation {', '.join(unknown)} in {case.id}; it records: {', '.join(keys)}")
+    question, note = _note_parts(case)
+    print(f"== {case.id}" + (f" ({variant})" if variant else "") + f", flavor {args.flavor} ==\n")
+    print(f"The setup: {case.summary}\n")
+    print(question + "\n")
+    interactive = not args.predict and sys.stdin.isatty()
+    if interactive:
+        print("Predict what the probe will record (Enter skips a key):")
+        for k in keys:
+            try:
+                ans = input(f"  {k} = ").strip()
+            except EOFError:
+                break
+            if ans:
+                given[k] = ans
+    elif not given:
+        print("(no predictions: give --predict KEY=VALUE, or run on a terminal to be asked)\n")
+    sess = session.Session(all_cases, tbl, env, [case], [args.flavor], jobs=1, slow=True)
+    item = next((i for i in sess.items if i.variant == variant), None)
+    if item is None:
+        raise InputError(f"{case.id} cannot run here")
+    sess.start()
+    try:
+        v = sess.verdict(item)
+    finally:
+        sess.stop()
+    types = {r["obs"]: r["type"] for r in (item.result or {}).get("records", []) if "obs" in r}
+    print(f"\nThe kernel ({env.kernel}) recorded:")
+    right = 0
+    width = max([len(k) for k in keys] + [3])
+    for k in keys:
+        seen = v.observations.get(k, "(not recorded)")
+        table = v.expected.get(k, {}).get("value", "-")
+        mark = ""
+        if k in given:
+            try:
+                mine = values.canonical(types.get(k, "str"), given[k])
+            except values.ValueError_ as e:
+                mine = f"{given[k]} (unreadable: {e})"
+            ok = mine == seen
+            right += ok
+            mark = f"   you: {mine}  {'RIGHT' if ok else 'WRONG'}"
+        print(f"  {k.ljust(width)} = {seen}   (table: {table}){mark}")
+    if given:
+        print(f"\n{right} of {len(given)} predictions right.")
+    print(f"verdict: {v.verdict}" + (f" ({v.reason})" if v.reason else ""))
+    if note:
+        print("\n" + note)
+    if v.verdict in ("error",):
+        return EXIT_FAIL
+    return EXIT_OK if not given or right == len(given) else EXIT_FAIL
+
+
 # ---------------------------------------------------------------- decode / inspect
 
 def cmd_decode(args):
@@ -428,6 +526,17 @@ def parser():
     df.add_argument("new")
     df.set_defaults(func=cmd_diff)
 
+    lb = sub.add_parser("lab", help="for students: predict a case's observations, run it, compare",
+                        description="Shows the lab note's question, asks for a prediction of each observation "
+                        "(or takes --predict KEY=VALUE), runs the case, prints what the kernel recorded next to "
+                        "your predictions and the table, then the whole lab note. Exit 0 when every prediction "
+                        "was right.")
+    lb.add_argument("id")
+    lb.add_argument("--predict", action="append", metavar="KEY=VALUE", help="a prediction (repeatable)")
+    lb.add_argument("--flavor", default="host", choices=cases.FLAVORS)
+    lb.add_argument("--variant", help="which variant (default: the first)")
+    lb.add_argument("--no-build", action="store_true")
+    lb.set_defaults(func=cmd_lab)
     dc = sub.add_parser("decode", help="turn a SigBlk/SigIgn/SigCgt/SigPnd hex mask into signal names",
                         description="Decode /proc/PID/status signal masks (bit N-1 = signal N), e.g. "
                         "`kpc decode 0000000000014a02`.")

@@ -171,9 +171,17 @@ def _binaries():
     return out
 
 
+_IMAGE_LOCK = threading.Lock()   # guests boot in parallel threads: one builder at a time
+
+
 def base_image():
     """images/cache/initramfs/base-<hash>.cpio; rebuilt only when busybox,
     /init or a binary changed."""
+    with _IMAGE_LOCK:
+        return _base_image()
+
+
+def _base_image():
     if not os.path.exists(BUSYBOX):
         raise GuestError(f"{BUSYBOX} is missing: install busybox-static")
     bins = _binaries()
@@ -224,6 +232,11 @@ def sweep_stale():
 
 def modules_image(kernel):
     """The modules the guest loads, dependencies first."""
+    with _IMAGE_LOCK:
+        return _modules_image(kernel)
+
+
+def _modules_image(kernel):
     files = kernel.module_closure(GUEST_MODULES)
     key = _sha(kernel.release, *[f"{p}:{os.stat(p).st_size}" for p in files])
     out = os.path.join(CACHE, "initramfs", f"modules-{kernel.release}-{key}.cpio")
@@ -242,7 +255,7 @@ def modules_image(kernel):
 
 
 def _write_atomic(path, data):
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.rename(tmp, path)

@@ -21,11 +21,16 @@ class RenderError(Exception):
 
 def load(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        if path.endswith(".gz"):
+            import gzip
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                doc = json.load(f)
+        else:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
     except OSError as e:
         raise RenderError(f"cannot read {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, EOFError, UnicodeDecodeError) as e:
         raise RenderError(f"{path} is not JSON: {e}") from None
     if not isinstance(doc, dict) or "results" not in doc or not isinstance(doc["results"], list):
         raise RenderError(f"{path} is not a kpc results file (no 'results' list)")
@@ -147,27 +152,26 @@ def _tap(text):
 
 def merge(docs):
     """One matrix from many results files: each file's host runs get the
-    machine's name as their column (distro + kernel), guests keep their
-    kernel label; a column seen in two files gets the file's index."""
+    machine's kernel release as their column, guests keep their kernel
+    label. Two files whose runs would land in the same cell (two machines
+    on the same kernel) get the file's number appended to the column."""
     out = {"schema": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "merged_from": [], "results": [], "kernels": {}}
-    seen_cols = {}
+    taken = {}   # run id -> file index
     for i, (path, doc) in enumerate(docs):
         env = doc.get("environment", {})
         out["merged_from"].append({"file": path, "environment": env, "created": doc.get("created")})
-        host_col = f"{env.get('kernel', 'host')}"
-        rename = {}
-        for r in doc["results"]:
-            base = host_col if r.get("target", "host") == "host" else (r.get("column") or r["target"])
-            if base not in rename:
-                col = base
-                if col in seen_cols and seen_cols[col] != i:
-                    col = f"{base} [{i + 1}]"
-                seen_cols[col] = i
-                rename[base] = col
-            out["results"].append(dict(r, column=rename[base], source=path))
+        host_col = env.get("kernel", "host")
+        moved = [dict(r, column=host_col if r.get("target", "host") == "host" else (r.get("column") or r["target"]),
+                      source=path) for r in doc["results"]]
+        clash = {r["column"] for r in moved if taken.get(run_id(r), i) != i}
+        for r in moved:
+            if r["column"] in clash:
+                r["column"] = f"{r['column']} [{i + 1}]"
+            taken[run_id(r)] = i
+        out["results"] += moved
         for label, k in doc.get("kernels", {}).items():
-            out["kernels"][rename.get(label, label)] = k
+            out["kernels"][f"{label} [{i + 1}]" if label in clash else label] = k
     out["totals"] = totals(out["results"])
     return out
 
@@ -234,6 +238,12 @@ def html_report(doc, notes=None, title="kpc matrix"):
     area_opts = "".join(f"<option>{html.escape(a)}</option>" for a in areas)
     verdict_opts = "".join(f"<option>{v}</option>" for v in VERDICTS)
     env = data["environment"]
+    if doc.get("merged_from"):
+        where = html.escape(f"merged from {len(doc['merged_from'])} files: " + ", ".join(
+            f"{os.path.basename(m['file'])} ({m['environment'].get('distro', '?')}, "
+            f"kernel {m['environment'].get('kernel', '?')})" for m in doc["merged_from"]))
+    else:
+        where = html.escape(f"host {env.get('distro', '?')}, kernel {env.get('kernel', '?')}")
     style = "".join(f".v-{v}{{background:{c};color:#fff}}" for v, c in COLORS.items())
     payload = json.dumps(data).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
@@ -253,8 +263,7 @@ padding:1em;display:none;font-size:13px}} #panel pre{{white-space:pre-wrap;backg
 .diff{{background:#ffebee}} .filters{{margin:.6em 0}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<div>{summary} — {len(doc['results'])} runs; host {html.escape(str(env.get('distro', '?')))}, kernel
-{html.escape(str(env.get('kernel', '?')))}; {html.escape(doc.get('created', ''))}</div>
+<div>{summary} — {len(doc['results'])} runs; {where}; {html.escape(doc.get('created', ''))}</div>
 <div class="filters">area <select id="f-area"><option value="">all</option>{area_opts}</select>
 verdict <select id="f-verdict"><option value="">all</option>{verdict_opts}</select>
 <label><input type="checkbox" id="f-nonpass"> only rows that are not all pass</label></div>

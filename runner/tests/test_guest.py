@@ -231,3 +231,25 @@ def test_the_matrix_lists_observations_that_differ_between_kernels():
     assert text.splitlines()[0].split()[1:] == ["host", "5.10", "6.12"]   # a column per kernel
     assert "demo@host poll_after_reap: host=POLLIN|POLLHUP, 5.10=POLLIN, 6.12=POLLIN|POLLHUP" in text
     assert " same:" not in text
+
+
+@needs_qemu
+def test_parallel_guests_share_one_image_build(kernel, tmp_path, monkeypatch):
+    """Four guests booting at once used to build the base image four times
+    in one directory and trip over each other's rename."""
+    import threading
+    monkeypatch.setattr(guest, "CACHE", str(tmp_path))
+    results, errors = [], []
+
+    def build():
+        try:
+            results.append((guest.base_image(), guest.modules_image(kernel)))
+        except Exception as e:  # noqa: BLE001 - the test reports any failure
+            errors.append(e)
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1
+    assert sorted(os.listdir(tmp_path / "initramfs")) == sorted(os.path.basename(p) for p in results[0])

@@ -122,3 +122,13 @@ document.body.dataset.visibleRows = [...document.querySelectorAll('table.matrix 
                    capture_output=True, timeout=120)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_merge_of_two_machines_on_one_kernel_keeps_both():
+    a = _doc([_r("x", "pass")], kernel="6.1.0")
+    b = _doc([_r("x", "fail"), _r("y", "pass", runtime="tini")], kernel="6.1.0")
+    m = render.merge([("a.json", a), ("b.json", b)])
+    assert [render.column(r) for r in m["results"]] == ["6.1.0", "6.1.0 [2]", "tini"]
+    # a runtime run from the same machine does not clash with its kernel column
+    c = render.merge([("a.json", a), ("r.json", _doc([_r("y", "pass", runtime="tini")], kernel="6.1.0"))])
+    assert [r["column"] for r in c["results"]] == ["6.1.0", "6.1.0"]
