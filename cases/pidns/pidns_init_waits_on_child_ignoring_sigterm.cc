@@ -55,8 +55,12 @@ int probe_main(kpc::Probe& p) {
   KPC_CHECK(kpc::recv_byte(ready.read.get(), 5000).has_value());
   // 3. `docker stop`: SIGTERM to the namespace's init.
   KPC_SYS(kill(init.pid(), SIGTERM));
-  auto st = init.wait_for(1000);
-  kpc::observe("init.stopped_within_1s", st.has_value());
+  // How long to give it: the stuck init is shown stuck after 1 s (five
+  // times the grace period); the fixed one gets 10 s, so a slow machine
+  // (an emulated guest under load: seen on 7.2 under TCG with a 1 s bound)
+  // cannot turn its normal exit into "stuck".
+  auto st = init.wait_for(grace ? 10000 : 1000);
+  kpc::observe("init.stopped_without_outside_sigkill", st.has_value());
   if (!st) {
     // 4. The runtime's last resort: SIGKILL from outside.
     KPC_SYS(kill(init.pid(), SIGKILL));

@@ -298,6 +298,14 @@ def cmd_check(args):
             missing.append(f"{case.id}: no [{case.id}] section in {os.path.relpath(case.table_path, paths.ROOT)}")
         if not os.path.exists(case.note_path):
             missing.append(f"{case.id}: no lab note {os.path.relpath(case.note_path, paths.ROOT)}")
+        else:
+            with open(case.note_path, encoding="utf-8") as f:
+                note = f.read()
+            rel_note = os.path.relpath(case.note_path, paths.ROOT)
+            if not any(m in note for m in ("**Predict.**", "**Predict:**", "**Question.**")):
+                missing.append(f"{case.id}: {rel_note} has no question to predict (a '**Predict.**' paragraph)")
+            if "see it yourself" not in note.lower() and "/proc" not in note:
+                missing.append(f"{case.id}: {rel_note} does not say how to see it yourself (a '**See it yourself.**' paragraph)")
     for m in missing:
         print(m)
     n_rows = sum(len(r) for r in tbl.rows.values())
@@ -343,6 +351,9 @@ def _note_parts(case):
     except OSError:
         return case.summary, ""
     body = text.split("\n", 1)[1].strip() if text.startswith("#") else text
+    for para in body.split("\n\n"):
+        if para.startswith(("**Predict.**", "**Predict:**")):
+            return para.strip(), text.rstrip()
     if "**Answer.**" in body:
         q = body.split("**Answer.**", 1)[0].strip()
     else:
