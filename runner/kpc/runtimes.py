@@ -10,15 +10,19 @@ facts), never by one rule for all.
 Profiles:
   clean         the child starts with nothing blocked and nothing ignored
   pass-through  the child gets exactly the caller's blocked and ignored sets
+  mask-through  the child gets the caller's blocked set, but default
+                dispositions (runc 1.1.5, measured: the mask leaks, ignores
+                are reset)
 """
 
 import dataclasses
+import os
 import shlex
 import shutil
 import signal
 import subprocess
 
-PROFILES = ("clean", "pass-through")
+PROFILES = ("clean", "pass-through", "mask-through")
 
 # The dirty caller: what a careless parent (story 000's init, story 001's
 # `trap '' HUP`) leaves behind.
@@ -66,13 +70,16 @@ KNOWN = {
     "bwrap": ("bwrap", ["--dev-bind", "/", "/", "--"], "pass-through", "bubblewrap",
               "bubblewrap.c: blocks only SIGCHLD for its monitor and unblocks it before exec; nothing else "
               "touched (research s.3)"),
-    "runc": ("runc", [], "pass-through", "runc",
-             "runc 1.1.5, measured (research s.3): blocked signals leak into the container, ignores are reset"),
+    "runc": ("runc", [], "mask-through", "runc",
+             "runc 1.1.5, measured (research s.3, and kpc's own bundle): blocked signals leak into the container, "
+             "ignores are reset"),
     "crun": ("crun", [], "clean", "crun",
              "crun src/libcrun/container.c unblock_signals(): SIG_UNBLOCK all and SIG_DFL for every signal "
              "(research s.3)"),
 }
 OCI = {"runc", "crun"}
+PYTHON = "/usr/bin/python3"
+OCI_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_run.py")
 
 
 def resolve(spec, profile=None):
@@ -85,8 +92,8 @@ def resolve(spec, profile=None):
         if not path:
             rt.unavailable = f"{binary} is not installed (Debian package {pkg})"
         elif spec in OCI:
-            rt.unavailable = (f"{spec} needs an OCI bundle (rootfs + config.json); kpc does not generate "
-                              f"bundles yet")
+            # kpc builds the bundle: runner/kpc/oci_run.py is the prefix
+            rt.prefix = [PYTHON, OCI_WRAPPER, "--runtime", path, "--"]
         rt.version = _package_version(pkg)
         return rt
     words = shlex.split(spec)

@@ -2,7 +2,9 @@
 by a dirty caller, and are judged by the runtime's profile."""
 
 import json
+import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -18,7 +20,11 @@ def test_known_runtimes_resolve_with_profile_and_source():
         assert rt.prefix[0].startswith("/") and rt.prefix[-1] == "--" and not rt.unavailable
     else:
         assert "not installed" in rt.unavailable
-    assert runtimes.resolve("runc").unavailable  # no OCI bundles yet: a skip, with the reason
+    runc = runtimes.resolve("runc")
+    if runc.unavailable:
+        assert "not installed" in runc.unavailable
+    else:  # kpc builds the OCI bundle: its wrapper is the prefix
+        assert runc.prefix[1].endswith("oci_run.py") and runc.prefix[-1] == "--" and runc.profile == "mask-through"
 
 
 def test_a_command_prefix_is_a_runtime_with_the_asserted_profile():
@@ -59,3 +65,27 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
 def test_profile_without_runtime_is_bad_usage(built):
     p = kpc("run", "--no-build", "--profile", "clean")
     assert p.returncode == 2 and "--runtime" in p.stderr
+
+
+@pytest.mark.skipif(shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin") is None, reason="runc is not installed")
+def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, built):
+    import glob
+    import subprocess
+    from kpc import oci_run
+    out = tmp_path / "r.json"
+    r = kpc("run", "--no-build", "--runtime", "runc,crun", "--json", str(out))
+    doc = json.loads(out.read_text())
+    by = {x["runtime"]: x for x in doc["results"]}
+    assert by["runc"]["verdict"] == "pass", by["runc"]["reason"]
+    assert by["runc"]["profile"] == "mask-through"
+    assert by["runc"]["observations"]["self.blocked"] == "SIGUSR1|SIGALRM"   # the caller's mask leaks in
+    if shutil.which("crun"):
+        # crun runs, or says in its own words why it cannot (a skip, never a fail)
+        assert by["crun"]["verdict"] in ("pass", "skip"), by["crun"]
+        if by["crun"]["verdict"] == "skip":
+            assert by["crun"]["reason"].startswith("crun cannot run a container here: ")
+    assert r.returncode in (0, 1)
+    left = subprocess.run([shutil.which("runc", path="/usr/sbin:/usr/bin"), "--root", oci_run.STATE_ROOT, "list",
+                           "-q"], capture_output=True, text=True).stdout.split()
+    assert left == []
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "kpc-oci-*"))
