@@ -10,7 +10,8 @@ from . import kver, paths
 
 FLAVORS = ("host", "pidns", "userns")
 
-_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes", "probe", "args",
+_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes",
+             "runtime_workload", "probe", "args",
              "requires", "flavor_notes", "provenance"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
@@ -48,6 +49,7 @@ class Case:
     provenance: dict
     slow: str = ""  # why the case takes long; run only with --slow
     under_runtimes: bool = False  # run by --runtime (as the runtime's child)
+    runtime_workload: bool = False  # under --runtime: the probe starts the runtime itself (KPC_RUNTIME_PREFIX)
 
     @property
     def source_path(self):
@@ -114,7 +116,7 @@ def load_case(path):
     if "summary" not in data:
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
-                      ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("probe", "str"), ("args", "strlist"),
+                      ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
                       ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table")):
         if key in data:
             _check_type(rel, key, data[key], kind)
@@ -152,7 +154,8 @@ def load_case(path):
     case = Case(id=case_id, area=area, summary=data["summary"], metadata_path=path,
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
-                exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
+                exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
+                runtime_workload=data.get("runtime_workload", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
                 provenance=prov)
     if not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")

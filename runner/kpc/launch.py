@@ -8,7 +8,13 @@ from . import paths, runtimes
 
 
 def plan_entry(run_id, case, variant, flavor, extra_env=None, runtime=None):
-    argv = list(runtime.prefix) if runtime else []
+    if runtime is not None and case.runtime_workload:
+        # The probe plays the engine: it starts the runtime itself.
+        extra_env = dict(extra_env or {}, KPC_RUNTIME_PREFIX="\x1f".join(runtime.prefix))
+        runtime_in_argv = False
+    else:
+        runtime_in_argv = runtime is not None
+    argv = list(runtime.prefix) if runtime_in_argv else []
     argv += [f"{paths.probe_dir()}/{case.probe}"]
     if variant:
         argv += ["--variant", variant]
@@ -17,7 +23,7 @@ def plan_entry(run_id, case, variant, flavor, extra_env=None, runtime=None):
              "timeout_ms": int(case.timeout_s * 1000), "hang_ms": case.hang_ms, "exclusive": case.exclusive}
     if extra_env:
         entry["env"] = extra_env
-    if runtime:
+    if runtime_in_argv:
         entry["caller"] = runtimes.DIRTY_CALLER
     return entry
 

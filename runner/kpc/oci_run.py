@@ -112,12 +112,14 @@ def main(argv):
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config(probe_argv, _build_dir()), f, indent=1)
         obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-        # Forward the launcher's SIGTERM to the container's process (the
-        # runtime does that itself for SIGTERM it receives in the foreground).
+        # Forward what the engine sends us to the runtime (which proxies it
+        # into the container). Installed after the spawn: a handler set
+        # before it would reset an ignored disposition the runtime must see.
         proc = subprocess.Popen(_runtime_cmd(runtime, "run", "--bundle", bundle, "--preserve-fds", "1", cid),
                                 pass_fds=(obs_fd,) if obs_fd == 3 else (), stdin=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, restore_signals=True)
-        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+            signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
         _, err = proc.communicate()
         rc = proc.returncode
         err = err.decode("utf-8", "replace").strip()

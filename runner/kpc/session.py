@@ -242,6 +242,12 @@ class Session:
             t.join(timeout=60)
         if self._batch:
             self._batch.stop()
+        # Containers whose OCI wrapper was SIGKILLed (runtime_pid1_duties
+        # does that on purpose) are deleted now, not at some later run.
+        from . import oci_run, runtimes
+        for rt in {i.runtime.name: i.runtime for i in self.items if i.runtime}.values():
+            if rt.name in runtimes.OCI and not rt.unavailable and len(rt.prefix) > 3:
+                oci_run.sweep(rt.prefix[3])
         self.finished = time.monotonic()
         self.progress.clear()
 

@@ -147,7 +147,7 @@ def test_unprivileged_user_gets_skips_with_reasons_not_a_crash(built):
     # case that needs root, or a probe that creates a PID namespace itself.
     # (FUSE cases: the device's permissions; slow cases: not asked for.)
     assert skipped and all("CAP_SYS_ADMIN" in r["reason"] or r["reason"] == "needs root"
-                           or r["reason"].startswith(("/dev/fuse: Permission denied", "slow case"))
+                           or r["reason"].startswith(("/dev/fuse: Permission denied", "slow case", "runs only under --runtime"))
                            for r in skipped), [r["reason"] for r in skipped]
     assert all(r["flavor"] == "pidns" for r in skipped if "flavor unavailable" in r["reason"])
     assert any(r["flavor"] == "userns" and r["verdict"] == "pass" for r in doc["results"])

@@ -47,7 +47,8 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
     before = set(processes())
     out = tmp_path / "rt.json"
     # env passes the dirty caller's state through: right for pass-through...
-    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "pass-through", "--json", str(out))
+    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "pass-through", "--json", str(out),
+            "--case", "inherited_signal_state")
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads(out.read_text())
     (r,) = doc["results"]
@@ -56,7 +57,8 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
     assert r["observations"]["self.blocked"] == "SIGUSR1|SIGALRM"
     assert doc["environment"]["runtimes"]["env"]["prefix"][-1] == "--"
     # ...and a fail that names the signals when it promises clean.
-    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "clean", "--json", str(out))
+    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "clean", "--json", str(out),
+            "--case", "inherited_signal_state")
     assert p.returncode == 1
     assert "extra SIGUSR1|SIGALRM" in p.stdout and "extra SIGHUP|SIGUSR2" in p.stdout
     assert not [pid for pid, info in processes().items() if pid not in before and info[1] == "Z"]
@@ -75,8 +77,12 @@ def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, b
     out = tmp_path / "r.json"
     r = kpc("run", "--no-build", "--runtime", "runc,crun", "--json", str(out))
     doc = json.loads(out.read_text())
-    by = {x["runtime"]: x for x in doc["results"]}
+    by = {x["runtime"]: x for x in doc["results"] if x["case"] == "inherited_signal_state"}
+    duties = {x["runtime"]: x for x in doc["results"] if x["case"] == "runtime_pid1_duties"}
     assert by["runc"]["verdict"] == "pass", by["runc"]["reason"]
+    # no init in the container: the workload is PID 1 and leaves its orphans as zombies
+    assert duties["runc"]["verdict"] == "xfail", duties["runc"]["reason"]
+    assert duties["runc"]["observations"]["orphan.after_exit"] == "zombie"
     assert by["runc"]["profile"] == "mask-through"
     assert by["runc"]["observations"]["self.blocked"] == "SIGUSR1|SIGALRM"   # the caller's mask leaks in
     if shutil.which("crun"):
@@ -89,3 +95,27 @@ def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, b
                            "-q"], capture_output=True, text=True).stdout.split()
     assert left == []
     assert not glob.glob(os.path.join(tempfile.gettempdir(), "kpc-oci-*"))
+
+
+@pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed")
+def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built):
+    out = tmp_path / "r.json"
+    r = kpc("run", "--no-build", "--runtime", "tini", "--case", "runtime_pid1_duties", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())["results"][0]
+    assert res["verdict"] == "pass"
+    obs = res["observations"]
+    assert obs["killed_by_sigusr2.runtime_status"] == "exited 140" and obs["orphan.adopted_by"] == "the runtime"
+    assert obs["sigkill_of_runtime.workload_survives"] == "true"
+    # ... and the probe killed the survivor: no workload is left anywhere
+    assert not [p for p, (_, _, comm) in processes().items() if comm == "pid1_workload"]
+    # without --runtime it has nothing to test: a skip that says so
+    r = kpc("run", "--no-build", "--case", "runtime_pid1_duties", "-v")
+    assert r.returncode == 0 and "runs only under --runtime" in r.stdout
+
+
+def test_a_command_that_is_no_init_fails_the_pid1_duties(built):
+    """env execs the workload: no 128+N, no subreaper, dies with... itself."""
+    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--case", "runtime_pid1_duties")
+    assert p.returncode == 1
+    assert "killed_by_sigusr2.runtime_status: expected exited 140" in p.stdout and "observed killed SIGUSR2" in p.stdout

@@ -1,0 +1,114 @@
+// pid1_workload: the program a runtime/init under test starts, for
+// runtime_pid1_duties. It reports on fd 3 (a pipe from the probe, passed
+// through the runtime), one line per fact:
+//
+//   pid1_workload exit N        exit with status N
+//   pid1_workload selfkill SIG  kill itself with SIG (default action: death)
+//   pid1_workload signals       catch TERM, INT, HUP, USR1; "sig N" per signal
+//                               received; exit 0 after all four, or after 5 s
+//   pid1_workload orphan        fork a child that forks a grandchild and
+//                               exits: the grandchild reports "orphan PID PPID"
+//                               once reparented, then exits; 1.5 s later
+//                               report "orphan_state gone|zombie|running"
+//   pid1_workload sleep         report "pid PID", then sleep 30 s
+//
+// Every mode first reports "ready PID" (its pid as the probe sees it may
+// differ inside a PID namespace: the probe only uses it as a label).
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <string>
+
+namespace {
+
+void say(const std::string& line) {
+  std::string l = line + "\n";
+  (void)!write(3, l.data(), l.size());
+}
+
+volatile sig_atomic_t g_seen = 0;
+void on_signal(int sig) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "sig %d\n", sig);
+  (void)!write(3, buf, n);
+  ++g_seen;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 64;
+  std::string mode = argv[1];
+  // A clean start whatever the runtime passed through: forwarding is
+  // judged, not the mask (runtime hygiene is inherited_signal_state's job).
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) signal(s, SIG_DFL);
+
+  if (mode == "exit" && argc > 2) {
+    say("ready " + std::to_string(getpid()));
+    _exit(atoi(argv[2]));
+  }
+  if (mode == "selfkill" && argc > 2) {
+    say("ready " + std::to_string(getpid()));
+    kill(getpid(), atoi(argv[2]));
+    pause();
+    _exit(99);
+  }
+  if (mode == "signals") {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaction(s, &sa, nullptr);
+    say("ready " + std::to_string(getpid()));
+    time_t end = time(nullptr) + 5;
+    while (g_seen < 4 && time(nullptr) < end) usleep(10000);
+    _exit(0);
+  }
+  if (mode == "orphan") {
+    say("ready " + std::to_string(getpid()));
+    int fds[2];
+    if (pipe(fds) != 0) _exit(70);
+    pid_t child = fork();
+    if (child == 0) {
+      pid_t parent = getpid();
+      pid_t grandchild = fork();
+      if (grandchild == 0) {
+        // the grandchild: wait to be reparented, say who adopted us, exit
+        for (int i = 0; i < 2000 && getppid() == parent; ++i) usleep(1000);
+        say("orphan " + std::to_string(getpid()) + " " + std::to_string(getppid()));
+        _exit(0);
+      }
+      (void)!write(fds[1], &grandchild, sizeof grandchild);
+      _exit(0);
+    }
+    waitpid(child, nullptr, 0);
+    pid_t orphan = 0;
+    (void)!read(fds[0], &orphan, sizeof orphan);
+    // Whoever adopted it had 1.5 s to reap it: is it gone, or a zombie?
+    usleep(1500000);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", orphan);
+    std::string state = "gone";
+    if (FILE* f = fopen(path, "r")) {
+      char buf[512] = {0};
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      fclose(f);
+      const char* rp = strrchr(buf, ')');
+      if (n > 0 && rp && rp[1] == ' ') state = rp[2] == 'Z' ? "zombie" : "running";
+    }
+    say("orphan_state " + state);
+    _exit(0);
+  }
+  if (mode == "sleep") {
+    say("ready " + std::to_string(getpid()));
+    sleep(30);
+    _exit(0);
+  }
+  return 64;
+}

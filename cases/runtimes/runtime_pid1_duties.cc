@@ -1,0 +1,238 @@
+// runtime_pid1_duties: what a runtime or init does for the workload it
+// starts — the duties of a container's PID 1. Runs only under --runtime:
+// the launcher hands this probe the runtime's command prefix
+// ($KPC_RUNTIME_PREFIX, fields separated by \x1f) and the probe plays the
+// container engine: it starts `PREFIX pid1_workload MODE` itself, five times,
+// and watches from outside. The workload reports on fd 3 (a pipe to us,
+// passed through the runtime).
+//
+//   1. exit code: the workload exits 7; how does the runtime exit?
+//   2. signal death: the workload dies of SIGUSR2; how does the runtime exit?
+//      (docker-style inits report 128+12 = 140)
+//   3. forwarding: SIGTERM, SIGINT, SIGHUP, SIGUSR1 sent to the runtime;
+//      which reach the workload's handlers?
+//   4. orphans: the workload double-forks; who adopts the orphan (the
+//      runtime, the workload itself as a container's PID 1, or someone
+//      else), and is it reaped 1.5 s after it exits or left a zombie?
+//   5. SIGKILL of the runtime: does the workload survive it?
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kpc/probe.h"
+#include "kpc/proc.h"
+#include "kpc/raii.h"
+
+namespace {
+
+int64_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::vector<std::string> runtime_prefix() {
+  const char* env = getenv("KPC_RUNTIME_PREFIX");
+  if (!env || !*env) kpc::skip("runs only under --runtime (it plays the engine that starts the runtime)");
+  std::vector<std::string> out;
+  std::string cur;
+  for (const char* c = env; *c; ++c) {
+    if (*c == '\x1f') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += *c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+// One runtime instance with its workload, and the report pipe.
+struct Instance {
+  kpc::Child runtime;
+  kpc::Fd rd;
+  std::string buf;
+  std::string workload;  // the workload's pid as it sees itself ("ready N")
+
+  // The next report line, or nullopt on EOF or timeout. A runtime that
+  // could not start its container (kpc's OCI wrapper writes {"skip": ...}
+  // to fd 3) makes the whole probe skip with the runtime's own words.
+  std::optional<std::string> line(int timeout_ms) {
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+      auto nl = buf.find('\n');
+      if (nl != std::string::npos) {
+        std::string l = buf.substr(0, nl);
+        buf.erase(0, nl + 1);
+        if (l.rfind("{\"skip\": \"", 0) == 0) {
+          std::string reason = l.substr(10);
+          reason = reason.substr(0, reason.rfind('"'));
+          kpc::skip(reason);
+        }
+        return l;
+      }
+      int left = static_cast<int>(end - now_ms());
+      if (left <= 0) return std::nullopt;
+      pollfd p{rd.get(), POLLIN, 0};
+      if (poll(&p, 1, left) <= 0) return std::nullopt;
+      char tmp[256];
+      ssize_t n = read(rd.get(), tmp, sizeof tmp);
+      if (n <= 0) return std::nullopt;
+      buf.append(tmp, static_cast<size_t>(n));
+    }
+  }
+
+  // True when every writer of the pipe is gone within timeout_ms (EOF).
+  bool writers_gone(int timeout_ms) {
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+      int left = static_cast<int>(end - now_ms());
+      if (left <= 0) return false;
+      pollfd p{rd.get(), POLLIN, 0};
+      if (poll(&p, 1, left) <= 0) return false;
+      char tmp[256];
+      ssize_t n = read(rd.get(), tmp, sizeof tmp);
+      if (n == 0) return true;
+      if (n < 0) return false;
+    }
+  }
+};
+
+// Every workload carries this in its argv, so the ones a runtime leaves
+// behind can be found and killed (kill_leftovers).
+std::string token() { return "kpc-token-" + std::to_string(getpid()); }
+
+Instance start(const std::vector<std::string>& prefix, const std::string& workload,
+               const std::vector<std::string>& args) {
+  kpc::Pipe pipe = kpc::Pipe::make(O_CLOEXEC);
+  std::vector<std::string> argv = prefix;
+  argv.push_back(workload);
+  for (const auto& a : args) argv.push_back(a);
+  argv.push_back(token());
+  pid_t pid = kpc::fork_or_broken();
+  if (pid == 0) {
+    // The engine's child: fd 3 = the report pipe (also the fd the OCI
+    // wrapper passes into the container), a clean signal state.
+    dup2(pipe.write.get(), 3);
+    setenv("KPC_OBS_FD", "3", 1);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  Instance in{kpc::Child(pid), std::move(pipe.read), "", ""};
+  pipe.write.reset();
+  auto ready = in.line(10000);
+  if (!ready || ready->rfind("ready ", 0) != 0) {
+    auto st = in.runtime.wait_for(2000);
+    kpc::broken("the workload never reported under " + prefix[0] + " (" + (ready ? *ready : "no line") + "; runtime " +
+                (st ? kpc::describe_wait_status(*st) : "still running") + ")");
+  }
+  in.workload = ready->substr(6);
+  return in;
+}
+
+// Workloads a SIGKILLed runtime left running: found by their unique argv.
+void kill_leftovers(const std::string& tok) {
+  DIR* d = opendir("/proc");
+  if (!d) return;
+  std::vector<pid_t> pids;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] >= '1' && e->d_name[0] <= '9') pids.push_back(static_cast<pid_t>(atoi(e->d_name)));
+  closedir(d);
+  for (pid_t pid : pids) {
+    auto cmd = kpc::read_text("/proc/" + std::to_string(pid) + "/cmdline");
+    if (cmd && cmd->find(tok) != std::string::npos && cmd->find("pid1_workload") != std::string::npos)
+      ::kill(pid, SIGKILL);
+  }
+}
+
+std::string runtime_end(Instance& in, int timeout_ms) {
+  auto st = in.runtime.wait_for(timeout_ms);
+  if (!st) {
+    in.runtime.kill(SIGKILL);
+    in.runtime.wait();
+    kill_leftovers(token());
+    return "still running";
+  }
+  return kpc::describe_wait_status(*st);
+}
+
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  const std::vector<std::string> prefix = runtime_prefix();
+  const std::string workload = p.helper("pid1_workload");
+
+  // 1. The workload exits 7.
+  {
+    Instance in = start(prefix, workload, {"exit", "7"});
+    kpc::observe("exit7.runtime_status", runtime_end(in, 5000));
+  }
+  // 2. The workload dies of SIGUSR2.
+  {
+    Instance in = start(prefix, workload, {"selfkill", std::to_string(SIGUSR2)});
+    kpc::observe("killed_by_sigusr2.runtime_status", runtime_end(in, 5000));
+  }
+  // 3. Signals sent to the runtime: which reach the workload?
+  {
+    Instance in = start(prefix, workload, {"signals"});
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+      bool got = false;
+      if (::kill(in.runtime.pid(), sig) == 0) {
+        auto l = in.line(2000);
+        got = l && *l == "sig " + std::to_string(sig);
+      }
+      std::string name = std::string("forwards.sig") + sigabbrev_np(sig);
+      for (auto& c : name) c = static_cast<char>(tolower(c));
+      kpc::observe(name, got);
+    }
+    kpc::note("signals.runtime_status", runtime_end(in, 7000));
+  }
+  // 4. An orphan of the workload: who adopts it, and is it reaped?
+  {
+    Instance in = start(prefix, workload, {"orphan"});
+    std::string adopted = "nobody reported", state = "not reported";
+    for (int i = 0; i < 2; ++i) {
+      auto l = in.line(5000);
+      if (!l) break;
+      if (l->rfind("orphan ", 0) == 0) {
+        std::string ppid = l->substr(l->rfind(' ') + 1);
+        adopted = ppid == std::to_string(in.runtime.pid()) ? "the runtime"
+                  : ppid == in.workload                   ? "the workload (PID 1 of its namespace)"
+                                                          : "another process";
+      } else if (l->rfind("orphan_state ", 0) == 0) {
+        state = l->substr(13);
+      }
+    }
+    kpc::observe("orphan.adopted_by", adopted);
+    kpc::observe("orphan.after_exit", state);
+    kpc::note("orphan.runtime_status", runtime_end(in, 5000));
+  }
+  // 5. SIGKILL of the runtime: does the workload outlive it?
+  {
+    Instance in = start(prefix, workload, {"sleep"});
+    in.runtime.kill(SIGKILL);
+    in.runtime.wait();
+    // Every writer of the report pipe gone = the workload died too.
+    kpc::observe("sigkill_of_runtime.workload_survives", !in.writers_gone(1500));
+    kill_leftovers(token());
+  }
+  return 0;
+}
