@@ -5,7 +5,9 @@
 //   pid1_workload exit N        exit with status N
 //   pid1_workload selfkill SIG  kill itself with SIG (default action: death)
 //   pid1_workload signals       catch TERM, INT, HUP, USR1; "sig N" per signal
-//                               received; exit 0 after all four, or after 5 s
+//                               received; exit 0 after all four, or after 5 s.
+//                               A child in its process group reports a
+//                               SIGTERM that reaches it as "grp 15"
 //   pid1_workload orphan        fork a child that forks a grandchild and
 //                               exits: the grandchild reports "orphan PID PPID"
 //                               once reparented, then exits; 1.5 s later
@@ -39,6 +41,13 @@ void on_signal(int sig) {
   ++g_seen;
 }
 
+void on_group_signal(int sig) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "grp %d\n", sig);
+  (void)!write(3, buf, n);
+  g_seen = 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,6 +71,16 @@ int main(int argc, char** argv) {
     _exit(99);
   }
   if (mode == "signals") {
+    // A child in the workload's process group reports SIGTERM as "grp 15":
+    // does the runtime signal the whole group (dumb-init's default, tini -g)?
+    pid_t member = fork();
+    if (member == 0) {
+      struct sigaction gs {};
+      gs.sa_handler = on_group_signal;
+      sigaction(SIGTERM, &gs, nullptr);
+      for (int i = 0; i < 500 && !g_seen; ++i) usleep(10000);
+      _exit(0);
+    }
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaction(s, &sa, nullptr);

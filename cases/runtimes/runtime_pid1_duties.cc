@@ -10,7 +10,8 @@
 //   2. signal death: the workload dies of SIGUSR2; how does the runtime exit?
 //      (docker-style inits report 128+12 = 140)
 //   3. forwarding: SIGTERM, SIGINT, SIGHUP, SIGUSR1 sent to the runtime;
-//      which reach the workload's handlers?
+//      which reach the workload's handlers? Does SIGTERM also reach another
+//      process of the workload's process group (group forwarding mode)?
 //   4. orphans: the workload double-forks; who adopts the orphan (the
 //      runtime, the workload itself as a container's PID 1, or someone
 //      else), and is it reaped 1.5 s after it exits or left a zombie?
@@ -23,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -193,16 +195,32 @@ int probe_main(kpc::Probe& p) {
   // 3. Signals sent to the runtime: which reach the workload?
   {
     Instance in = start(prefix, workload, {"signals"});
+    bool group = false;
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
       bool got = false;
       if (::kill(in.runtime.pid(), sig) == 0) {
-        auto l = in.line(2000);
-        got = l && *l == "sig " + std::to_string(sig);
+        // The workload's line, and for SIGTERM its group member's (up to
+        // 1 s more once the workload's has come).
+        int64_t end = now_ms() + 2000;
+        for (;;) {
+          int left = static_cast<int>(end - now_ms());
+          auto l = in.line(left > 0 ? left : 0);
+          if (!l) break;
+          if (*l == "sig " + std::to_string(sig)) {
+            got = true;
+            if (sig != SIGTERM || group) break;
+            end = std::min(end, now_ms() + 1000);
+          } else if (*l == "grp " + std::to_string(SIGTERM)) {
+            group = true;
+            if (got) break;
+          }
+        }
       }
       std::string name = std::string("forwards.sig") + sigabbrev_np(sig);
       for (auto& c : name) c = static_cast<char>(tolower(c));
       kpc::observe(name, got);
     }
+    kpc::observe("forwards.sigterm_to_process_group", group);
     kpc::note("signals.runtime_status", runtime_end(in, 7000));
   }
   // 4. An orphan of the workload: who adopts it, and is it reaped?
