@@ -34,8 +34,17 @@ std::string ns_links(pid_t pid) {
     char buf[128] = {};
     std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+    // Seen twice in CI, never reproduced by hand (6.18 host, 6.1 guest,
+    // pidns flavor): pid_for_children of the just-created, ptrace-stopped
+    // task gave ENOENT once. Unexplained; retried for up to 100 ms, and the
+    // retries are kept as a note so the evidence is not lost.
+    for (int retry = 1; n <= 0 && errno == ENOENT && retry <= 50; ++retry) {
+      usleep(2000);
+      n = readlink(path.c_str(), buf, sizeof buf - 1);
+      if (n > 0) kpc::note(std::string("ns_read_retries.") + ns, retry);
+    }
     // A failed read is the probe's problem, not a "different namespace":
-    // say which link and why (seen once in CI as same_namespaces=false).
+    // say which link and why.
     if (n <= 0) kpc::broken("readlink " + path + ": " + kpc::errno_name(errno));
     out += std::string(ns) + "=" + std::string(buf, static_cast<size_t>(n)) + ";";
   }

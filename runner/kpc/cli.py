@@ -179,7 +179,8 @@ def cmd_run(args):
         env.runtimes = {r.name: r.describe() for r in rts}
         for r in rts:
             _say(f"runtime {r.name} {r.version or ''}: profile {r.profile}"
-                 + (f"; skipped: {r.unavailable}" if r.unavailable else ""))
+                 + (f"; skipped: {r.unavailable}" if r.unavailable else "")
+                 + (f" ({r.profile_note})" if r.profile_note else ""))
     elif args.profile:
         raise InputError("--profile asserts a profile for a --runtime: give one")
     kernels_ = _kernels(args)

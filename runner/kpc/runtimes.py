@@ -39,10 +39,23 @@ class Runtime:
     source: str = ""       # where the profile comes from (docs, source line)
     unavailable: str = ""  # why it cannot run here: the runs are skipped
     version: str = ""
+    measured: tuple = ()   # the Debian package versions the profile was checked on
+
+    @property
+    def profile_note(self):
+        """'' when the installed version is one the profile was measured on."""
+        if not self.measured or not self.version or self.version in self.measured:
+            return ""
+        return (f"profile {self.profile} was measured on {', '.join(self.measured)}; installed {self.version} is "
+                f"unverified: a fail may mean the runtime changed")
 
     def describe(self):
         """For the results environment."""
         out = {"prefix": self.prefix, "profile": self.profile, "version": self.version, "source": self.source}
+        if self.measured:
+            out["profile_measured_on"] = list(self.measured)
+        if self.profile_note:
+            out["profile_note"] = self.profile_note
         if self.unavailable:
             out["unavailable"] = self.unavailable
         return out
@@ -78,6 +91,12 @@ KNOWN = {
              "(research s.3)"),
 }
 OCI = {"runc", "crun"}
+# The profile of each known runtime holds for the versions it was measured
+# on (Debian 12's packages, 2026-11); another version is run and judged by
+# the same profile, with a note saying so (results environment, and the
+# runtime line `./kpc run` prints).
+MEASURED = {"tini": ("0.19.0-1+b3",), "dumb-init": ("1.2.5-2",), "catatonit": ("0.1.7-1+b2",),
+            "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ()}
 PYTHON = "/usr/bin/python3"
 OCI_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_run.py")
 
@@ -95,6 +114,7 @@ def resolve(spec, profile=None):
             # kpc builds the bundle: runner/kpc/oci_run.py is the prefix
             rt.prefix = [PYTHON, OCI_WRAPPER, "--runtime", path, "--"]
         rt.version = _package_version(pkg)
+        rt.measured = MEASURED.get(spec, ())
         return rt
     words = shlex.split(spec)
     if not words:

@@ -119,3 +119,10 @@ def test_a_command_that_is_no_init_fails_the_pid1_duties(built):
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--case", "runtime_pid1_duties")
     assert p.returncode == 1
     assert "killed_by_sigusr2.runtime_status: expected exited 140" in p.stdout and "observed killed SIGUSR2" in p.stdout
+
+
+def test_a_profile_is_tied_to_the_versions_it_was_measured_on():
+    rt = runtimes.Runtime("tini", ["/usr/bin/tini"], "pass-through", version="0.19.0-1+b3", measured=("0.19.0-1+b3",))
+    assert rt.profile_note == "" and "profile_note" not in rt.describe()
+    rt.version = "0.20.0-1"
+    assert "measured on 0.19.0-1+b3" in rt.profile_note and "unverified" in rt.describe()["profile_note"]
