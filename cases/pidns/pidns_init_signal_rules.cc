@@ -2,6 +2,7 @@
 // it has a handler for -- from its own members (SIGKILL included) and from
 // ancestor namespaces alike -- except that SIGKILL and SIGSTOP from an
 // ancestor namespace are forced (pid_namespaces(7)).
+// SIGSTOP from a member is dropped as well; from the ancestor it stops init.
 //   variant no_handler:   init has no handlers
 //   variant sigterm_handler: init catches SIGTERM
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 
 #include "kpc/probe.h"
+#include "kpc/proc.h"
 
 namespace {
 std::atomic<int> g_handled{0};
@@ -35,13 +37,18 @@ int probe_main(kpc::Probe& p) {
     member.wait();
     const int from_member = g_handled.load();
     kpc::observe("init.handled_from_member", from_member);
-    // 2. Tell the outside we are ready; it sends SIGTERM from the ancestor
+    // 2. Another member sends SIGSTOP. Had it been delivered, init would stop
+    //    on its way back to user mode after the wait and never answer.
+    kpc::Child stopper = kpc::fork_child([] { KPC_OBSERVE_CALL("member.kill_sigstop", kill(1, SIGSTOP)); });
+    stopper.wait();
+    kpc::send_byte(from_init.write.get());
+    // 3. Tell the outside we are ready; it sends SIGTERM from the ancestor
     //    namespace, then says "done".
     kpc::send_byte(from_init.write.get());
     kpc::recv_byte(to_init.read.get(), 5000);
     kpc::observe("init.handled_from_ancestor", g_handled.load() - from_member);
     kpc::send_byte(from_init.write.get());
-    // 3. Wait for SIGKILL from the ancestor namespace.
+    // 4. Wait for SIGSTOP/SIGCONT, then SIGKILL, from the ancestor namespace.
     for (;;) pause();
   });
 
@@ -49,12 +56,19 @@ int probe_main(kpc::Probe& p) {
   to_init.read.reset();
   // EOF instead of the byte means init died of its members' signals.
   kpc::observe("ancestor.init_answered_after_member_signals", kpc::recv_byte(from_init.read.get(), 5000).has_value());
+  kpc::observe("ancestor.init_answered_after_member_sigstop", kpc::recv_byte(from_init.read.get(), 5000).has_value());
   KPC_SYS(kill(init.pid(), SIGTERM));
   // A default-action SIGTERM would kill init before it reads the byte below
   // (the signal is pending before the write); a handled one runs first.
   kpc::send_byte(to_init.write.get());
   auto ok = kpc::recv_byte(from_init.read.get(), 5000);
   kpc::observe("ancestor.init_answered_after_sigterm", ok.has_value());
+  // SIGSTOP from the ancestor is forced: init stops (T) although it has no
+  // handler; SIGCONT resumes it (its effect happens when it is sent).
+  KPC_SYS(kill(init.pid(), SIGSTOP));
+  kpc::observe("ancestor.sigstop.init_state", std::string(1, kpc::wait_for_state(init.pid(), 'T', 2000)));
+  KPC_SYS(kill(init.pid(), SIGCONT));
+  kpc::observe("ancestor.sigcont.init_state", std::string(1, kpc::wait_for_state(init.pid(), 'S', 2000)));
   KPC_SYS(kill(init.pid(), SIGKILL));
   kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
   return 0;
