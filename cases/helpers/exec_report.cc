@@ -8,9 +8,13 @@
 // --signal-self SIG   kill(getpid(), SIG) after recording; if still alive,
 //                     record <prefix>.after_<sig> = "alive". (If the signal
 //                     kills it, the probe sees that in the wait status.)
+// --fork-and-wait     fork a child that exits 0 and wait for it: record
+//                     <prefix>.wait_own_child = "exited 0", or the errno
+//                     (ECHILD when this image auto-reaps its children).
 // --then-exec ...     exec the next program (the shell-in-the-middle of
 //                     story 001), keeping everything else as it is.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -18,27 +22,41 @@
 #include <string>
 #include <vector>
 
+#include "kpc/raii.h"
 #include "kpc/record.h"
 #include "kpc/state.h"
 
 int main(int argc, char** argv) {
   std::string prefix = "exec", props;
   std::vector<std::string> self_signals;
+  bool fork_and_wait = false;
   int i = 1;
   for (; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--prefix" && i + 1 < argc) prefix = argv[++i];
     else if (a == "--record" && i + 1 < argc) props = argv[++i];
     else if (a == "--signal-self" && i + 1 < argc) self_signals.emplace_back(argv[++i]);
+    else if (a == "--fork-and-wait") fork_and_wait = true;
     else if (a == "--then-exec") { ++i; break; }
     else if (a == "--help") {
-      std::fputs("usage: exec_report --prefix P --record PROPS [--signal-self SIG] [--then-exec PATH ARGS...]\n",
+      std::fputs("usage: exec_report --prefix P --record PROPS [--signal-self SIG] [--fork-and-wait]\n"
+                 "                   [--then-exec PATH ARGS...]\n",
                  stdout);
       return 0;
     } else kpc::broken("exec_report: unknown argument '" + a + "'");
   }
 
   kpc::record_state(prefix, props);
+
+  if (fork_and_wait) {
+    pid_t c = fork();
+    if (c == 0) _exit(0);
+    if (c < 0) kpc::broken(std::string("exec_report: fork: ") + strerror(errno));
+    int status = 0;
+    pid_t r = waitpid(c, &status, 0);
+    int err = errno;
+    kpc::observe(prefix + ".wait_own_child", r == c ? kpc::describe_wait_status(status) : kpc::errno_name(err));
+  }
 
   for (const auto& name : self_signals) {
     auto sig = kpc::signal_number(name);
