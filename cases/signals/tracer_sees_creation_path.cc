@@ -4,7 +4,8 @@
 //   event    which ptrace event stop it got: fork, vfork, clone, or none
 //   syscall  which system call the tracee was in (x86_64 orig_rax): a tracer
 //            that keys on the syscall number sees "fork" from musl's fork()
-//            but "clone" from glibc's (the story's lost container metadata)
+//            but "clone" from glibc's (the story's lost container metadata);
+//            the musl_* variants run a musl-built tracee to show it
 //   same_namespaces / same_cgroup  the new task's /proc/PID/ns/* links and
 //            /proc/PID/cgroup equal its creator's
 #include <linux/sched.h>
@@ -119,8 +120,22 @@ int probe_main(kpc::Probe& p) {
     kpc::skip("this architecture has no fork system call");
 #endif
   }
+  // musl_* variants: the tracee is cases/helpers/musl/musl_tracee.c, built
+  // with musl-gcc when Debian's musl-tools is installed.
+  std::string musl_path;
+  if (p.variant.starts_with("musl_")) {
+    musl_path = p.helper("musl_tracee");
+    if (access(musl_path.c_str(), X_OK) != 0)
+      kpc::skip("the musl tracee was not built: install Debian's musl-tools (musl-gcc) and rebuild");
+  }
   // 1. The tracee stops itself; the tracer sets the creation options.
   pid_t child = kpc::fork_or_broken();
+  if (child == 0 && !musl_path.empty()) {
+    std::string path_arg = p.variant.substr(5);
+    char* argv[] = {musl_path.data(), path_arg.data(), nullptr};
+    execve(argv[0], argv, environ);
+    _exit(94);
+  }
   if (child == 0) tracee(p.variant);
   kpc::Child guard(child);
   int status = 0;

@@ -29,9 +29,6 @@ VM_PACKAGES = {
     "xz-utils": "xz (some kernels ship .ko.xz modules)",
     "zstd": "zstd (newer kernels may ship .ko.zst modules)",
 }
-OPTIONAL_PACKAGES = {
-    "fuse3": "fusermount3 (FUSE cases run without it as root)",
-}
 
 
 class BuildError(Exception):
