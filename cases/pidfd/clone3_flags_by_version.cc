@@ -62,6 +62,20 @@ struct PidfdInfo {
 constexpr uint64_t kInfoExit = 1u << 3;
 const unsigned long kGetInfo = _IOWR(0xFF, 11, PidfdInfo);
 
+// The exit status through PIDFD_GET_INFO (PIDFD_INFO_EXIT, 6.15). The pidfd
+// turns readable when the task exits, a moment before the kernel stores the
+// exit information at release: retry for up to 2 s (seen once on 7.2).
+std::string exit_info(int pidfd) {
+  for (int ms = 0;; ms += 5) {
+    PidfdInfo info{};
+    info.mask = kInfoExit;
+    if (ioctl(pidfd, kGetInfo, &info) != 0) return kpc::errno_name(errno);
+    if (info.mask & kInfoExit) return kpc::describe_wait_status(info.exit_code);
+    if (ms >= 2000) return "no exit information";
+    usleep(5000);
+  }
+}
+
 bool readable_within(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};
   return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
@@ -150,12 +164,7 @@ int probe_main(kpc::Probe&) {
       kpc::send_byte(go.write.get());
       kpc::observe("autoreap.pidfd_readable", readable_within(fd.get(), 5000));
       KPC_OBSERVE_CALL("autoreap.waitpid", waitpid(static_cast<pid_t>(pid), nullptr, __WALL | WNOHANG));
-      PidfdInfo info{};
-      info.mask = kInfoExit;
-      if (ioctl(fd.get(), kGetInfo, &info) == 0 && (info.mask & kInfoExit))
-        kpc::observe("autoreap.exit_info", kpc::describe_wait_status(info.exit_code));
-      else
-        kpc::observe("autoreap.exit_info", kpc::errno_name(errno));
+      kpc::observe("autoreap.exit_info", exit_info(fd.get()));
     }
   }
   // 6. CLONE_NNP (7.1): the child starts with no_new_privs; we keep ours.
@@ -209,12 +218,7 @@ int probe_main(kpc::Probe&) {
       kpc::observe("pidfd_autokill.alive_before_close", !readable_within(watch.get(), 0));
       armed.reset();
       kpc::observe("pidfd_autokill.exited_after_close", readable_within(watch.get(), 5000));
-      PidfdInfo info{};
-      info.mask = kInfoExit;
-      if (ioctl(watch.get(), kGetInfo, &info) == 0 && (info.mask & kInfoExit))
-        kpc::observe("pidfd_autokill.exit_info", kpc::describe_wait_status(info.exit_code));
-      else
-        kpc::observe("pidfd_autokill.exit_info", kpc::errno_name(errno));
+      kpc::observe("pidfd_autokill.exit_info", exit_info(watch.get()));
       if (!readable_within(watch.get(), 0)) kill(static_cast<pid_t>(pid), SIGKILL);  // never leave it behind
     }
   }
