@@ -19,12 +19,13 @@
 #include <cstring>
 #include <string>
 
+#include "kpc/pidfd.h"
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 
 namespace {
-constexpr long kClone3 = 435;
-constexpr uint64_t kClonePidfd = 0x1000, kCloneNewtime = 0x80, kClearSighand = 1ULL << 32,
+using namespace kpc::pidfd;
+constexpr uint64_t kCloneNewtime = 0x80, kClearSighand = 1ULL << 32,
                    kIntoCgroup = 1ULL << 33,
                    // include/uapi/linux/sched.h, Linux 7.1
                    kAutoreap = 1ULL << 34, kNnp = 1ULL << 35, kPidfdAutokill = 1ULL << 36;
@@ -36,12 +37,10 @@ struct Args {
   clone_args& a() { return *reinterpret_cast<clone_args*>(raw); }
 };
 
-std::string result(long rc) { return rc >= 0 ? std::string("ok") : kpc::errno_name(errno); }
-
 // clone3 with fork semantics; the child runs `child` and _exit()s.
 template <typename F>
 long clone3_run(Args& args, size_t size, F&& child) {
-  long pid = syscall(kClone3, args.raw, size);
+  long pid = syscall(kSysClone3, args.raw, size);
   if (pid == 0) _exit(child());
   return pid;
 }
@@ -52,22 +51,12 @@ std::string ns_of(const std::string& path) {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : kpc::errno_name(errno);
 }
 
-// struct pidfd_info's first fields (include/uapi/linux/pidfd.h, 6.13+).
-struct PidfdInfo {
-  uint64_t mask, cgroupid;
-  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-  int32_t exit_code;
-  uint32_t coredump_mask, spare1;
-};
-constexpr uint64_t kInfoExit = 1u << 3;
-const unsigned long kGetInfo = _IOWR(0xFF, 11, PidfdInfo);
-
 // The exit status through PIDFD_GET_INFO (PIDFD_INFO_EXIT, 6.15). The pidfd
 // turns readable when the task exits, a moment before the kernel stores the
 // exit information at release: retry for up to 2 s (seen once on 7.2).
 std::string exit_info(int pidfd) {
   for (int ms = 0;; ms += 5) {
-    PidfdInfo info{};
+    Info info{};
     info.mask = kInfoExit;
     if (ioctl(pidfd, kGetInfo, &info) != 0) return kpc::errno_name(errno);
     if (info.mask & kInfoExit) return kpc::describe_wait_status(info.exit_code);
@@ -213,7 +202,7 @@ int probe_main(kpc::Probe&) {
       kpc::Fd armed(pidfd);
       auto child_nnp = kpc::recv_int(nnp.read.get(), 5000);
       kpc::observe("pidfd_autokill.child_no_new_privs", child_nnp ? std::to_string(*child_nnp) : "no answer");
-      kpc::Fd watch(static_cast<int>(syscall(434 /* pidfd_open */, pid, 0)));
+      kpc::Fd watch(static_cast<int>(syscall(kSysOpen, pid, 0)));
       KPC_CHECK(watch);
       kpc::observe("pidfd_autokill.alive_before_close", !readable_within(watch.get(), 0));
       armed.reset();

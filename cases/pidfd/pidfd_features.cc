@@ -14,29 +14,11 @@
 #include <cerrno>
 #include <cstdint>
 
+#include "kpc/pidfd.h"
 #include "kpc/probe.h"
 
 namespace {
-// x86_64 / generic numbers (identical on all architectures since 5.1).
-constexpr long kPidfdSendSignal = 424, kPidfdOpen = 434, kClone3 = 435, kPidfdGetfd = 438,
-               kProcessMrelease = 448;
-constexpr unsigned long kClonePidfd = 0x1000;
-constexpr int kPPidfd = 3;
-constexpr unsigned kPidfdThread = O_EXCL, kPidfdNonblock = O_NONBLOCK;
-constexpr unsigned kSignalThreadGroup = 2, kSignalProcessGroup = 4;
-
-// struct pidfd_info (include/uapi/linux/pidfd.h, 6.13+), first fields.
-struct PidfdInfo {
-  uint64_t mask;
-  uint64_t cgroupid;
-  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-  int32_t exit_code;
-  uint32_t coredump_mask, spare1;
-};
-constexpr uint64_t kInfoExit = 1u << 3;
-const unsigned long kGetInfo = _IOWR(0xFF, 11, PidfdInfo);
-
-std::string result(long rc) { return rc >= 0 ? std::string("ok") : kpc::errno_name(errno); }
+using namespace kpc::pidfd;
 
 // A child that waits on a pipe until told to exit with status 3.
 struct Sleeper {
@@ -67,7 +49,7 @@ std::string revents_name(short r) {
 int probe_main(kpc::Probe&) {
   // 1. pidfd_open (5.3): close-on-exec, POLLIN on exit, read() refused.
   Sleeper a;
-  long fd = syscall(kPidfdOpen, a.pid, 0);
+  long fd = syscall(kSysOpen, a.pid, 0);
   kpc::observe("pidfd_open", result(fd));
   if (fd >= 0) {
     kpc::Fd pidfd(static_cast<int>(fd));
@@ -75,15 +57,15 @@ int probe_main(kpc::Probe&) {
     char c;
     kpc::observe("pidfd_read", result(read(pidfd.get(), &c, 1)));
     // 2. pidfd_getfd (5.6): duplicate the child's fd 0.
-    long dup = syscall(kPidfdGetfd, pidfd.get(), 0, 0);
+    long dup = syscall(kSysGetfd, pidfd.get(), 0, 0);
     kpc::observe("pidfd_getfd", result(dup));
     if (dup >= 0) close(static_cast<int>(dup));
     // 3. pidfd_send_signal (5.1) with flags (6.9) and on a live process.
-    kpc::observe("pidfd_send_signal", result(syscall(kPidfdSendSignal, pidfd.get(), 0, nullptr, 0)));
+    kpc::observe("pidfd_send_signal", result(syscall(kSysSendSignal, pidfd.get(), 0, nullptr, 0)));
     kpc::observe("pidfd_send_signal.thread_group_flag",
-                 result(syscall(kPidfdSendSignal, pidfd.get(), 0, nullptr, kSignalThreadGroup)));
+                 result(syscall(kSysSendSignal, pidfd.get(), 0, nullptr, kSignalThreadGroup)));
     kpc::observe("pidfd_send_signal.process_group_flag",
-                 result(syscall(kPidfdSendSignal, pidfd.get(), 0, nullptr, kSignalProcessGroup)));
+                 result(syscall(kSysSendSignal, pidfd.get(), 0, nullptr, kSignalProcessGroup)));
     // 4. The child exits: POLLIN; then waitid(P_PIDFD) (5.4) reaps it.
     a.release();
     kpc::observe("poll_after_exit", revents_name(poll_events(pidfd.get())));
@@ -94,22 +76,22 @@ int probe_main(kpc::Probe&) {
     else kpc::observe("waitid_p_pidfd.status", info.si_status);
     kpc::observe("poll_after_reap", revents_name(poll_events(pidfd.get())));
     // 5. PIDFD_GET_INFO (6.13), and exit information after reap (6.15).
-    PidfdInfo pi{};
+    Info pi{};
     pi.mask = kInfoExit;
     long r = ioctl(pidfd.get(), kGetInfo, &pi);
     kpc::observe("pidfd_get_info_after_reap", result(r));
     if (r == 0) kpc::observe("pidfd_get_info.exit_known", (pi.mask & kInfoExit) != 0);
     // 6. Signalling a reaped process: ESRCH.
-    kpc::observe("pidfd_send_signal.after_reap", result(syscall(kPidfdSendSignal, pidfd.get(), 0, nullptr, 0)));
+    kpc::observe("pidfd_send_signal.after_reap", result(syscall(kSysSendSignal, pidfd.get(), 0, nullptr, 0)));
   } else {
     a.release();
     waitpid(a.pid, nullptr, 0);
   }
 
   // 7. PIDFD_NONBLOCK (5.10) and PIDFD_THREAD (6.9) flags of pidfd_open.
-  for (auto [flag, key] : {std::pair{kPidfdNonblock, "pidfd_open.nonblock"},
-                           std::pair{kPidfdThread, "pidfd_open.thread"}}) {
-    long f = syscall(kPidfdOpen, getpid(), flag);
+  for (auto [flag, key] : {std::pair{kNonblock, "pidfd_open.nonblock"},
+                           std::pair{kThread, "pidfd_open.thread"}}) {
+    long f = syscall(kSysOpen, getpid(), flag);
     kpc::observe(key, result(f));
     if (f >= 0) close(static_cast<int>(f));
   }
@@ -120,7 +102,7 @@ int probe_main(kpc::Probe&) {
   args.flags = kClonePidfd;
   args.pidfd = reinterpret_cast<uint64_t>(&cfd);
   args.exit_signal = SIGCHLD;
-  long c = syscall(kClone3, &args, sizeof args);
+  long c = syscall(kSysClone3, &args, sizeof args);
   if (c == 0) _exit(0);
   kpc::observe("clone3_clone_pidfd", result(c));
   if (c > 0) {
@@ -131,9 +113,9 @@ int probe_main(kpc::Probe&) {
 
   // 9. process_mrelease (5.15) on a live process: EINVAL (it must be dying);
   //    ENOSYS where the call does not exist.
-  long self = syscall(kPidfdOpen, getpid(), 0);
+  long self = syscall(kSysOpen, getpid(), 0);
   if (self >= 0) {
-    kpc::observe("process_mrelease_live", result(syscall(kProcessMrelease, self, 0)));
+    kpc::observe("process_mrelease_live", result(syscall(kSysProcessMrelease, self, 0)));
     close(static_cast<int>(self));
   }
   return 0;

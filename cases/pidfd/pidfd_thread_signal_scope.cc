@@ -14,18 +14,14 @@
 #include <string>
 #include <thread>
 
+#include "kpc/pidfd.h"
 #include "kpc/probe.h"
 
 namespace {
-constexpr long kPidfdSendSignal = 424, kPidfdOpen = 434;
-constexpr unsigned kPidfdThread = O_EXCL;
-constexpr unsigned kSignalThread = 1, kSignalThreadGroup = 2;
+using namespace kpc::pidfd;
 
 std::atomic<int> g_main_handled{0};
 void on_usr1(int) { g_main_handled.fetch_add(1); }
-
-std::string result(long rc) { return rc >= 0 ? std::string("ok") : kpc::errno_name(errno); }
-
 }  // namespace
 
 int probe_main(kpc::Probe&) {
@@ -63,23 +59,23 @@ int probe_main(kpc::Probe&) {
   };
 
   // 2. A non-leader TID is not a process: pidfd_open without PIDFD_THREAD refuses it.
-  long f = syscall(kPidfdOpen, *tid, 0);
+  long f = syscall(kSysOpen, *tid, 0);
   kpc::observe("pidfd_open.non_leader_tid", result(f));
   if (f >= 0) close(static_cast<int>(f));
 
   // 3. With PIDFD_THREAD (6.9) it is a pidfd for that thread.
-  long t = syscall(kPidfdOpen, *tid, kPidfdThread);
+  long t = syscall(kSysOpen, *tid, kThread);
   kpc::observe("pidfd_open.thread_pidfd", result(t));
   if (t >= 0) {
     kpc::Fd tfd(static_cast<int>(t));
     // 4. Default scope of a thread pidfd: the thread.
     int before = g_main_handled.load();
-    long r = syscall(kPidfdSendSignal, tfd.get(), SIGUSR1, nullptr, 0);
+    long r = syscall(kSysSendSignal, tfd.get(), SIGUSR1, nullptr, 0);
     kpc::observe("thread_pidfd.send_signal", result(r));
     if (r == 0) kpc::observe("thread_pidfd.default_target", where(before));
     // 5. PIDFD_SIGNAL_THREAD_GROUP widens it to the process.
     before = g_main_handled.load();
-    r = syscall(kPidfdSendSignal, tfd.get(), SIGUSR1, nullptr, kSignalThreadGroup);
+    r = syscall(kSysSendSignal, tfd.get(), SIGUSR1, nullptr, kSignalThreadGroup);
     kpc::observe("thread_pidfd.send_signal_thread_group", result(r));
     if (r == 0) kpc::observe("thread_pidfd.thread_group_target", where(before));
     // 7. The worker exits: its thread pidfd becomes readable. POLLHUP comes
@@ -100,11 +96,11 @@ int probe_main(kpc::Probe&) {
   worker.join();
 
   // 6. PIDFD_SIGNAL_THREAD on a process pidfd (our own): the leader thread.
-  long self = syscall(kPidfdOpen, getpid(), 0);
+  long self = syscall(kSysOpen, getpid(), 0);
   KPC_CHECK(self >= 0);
   kpc::Fd sfd(static_cast<int>(self));
   const int before = g_main_handled.load();
-  long r = syscall(kPidfdSendSignal, sfd.get(), SIGUSR1, nullptr, kSignalThread);
+  long r = syscall(kSysSendSignal, sfd.get(), SIGUSR1, nullptr, kSignalThread);
   kpc::observe("process_pidfd.send_signal_thread", result(r));
   if (r == 0) kpc::observe("process_pidfd.thread_flag_reached_leader", g_main_handled.load() > before);
   return 0;
