@@ -14,7 +14,6 @@
 // --then-exec ...     exec the next program (the shell-in-the-middle of
 //                     story 001), keeping everything else as it is.
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -48,15 +47,7 @@ int main(int argc, char** argv) {
 
   kpc::record_state(prefix, props);
 
-  if (fork_and_wait) {
-    pid_t c = fork();
-    if (c == 0) _exit(0);
-    if (c < 0) kpc::broken(std::string("exec_report: fork: ") + strerror(errno));
-    int status = 0;
-    pid_t r = waitpid(c, &status, 0);
-    int err = errno;
-    kpc::observe(prefix + ".wait_own_child", r == c ? kpc::describe_wait_status(status) : kpc::errno_name(err));
-  }
+  if (fork_and_wait) kpc::observe(prefix + ".wait_own_child", kpc::fork_exit_and_wait());
 
   for (const auto& name : self_signals) {
     auto sig = kpc::signal_number(name);

@@ -19,21 +19,13 @@
 namespace {
 enum Tag { kOuterMember = 1, kInnerInit = 2, kInnerMember = 3 };
 
-// Our PID as the mounted /proc (the probe's namespace) numbers it.
-pid_t proc_pid() {
-  auto st = kpc::read_self_status();
-  KPC_CHECK(st.has_value());
-  return st->pid;
-}
 // One atomic write per report: the tag in the high bits (pid_max < 2^23).
-void report(int fd, Tag tag) { kpc::send_int(fd, (tag << 23) | proc_pid()); }
+void report(int fd, Tag tag) { kpc::send_int(fd, (tag << 23) | kpc::pid_in_mounted_proc()); }
 
 [[noreturn]] void report_and_pause(int fd, Tag tag) {
   report(fd, tag);
   for (;;) pause();
 }
-
-bool gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
 
 kpc::Fd open_pidns(pid_t pid) {
   kpc::Fd fd(open(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
@@ -98,9 +90,9 @@ int probe_main(kpc::Probe&) {
   // 4. Now A can finish; after it, nobody of either namespace is left.
   auto s_init = outer.wait_for(5000);
   kpc::observe("outer_init.status", s_init ? kpc::describe_wait_status(*s_init) : "not reaped");
-  kpc::observe("outer_member.gone", gone(pid[kOuterMember]));
-  kpc::observe("inner_init.gone", gone(pid[kInnerInit]));
-  kpc::observe("inner_member.gone", gone(pid[kInnerMember]));
+  kpc::observe("outer_member.gone", kpc::pid_gone(pid[kOuterMember]));
+  kpc::observe("inner_init.gone", kpc::pid_gone(pid[kInnerInit]));
+  kpc::observe("inner_member.gone", kpc::pid_gone(pid[kInnerMember]));
 
   // 5. Both namespaces are dead: entering works, creating a process does not.
   kpc::observe_setns_then_fork("outer_ns", outer_ns.get());

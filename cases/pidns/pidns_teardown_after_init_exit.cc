@@ -12,17 +12,6 @@
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 
-namespace {
-// Our PID as the mounted /proc (the outer namespace) numbers it.
-pid_t outer_pid() {
-  auto st = kpc::read_self_status();
-  KPC_CHECK(st.has_value());
-  return st->pid;
-}
-
-bool gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
-}  // namespace
-
 int probe_main(kpc::Probe&) {
   kpc::Pipe report = kpc::Pipe::make(O_CLOEXEC), go = kpc::Pipe::make(O_CLOEXEC);
 
@@ -37,7 +26,7 @@ int probe_main(kpc::Probe&) {
           sigfillset(&all);
           sigprocmask(SIG_SETMASK, &all, nullptr);
         }
-        pid_t me = outer_pid();
+        pid_t me = kpc::pid_in_mounted_proc();
         if (write(report.write.get(), &me, sizeof me) != sizeof me) _exit(1);
         for (;;) pause();
       }
@@ -56,8 +45,8 @@ int probe_main(kpc::Probe&) {
   // 3. init exits; its wait status, and the members are gone once it is reaped.
   kpc::send_byte(go.write.get());
   kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
-  kpc::observe("member.plain_gone", gone(members[0]));
-  kpc::observe("member.hardened_gone", gone(members[1]));
+  kpc::observe("member.plain_gone", kpc::pid_gone(members[0]));
+  kpc::observe("member.hardened_gone", kpc::pid_gone(members[1]));
 
   // 4. setns into the dead namespace, then fork there.
   kpc::observe_setns_then_fork("dead_ns", nsfd.get());

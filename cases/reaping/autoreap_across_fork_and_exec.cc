@@ -22,14 +22,6 @@ extern char** environ;
 namespace {
 constexpr const char* kProps = "disp:SIGCHLD,flags:SIGCHLD";
 void on_chld(int) {}
-
-std::string wait_own_child() {
-  pid_t c = kpc::fork_or_broken();
-  if (c == 0) _exit(0);
-  int status = 0;
-  pid_t r = waitpid(c, &status, 0);
-  return r == c ? kpc::describe_wait_status(status) : kpc::errno_name(errno);
-}
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
@@ -48,7 +40,7 @@ int probe_main(kpc::Probe& p) {
   kpc::Child parent = kpc::fork_child([&] {
     KPC_SYS(sigaction(SIGCHLD, &sa, nullptr));
     kpc::record_state("parent", kProps);
-    kpc::observe("parent.wait_own_child", wait_own_child());
+    kpc::observe("parent.wait_own_child", kpc::fork_exit_and_wait());
     // 2. Its child: what fork kept, then exec of exec_report, which records
     //    again and forks and waits in the new image.
     kpc::Pipe done = kpc::Pipe::make(O_CLOEXEC);
@@ -57,7 +49,7 @@ int probe_main(kpc::Probe& p) {
       done.read.reset();
       KPC_SYS(fcntl(done.write.get(), F_SETFD, 0));  // held open across exec: EOF = finished
       kpc::record_state("child", kProps);
-      kpc::observe("child.wait_own_child", wait_own_child());
+      kpc::observe("child.wait_own_child", kpc::fork_exit_and_wait());
       std::string hp = helper;
       char* argv[] = {hp.data(), const_cast<char*>("--prefix"), const_cast<char*>("exec"),
                       const_cast<char*>("--record"), const_cast<char*>(kProps),

@@ -1,6 +1,9 @@
 #include "kpc/proc.h"
 
+#include "kpc/check.h"
+
 #include <dirent.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -212,6 +215,14 @@ std::optional<ProcStatus> read_self_status() {
   if (!text) return std::nullopt;
   return parse_status(*text);
 }
+
+pid_t pid_in_mounted_proc() {
+  auto st = read_self_status();
+  KPC_CHECK_MSG(st.has_value(), "cannot read /proc/thread-self/status");
+  return st->pid;
+}
+
+bool pid_gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
 
 char wait_for_state(pid_t pid, char want, int timeout_ms) {
   char last = '?';

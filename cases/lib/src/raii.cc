@@ -166,6 +166,14 @@ void Child::kill(int sig) const {
 
 pid_t fork_or_broken() { return KPC_SYS(fork()); }
 
+std::string fork_exit_and_wait() {
+  pid_t c = fork_or_broken();
+  if (c == 0) _exit(0);
+  int status = 0;
+  pid_t r = waitpid(c, &status, 0);
+  return r == c ? describe_wait_status(status) : errno_name(errno);
+}
+
 void observe_setns_then_fork(const std::string& prefix, int nsfd) {
   Child helper = fork_child([&] {
     long rc = setns(nsfd, CLONE_NEWPID);

@@ -65,6 +65,11 @@ std::vector<pid_t> list_tasks(pid_t pid);     // threads of a process
 // a PID namespace whose /proc is still the outer one (where getpid() would
 // name a different process).
 std::optional<ProcStatus> read_self_status();
+// The caller's PID as the mounted /proc numbers it (from read_self_status):
+// inside a probe-made PID namespace, the number the probe outside can use.
+pid_t pid_in_mounted_proc();
+// kill(pid, 0) says ESRCH: no process (or zombie) has this PID.
+bool pid_gone(pid_t pid);
 // Poll /proc/PID/stat (1 ms steps) until the state letter is `want` or
 // timeout_ms passes; returns the last state seen ('-' when PID is gone).
 char wait_for_state(pid_t pid, char want, int timeout_ms = 2000);

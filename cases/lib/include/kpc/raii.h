@@ -53,6 +53,10 @@ std::optional<int> recv_int(int fd, int timeout_ms = -1);
 // "exited 0", "killed SIGKILL", "killed SIGABRT (core)", "stopped SIGSTOP".
 std::string describe_wait_status(int status);
 
+// fork() a child that _exit(0)s at once and waitpid() for it: "exited 0", or
+// the errno name when the wait fails (ECHILD where children are auto-reaped).
+std::string fork_exit_and_wait();
+
 class Child {
  public:
   Child() = default;
