@@ -61,16 +61,6 @@ def format_sigset(mask):
     return "|".join(names) if names else "none"
 
 
-def decode_mask(hex_text):
-    """A /proc/PID/status mask such as '0000000000014006' -> 'SIGINT|...'."""
-    text = hex_text.strip().lower()
-    if text.startswith("0x"):
-        text = text[2:]
-    if not text or any(c not in "0123456789abcdef" for c in text) or len(text) > 16:
-        raise ValueError_(f"not a 64-bit hex signal mask: '{hex_text}'")
-    return format_sigset(int(text, 16))
-
-
 def canonical(vtype, value):
     """Canonical text of a value of `vtype`; `value` is an observed JSON value
     or a table's text. Raises ValueError_ when it does not fit the type."""
