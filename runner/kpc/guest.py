@@ -30,12 +30,14 @@ on every exit path, so no QEMU outlives kpc.
 
 import ctypes
 import dataclasses
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -214,7 +216,6 @@ def _base_image():
 def sweep_stale():
     """Per-run initrds and socket directories of kpc processes that no
     longer exist (killed with SIGKILL: nothing else leaves them)."""
-    import glob
     for old in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-guest-*-*")):
         pid = os.path.basename(old).split("-")[2]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
@@ -536,7 +537,6 @@ class Guest:
         return 60.0 + RECOVERY_ALLOWANCE_S
 
     def _read_events(self, sock):
-        import socket
         buf = b""
         s = None
         deadline = time.monotonic() + 10

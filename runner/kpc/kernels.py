@@ -14,7 +14,9 @@ Extracted kernels are cached by package version in images/cache/kernels/.
 
 import dataclasses
 import glob
+import gzip
 import json
+import lzma
 import os
 import re
 import shutil
@@ -23,6 +25,7 @@ import tempfile
 import time
 
 from . import kver, paths
+from .build import say
 
 CACHE = paths.CACHE
 # Which suite carries which series. Other suites are searched too: a
@@ -36,12 +39,6 @@ _DEBIAN_SUITE = re.compile(r"^(buster|bullseye|bookworm|trixie|forky|duke|sid|st
 
 class KernelError(Exception):
     pass
-
-
-def say(msg):
-    import sys
-    sys.stderr.write(f"kpc: {msg}\n")
-    sys.stderr.flush()
 
 
 @dataclasses.dataclass
@@ -107,11 +104,9 @@ def _module_files(moddir):
 def module_bytes(path):
     """A module's ELF, decompressed (.ko, .ko.xz, .ko.zst, .ko.gz)."""
     if path.endswith(".xz"):
-        import lzma
         with lzma.open(path) as f:
             return f.read()
     if path.endswith(".gz"):
-        import gzip
         with gzip.open(path) as f:
             return f.read()
     if path.endswith(".zst"):

@@ -22,6 +22,7 @@ A runtime that refuses to run here (crun on a hybrid cgroup host, say)
 leaves a `skip` record with its own error line, never a failure.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -73,7 +74,6 @@ def _runtime_cmd(runtime, *args):
 def sweep(runtime):
     """Delete containers and bundles of wrappers that no longer exist
     (killed with SIGKILL: the launcher's last resort)."""
-    import glob
     for b in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-oci-*-*")):
         pid = os.path.basename(b).split("-")[2]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):

@@ -7,6 +7,7 @@ a file from another machine, a merged matrix, or the run that just ended.
 """
 
 import datetime
+import gzip
 import html
 import json
 import os
@@ -22,14 +23,15 @@ class RenderError(Exception):
 def load(path):
     try:
         if path.endswith(".gz"):
-            import gzip
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 doc = json.load(f)
         else:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
+    except gzip.BadGzipFile as e:
+        raise RenderError(f"{path} is not gzip-compressed: {e}") from None
     except OSError as e:
-        raise RenderError(f"cannot read {path}: {e.strerror}") from None
+        raise RenderError(f"cannot read {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, EOFError, UnicodeDecodeError) as e:
         raise RenderError(f"{path} is not JSON: {e}") from None
     if not isinstance(doc, dict) or "results" not in doc or not isinstance(doc["results"], list):

@@ -76,6 +76,10 @@ def test_bad_results_files_are_input_errors(tmp_path):
     assert r.returncode == 2 and "cannot read" in r.stderr
     r = kpc("report", str(p))
     assert r.returncode == 2 and "say what to write" in r.stderr
+    gz = tmp_path / "x.json.gz"
+    gz.write_text("{}")
+    r = kpc("report", str(gz), "--tap", "-")
+    assert r.returncode == 2 and "is not gzip-compressed" in r.stderr and "None" not in r.stderr
 
 
 def _chromium():
