@@ -141,6 +141,11 @@ def _kernels(args):
     from . import kernels
     if args.no_host and not (args.kernels or args.kernel):
         raise InputError("--no-host needs --kernels or --kernel (something has to run)")
+    if args.kernel_append is not None:
+        if not (args.kernels or args.kernel):
+            raise InputError("--kernel-append needs --kernels or --kernel (it is for the guests' kernels)")
+        if not args.kernel_append.strip() or any(ord(c) < 32 for c in args.kernel_append):
+            raise InputError("--kernel-append: give kernel parameters on one line, e.g. 'lsm=lockdown,yama'")
     if not (args.kernels or args.kernel):
         return []
     try:
@@ -160,7 +165,8 @@ def _kernels(args):
     if dup:
         raise InputError(f"kernel {', '.join(dup)} given twice")
     for k in found:
-        _say(f"kernel {k.label}: {k.release} ({k.origin})")
+        _say(f"kernel {k.label}: {k.release} ({k.origin})"
+             + (f"; booted with {args.kernel_append}" if args.kernel_append else ""))
     return found
 
 
@@ -185,7 +191,7 @@ def cmd_run(args):
         raise InputError("--profile asserts a profile for a --runtime: give one")
     kernels_ = _kernels(args)
     sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts,
-                           kernels=kernels_, host=not args.no_host)
+                           kernels=kernels_, host=not args.no_host, kernel_append=args.kernel_append or "")
     if not sess.items:
         if rts:
             raise InputError("none of the selected cases runs under a runtime (metadata under_runtimes = true)")
@@ -513,6 +519,9 @@ def parser():
     r.add_argument("--kernel", action="append", metavar="BZIMAGE[:MODDIR]",
                    help="also run inside a kernel you built (its lib/modules/RELEASE directory when FUSE or the "
                         "virtio console are modules) (repeatable)")
+    r.add_argument("--kernel-append", metavar="PARAMS",
+                   help="with --kernels/--kernel: extra kernel command-line parameters for every guest, e.g. "
+                        "'lsm=lockdown,capability,yama,apparmor' (recorded in the results' kernels block)")
     r.add_argument("--no-host", action="store_true", help="with --kernels/--kernel: do not run on this machine")
     r.add_argument("--refresh-kernels", action="store_true",
                    help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels")

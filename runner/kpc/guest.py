@@ -382,8 +382,9 @@ class Guest:
     """Boots one kernel, runs a plan inside, streams events to `on_event`
     (the launcher's, unchanged) until every run reported or a deadline."""
 
-    def __init__(self, kernel, plan, jobs, on_event, memory_mb=1024, cpus=2):
+    def __init__(self, kernel, plan, jobs, on_event, memory_mb=1024, cpus=2, append=""):
         self.kernel, self.plan, self.jobs = kernel, plan, jobs
+        self.append = append     # the user's extra kernel parameters (--kernel-append)
         self.on_event = on_event
         self.memory_mb, self.cpus = memory_mb, cpus
         self.run = GuestRun(kernel)
@@ -417,6 +418,8 @@ class Guest:
             # often (more so with parallel guests) and the boot then hangs:
             # tell the kernel the frequency (TCG's TSC is the host's).
             cmdline += f" tsc_early_khz={host_tsc_khz()}"
+        if self.append:
+            cmdline += " " + self.append
         argv = [QEMU, "-M", "microvm", "-accel", accel, "-m", str(self.memory_mb), "-smp", str(self.cpus),
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-serial", "stdio",

@@ -67,8 +67,9 @@ class Progress:
 
 class Session:
     def __init__(self, cases, tables, env, selected, flavors, jobs=2, slow=False, runtimes=(), kernels=(),
-                 host=True, guest_parallel=None):
+                 host=True, guest_parallel=None, kernel_append=""):
         self.cases, self.tables, self.env = cases, tables, env
+        self.kernel_append = kernel_append  # extra parameters for every guest kernel
         self.jobs = jobs
         self.items = []
         self.kernels = list(kernels)
@@ -142,11 +143,12 @@ class Session:
         def one(kernel, plan):
             with sem:
                 if self._stopping.is_set():
-                    g = guest.Guest(kernel, plan, self.jobs, self._on_event)
+                    g = guest.Guest(kernel, plan, self.jobs, self._on_event, append=self.kernel_append)
                     g.stop()
                 else:
                     self.progress.note(f"booting {kernel.label} ({kernel.release})")
-                    g = guest.Guest(kernel, plan, self.jobs, self._on_guest_event(kernel.label))
+                    g = guest.Guest(kernel, plan, self.jobs, self._on_guest_event(kernel.label),
+                                    append=self.kernel_append)
                     self.guests[kernel.label] = g
                 # the thread that starts QEMU waits for it: QEMU's
                 # PDEATHSIG follows this thread.
@@ -225,6 +227,7 @@ class Session:
                                "boot_s": round(r.boot_s, 3) if r.boot_s is not None else None,
                                "suite_s": round(r.suite_s, 3) if r.suite_s is not None else None,
                                "wall_s": round(r.wall_s, 3), "failure": r.failure,
+                               "cmdline_append": self.kernel_append,
                                "kernel_messages": [line for _, line in r.crashes][:50]}
             out[k.label] = doc
         return out

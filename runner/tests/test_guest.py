@@ -109,6 +109,10 @@ def test_bad_kernel_options_are_input_errors():
     assert r.returncode == 2 and "--no-host needs --kernels" in r.stderr
     r = kpc("run", "--kernel", "/nonexistent/bzImage", "--case", "sigmask_survives_execve", "--no-build")
     assert r.returncode == 2 and "no file /nonexistent/bzImage" in r.stderr
+    r = kpc("run", "--kernel-append", "lsm=yama", "--case", "sigmask_survives_execve", "--no-build")
+    assert r.returncode == 2 and "--kernel-append needs --kernels" in r.stderr
+    r = kpc("run", "--kernels", "6.1", "--kernel-append", "a\nb", "--case", "sigmask_survives_execve", "--no-build")
+    assert r.returncode == 2 and "on one line" in r.stderr
 
 
 # ------------------------------------------------------------ boots
@@ -152,7 +156,18 @@ def test_the_suite_runs_inside_a_debian_kernel(tmp_path, kernel):
     assert k["guest"]["channel"] == "/dev/hvc0"   # events on the virtio console, not the kernel's
     assert k["flavors"] == {"host": "ok", "pidns": "ok", "userns": "ok"}
     assert k["boot"]["boot_s"] > 0 and k["boot"]["failure"] is None and k["boot"]["accel"] in ("kvm", "tcg")
+    assert k["boot"]["cmdline_append"] == ""
     assert f"#{TEST_KERNEL}" in r.stdout or TEST_KERNEL in r.stdout.splitlines()[0]
+
+
+@needs_qemu
+def test_kernel_append_reaches_the_guests_command_line(kernel):
+    plan = [_plan("marked", ["/bin/sh", "-c", "grep -q kpc_marker=42 /proc/cmdline"]),
+            _plan("unmarked", ["/bin/sh", "-c", "grep -q kpc_absent=1 /proc/cmdline"])]
+    events = []
+    guest.Guest(kernel, plan, 1, events.append, append="kpc_marker=42").execute()
+    codes = {e["run"]: e["exit"]["code"] for e in events if e.get("event") == "result"}
+    assert codes == {"marked": 0, "unmarked": 1}
 
 
 @needs_qemu
