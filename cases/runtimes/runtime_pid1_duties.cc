@@ -21,7 +21,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,12 +36,6 @@
 #include "kpc/raii.h"
 
 namespace {
-
-int64_t now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 std::vector<std::string> runtime_prefix() {
   const char* env = getenv("KPC_RUNTIME_PREFIX");
@@ -72,7 +65,7 @@ struct Instance {
   // could not start its container (kpc's OCI wrapper writes {"skip": ...}
   // to fd 3) makes the whole probe skip with the runtime's own words.
   std::optional<std::string> line(int timeout_ms) {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = kpc::monotonic_ms() + timeout_ms;
     for (;;) {
       auto nl = buf.find('\n');
       if (nl != std::string::npos) {
@@ -85,7 +78,7 @@ struct Instance {
         }
         return l;
       }
-      int left = static_cast<int>(end - now_ms());
+      int left = static_cast<int>(end - kpc::monotonic_ms());
       if (left <= 0) return std::nullopt;
       pollfd p{rd.get(), POLLIN, 0};
       if (poll(&p, 1, left) <= 0) return std::nullopt;
@@ -98,9 +91,9 @@ struct Instance {
 
   // True when every writer of the pipe is gone within timeout_ms (EOF).
   bool writers_gone(int timeout_ms) {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = kpc::monotonic_ms() + timeout_ms;
     for (;;) {
-      int left = static_cast<int>(end - now_ms());
+      int left = static_cast<int>(end - kpc::monotonic_ms());
       if (left <= 0) return false;
       pollfd p{rd.get(), POLLIN, 0};
       if (poll(&p, 1, left) <= 0) return false;
@@ -201,15 +194,15 @@ int probe_main(kpc::Probe& p) {
       if (::kill(in.runtime.pid(), sig) == 0) {
         // The workload's line, and for SIGTERM its group member's (up to
         // 1 s more once the workload's has come).
-        int64_t end = now_ms() + 2000;
+        int64_t end = kpc::monotonic_ms() + 2000;
         for (;;) {
-          int left = static_cast<int>(end - now_ms());
+          int left = static_cast<int>(end - kpc::monotonic_ms());
           auto l = in.line(left > 0 ? left : 0);
           if (!l) break;
           if (*l == "sig " + std::to_string(sig)) {
             got = true;
             if (sig != SIGTERM || group) break;
-            end = std::min(end, now_ms() + 1000);
+            end = std::min(end, kpc::monotonic_ms() + 1000);
           } else if (*l == "grp " + std::to_string(SIGTERM)) {
             group = true;
             if (got) break;

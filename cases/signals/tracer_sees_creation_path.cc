@@ -126,7 +126,7 @@ int probe_main(kpc::Probe& p) {
   if (p.variant.starts_with("musl_")) {
     musl_path = p.helper("musl_tracee");
     if (access(musl_path.c_str(), X_OK) != 0)
-      kpc::skip("the musl tracee was not built: install Debian's musl-tools (musl-gcc) and rebuild");
+      kpc::skip("the musl tracee was not built: install Debian's musl-tools (musl-gcc); the next ./kpc run builds it");
   }
   // 1. The tracee stops itself; the tracer sets the creation options.
   pid_t child = kpc::fork_or_broken();

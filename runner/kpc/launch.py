@@ -7,10 +7,11 @@ import threading
 from . import paths, runtimes
 
 
-def plan_entry(run_id, case, variant, flavor, extra_env=None, runtime=None):
+def plan_entry(run_id, case, variant, flavor, runtime=None):
+    env = {}
     if runtime is not None and case.runtime_workload:
         # The probe plays the engine: it starts the runtime itself.
-        extra_env = dict(extra_env or {}, KPC_RUNTIME_PREFIX="\x1f".join(runtime.prefix))
+        env["KPC_RUNTIME_PREFIX"] = "\x1f".join(runtime.prefix)
         runtime_in_argv = False
     else:
         runtime_in_argv = runtime is not None
@@ -21,8 +22,8 @@ def plan_entry(run_id, case, variant, flavor, extra_env=None, runtime=None):
     argv += case.args
     entry = {"run": run_id, "case": case.id, "variant": variant, "flavor": flavor, "argv": argv,
              "timeout_ms": int(case.timeout_s * 1000), "hang_ms": case.hang_ms, "exclusive": case.exclusive}
-    if extra_env:
-        entry["env"] = extra_env
+    if env:
+        entry["env"] = env
     if runtime_in_argv:
         entry["caller"] = runtimes.DIRTY_CALLER
     return entry

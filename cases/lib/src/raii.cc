@@ -78,15 +78,18 @@ std::optional<int> recv_int(int fd, int timeout_ms) {
   }
 }
 
+int64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 std::optional<char> recv_byte(int fd, int timeout_ms) {
-  timespec start{};
-  clock_gettime(CLOCK_MONOTONIC, &start);
+  const int64_t start = monotonic_ms();
   for (;;) {
     int left = timeout_ms;
     if (timeout_ms >= 0) {
-      timespec now{};
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+      int64_t elapsed = monotonic_ms() - start;
       left = elapsed >= timeout_ms ? 0 : static_cast<int>(timeout_ms - elapsed);
     }
     pollfd p{fd, POLLIN, 0};
@@ -142,8 +145,7 @@ int Child::wait(int options) {
 
 std::optional<int> Child::wait_for(int timeout_ms, int options) {
   KPC_CHECK(pid_ > 0);
-  timespec start{};
-  clock_gettime(CLOCK_MONOTONIC, &start);
+  const int64_t start = monotonic_ms();
   for (int delay_us = 100;; delay_us = delay_us < 10000 ? delay_us * 2 : 10000) {
     int st = 0;
     pid_t r = waitpid(pid_, &st, options | WNOHANG);
@@ -152,10 +154,7 @@ std::optional<int> Child::wait_for(int timeout_ms, int options) {
       return st;
     }
     if (r < 0 && errno != EINTR) detail::sys_failed("waitpid(child)", __FILE__, __LINE__, errno);
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-    if (elapsed >= timeout_ms) return std::nullopt;
+    if (monotonic_ms() - start >= timeout_ms) return std::nullopt;
     usleep(static_cast<useconds_t>(delay_us));
   }
 }

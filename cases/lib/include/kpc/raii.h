@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <type_traits>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -40,6 +41,9 @@ struct Pipe {
   Fd read, write;
   static Pipe make(int flags = 0);  // pipe2() flags, e.g. O_CLOEXEC
 };
+
+// Milliseconds on CLOCK_MONOTONIC, for deadlines.
+int64_t monotonic_ms();
 
 // Handshakes over pipes or socketpairs: one byte each way, no sleeps.
 void send_byte(int fd, char c = 'x');
