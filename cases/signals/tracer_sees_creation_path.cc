@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <set>
 #include <string>
 
 #include "kpc/probe.h"
@@ -35,15 +36,6 @@ std::string ns_links(pid_t pid) {
     char buf[128] = {};
     std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
-    // Seen twice in CI, never reproduced by hand (6.18 host, 6.1 guest,
-    // pidns flavor): pid_for_children of the just-created, ptrace-stopped
-    // task gave ENOENT once. Unexplained; retried for up to 100 ms, and the
-    // retries are kept as a note so the evidence is not lost.
-    for (int retry = 1; n <= 0 && errno == ENOENT && retry <= 50; ++retry) {
-      usleep(2000);
-      n = readlink(path.c_str(), buf, sizeof buf - 1);
-      if (n > 0) kpc::note(std::string("ns_read_retries.") + ns, retry);
-    }
     // A failed read is the probe's problem, not a "different namespace":
     // say which link and why.
     if (n <= 0) kpc::broken("readlink " + path + ": " + kpc::errno_name(errno));
@@ -152,6 +144,12 @@ int probe_main(kpc::Probe& p) {
   // 2. Follow every stop until the tracee exits; record the first creation event.
   std::string event = "none", sys = "none";
   bool same_ns = false, same_cg = false;
+  // New tasks whose initial SIGSTOP was reported before their creator's event
+  // stop (waitpid(-1) may return either first). Continuing such a task at once
+  // lets it run to _exit before its /proc links are read -- readlink on the
+  // zombie fails ENOENT (CI saw it on 6.1 and 7.2). They stay stopped until
+  // the creator's event has been recorded.
+  std::set<pid_t> held;
   for (;;) {
     pid_t who = waitpid(-1, &status, __WALL);
     if (who < 0) break;
@@ -163,18 +161,36 @@ int probe_main(kpc::Probe& p) {
     }
     if (!WIFSTOPPED(status)) continue;
     int ev = status >> 16, sig = WSTOPSIG(status);
+    if (event == "none" && who != child && ev == 0 && sig == SIGSTOP) {
+      held.insert(who);  // a new task's initial stop, ahead of its creator's event
+      continue;
+    }
     if (ev == PTRACE_EVENT_FORK || ev == PTRACE_EVENT_VFORK || ev == PTRACE_EVENT_CLONE) {
       if (event == "none") {
         event = ev == PTRACE_EVENT_FORK ? "fork" : ev == PTRACE_EVENT_VFORK ? "vfork" : "clone";
         user_regs_struct regs{};
         KPC_SYS(ptrace(PTRACE_GETREGS, who, nullptr, &regs));
         sys = syscall_name(static_cast<long>(regs.orig_rax));
-        unsigned long newpid = 0;
-        KPC_SYS(ptrace(PTRACE_GETEVENTMSG, who, nullptr, &newpid));
-        same_ns = ns_links(static_cast<pid_t>(newpid)) == creator_ns;
+        unsigned long msg = 0;
+        KPC_SYS(ptrace(PTRACE_GETEVENTMSG, who, nullptr, &msg));
+        auto newpid = static_cast<pid_t>(msg);
+        // 3. Make sure the new task sits in its initial stop (it stops before
+        //    running any code of its own), then compare its /proc links.
+        if (held.contains(newpid)) {
+          kpc::note("new_task_stop_reported_first", true);
+        } else {
+          int st = 0;
+          KPC_SYS(waitpid(newpid, &st, __WALL));
+          KPC_CHECK_MSG(WIFSTOPPED(st), "the new task " + std::to_string(newpid) + " did not stop first: " +
+                                            kpc::describe_wait_status(st));
+          held.insert(newpid);
+        }
+        same_ns = ns_links(newpid) == creator_ns;
         auto new_cg = kpc::read_text("/proc/" + std::to_string(newpid) + "/cgroup");
         KPC_CHECK_MSG(new_cg.has_value(), "cannot read the new task's /proc/" + std::to_string(newpid) + "/cgroup");
         same_cg = new_cg == creator_cg;
+        for (pid_t h : held) ptrace(PTRACE_CONT, h, nullptr, 0);
+        held.clear();
       }
       sig = 0;
     } else if (ev != 0 || sig == SIGSTOP || sig == SIGTRAP) {
