@@ -5,10 +5,12 @@
 //   5.6 CLONE_NEWTIME               5.7 CLONE_INTO_CGROUP
 //   7.1 CLONE_AUTOREAP, CLONE_NNP, CLONE_PIDFD_AUTOKILL
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -210,6 +212,50 @@ int probe_main(kpc::Probe&) {
       kpc::observe("pidfd_autokill.exit_info", exit_info(watch.get()));
       if (!readable_within(watch.get(), 0)) kill(static_cast<pid_t>(pid), SIGKILL);  // never leave it behind
     }
+  }
+  // 8. CLONE_PIDFD_AUTOKILL without privilege: a child of ours keeps only
+  //    CAP_SYS_ADMIN and asks; then drops every capability (capset to empty
+  //    sets; same uid, so it works in every flavor) and asks three times --
+  //    plain, with CLONE_NNP, and after prctl(PR_SET_NO_NEW_PRIVS). It
+  //    reports each errno (0 = ok) on a pipe.
+  {
+    kpc::Pipe report = kpc::Pipe::make(O_CLOEXEC);
+    pid_t dropper = kpc::fork_or_broken();
+    if (dropper == 0) {
+      __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = {};
+      caps[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective = caps[CAP_TO_INDEX(CAP_SYS_ADMIN)].permitted =
+          CAP_TO_MASK(CAP_SYS_ADMIN);
+      auto set_caps = [&] { return syscall(SYS_capset, &hdr, caps) == 0; };
+      auto ask = [&](uint64_t extra) {
+        int pidfd = -1;
+        Args args;
+        args.a().flags = kPidfdAutokill | kClonePidfd | kAutoreap | extra;
+        args.a().pidfd = reinterpret_cast<uint64_t>(&pidfd);
+        long pid = clone3_run(args, sizeof(clone_args), [] { return 0; });
+        kpc::send_int(report.write.get(), pid < 0 ? errno : 0);
+        if (pid > 0) close(pidfd);
+      };
+      if (!set_caps()) _exit(89);
+      ask(0);
+      caps[CAP_TO_INDEX(CAP_SYS_ADMIN)] = {};
+      if (!set_caps()) _exit(90);
+      ask(0);
+      ask(kNnp);
+      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(91);
+      ask(0);
+      _exit(0);
+    }
+    kpc::Child guard(dropper);
+    report.write.reset();
+    for (const char* key : {"pidfd_autokill.only_cap_sys_admin", "pidfd_autokill.no_caps", "pidfd_autokill.no_caps.with_clone_nnp",
+                            "pidfd_autokill.no_caps.after_prctl_nnp"}) {
+      auto e = kpc::recv_int(report.read.get(), 5000);
+      kpc::observe(key, !e ? std::string("no answer") : *e == 0 ? std::string("ok") : kpc::errno_name(*e));
+    }
+    int st = guard.wait();
+    KPC_CHECK_MSG(st == 0, "the capability-dropping child (exit 89/90: capset failed, 91: prctl failed): " +
+                               kpc::describe_wait_status(st));
   }
   return 0;
 }

@@ -107,6 +107,12 @@ def evaluate(case, result, tbl, ctx):
         return inner
     if outcome in ("launch-error", "interrupted"):
         v.reason = result.get("error") or outcome
+        # a guest that ended before running this: its last console lines are
+        # the only evidence of why (a panic, a reboot), so they are kept
+        tail = result.get("console_tail") or []
+        if tail:
+            v.details = ["last guest console lines:", *tail[-25:]]
+            v.notes = dict(v.notes, guest_console_tail=tail)
         return v
     if outcome == "timeout":
         trouble = result.get("trouble", {})
