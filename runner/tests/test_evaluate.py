@@ -204,3 +204,11 @@ def test_timeout_is_an_error_with_the_tasks(demo_cases, tbl):
 def test_launch_failures_are_errors(demo_cases, tbl, outcome):
     v = verdict(demo_cases, tbl, {"outcome": outcome, "records": [], "error": "clone: EPERM"})
     assert v.verdict == "error" and "EPERM" in v.reason
+
+
+def test_a_run_its_guest_never_started_keeps_the_console_tail(demo_cases, tbl):
+    tail = ["[ 1.03] Oops: int3: 0000 [#1] SMP NOPTI", "[ 1.07] Kernel panic - not syncing: Fatal exception"]
+    v = verdict(demo_cases, tbl, {"outcome": "launch-error", "records": [], "console_tail": tail,
+                                  "error": "kernel 7.2: not run: the guest ended (qemu exit 0)"})
+    assert v.verdict == "error" and "not run" in v.reason
+    assert v.details[1:] == tail and v.notes["guest_console_tail"] == tail

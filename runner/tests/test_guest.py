@@ -173,17 +173,21 @@ def test_kernel_append_reaches_the_guests_command_line(kernel):
 @needs_qemu
 def test_a_kernel_crash_is_reported_with_the_run_and_the_console(kernel):
     events = []
-    plan = [_plan("crash", ["/bin/sh", "-c", "echo c > /proc/sysrq-trigger; sleep 30"])]
+    plan = [_plan("crash", ["/bin/sh", "-c", "echo c > /proc/sysrq-trigger; sleep 30"]),
+            _plan("after", ["/bin/true"])]
     before = qemu_pids()
     g = guest.Guest(kernel, plan, 1, events.append)
     r = g.execute()
-    results = [e for e in events if e.get("event") == "result"]
-    assert len(results) == 1
-    assert results[0]["outcome"] == "guest-lost"
-    assert "ended" in results[0]["error"]
-    text = "\n".join(results[0]["console_tail"] + results[0]["kernel_messages"])
+    results = {e["run"]: e for e in events if e.get("event") == "result"}
+    assert set(results) == {"crash", "after"}
+    assert results["crash"]["outcome"] == "guest-lost"
+    assert "ended" in results["crash"]["error"]
+    text = "\n".join(results["crash"]["console_tail"] + results["crash"]["kernel_messages"])
     assert "sysrq" in text.lower() or "Kernel panic" in text
-    assert r.failure and r.crashes
+    # the run that never started says so and carries the same evidence
+    assert results["after"]["outcome"] == "launch-error" and "not run" in results["after"]["error"]
+    assert results["after"]["console_tail"] == results["crash"]["console_tail"]
+    assert r.failure and r.crashes and "the kernel crashed while running the plan" in r.failure
     assert qemu_pids() <= before
 
 
