@@ -234,7 +234,13 @@ int probe_main(kpc::Probe&) {
         args.a().pidfd = reinterpret_cast<uint64_t>(&pidfd);
         long pid = clone3_run(args, sizeof(clone_args), [] { return 0; });
         kpc::send_int(report.write.get(), pid < 0 ? errno : 0);
-        if (pid > 0) close(pidfd);
+        // Let the child end before we do: an autoreaped orphan would go to
+        // the launcher's subreaper, which gets no SIGCHLD for it (see
+        // autoreap_orphan_under_subreaper).
+        if (pid > 0) {
+          readable_within(pidfd, 5000);
+          close(pidfd);
+        }
       };
       if (!set_caps()) _exit(89);
       ask(0);

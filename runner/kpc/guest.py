@@ -163,9 +163,13 @@ def _stripped(path):
 
 
 def _binaries():
-    """Every executable in the build directory a plan can name."""
+    """Every executable in the build directory a plan can name (the launcher's
+    test probes too: the guest tests run some)."""
     out = []
-    for d in (paths.probe_dir(), os.path.dirname(paths.launcher())):
+    testprobes = os.path.join(paths.build_dir(), "testprobes")
+    for d in (paths.probe_dir(), os.path.dirname(paths.launcher()), testprobes):
+        if not os.path.isdir(d):
+            continue
         for n in sorted(os.listdir(d)):
             p = os.path.join(d, n)
             if os.path.isfile(p) and os.access(p, os.X_OK):

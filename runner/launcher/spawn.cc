@@ -232,11 +232,15 @@ struct ShimFds {
   auto kill_children = [] {
     for (pid_t c : kpc::list_children(getpid())) kill(c, SIGKILL);
   };
+  // Once ending, poll as well: a child that exits without notifying us
+  // sends no SIGCHLD -- an orphan created with CLONE_AUTOREAP (7.1) that was
+  // reparented to us is one (a 15 s timeout in CI on 7.2 before this).
+  const timespec poll_interval{0, 20 * 1000 * 1000};
   for (;;) {
     siginfo_t si;
-    int sig = sigwaitinfo(&waitset, &si);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {  // L died or asked us to stop
+    int sig = ending ? sigtimedwait(&waitset, &si, &poll_interval) : sigwaitinfo(&waitset, &si);
+    if (sig < 0 && !(ending && errno == EAGAIN)) continue;
+    if (sig > 0 && sig != SIGCHLD) {  // L died or asked us to stop
       if (own_pidns) _exit(2);
       ending = true;
     }

@@ -171,6 +171,25 @@ def test_kernel_append_reaches_the_guests_command_line(kernel):
 
 
 @needs_qemu
+def test_an_autoreaped_orphan_does_not_stall_the_run():
+    """On 7.1+ an orphan created with CLONE_AUTOREAP dies without sending its
+    new parent (the shim) SIGCHLD; the shim must still notice it is gone."""
+    label = os.environ.get("KPC_TEST_KERNEL_AUTOREAP", "7.2")
+    try:
+        k = kernels.fetch_debian([label])[0]
+    except kernels.KernelError as e:
+        pytest.skip(f"cannot fetch Debian kernel {label}: {e}")
+    probe = os.path.join(paths.build_dir(), "testprobes", "autoreap_orphan_daemon")
+    events = []
+    guest.Guest(k, [_plan("orphan", [probe], timeout_ms=8000)], 1, events.append).execute()
+    res = [e for e in events if e.get("event") == "result"]
+    assert len(res) == 1 and res[0]["outcome"] == "completed", res
+    records = {r.get("obs") or r.get("note") or r.get("skip"): r for r in res[0]["records"]}
+    assert "grandchild" in records and "child.status" in records, res[0]["records"]
+    assert res[0]["duration_ms"] < 3000
+
+
+@needs_qemu
 def test_a_kernel_crash_is_reported_with_the_run_and_the_console(kernel):
     events = []
     plan = [_plan("crash", ["/bin/sh", "-c", "echo c > /proc/sysrq-trigger; sleep 30"]),
