@@ -65,6 +65,7 @@ int probe_main(kpc::Probe&) {
     args.flags = kAutoreap;
     long gc = syscall(kSysClone3, &args, sizeof args);
     if (gc == 0) {
+      close(release.write.get());  // EOF, not a hang, if the probe dies first
       char b;
       _exit(read(release.read.get(), &b, 1) >= 0 ? 7 : 8);
     }
