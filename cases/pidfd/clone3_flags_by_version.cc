@@ -27,10 +27,7 @@
 
 namespace {
 using namespace kpc::pidfd;
-constexpr uint64_t kCloneNewtime = 0x80, kClearSighand = 1ULL << 32,
-                   kIntoCgroup = 1ULL << 33,
-                   // include/uapi/linux/sched.h, Linux 7.1
-                   kAutoreap = 1ULL << 34, kNnp = 1ULL << 35, kPidfdAutokill = 1ULL << 36;
+constexpr uint64_t kCloneNewtime = 0x80, kClearSighand = 1ULL << 32, kIntoCgroup = 1ULL << 33;
 
 // struct clone_args (VER2, 88 bytes) inside a zeroed page-sized buffer, so
 // the size rules can be tried with bytes beyond the known struct.
@@ -131,7 +128,7 @@ int probe_main(kpc::Probe&) {
   //    from the pidfd (PIDFD_GET_INFO). Asked without CLONE_PIDFD first.
   {
     Args args;
-    args.a().flags = kAutoreap;
+    args.a().flags = kCloneAutoreap;
     long pid = clone3_run(args, sizeof(clone_args), [] { return 0; });
     kpc::observe("autoreap.without_pidfd", result(pid));
     if (pid > 0) waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
@@ -142,7 +139,7 @@ int probe_main(kpc::Probe&) {
     args.a().exit_signal = 0;
 
     int pidfd = -1;
-    args.a().flags = kAutoreap | kClonePidfd;
+    args.a().flags = kCloneAutoreap | kClonePidfd;
     args.a().pidfd = reinterpret_cast<uint64_t>(&pidfd);
     kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
     pid = clone3_run(args, sizeof(clone_args), [&] {
@@ -161,7 +158,7 @@ int probe_main(kpc::Probe&) {
   // 6. CLONE_NNP (7.1): the child starts with no_new_privs; we keep ours.
   {
     Args args;
-    args.a().flags = kNnp;
+    args.a().flags = kCloneNnp;
     args.a().exit_signal = SIGCHLD;
     long pid = clone3_run(args, sizeof(clone_args), [] {
       auto st = kpc::read_self_status();
@@ -180,7 +177,7 @@ int probe_main(kpc::Probe&) {
   {
     int pidfd = -1;
     Args args;
-    args.a().flags = kPidfdAutokill | kClonePidfd;
+    args.a().flags = kClonePidfdAutokill | kClonePidfd;
     args.a().pidfd = reinterpret_cast<uint64_t>(&pidfd);
     args.a().exit_signal = SIGCHLD;
     long pid = clone3_run(args, sizeof(clone_args), [] { return 0; });
@@ -191,7 +188,7 @@ int probe_main(kpc::Probe&) {
     }
 
     kpc::Pipe nnp = kpc::Pipe::make(O_CLOEXEC);
-    args.a().flags = kPidfdAutokill | kClonePidfd | kAutoreap;
+    args.a().flags = kClonePidfdAutokill | kClonePidfd | kCloneAutoreap;
     args.a().exit_signal = 0;
     pid = clone3_run(args, sizeof(clone_args), [&] {
       auto st = kpc::read_self_status();
@@ -230,7 +227,7 @@ int probe_main(kpc::Probe&) {
       auto ask = [&](uint64_t extra) {
         int pidfd = -1;
         Args args;
-        args.a().flags = kPidfdAutokill | kClonePidfd | kAutoreap | extra;
+        args.a().flags = kClonePidfdAutokill | kClonePidfd | kCloneAutoreap | extra;
         args.a().pidfd = reinterpret_cast<uint64_t>(&pidfd);
         long pid = clone3_run(args, sizeof(clone_args), [] { return 0; });
         kpc::send_int(report.write.get(), pid < 0 ? errno : 0);
@@ -247,7 +244,7 @@ int probe_main(kpc::Probe&) {
       caps[CAP_TO_INDEX(CAP_SYS_ADMIN)] = {};
       if (!set_caps()) _exit(90);
       ask(0);
-      ask(kNnp);
+      ask(kCloneNnp);
       if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(91);
       ask(0);
       _exit(0);

@@ -13,6 +13,7 @@
 //   4. Released, the grandchild exits 7. Does the subreaper get SIGCHLD, a
 //      zombie to wait for, or nothing? The pidfd says when it has exited.
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -30,11 +31,6 @@
 
 namespace {
 using namespace kpc::pidfd;
-constexpr uint64_t kAutoreap = 1ULL << 34;  // include/uapi/linux/sched.h, Linux 7.1
-
-struct CloneArgs {  // struct clone_args VER0 (64 bytes)
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-};
 
 std::string waitpid_result(pid_t pid) {
   int st = 0;
@@ -61,8 +57,8 @@ int probe_main(kpc::Probe&) {
   // 2. The middle child clones the autoreaped grandchild and leaves.
   kpc::Pipe up = kpc::Pipe::make(O_CLOEXEC), release = kpc::Pipe::make(O_CLOEXEC);
   kpc::Child middle = kpc::fork_child([&] {
-    CloneArgs args{};
-    args.flags = kAutoreap;
+    clone_args args{};  // exit_signal 0, as CLONE_AUTOREAP requires
+    args.flags = kCloneAutoreap;
     long gc = syscall(kSysClone3, &args, sizeof args);
     if (gc == 0) {
       close(release.write.get());  // EOF, not a hang, if the probe dies first

@@ -4,6 +4,7 @@
 // sends the shim no SIGCHLD (autoreap_orphan_under_subreaper). A shim that
 // waits for SIGCHLD before reaping again never ends the run. Skips where
 // clone3 does not know the flag.
+#include <linux/sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstdint>
 
+#include "kpc/pidfd.h"
 #include "kpc/probe.h"
 #include "kpc/raii.h"
 #include "kpc/record.h"
@@ -19,8 +21,9 @@ int probe_main(kpc::Probe&) {
   kpc::Pipe up = kpc::Pipe::make();
   pid_t child = fork();
   if (child == 0) {
-    uint64_t args[8] = {1ULL << 34};  // struct clone_args VER0: flags = CLONE_AUTOREAP, exit_signal 0
-    long gc = syscall(435 /* clone3 */, args, sizeof args);
+    clone_args args{};  // exit_signal 0, as CLONE_AUTOREAP requires
+    args.flags = kpc::pidfd::kCloneAutoreap;
+    long gc = syscall(kpc::pidfd::kSysClone3, &args, sizeof args);
     if (gc == 0) {
       for (;;) pause();
     }

@@ -22,6 +22,8 @@ constexpr unsigned kThread = O_EXCL, kNonblock = O_NONBLOCK;   // pidfd_open fla
 constexpr unsigned kSignalThread = 1, kSignalThreadGroup = 2,  // pidfd_send_signal flags, 6.9
                    kSignalProcessGroup = 4;
 constexpr uint64_t kClonePidfd = 0x1000;
+// clone3 flags of Linux 7.1 (include/uapi/linux/sched.h).
+constexpr uint64_t kCloneAutoreap = 1ULL << 34, kCloneNnp = 1ULL << 35, kClonePidfdAutokill = 1ULL << 36;
 
 // struct pidfd_info's first fields (include/uapi/linux/pidfd.h, 6.13+).
 struct Info {
