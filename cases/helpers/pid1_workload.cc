@@ -73,14 +73,24 @@ int main(int argc, char** argv) {
   if (mode == "signals") {
     // A child in the workload's process group reports SIGTERM as "grp 15":
     // does the runtime signal the whole group (dumb-init's default, tini -g)?
+    // It says it is ready (handler installed) before we say "ready": a
+    // SIGTERM that came first would kill it silently (seen: a false "no
+    // group forwarding" for dumb-init, once in two runs).
+    int member_ready[2];
+    if (pipe(member_ready) != 0) _exit(70);
     pid_t member = fork();
     if (member == 0) {
       struct sigaction gs {};
       gs.sa_handler = on_group_signal;
       sigaction(SIGTERM, &gs, nullptr);
+      (void)!write(member_ready[1], "r", 1);
       for (int i = 0; i < 500 && !g_seen; ++i) usleep(10000);
       _exit(0);
     }
+    close(member_ready[1]);
+    char r;
+    if (member < 0 || read(member_ready[0], &r, 1) != 1) _exit(71);
+    close(member_ready[0]);
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaction(s, &sa, nullptr);

@@ -16,10 +16,21 @@
 //      runtime, the workload itself as a container's PID 1, or someone
 //      else), and is it reaped 1.5 s after it exits or left a zombie?
 //   5. SIGKILL of the runtime: does the workload survive it?
+//
+// Variants: `child` -- the engine starts the runtime as its plain child
+// (docker run --init, a shell); `pid1` -- as PID 1 of a new PID namespace
+// with its own /proc (clone(CLONE_NEWPID|CLONE_NEWNS), as `unshare --pid
+// --fork --mount-proc` does; with the engine's /proc the workload's PIDs
+// name other processes and runc fails), the place an init is
+// made for: orphans reach it without a subreaper, signals from the engine
+// arrive only if it handles (or blocks) them, and its death ends the
+// namespace.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -109,15 +120,18 @@ struct Instance {
 // behind can be found and killed (kill_leftovers).
 std::string token() { return "kpc-token-" + std::to_string(getpid()); }
 
-Instance start(const std::vector<std::string>& prefix, const std::string& workload,
+Instance start(const std::vector<std::string>& prefix, bool as_pid1, const std::string& workload,
                const std::vector<std::string>& args) {
   kpc::Pipe pipe = kpc::Pipe::make(O_CLOEXEC);
   std::vector<std::string> argv = prefix;
   argv.push_back(workload);
   for (const auto& a : args) argv.push_back(a);
   argv.push_back(token());
-  pid_t pid = kpc::fork_or_broken();
+  pid_t pid = as_pid1 ? kpc::fork_into_new_pidns_or_skip(CLONE_NEWNS) : kpc::fork_or_broken();
   if (pid == 0) {
+    if (as_pid1 && (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+                    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0))
+      _exit(126);
     // The engine's child: fd 3 = the report pipe (also the fd the OCI
     // wrapper passes into the container), a clean signal state.
     dup2(pipe.write.get(), 3);
@@ -174,20 +188,23 @@ std::string runtime_end(Instance& in, int timeout_ms) {
 int probe_main(kpc::Probe& p) {
   const std::vector<std::string> prefix = runtime_prefix();
   const std::string workload = p.helper("pid1_workload");
+  bool as_pid1 = false;
+  KPC_CHECK(p.dispatch({{"child", [] { return 0; }}, {"pid1", [&] { as_pid1 = true; return 0; }}}) == 0);
+  auto start = [&](const std::vector<std::string>& args) { return ::start(prefix, as_pid1, workload, args); };
 
   // 1. The workload exits 7.
   {
-    Instance in = start(prefix, workload, {"exit", "7"});
+    Instance in = start({"exit", "7"});
     kpc::observe("exit7.runtime_status", runtime_end(in, 5000));
   }
   // 2. The workload dies of SIGUSR2.
   {
-    Instance in = start(prefix, workload, {"selfkill", std::to_string(SIGUSR2)});
+    Instance in = start({"selfkill", std::to_string(SIGUSR2)});
     kpc::observe("killed_by_sigusr2.runtime_status", runtime_end(in, 5000));
   }
   // 3. Signals sent to the runtime: which reach the workload?
   {
-    Instance in = start(prefix, workload, {"signals"});
+    Instance in = start({"signals"});
     bool group = false;
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
       bool got = false;
@@ -218,16 +235,19 @@ int probe_main(kpc::Probe& p) {
   }
   // 4. An orphan of the workload: who adopts it, and is it reaped?
   {
-    Instance in = start(prefix, workload, {"orphan"});
+    Instance in = start({"orphan"});
     std::string adopted = "nobody reported", state = "not reported";
     for (int i = 0; i < 2; ++i) {
       auto l = in.line(5000);
       if (!l) break;
       if (l->rfind("orphan ", 0) == 0) {
+        // PIDs as the orphan sees them: the runtime is 1 in the pid1
+        // variant; a workload that is PID 1 itself (runc) says so first.
         std::string ppid = l->substr(l->rfind(' ') + 1);
-        adopted = ppid == std::to_string(in.runtime.pid()) ? "the runtime"
-                  : ppid == in.workload                   ? "the workload (PID 1 of its namespace)"
-                                                          : "another process";
+        const std::string runtime_pid = as_pid1 ? "1" : std::to_string(in.runtime.pid());
+        adopted = ppid == in.workload    ? "the workload (PID 1 of its namespace)"
+                  : ppid == runtime_pid ? "the runtime"
+                                        : "another process";
       } else if (l->rfind("orphan_state ", 0) == 0) {
         state = l->substr(13);
       }
@@ -238,7 +258,7 @@ int probe_main(kpc::Probe& p) {
   }
   // 5. SIGKILL of the runtime: does the workload outlive it?
   {
-    Instance in = start(prefix, workload, {"sleep"});
+    Instance in = start({"sleep"});
     in.runtime.kill(SIGKILL);
     in.runtime.wait();
     // Every writer of the report pipe gone = the workload died too.

@@ -9,8 +9,11 @@ bind-mounted read-only at the same path (probes, helpers), a tmpfs on /tmp,
 the observation channel (fd 3) passed with --preserve-fds, and the KPC_*
 environment. Runs `RUNTIME --root STATE run --bundle B ID` in the
 foreground, then deletes the container and the bundle, always. Containers
-left by a killed wrapper are found by the next one (their ids name the
-wrapper's pid) and deleted.
+left by a killed wrapper are found by the next one and deleted: a wrapper
+holds an exclusive flock on STATE/ID.lock for as long as it lives, so a
+lock that can be taken means the wrapper is gone. (Its PID would not tell:
+runtime_pid1_duties starts the wrapper as PID 1 of its own namespace, and
+"pid 1 is alive" kept 18 dead containers once.)
 
 Signal state: this wrapper does not change the signal mask or the ignored
 set it inherited, and starts the runtime with subprocess's
@@ -22,9 +25,11 @@ A runtime that refuses to run here (crun on a hybrid cgroup host, say)
 leaves a `skip` record with its own error line, never a failure.
 """
 
+import fcntl
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -71,21 +76,66 @@ def _runtime_cmd(runtime, *args):
     return [runtime, "--root", STATE_ROOT, *args]
 
 
+def _lock_path(cid):
+    return os.path.join(STATE_ROOT, cid + ".lock")
+
+
+def _bundle_path(cid):
+    return os.path.join(tempfile.gettempdir(), "kpc-oci-" + cid[len("kpc-"):])
+
+
+def _hold_lock(cid):
+    """Create STATE/ID.lock already locked (flock on a temporary name, then
+    rename), so a sweep never sees it unlocked while this wrapper lives.
+    The fd stays open, and the lock held, until the process is gone."""
+    tmp = _lock_path(cid) + ".new"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(tmp, _lock_path(cid))
+    return fd
+
+
+def _wrapper_gone(cid):
+    """True when no live wrapper holds the container's lock (or it has none:
+    a container of an older kpc, or one whose lock a sweep already took)."""
+    try:
+        fd = os.open(_lock_path(cid), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _remove(runtime, cid):
+    subprocess.run(_runtime_cmd(runtime, "delete", "-f", cid), capture_output=True, timeout=30)
+    shutil.rmtree(_bundle_path(cid), ignore_errors=True)
+    for path in (_lock_path(cid), _lock_path(cid) + ".new"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def sweep(runtime):
-    """Delete containers and bundles of wrappers that no longer exist
-    (killed with SIGKILL: the launcher's last resort)."""
-    for b in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-oci-*-*")):
-        pid = os.path.basename(b).split("-")[2]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(b, ignore_errors=True)
+    """Delete the containers, bundles and locks of wrappers that no longer
+    exist (killed with SIGKILL, or with the PID namespace they were init
+    of)."""
+    ids = {os.path.basename(p)[:-len(".lock")] for p in glob.glob(os.path.join(STATE_ROOT, "kpc-*.lock"))}
+    ids |= {"kpc-" + os.path.basename(b)[len("kpc-oci-"):]
+            for b in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-oci-*"))}
     try:
         out = subprocess.run(_runtime_cmd(runtime, "list", "-q"), capture_output=True, text=True, timeout=20).stdout
+        ids |= {cid for cid in out.split() if cid.startswith("kpc-")}
     except (OSError, subprocess.TimeoutExpired):
-        return
-    for cid in out.split():
-        parts = cid.split("-")
-        if len(parts) >= 3 and parts[0] == "kpc" and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
-            subprocess.run(_runtime_cmd(runtime, "delete", "-f", cid), capture_output=True, timeout=20)
+        pass
+    for cid in sorted(ids):
+        if _wrapper_gone(cid):
+            _remove(runtime, cid)
 
 
 def _record_skip(reason):
@@ -104,10 +154,12 @@ def main(argv):
     name = os.path.basename(runtime)
     os.makedirs(STATE_ROOT, exist_ok=True)
     sweep(runtime)
-    bundle = tempfile.mkdtemp(prefix=f"kpc-oci-{os.getpid()}-")
-    cid = f"kpc-{os.getpid()}-{os.path.basename(bundle).rsplit('-', 1)[-1]}"
+    cid = "kpc-" + secrets.token_hex(8)
+    lock_fd = _hold_lock(cid)
+    bundle = _bundle_path(cid)
     rc = 1
     try:
+        os.mkdir(bundle, 0o700)
         os.mkdir(os.path.join(bundle, "rootfs"))
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config(probe_argv, _build_dir()), f, indent=1)
@@ -129,8 +181,8 @@ def main(argv):
             _record_skip(f"{name} cannot run a container here: {err.splitlines()[-1]}")
             rc = 0
     finally:
-        subprocess.run(_runtime_cmd(runtime, "delete", "-f", cid), capture_output=True, timeout=30)
-        shutil.rmtree(bundle, ignore_errors=True)
+        _remove(runtime, cid)
+        os.close(lock_fd)
     return rc if rc >= 0 else 128 - rc
 
 
