@@ -32,13 +32,7 @@ def main():
     if mode not in ("single", "multi"):
         sys.exit(f"mode must be single or multi, not {mode!r}")
     kernel = kernels.fetch_debian([label])[0]
-    plain_argv = guest.Guest.argv
-
-    def argv(self, initrd, accel):
-        a = plain_argv(self, initrd, accel)
-        return [f"tcg,thread={mode}" if x.startswith("tcg,thread=") else x for x in a]
-
-    guest.Guest.argv = argv
+    guest.TCG_THREAD = mode
     logdir = "/tmp/kpc-tcg-boots"
     os.makedirs(logdir, exist_ok=True)
     failed, times, accel = [], [], "?"

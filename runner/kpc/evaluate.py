@@ -112,7 +112,6 @@ def evaluate(case, result, tbl, ctx):
         tail = result.get("console_tail") or []
         if tail:
             v.details = ["last guest console lines:", *tail[-25:]]
-            v.notes = dict(v.notes, guest_console_tail=tail)
         return v
     if outcome == "timeout":
         trouble = result.get("trouble", {})

@@ -138,6 +138,11 @@ reboot -f
 """
 
 
+# TCG's vCPU threading, "single" or "multi": see Guest.argv (bench/tcg_boots.py
+# compares the two).
+TCG_THREAD = "single"
+
+
 # rdinit for the accelerator probe: a line on the serial console, power off.
 PROBE_INIT = """#!/bin/busybox sh
 /bin/busybox echo kpc-accel-ok
@@ -388,6 +393,7 @@ class Guest:
 
     def __init__(self, kernel, plan, jobs, on_event, memory_mb=1024, cpus=2, append=""):
         self.kernel, self.plan, self.jobs = kernel, plan, jobs
+        self._timeout_s = {p["run"]: p.get("timeout_ms", 30000) / 1000.0 for p in plan}
         self.append = append     # the user's extra kernel parameters (--kernel-append)
         self.on_event = on_event
         self.memory_mb, self.cpus = memory_mb, cpus
@@ -430,7 +436,7 @@ class Guest:
         # patched: cross-vCPU self-modifying code); single-threaded, 0 of 40.
         # 5.10/6.1/6.12 never failed either way (25 boots each). Measured
         # 2026-11-24, QEMU 7.2 on Debian 12; see images/README.md.
-        accel_arg = "tcg,thread=single" if accel == "tcg" else accel
+        accel_arg = f"tcg,thread={TCG_THREAD}" if accel == "tcg" else accel
         argv = [QEMU, "-M", "microvm", "-accel", accel_arg, "-m", str(self.memory_mb), "-smp", str(self.cpus),
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-serial", "stdio",
@@ -545,10 +551,7 @@ class Guest:
             self.on_event(event)
 
     def _deadline_of(self, run_id):
-        for p in self.plan:
-            if p["run"] == run_id:
-                return p.get("timeout_ms", 30000) / 1000.0 + RECOVERY_ALLOWANCE_S
-        return 60.0 + RECOVERY_ALLOWANCE_S
+        return self._timeout_s.get(run_id, 60.0) + RECOVERY_ALLOWANCE_S
 
     def _read_events(self, sock):
         buf = b""
