@@ -239,31 +239,63 @@ TempDir::TempDir(const std::string& prefix) {
 
 TempDir::~TempDir() { remove_tree(path_); }
 
-void remove_tree(const std::string& path) {
-  // Never cross into another filesystem (a mount left inside is detached
-  // first by its owner); unlinkat on a mount point fails harmlessly.
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd >= 0) {
-    if (DIR* d = fdopendir(fd)) {
-      std::vector<std::string> names;
-      while (dirent* e = readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-      }
-      for (const auto& n : names) {
-        std::string child = path + "/" + n;
-        struct stat st {};
-        if (lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-          remove_tree(child);
-        else
-          unlink(child.c_str());
-      }
-      closedir(d);
-    } else {
-      close(fd);
-    }
+namespace {
+
+// Empties the directory open as `dirfd` (on device `dev`), by descriptor
+// only: every entry is looked at with fstatat(AT_SYMLINK_NOFOLLOW), every
+// subdirectory opened with openat(O_NOFOLLOW) and checked to be the same
+// inode fstatat saw, every removal is unlinkat() relative to its parent.
+// A name swapped for a symlink or another directory between two steps is
+// left alone, never followed; nothing on another filesystem is entered.
+void empty_dir(int dirfd, dev_t dev, int depth) {
+  if (depth > 64) return;
+  int dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return;
+  DIR* d = fdopendir(dup);
+  if (!d) {
+    close(dup);
+    return;
   }
-  rmdir(path.c_str());
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  for (const auto& n : names) {
+    struct stat st {};
+    if (fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISDIR(st.st_mode)) {
+      unlinkat(dirfd, n.c_str(), 0);
+      continue;
+    }
+    if (st.st_dev != dev) continue;  // a mount point: not ours to empty
+    Fd sub(openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat again {};
+    if (!sub || fstat(sub.get(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) continue;
+    empty_dir(sub.get(), dev, depth + 1);
+    unlinkat(dirfd, n.c_str(), AT_REMOVEDIR);
+  }
+}
+
+}  // namespace
+
+void remove_tree(const std::string& path) {
+  // The parent is opened by path (it is ours: $TMPDIR or the run
+  // directory); from there on, descriptors only.
+  auto slash = path.find_last_of('/');
+  std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") return;
+  Fd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!pfd) return;
+  struct stat st {};
+  if (fstatat(pfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return;
+  Fd dfd(openat(pfd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat again {};
+  if (!dfd || fstat(dfd.get(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) return;
+  empty_dir(dfd.get(), st.st_dev, 0);
+  unlinkat(pfd.get(), name.c_str(), AT_REMOVEDIR);
 }
 
 }  // namespace kpc

@@ -186,6 +186,11 @@ class TempDir {
   std::string path_;
 };
 
+// Removes the directory `path` and everything in it, by descriptor only
+// (openat/fstatat/unlinkat with O_NOFOLLOW): a symlink planted or swapped in
+// while it works is removed, never followed; nothing on another filesystem
+// (a mount point inside) is entered. Safe as root in a directory others
+// could write to.
 void remove_tree(const std::string& path);
 
 }  // namespace kpc
