@@ -3,10 +3,19 @@
 // (prctl(2)), and kept across an ordinary exec (the control variant).
 //
 // The child drops to uid/gid 65534 *before* arming PDEATHSIG (a credential
-// change also clears it), then execs a copy of exec_report that is either
+// change also clears it), then execs a copy of setuid_report that is either
 // set-user-ID root or plain.
+//
+// A set-user-ID root file is dangerous on a shared machine: this one lives
+// on a tmpfs mounted in the probe's own mount namespace (nobody else sees
+// it, and it vanishes with the namespace however the probe ends), is
+// created without following links, is exec'd through a descriptor (no path
+// another user could reach), and is a helper that records and execs
+// nothing.
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,30 +24,36 @@
 #include "kpc/state.h"
 
 namespace {
-void copy_file(const std::string& from, const std::string& to, mode_t mode) {
-  kpc::Fd in(open(from.c_str(), O_RDONLY | O_CLOEXEC));
-  KPC_CHECK(in);
-  kpc::Fd out(open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700));
-  KPC_CHECK(out);
+
+// A new file `name` in `dirfd` (never an existing one, never through a
+// link) with the helper's bytes, then `mode` (after writing: a write
+// clears S_ISUID).
+void copy_into(const std::string& from, int dirfd, const char* name, mode_t mode) {
+  kpc::Fd in(KPC_SYS(open(from.c_str(), O_RDONLY | O_CLOEXEC)));
+  kpc::Fd out(KPC_SYS(openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700)));
   char buf[65536];
   for (;;) {
-    ssize_t n = read(in.get(), buf, sizeof buf);
-    KPC_CHECK(n >= 0);
+    ssize_t n = KPC_SYS(read(in.get(), buf, sizeof buf));
     if (n == 0) break;
     KPC_CHECK(write(out.get(), buf, static_cast<size_t>(n)) == n);
   }
-  KPC_SYS(fchmod(out.get(), mode));  // after writing: a write clears S_ISUID
+  KPC_SYS(fchmod(out.get(), mode));
 }
+
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
   const bool setuid_bit = p.variant_is("setuid_program", "plain_program");
 
-  // 1. A copy of the helper in the run directory, set-user-ID root or not;
-  //    the directory must be traversable by uid 65534.
-  KPC_SYS(chmod(".", 0711));
-  const std::string copy = "./exec_report_copy";  // the cwd is the run directory
-  copy_file(p.helper("exec_report"), copy, setuid_bit ? 04755 : 0755);
+  // 1. A private tmpfs in a private mount namespace, holding a copy of the
+  //    helper, set-user-ID root or not.
+  KPC_SYS(unshare(CLONE_NEWNS));
+  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  KPC_SYS(mkdir("suid", 0700));  // the cwd is the run directory (0700)
+  KPC_SYS(mount("kpc-suid", "suid", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0700,size=16m"));
+  kpc::Fd dir(KPC_SYS(open("suid", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
+  copy_into(p.helper("setuid_report"), dir.get(), "setuid_report", setuid_bit ? 04755 : 0755);
+  kpc::Fd prog(KPC_SYS(openat(dir.get(), "setuid_report", O_PATH | O_NOFOLLOW | O_CLOEXEC)));
 
   kpc::Child child = kpc::fork_child([&] {
     // 2. Drop to 65534, then arm PDEATHSIG and record it.
@@ -47,8 +62,11 @@ int probe_main(kpc::Probe& p) {
     KPC_SYS(setresuid(65534, 65534, 65534));
     KPC_SYS(prctl(PR_SET_PDEATHSIG, SIGHUP));
     kpc::record_state("child", "pdeathsig");
-    // 3. Exec the copy: the helper records PDEATHSIG and its euid.
-    kpc::exec_or_broken({copy, "--prefix", "exec", "--record", "pdeathsig,euid_is_root"});
+    // 3. Exec the copy through its descriptor (65534 cannot even enter the
+    //    run directory): the helper records PDEATHSIG and its euid.
+    char* const argv[] = {const_cast<char*>("setuid_report"), nullptr};
+    execveat(prog.get(), "", argv, environ, AT_EMPTY_PATH);
+    kpc::broken(std::string("execveat setuid_report: ") + kpc::errno_name(errno));
   });
   kpc::observe("exec.status", kpc::describe_wait_status(child.wait()));
   return 0;
