@@ -234,10 +234,14 @@ def cmd_run(args):
         return EXIT_INTERRUPTED
     if sess.launcher_failure:
         _say(sess.launcher_failure)
+    for run in sess.unrecovered:
+        stuck = ", ".join(f"{t.get('tid')} ({t.get('comm')})" for t in run.get("left_running", [])) or "?"
+        _say(f"{run.get('run')}: tasks kpc could not free are still on this machine: {stuck}; as root, abort the "
+             f"FUSE connections they wait on (echo 1 > /sys/fs/fuse/connections/N/abort)")
     for label, why in sess.guest_failures.items():
         _say(f"kernel {label}: {why}")
     bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
-    return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures else EXIT_OK
+    return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures or sess.unrecovered else EXIT_OK
 
 
 # ---------------------------------------------------------------- list / explain / check

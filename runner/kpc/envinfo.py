@@ -28,6 +28,7 @@ class Environment:
     runtimes: dict = None    # --runtime: name -> runtimes.Runtime.describe()
     target: str = "host"     # "host", or the kernel's label under --kernels
     guest: dict = None       # a QEMU guest: its files, commands, boot facts
+    fuse_recovery: str = None  # how the launcher can free FUSE deadlocks here (kpc/supervisor.h)
 
     def has_file(self, path):
         if self.guest is not None:
@@ -49,6 +50,7 @@ class Environment:
                 "runtime": ",".join(self.runtimes) if self.runtimes else "none",
                 "kconfig_source": self.kconfig_source, "flavors": self.flavors,
                 **({"runtimes": self.runtimes} if self.runtimes else {}),
+                **({"fuse_recovery": self.fuse_recovery} if self.fuse_recovery else {}),
                 **({"target": self.target, "guest": {k: v for k, v in self.guest.items()
                                                      if k not in ("files", "commands")}}
                    if self.guest is not None else {})}

@@ -66,6 +66,28 @@ def summarize_tasks(trouble):
     return "; ".join(parts) or "no tasks seen"
 
 
+def unrecovered(result):
+    """The stuck tasks kpc could not free, as 'pid 12 (comm)' strings, or []
+    when every task of the run died. Such a run is kpc's failure to clean
+    up, whatever the table expects: it is an error, never hidden."""
+    trouble = result.get("hang") or result.get("trouble") or {}
+    if trouble.get("recovered", True) is not False:
+        return []
+    left = trouble.get("left_running") or trouble.get("tasks") or []
+    return [f"{t.get('tid')} ({t.get('comm')}, {t.get('state')} in {t.get('wchan') or '?'})" for t in left][:8] \
+        or ["(tasks not listed)"]
+
+
+def unrecovered_advice(result):
+    trouble = result.get("hang") or result.get("trouble") or {}
+    conns = trouble.get("aborted_fuse_connections") or []
+    how = (f"as root, abort FUSE connection(s) {', '.join(map(str, conns))}: "
+           f"echo 1 > /sys/fs/fuse/connections/N/abort (mount -t fusectl none /sys/fs/fuse/connections first "
+           f"if it is empty)") if conns else \
+        "as root, abort the FUSE connections they wait on (echo 1 > /sys/fs/fuse/connections/N/abort), then kill them"
+    return how
+
+
 def _context_text(ctx):
     return " ".join(f"{k}={kver.show(v) if k == 'kernel' else v}" for k, v in ctx.items() if v not in ("", None))
 
@@ -85,6 +107,17 @@ def evaluate(case, result, tbl, ctx):
             problems.append(f"observation '{key}': {e}")
 
     outcome = result.get("outcome")
+    stuck_left = unrecovered(result)
+    if stuck_left:
+        inner = evaluate(case, dict(result, hang=dict(result.get("hang") or {}, recovered=True),
+                                    trouble=dict(result.get("trouble") or {}, recovered=True)), tbl, ctx) \
+            if outcome in ("hang", "timeout") else v
+        v.verdict = "error"
+        v.reason = (f"kpc could not free this run's stuck tasks: {'; '.join(stuck_left)} -- "
+                    f"{unrecovered_advice(result)}")
+        v.hang = result.get("hang") or result.get("trouble")
+        v.details = [f"the run itself: {inner.verdict} ({inner.reason})"] if inner is not v else []
+        return v
     if outcome == "guest-lost":
         # The QEMU guest stopped answering while this ran (a kernel deadlock,
         # a panic): not the launcher's recoverable hang, so no table row

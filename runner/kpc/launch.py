@@ -1,8 +1,11 @@
 """Driving kpc-launch in batch mode: a plan in, a stream of events out."""
 
 import json
+import os
+import select
 import subprocess
 import threading
+import time
 
 from . import paths, runtimes
 
@@ -24,6 +27,10 @@ def plan_entry(run_id, case, variant, flavor, runtime=None):
              "timeout_ms": int(case.timeout_s * 1000), "hang_ms": case.hang_ms, "exclusive": case.exclusive}
     if env:
         entry["env"] = env
+    if case.area == "fuse":
+        # A socket to the run's shim, where a FUSE server deposits its
+        # /dev/fuse when only that lets kpc undo a deadlock without root.
+        entry["supervisor_channel"] = True
     if runtime_in_argv:
         entry["caller"] = runtimes.DIRTY_CALLER
     return entry
@@ -31,20 +38,62 @@ def plan_entry(run_id, case, variant, flavor, runtime=None):
 
 class Batch:
     """Runs a plan in the background. `on_event(dict)` is called from the
-    reader thread for every event; `on_exit(rc, stderr)` once at the end."""
+    reader thread for every event; `on_exit(rc, stderr)` once at the end.
+
+    The runner watches the launcher process itself, not only its output: if
+    kpc-launch dies (killed, OOM) while something else still holds its
+    stdout, the batch ends within LINGER_S of its death instead of never."""
+
+    LINGER_S = 3.0
 
     def __init__(self, plan, jobs, on_event, on_exit):
         self._proc = subprocess.Popen([paths.launcher(), "batch", "--jobs", str(jobs)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._proc.stdin.write("".join(json.dumps(p) + "\n" for p in plan))
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc.stdin.write("".join(json.dumps(p) + "\n" for p in plan).encode())
         self._proc.stdin.close()
         self._on_event, self._on_exit = on_event, on_exit
+        self._stderr = bytearray()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
+    def _drain_stderr(self):
+        fd = self._proc.stderr.fileno()
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return
+                self._stderr += chunk
+                del self._stderr[:-65536]
+            elif self._proc.poll() is not None:
+                return
+
+    def _lines(self):
+        fd = self._proc.stdout.fileno()
+        pending, dead_since = b"", None
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from lines
+                continue
+            if self._proc.poll() is not None:
+                dead_since = dead_since or time.monotonic()
+                if time.monotonic() - dead_since > self.LINGER_S:
+                    break  # the launcher is gone; whoever holds its stdout is not ours to wait for
+        if pending:
+            yield pending
+
     def _read(self):
-        for line in self._proc.stdout:
-            line = line.strip()
+        for raw in self._lines():
+            line = raw.decode("utf-8", "replace").strip()
             if not line:
                 continue
             try:
@@ -52,8 +101,9 @@ class Batch:
             except json.JSONDecodeError:
                 event = {"event": "garbage", "line": line}
             self._on_event(event)
-        stderr = self._proc.stderr.read()
-        self._on_exit(self._proc.wait(), stderr)
+        rc = self._proc.wait()
+        self._stderr_thread.join(timeout=self.LINGER_S)
+        self._on_exit(rc, bytes(self._stderr).decode("utf-8", "replace"))
 
     def stop(self):
         """Ask the launcher to recover every run and exit (SIGTERM)."""

@@ -87,6 +87,7 @@ class Session:
         self.progress = Progress(len(self.items))
         self._stopping = threading.Event()
         self.launcher_failure = None
+        self.unrecovered = []     # runs whose stuck tasks kpc-launch could not free (its "unrecovered" event)
         self.started = self.finished = None
         self._batch = None
 
@@ -163,6 +164,9 @@ class Session:
         def handler(event):
             if event.get("event") == "guest":
                 self._guest_reported(label, event)
+            if event.get("event") == "batch":  # the guest's launcher: its facts, not the host's
+                self.targets[label].fuse_recovery = event.get("fuse_recovery")
+                return
             self._on_event(event)
         return handler
 
@@ -179,7 +183,12 @@ class Session:
         tenv.guest["tainted_at_boot"] = info.get("tainted")
 
     def _on_event(self, event):
-        if event.get("event") != "result":
+        kind = event.get("event")
+        if kind == "batch" and self.env is not None:
+            self.env.fuse_recovery = self.env.fuse_recovery or event.get("fuse_recovery")
+        if kind == "unrecovered":
+            self.unrecovered += event.get("runs", [])
+        if kind != "result":
             return
         item = self.by_run.get(event.get("run"))
         if item is None or item.done.is_set():

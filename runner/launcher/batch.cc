@@ -16,8 +16,10 @@
 #include <memory>
 #include <set>
 
+#include "fuse_recovery.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
+#include "kpc/supervisor.h"
 #include "launcher.h"
 
 namespace kpcl {
@@ -71,7 +73,9 @@ struct Run {
   int64_t recover_start_ns = 0;
   std::set<unsigned long> aborted;
   json abort_errors = json::array();
+  bool asked_shim = false;
   bool gave_up = false;
+  std::set<unsigned long> foreign;  // FUSE connections L saw when the run started
 };
 
 void read_stream(Stream& s, bool lines, const std::function<void(const std::string&)>& on_line) {
@@ -189,10 +193,14 @@ class Batch {
 
   const std::vector<RunSpec>& plan_;
   Options opt_;
+  RecoveryScope scope_;
+  kpc::Fd fusectl_;
   std::function<void(const json&)> emit_;
   size_t next_ = 0;
   std::list<std::unique_ptr<Run>> active_;
-  std::set<pid_t> abandoned_;  // shims we gave up on (tasks that never died)
+  // Runs reported as not recovered whose S still lives: L keeps helping
+  // them (and they keep trying themselves) until the batch's linger deadline.
+  std::list<std::unique_ptr<Run>> lingering_;
   kpc::Fd sigfd_;
   bool interrupted_ = false;
 };
@@ -210,7 +218,9 @@ void Batch::start_next() {
 void Batch::start(const RunSpec& spec) {
   std::string error;
   int64_t t0 = now_ns();
-  auto sp = spawn_run(spec, &error);
+  // Whatever FUSE mount L sees now is the machine's, not the run's.
+  scope_.foreign = fuse::connections_in("/proc/self/mountinfo");
+  auto sp = spawn_run(spec, scope_, &error);
   if (!sp) {
     emit_({{"event", "result"}, {"run", spec.run}, {"case", spec.case_id}, {"variant", spec.variant},
            {"flavor", flavor_name(spec.flavor)}, {"outcome", "launch-error"}, {"error", error},
@@ -222,6 +232,7 @@ void Batch::start(const RunSpec& spec) {
   r->sp = *sp;
   r->start_ns = t0;
   r->last_scan_ns = t0;
+  r->foreign = scope_.foreign;
   r->obs.fd = sp->obs_r;
   r->out.fd = sp->out_r;
   r->err.fd = sp->err_r;
@@ -244,7 +255,8 @@ void Batch::on_signal() {
     int st = 0;
     pid_t w = waitpid(-1, &st, WNOHANG | __WALL);
     if (w <= 0) break;
-    abandoned_.erase(w);
+    for (auto& r : lingering_)
+      if (r->sp.shim == w) r->shim_exited = true;
     for (auto& r : active_)
       if (r->sp.shim == w) {
         r->shim_exited = true;
@@ -306,21 +318,31 @@ void Batch::begin_recovery(Run& r, const std::string& outcome, int64_t now) {
   recover_step(r, now);
 }
 
-// Abort every FUSE connection the tree can see (that wakes tasks stuck in
-// request_wait_answer), then SIGKILL the tree. The shim goes last, so that
-// while anything of the run lives, it stays in the shim's tree.
+// S does the recovery (it outlives L, and it holds the devices a probe
+// deposited): ask it once. L also does what it can from outside, in case S
+// itself is gone: abort the run's own FUSE connections, SIGKILL the tree.
+// S leaves once its tree is empty; L never kills S (that would lose the
+// devices and the run's cleanup command).
 void Batch::recover_step(Run& r, int64_t now) {
-  auto procs = tree_processes(r.sp.shim);
-  std::set<unsigned long> conns(r.announced_conns);
-  for (auto c : tree_fuse_connections(procs)) conns.insert(c);
-  for (auto c : conns) {
-    if (!r.aborted.insert(c).second) continue;
-    std::string err = abort_fuse_connection(c);
-    if (!err.empty()) r.abort_errors.push_back(err);
+  if (!r.asked_shim && r.sp.cmd_w >= 0) {
+    char c = kRecoverByte;
+    r.asked_shim = write(r.sp.cmd_w, &c, 1) == 1;
   }
-  for (pid_t p : procs)
-    if (p != r.sp.shim) kill(p, SIGKILL);
-  if (procs.size() <= 1) kill(r.sp.shim, SIGKILL);
+  auto procs = tree_processes(r.sp.shim);
+  procs.erase(std::remove(procs.begin(), procs.end(), r.sp.shim), procs.end());
+  if (scope_.fusectl_fd >= 0) {
+    std::set<unsigned long> foreign = r.foreign;
+    foreign.merge(fuse::connections_in("/proc/self/mountinfo"));
+    std::set<unsigned long> conns = fuse::run_connections(procs, foreign);
+    for (auto c : r.announced_conns)
+      if (!foreign.count(c)) conns.insert(c);
+    for (auto c : conns) {
+      if (!r.aborted.insert(c).second) continue;
+      std::string err = fuse::abort_connection(scope_.fusectl_fd, c);
+      if (!err.empty()) r.abort_errors.push_back(err);
+    }
+  }
+  for (pid_t p : procs) kill(p, SIGKILL);
   if (ms_between(r.recover_start_ns, now) > opt_.recovery_ms) r.gave_up = true;
 }
 
@@ -349,6 +371,8 @@ void Batch::finish(Run& r) {
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
   }
+  if (r.sp.cmd_w >= 0) close(r.sp.cmd_w);  // an S still working on a stuck tree now goes on alone
+  r.sp.cmd_w = -1;
   if (!r.obs.partial.empty()) r.protocol_errors.push_back("unterminated record: " + r.obs.partial.substr(0, 500));
 
   json result = {{"event", "result"},
@@ -392,8 +416,9 @@ void Batch::finish(Run& r) {
 
 // Anything reparented to us (a shim died without cleaning up) is a stray.
 void Batch::kill_strays() {
-  std::set<pid_t> shims(abandoned_);
-  for (auto& r : active_) shims.insert(r->sp.shim);
+  std::set<pid_t> shims;
+  for (auto* runs : {&active_, &lingering_})
+    for (auto& r : *runs) shims.insert(r->sp.shim);
   for (pid_t c : kpc::list_children(getpid()))
     if (!shims.count(c)) kill(c, SIGKILL);
 }
@@ -411,8 +436,23 @@ int Batch::run() {
   signal(SIGPIPE, SIG_IGN);  // a vanished reader must not kill us mid-recovery
   prctl(PR_SET_CHILD_SUBREAPER, 1);
 
+  // How this batch can free FUSE deadlocks (kpc/supervisor.h): probes learn
+  // it before they build one, and skip what nobody could undo.
+  std::string why_not_fusectl;
+  fusectl_.reset(fuse::open_fusectl(&why_not_fusectl));
+  scope_.fusectl_fd = fusectl_.get();
+  scope_.fuse_recovery = fusectl_ ? kpc::supervisor::kFusectl : kpc::supervisor::kDevice;
+  emit_({{"event", "batch"}, {"fuse_recovery", scope_.fuse_recovery},
+         {"fusectl", fusectl_ ? "ok" : why_not_fusectl}});
+
   start_next();
-  while (!active_.empty() || (!interrupted_ && next_ < plan_.size())) {
+  int64_t plan_done_ns = 0;
+  for (;;) {
+    bool plan_left = !active_.empty() || (!interrupted_ && next_ < plan_.size());
+    if (!plan_left) {
+      if (!plan_done_ns) plan_done_ns = now_ns();
+      if (lingering_.empty() || ms_between(plan_done_ns, now_ns()) > opt_.linger_ms) break;
+    }
     std::vector<pollfd> fds{{sigfd_.get(), POLLIN, 0}};
     for (auto& r : active_)
       for (Stream* s : {&r->obs, &r->out, &r->err, &r->status})
@@ -429,20 +469,41 @@ int Batch::run() {
       drain(r);
       if (!r.shim_exited) supervise(r, now);
       if (r.shim_exited || r.gave_up) {
-        if (r.gave_up && !r.shim_exited) abandoned_.insert(r.sp.shim);
         finish(r);
+        if (!r.shim_exited) lingering_.push_back(std::move(*it));
         it = active_.erase(it);
       } else {
         ++it;
       }
     }
+    for (auto it = lingering_.begin(); it != lingering_.end();) {
+      if ((*it)->shim_exited) {
+        emit_({{"event", "recovered_late"}, {"run", (*it)->spec.run}, {"shim_pid", (*it)->sp.shim}});
+        it = lingering_.erase(it);
+        continue;
+      }
+      if (ms_between((*it)->last_scan_ns, now) >= opt_.scan_interval_ms) {
+        (*it)->last_scan_ns = now;
+        recover_step(**it, now);
+      }
+      ++it;
+    }
     kill_strays();
     start_next();
   }
-  if (!abandoned_.empty()) {
-    std::string pids;
-    for (pid_t p : abandoned_) pids += " " + std::to_string(p);
-    emit_({{"event", "warning"}, {"message", "gave up on runs whose tasks never died; shim pids:" + pids}});
+  if (!lingering_.empty()) {
+    json runs = json::array();
+    for (auto& r : lingering_) {
+      json left = json::array();
+      for (const auto& t : tree_tasks(r->sp.shim, true)) left.push_back(task_json(t));
+      runs.push_back({{"run", r->spec.run}, {"shim_pid", r->sp.shim},
+                      {"fuse_connections", std::vector<unsigned long>(r->aborted.begin(), r->aborted.end())},
+                      {"left_running", std::move(left)}});
+    }
+    emit_({{"event", "unrecovered"},
+           {"message", "tasks of these runs never died; their shims keep trying for a minute, then only root can "
+                       "free them (abort their FUSE connections: echo 1 > /sys/fs/fuse/connections/N/abort)"},
+           {"runs", std::move(runs)}});
   }
   return interrupted_ ? 130 : 0;
 }

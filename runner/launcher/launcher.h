@@ -7,11 +7,15 @@
 //        │                  namespace. Sets PDEATHSIG, so L's death ends it.
 //        └─ probe (P)       exec'd with a clean signal state, fd 3 = observations
 //
-// S reports P's wait status to L over a pipe, then ends the run: in a PID
-// namespace by exiting (the kernel kills the rest), on the host by killing
-// its remaining descendants. L watches S's whole tree for tasks stuck in
-// uninterruptible sleep (a hang), captures their kernel stacks, aborts the
-// run's FUSE connections and kills the tree.
+// S reports P's wait status to L over a pipe, then ends the run: it kills
+// its remaining descendants and exits once none is left. L watches S's
+// whole tree for tasks stuck in uninterruptible sleep (a hang) and captures
+// their kernel stacks; then it asks S to recover (a byte on S's command
+// pipe): S frees the run's FUSE deadlocks (fuse_recovery.h) and kills its
+// tree. S is the run's recovery agent because it outlives L: when L dies
+// (its command pipe ends, PDEATHSIG) S recovers by itself, removes the run
+// directory and runs the plan's cleanup command, so that killing the
+// launcher, the runner or both leaves nothing behind.
 #pragma once
 
 #include <sys/types.h>
@@ -20,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,6 +51,14 @@ struct RunSpec {
   // The "dirty caller": signals blocked and ignored when argv[0] starts
   // (a runtime under test shows whether it passes them on). Empty: clean.
   std::vector<int> caller_blocked, caller_ignored;
+  // Give the probe a socket to S in KPC_SUPERVISOR_FD (kpc/supervisor.h):
+  // FUSE cases deposit their /dev/fuse descriptor there when recovering
+  // without privilege. Off by default: an extra descriptor is state the
+  // hygiene probes would see.
+  bool supervisor_channel = false;
+  // Run by S after the run's tree is gone, however the run ended (an OCI
+  // runtime's container and bundle, say); stdio on /dev/null, 20 s at most.
+  std::vector<std::string> cleanup;
 };
 
 // Parses one plan line; throws std::runtime_error with a reason.
@@ -54,7 +67,8 @@ RunSpec spec_from_json(const json& j);
 struct Options {
   int jobs = 1;
   int scan_interval_ms = 100;
-  int recovery_ms = 5000;  // how long recovery may take before giving up
+  int recovery_ms = 5000;  // how long recovery may take before a run is reported as not recovered
+  int linger_ms = 20000;   // after the plan, how long L keeps helping such runs before it exits
   bool frame = false;      // prefix output lines for a noisy serial console
 };
 
@@ -68,15 +82,34 @@ int run_batch(const std::vector<RunSpec>& plan, const Options& opt, const std::f
 struct Spawned {
   pid_t shim = -1;
   int obs_r = -1, out_r = -1, err_r = -1, status_r = -1;
+  int cmd_w = -1;  // to S: kRecoverByte asks it to recover; closing it (L's death) too
   std::string tmpdir;
 };
+inline constexpr char kRecoverByte = 'r';
 
-// Creates the run's directory and pipes and starts S in the flavor's
-// namespaces. On failure returns nullopt and sets *error.
+// What a run's S needs to free the run's FUSE deadlocks by itself.
+struct RecoveryScope {
+  int fusectl_fd = -1;               // fuse::open_fusectl(), or -1
+  std::string fuse_recovery;         // "fusectl" or "device" (kpc/supervisor.h)
+  std::set<unsigned long> foreign;   // FUSE connections L saw before the run
+};
+
 // Remove run directories left by launchers that were killed.
 void sweep_stale_run_dirs();
 
-std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error);
+// Creates the run's directory (0700, in $TMPDIR or /tmp) and pipes and
+// starts S in the flavor's namespaces. On failure returns nullopt and sets
+// *error.
+std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope, std::string* error);
+
+// S, in shim.cc. Never returns.
+struct ShimFds {
+  int obs_w = -1, out_w = -1, err_w = -1, status_w = -1, sync_r = -1, cmd_r = -1;
+  int sup = -1;        // S's end of the supervisor channel, or -1
+  int sup_probe = -1;  // the probe's end (fd 4 in the probe)
+};
+[[noreturn]] void shim_main(const RunSpec& spec, const ShimFds& fds, const std::string& tmpdir,
+                            const RecoveryScope& scope);
 
 // One task (thread) of a supervised tree, as /proc shows it.
 struct TaskInfo {
@@ -101,14 +134,6 @@ std::vector<TaskInfo> tree_tasks(pid_t root, bool with_stacks);
 bool may_be_stuck(const TaskInfo& t);
 
 json task_json(const TaskInfo& t);
-
-// FUSE connections (the /sys/fs/fuse/connections/N numbers) of every mount
-// that the tree's tasks can see.
-std::vector<unsigned long> tree_fuse_connections(const std::vector<pid_t>& procs);
-// Writes to /sys/fs/fuse/connections/N/abort. When fusectl is not mounted
-// there, a short-lived child mounts it in a private mount namespace, so the
-// machine's mounts are left as they were. Returns "" or an error text.
-std::string abort_fuse_connection(unsigned long conn);
 
 // libcap's text form of this process's capabilities, e.g. "=ep".
 std::string capabilities_text();

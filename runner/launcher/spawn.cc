@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 
 #include "kpc/proc.h"
@@ -64,14 +66,17 @@ RunSpec spec_from_json(const json& j) {
     for (int sig : s.caller_blocked) if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.blocked: bad signal " + std::to_string(sig));
     for (int sig : s.caller_ignored) if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.ignored: bad signal " + std::to_string(sig));
   }
+  s.supervisor_channel = j.value("supervisor_channel", false);
+  if (j.contains("cleanup")) {
+    s.cleanup = j.at("cleanup").get<std::vector<std::string>>();
+    if (!s.cleanup.empty() && !s.cleanup[0].starts_with("/"))
+      throw std::runtime_error("cleanup[0] must be an absolute path: " + s.cleanup[0]);
+  }
   if (s.timeout_ms <= 0 || s.hang_ms <= 0) throw std::runtime_error("timeout_ms and hang_ms must be positive");
   return s;
 }
 
 namespace {
-
-// The probe's fixed descriptor for observations.
-constexpr int kObsFd = 3;
 
 pid_t raw_clone(unsigned long flags) {
   // fork()-like clone: no new stack, copy-on-write memory. S then only makes
@@ -94,170 +99,6 @@ bool write_file(const std::string& path, const std::string& text, std::string* e
     return false;
   }
   return true;
-}
-
-void write_str(int fd, const std::string& s) {
-  const char* p = s.data();
-  size_t left = s.size();
-  while (left) {
-    ssize_t n = write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-}
-
-void close_from(int lowest) {
-  if (syscall(SYS_close_range, lowest, ~0U, 0) == 0) return;
-  // Kernels before 5.9 lack close_range: close what /proc/self/fd lists.
-  std::vector<int> fds;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    while (dirent* e = readdir(d)) {
-      int fd = atoi(e->d_name);
-      if (fd >= lowest && fd != dirfd(d)) fds.push_back(fd);
-    }
-    closedir(d);
-  }
-  for (int fd : fds) close(fd);
-}
-
-// The probe's clean start: default dispositions, nothing blocked.
-void reset_signal_state() {
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    // glibc rejects 32/33 in sigaction(); use the raw call for all.
-    struct {
-      void* handler;
-      unsigned long flags;
-      void* restorer;
-      uint64_t mask;
-    } kact{reinterpret_cast<void*>(SIG_DFL), 0, nullptr, 0};
-    syscall(SYS_rt_sigaction, sig, &kact, nullptr, sizeof(uint64_t));
-  }
-  uint64_t none = 0;
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
-}
-
-struct ShimFds {
-  int obs_w, out_w, err_w, status_w, sync_r;
-};
-
-[[noreturn]] void exec_probe(const RunSpec& spec, const ShimFds& fds, const std::string& tmpdir) {
-  // Descriptors: 0 = /dev/null, 1/2 = capture pipes, 3 = observations.
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull >= 0 && devnull != 0) {
-    dup2(devnull, 0);
-    close(devnull);
-  }
-  dup2(fds.out_w, 1);
-  dup2(fds.err_w, 2);
-  if (fds.obs_w != kObsFd) dup2(fds.obs_w, kObsFd);
-  fcntl(kObsFd, F_SETFD, 0);
-  close_from(kObsFd + 1);
-  reset_signal_state();
-  // A deliberately dirty caller, when the plan asks for one.
-  for (int sig : spec.caller_ignored) signal(sig, SIG_IGN);
-  sigset_t blocked;
-  sigemptyset(&blocked);
-  for (int sig : spec.caller_blocked) sigaddset(&blocked, sig);
-  sigprocmask(SIG_BLOCK, &blocked, nullptr);
-  if (chdir(tmpdir.c_str()) != 0) _exit(126);
-
-  std::vector<std::string> env = {
-      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-      "LANG=C.UTF-8",
-      "HOME=" + tmpdir,
-      "KPC_OBS_FD=" + std::to_string(kObsFd),
-      "KPC_TMPDIR=" + tmpdir,
-      "KPC_FLAVOR=" + std::string(flavor_name(spec.flavor)),
-      "KPC_CASE=" + spec.case_id,
-      "KPC_VARIANT=" + spec.variant,
-  };
-  for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
-  std::vector<char*> envp, argv;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  execve(argv[0], argv.data(), envp.data());
-  int err = errno;
-  std::string rec = "{\"broken\":\"launcher: execve " + spec.argv[0] + ": " + kpc::errno_name(err) + "\"}\n";
-  write_str(kObsFd, rec);
-  _exit(127);
-}
-
-// S. Never returns.
-[[noreturn]] void shim_main(const RunSpec& spec, const ShimFds& fds, const std::string& tmpdir) {
-  const bool own_pidns = spec.flavor != Flavor::host;
-  auto fail = [&](const std::string& what) {
-    write_str(fds.status_w, "error " + what + ": " + strerror(errno) + "\n");
-    _exit(1);
-  };
-
-  // 1. Die with L: in a PID namespace SIGKILL ends the namespace; on the
-  //    host S catches SIGTERM and kills its subtree first.
-  prctl(PR_SET_PDEATHSIG, own_pidns ? SIGKILL : SIGTERM);
-  prctl(PR_SET_NAME, "kpc-shim");
-  sigset_t waitset;
-  sigemptyset(&waitset);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&waitset, s);
-  sigprocmask(SIG_BLOCK, &waitset, nullptr);
-
-  // 2. Wait for L's go (after it wrote our uid/gid maps). EOF: L is gone.
-  char go = 0;
-  if (read(fds.sync_r, &go, 1) != 1) _exit(1);
-  close(fds.sync_r);
-
-  // 3. A PID namespace gets its own /proc, in a private mount namespace.
-  if (own_pidns) {
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("make / private");
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) fail("mount /proc");
-  } else if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
-    fail("PR_SET_CHILD_SUBREAPER");
-  }
-  setpgid(0, 0);
-
-  // 4. Start P.
-  pid_t probe = fork();
-  if (probe < 0) fail("fork probe");
-  if (probe == 0) exec_probe(spec, fds, tmpdir);
-  write_str(fds.status_w, "started " + std::to_string(probe) + "\n");
-  close(fds.obs_w);
-  close(fds.out_w);
-  close(fds.err_w);
-
-  // 5. Reap everything; report P's status; then end the run.
-  bool ending = false;
-  auto kill_children = [] {
-    for (pid_t c : kpc::list_children(getpid())) kill(c, SIGKILL);
-  };
-  // Once ending, poll as well: a child that exits without notifying us
-  // sends no SIGCHLD -- an orphan created with CLONE_AUTOREAP (7.1) that was
-  // reparented to us is one (a 15 s timeout in CI on 7.2 before this).
-  const timespec poll_interval{0, 20 * 1000 * 1000};
-  for (;;) {
-    siginfo_t si;
-    int sig = ending ? sigtimedwait(&waitset, &si, &poll_interval) : sigwaitinfo(&waitset, &si);
-    if (sig < 0 && !(ending && errno == EAGAIN)) continue;
-    if (sig > 0 && sig != SIGCHLD) {  // L died or asked us to stop
-      if (own_pidns) _exit(2);
-      ending = true;
-    }
-    for (;;) {
-      int st = 0;
-      pid_t w = waitpid(-1, &st, WNOHANG | __WALL);
-      if (w == probe) {
-        write_str(fds.status_w, "status " + std::to_string(st) + "\n");
-        if (own_pidns) _exit(0);  // the kernel kills the namespace's other members
-        ending = true;
-      }
-      if (w > 0) continue;
-      if (w < 0 && errno == ECHILD && ending) _exit(0);
-      break;
-    }
-    if (ending) kill_children();
-  }
 }
 
 }  // namespace
@@ -297,7 +138,9 @@ void sweep_stale_run_dirs() {
   for (const auto& path : stale) kpc::remove_tree(path);
 }
 
-std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error) {
+std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope, std::string* error) {
+  // 0700, the launcher's own: the probe runs as the same uid (the userns
+  // flavor maps the caller's uid to root), and nobody else may enter.
   std::string tmpl = run_dir_base() + "/kpc-run." + std::to_string(getpid()) + ".XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
@@ -306,23 +149,36 @@ std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error) {
     return std::nullopt;
   }
   std::string tmpdir = buf.data();
-  // The probe may run as another uid (userns mapping): let it write here.
-  chmod(tmpdir.c_str(), 0777 | S_ISVTX);
 
-  int obs[2], out[2], err[2], status[2], sync[2];
-  int* all[] = {obs, out, err, status, sync};
-  int made = 0;
-  for (int* p : all) {
-    if (pipe2(p, O_CLOEXEC) != 0) {
-      *error = std::string("pipe2: ") + strerror(errno);
-      for (int i = 0; i < made; ++i) {
-        close(all[i][0]);
-        close(all[i][1]);
-      }
-      rmdir(tmpdir.c_str());
-      return std::nullopt;
+  // Every descriptor is closed again on every path out of here.
+  std::vector<kpc::Fd> owned;
+  auto pipe_pair = [&](int* r, int* w) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return false;
+    owned.emplace_back(p[0]);
+    owned.emplace_back(p[1]);
+    *r = p[0];
+    *w = p[1];
+    return true;
+  };
+  ShimFds fds;
+  int obs_r, out_r, err_r, status_r, sync_w, cmd_w;
+  bool ok = pipe_pair(&obs_r, &fds.obs_w) && pipe_pair(&out_r, &fds.out_w) && pipe_pair(&err_r, &fds.err_w) &&
+            pipe_pair(&status_r, &fds.status_w) && pipe_pair(&fds.sync_r, &sync_w) && pipe_pair(&fds.cmd_r, &cmd_w);
+  if (ok && spec.supervisor_channel) {
+    int sp[2];
+    ok = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0;
+    if (ok) {
+      owned.emplace_back(sp[0]);
+      owned.emplace_back(sp[1]);
+      fds.sup = sp[0];
+      fds.sup_probe = sp[1];
     }
-    ++made;
+  }
+  if (!ok) {
+    *error = std::string("pipe2/socketpair: ") + strerror(errno);
+    kpc::remove_tree(tmpdir);
+    return std::nullopt;
   }
 
   unsigned long flags = 0;
@@ -332,26 +188,16 @@ std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error) {
   uid_t uid = getuid();
   gid_t gid = getgid();
   pid_t pid = raw_clone(flags);
-  if (pid == 0) {
-    // S: keep only our ends. Everything else L holds is O_CLOEXEC and is
-    // gone once P execs; S itself never execs, so close the rest now.
-    ShimFds fds{obs[1], out[1], err[1], status[1], sync[0]};
-    close(obs[0]);
-    close(out[0]);
-    close(err[0]);
-    close(status[0]);
-    close(sync[1]);
-    shim_main(spec, fds, tmpdir);
-  }
+  if (pid == 0) shim_main(spec, fds, tmpdir, scope);  // S: keeps only what it needs
   int clone_err = errno;
-  close(obs[1]);
-  close(out[1]);
-  close(err[1]);
-  close(status[1]);
-  close(sync[0]);
+  // L keeps the read ends of the output pipes and the write ends of the
+  // go and command pipes.
+  std::set<int> keep{obs_r, out_r, err_r, status_r, sync_w, cmd_w};
+  for (auto& fd : owned)
+    if (!keep.count(fd.get())) fd.reset();
   auto cleanup = [&] {
-    for (int fd : {obs[0], out[0], err[0], status[0], sync[1]}) close(fd);
-    rmdir(tmpdir.c_str());
+    owned.clear();
+    kpc::remove_tree(tmpdir);
   };
   if (pid < 0) {
     *error = std::string("clone(") + flavor_name(spec.flavor) + "): " + kpc::errno_name(clone_err) + " (" +
@@ -374,17 +220,19 @@ std::optional<Spawned> spawn_run(const RunSpec& spec, std::string* error) {
     }
   }
   char go = 'g';
-  if (write(sync[1], &go, 1) != 1) {
+  if (write(sync_w, &go, 1) != 1) {
     *error = std::string("write go byte: ") + strerror(errno);
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
     cleanup();
     return std::nullopt;
   }
-  close(sync[1]);
 
-  for (int fd : {obs[0], out[0], err[0], status[0]}) fcntl(fd, F_SETFL, O_NONBLOCK);
-  return Spawned{pid, obs[0], out[0], err[0], status[0], tmpdir};
+  for (int fd : {obs_r, out_r, err_r, status_r}) fcntl(fd, F_SETFL, O_NONBLOCK);
+  Spawned sp{pid, obs_r, out_r, err_r, status_r, cmd_w, tmpdir};
+  for (auto& fd : owned)  // L's ends now belong to the caller; the go pipe is done
+    if (fd.get() != sync_w) fd.release();
+  return sp;
 }
 
 }  // namespace kpcl

@@ -1,5 +1,5 @@
 // Looking at a supervised tree from the outside: its tasks, their states and
-// kernel stacks, and the FUSE connections they can see.
+// kernel stacks.
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/capability.h>
@@ -22,9 +22,6 @@
 namespace kpcl {
 namespace {
 
-constexpr long kFusectlMagic = 0x65735543;
-const char* const kFuseConnections = "/sys/fs/fuse/connections";
-
 std::string task_file(pid_t pid, pid_t tid, const char* name) {
   return "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/" + name;
 }
@@ -39,10 +36,6 @@ std::vector<std::string> split_lines(const std::string& text) {
     start = nl + 1;
   }
   return out;
-}
-
-bool is_fuse(const kpc::MountInfo& m) {
-  return m.fs_type == "fuse" || m.fs_type == "fuseblk" || m.fs_type.starts_with("fuse.");
 }
 
 }  // namespace
@@ -106,70 +99,6 @@ json task_json(const TaskInfo& t) {
             {"nspid", t.nspid}, {"stack", t.stack}};
   if (!t.stack_error.empty()) j["stack_error"] = t.stack_error;
   return j;
-}
-
-std::vector<unsigned long> tree_fuse_connections(const std::vector<pid_t>& procs) {
-  std::set<unsigned long> conns;
-  // Per task, not per process: in the deadlock of story 002 the leader is a
-  // zombie (its namespaces are gone) while another thread holds the file.
-  for (pid_t p : procs) {
-    for (pid_t tid : kpc::list_tasks(p)) {
-      auto text = kpc::read_text(task_file(p, tid, "mountinfo"));
-      if (!text) continue;
-      for (const auto& m : kpc::parse_mountinfo(*text))
-        if (is_fuse(m) && m.major == 0) conns.insert(m.minor);
-    }
-  }
-  return {conns.begin(), conns.end()};
-}
-
-namespace {
-std::string write_abort(unsigned long conn) {
-  std::string path = std::string(kFuseConnections) + "/" + std::to_string(conn) + "/abort";
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? "" : path + ": " + strerror(errno);  // ENOENT: already gone
-  ssize_t n = write(fd, "1", 1);
-  int err = errno;
-  close(fd);
-  return n == 1 ? "" : path + ": " + strerror(err);
-}
-}  // namespace
-
-std::string abort_fuse_connection(unsigned long conn) {
-  struct statfs fs {};
-  if (statfs(kFuseConnections, &fs) != 0) return std::string(kFuseConnections) + ": " + strerror(errno);
-  if (fs.f_type == kFusectlMagic) return write_abort(conn);
-  // fusectl is not mounted: mount it in a private mount namespace of a
-  // short-lived child, so the machine's mounts stay as they were.
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) return std::string("pipe: ") + strerror(errno);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(pipefd[0]);
-    close(pipefd[1]);
-    return std::string("fork: ") + strerror(errno);
-  }
-  if (pid == 0) {
-    std::string err;
-    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      err = std::string("private mount namespace for fusectl: ") + strerror(errno);
-    else if (mount("fusectl", kFuseConnections, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-      err = std::string("mount fusectl on ") + kFuseConnections + ": " + strerror(errno);
-    else
-      err = write_abort(conn);
-    if (!err.empty() && write(pipefd[1], err.data(), err.size()) < 0) _exit(2);
-    _exit(0);
-  }
-  close(pipefd[1]);
-  std::string err;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0) err.append(buf, n);
-  close(pipefd[0]);
-  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
-  return err;
 }
 
 std::string capabilities_text() {

@@ -168,6 +168,23 @@ def test_no_hang_where_one_is_expected_is_a_fail(write_table, demo_cases):
     assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.12"))).verdict == "pass"
 
 
+def test_a_hang_kpc_could_not_free_is_an_error_even_when_expected(write_table, demo_cases):
+    """recovered: false is kpc's failure to clean up: never an xfail, and the
+    verdict says what is still stuck and what a root user must do."""
+    t = tables.load(demo_cases, write_table("signals", "[demo]\nhang = yes xfail -- a known deadlock\n"))
+    stuck = dict(STUCK, recovered=False, aborted_fuse_connections=[47],
+                 left_running=[{"tid": 42, "comm": "flusher", "state": "D", "wchan": "request_wait_answer"}])
+    v = evaluate.evaluate(demo_cases["demo"], result([], outcome="hang", exit_text="killed SIGKILL", hang=stuck), t,
+                          ctx())
+    assert v.verdict == "error"
+    assert "42 (flusher, D in request_wait_answer)" in v.reason and "47" in v.reason and "as root" in v.reason
+    assert v.details == ["the run itself: xfail (a known deadlock [stuck: 42 (flusher) D in fuse_flush])"]
+    # Recovered, the same run is the table's xfail.
+    v = evaluate.evaluate(demo_cases["demo"], result([], outcome="hang", exit_text="killed SIGKILL",
+                                                     hang=dict(STUCK, recovered=True)), t, ctx())
+    assert v.verdict == "xfail"
+
+
 HANG_TABLE = ("[demo]\nhang = yes if kernel<6.3 xfail -- deadlock before the fix\nhang = no if kernel>=6.3 -- fixed\n"
               "setns = ok\nfork = ENOMEM\ncompleted = true\n")
 

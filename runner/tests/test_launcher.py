@@ -5,6 +5,7 @@ errors, and nothing surviving a killed launcher."""
 import glob
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import time
@@ -107,16 +108,30 @@ def test_killing_the_launcher_kills_the_probe_tree(flavor):
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(5)
         assert wait_until(lambda: not probe_pids("sleep_forever"), 3), "probe survived its launcher"
-        # The killed launcher could not remove its run directory; the next
-        # launcher removes it.
-        leftover = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"kpc-run.{launcher.pid}.*"))
-        assert leftover, "expected the killed launcher's run directory"
-        launch("noop", flavor=flavor)
-        assert not any(os.path.exists(d) for d in leftover), leftover
+        # The killed launcher could not remove its run directory: its shim,
+        # orphaned, did.
+        assert wait_until(lambda: not glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                             f"kpc-run.{launcher.pid}.*")), 3)
     finally:
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def test_a_dead_launchers_run_directory_is_swept_without_following_links(tmp_path):
+    """A launcher and its shims all SIGKILLed leave the run directory: the
+    next launcher removes it -- by descriptor, never through a link in it."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("x")
+    dead = subprocess.run(["true"]).returncode or max(processes()) + 100000  # a PID nobody has
+    stale = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"kpc-run.{dead}.testXY"
+    (stale / "a" / "b").mkdir(parents=True)
+    (stale / "a" / "b" / "f").write_text("x")
+    (stale / "a" / "link").symlink_to(victim)
+    launch("noop")
+    assert not stale.exists()
+    assert (victim / "keep").exists()
 
 
 def test_batch_runs_a_plan_and_reports_every_run():

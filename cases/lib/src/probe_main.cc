@@ -1,5 +1,6 @@
 // main() for every probe. Kept apart from the library proper so the unit
 // tests can link the library without a probe_main.
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <exception>
 
 #include "kpc/probe.h"
+#include "kpc/supervisor.h"
 
 namespace kpc {
 
@@ -67,6 +69,12 @@ void usage(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The channel to the supervisor is for this probe only: programs it
+  // execs must not inherit it (the hygiene probes count open descriptors).
+  if (const char* s = getenv(kpc::supervisor::kFdEnv)) {
+    int fd = atoi(s);
+    if (fd > 2) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
   kpc::Probe probe;
   probe.id = basename(argv[0]);
   int i = 1;

@@ -1,0 +1,189 @@
+// See fuse_recovery.h.
+#include "fuse_recovery.h"
+
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "kpc/proc.h"
+#include "kpc/raii.h"
+
+namespace kpcl::fuse {
+namespace {
+
+constexpr long kFusectlMagic = 0x65735543;
+const char* const kFusectlDir = "/sys/fs/fuse/connections";
+
+bool is_fuse(const kpc::MountInfo& m) {
+  return m.fs_type == "fuse" || m.fs_type == "fuseblk" || m.fs_type.starts_with("fuse.");
+}
+
+// Receives one descriptor sent with SCM_RIGHTS; -1 on failure.
+int recv_fd(int sock) {
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+void send_fd(int sock, int fd) {
+  char byte = 'f';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+std::set<unsigned long> connections_in(const std::string& mountinfo_path) {
+  std::set<unsigned long> out;
+  auto text = kpc::read_text(mountinfo_path);
+  if (!text) return out;
+  for (const auto& m : kpc::parse_mountinfo(*text))
+    if (is_fuse(m) && m.major == 0) out.insert(m.minor);
+  return out;
+}
+
+std::set<unsigned long> run_connections(const std::vector<pid_t>& procs, const std::set<unsigned long>& foreign) {
+  std::set<unsigned long> out;
+  // Per task, not per process: in story 002's deadlock the leader is a
+  // zombie (no namespaces left) while another thread holds the file.
+  for (pid_t p : procs)
+    for (pid_t tid : kpc::list_tasks(p))
+      for (unsigned long c :
+           connections_in("/proc/" + std::to_string(p) + "/task/" + std::to_string(tid) + "/mountinfo"))
+        if (!foreign.count(c)) out.insert(c);
+  return out;
+}
+
+int open_fusectl(std::string* why) {
+  struct statfs fs {};
+  if (statfs(kFusectlDir, &fs) == 0 && fs.f_type == kFusectlMagic) {
+    int fd = open(kFusectlDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) return fd;
+    *why = std::string(kFusectlDir) + ": " + strerror(errno);
+    return -1;
+  }
+  // Not mounted: a child mounts it in a mount namespace of its own and
+  // sends back a descriptor of its root. The namespace dies with the child;
+  // the descriptor keeps that one mount alive, reachable by nobody else.
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+    *why = std::string("socketpair: ") + strerror(errno);
+    return -1;
+  }
+  kpc::Fd mine(sp[0]), theirs(sp[1]);
+  pid_t pid = fork();
+  if (pid < 0) {
+    *why = std::string("fork: ") + strerror(errno);
+    return -1;
+  }
+  if (pid == 0) {
+    std::string err;
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      err = std::string("a private mount namespace: ") + strerror(errno);
+    else if (mount("fusectl", kFusectlDir, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      err = std::string("mount fusectl: ") + strerror(errno);
+    int fd = err.empty() ? open(kFusectlDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd >= 0) send_fd(theirs.get(), fd);
+    else if (write(theirs.get(), err.data(), err.size()) < 0) _exit(2);
+    _exit(0);
+  }
+  theirs.reset();
+  // Peek: a descriptor, or the child's error text.
+  char buf[256];
+  ssize_t n;
+  do n = recv(mine.get(), buf, sizeof buf, MSG_PEEK); while (n < 0 && errno == EINTR);
+  int fd = (n == 1 && buf[0] == 'f') ? recv_fd(mine.get()) : -1;
+  if (fd < 0) *why = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "the fusectl helper ended without an answer";
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  return fd;
+}
+
+std::string abort_connection(int fusectl_fd, unsigned long conn) {
+  std::string name = std::to_string(conn) + "/abort";
+  kpc::Fd fd(openat(fusectl_fd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return errno == ENOENT ? "" : "fusectl " + name + ": " + strerror(errno);  // ENOENT: already gone
+  if (write(fd.get(), "1", 1) != 1) return "fusectl " + name + ": " + strerror(errno);
+  return "";
+}
+
+std::optional<DeviceClone> DeviceClone::adopt(int devfd, unsigned long conn, std::string* why) {
+  kpc::Fd dev(open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!dev) {
+    *why = std::string("open /dev/fuse: ") + strerror(errno);
+    return std::nullopt;
+  }
+  uint32_t old = static_cast<uint32_t>(devfd);
+  if (ioctl(dev.get(), FUSE_DEV_IOC_CLONE, &old) != 0) {
+    *why = std::string("FUSE_DEV_IOC_CLONE: ") + strerror(errno);
+    return std::nullopt;
+  }
+  return DeviceClone(dev.release(), conn);
+}
+
+DeviceClone::DeviceClone(DeviceClone&& o) noexcept : fd_(std::exchange(o.fd_, -1)), conn_(o.conn_) {}
+
+DeviceClone::~DeviceClone() {
+  if (fd_ >= 0) close(fd_);
+}
+
+int DeviceClone::answer_pending() {
+  if (fd_ < 0) return -1;
+  // The kernel refuses reads into a buffer smaller than a whole request
+  // (up to max_write, 1 MiB with 256 pages, plus headers).
+  static const std::unique_ptr<char[]> buf(new char[(1 << 20) + 8192]);
+  int answered = 0;
+  for (;;) {
+    ssize_t n = read(fd_, buf.get(), (1 << 20) + 8192);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno == EAGAIN) return answered;
+      close(fd_);  // ENODEV: the connection has ended
+      fd_ = -1;
+      return -1;
+    }
+    if (n < static_cast<ssize_t>(sizeof(fuse_in_header))) continue;
+    fuse_in_header in;
+    std::memcpy(&in, buf.get(), sizeof in);
+    if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET || in.opcode == FUSE_INTERRUPT) continue;
+    fuse_out_header out{sizeof(fuse_out_header), -EIO, in.unique};
+    if (write(fd_, &out, sizeof out) == sizeof out) ++answered;
+  }
+}
+
+}  // namespace kpcl::fuse
