@@ -16,8 +16,14 @@ namespace {
 
 // 1. Mount the test filesystem in a private mount namespace, served by a
 //    separate process, so close() here only talks to it through the kernel.
+//    (Members are built in order: the namespace first. A constructor body
+//    runs after the members -- the mount once landed in the host's mount
+//    namespace, through libfuse's set-user-ID fusermount3 when unprivileged.)
+struct PrivateMountNamespace {
+  PrivateMountNamespace() { kpc::testfs::enter_private_mount_namespace(); }
+};
 struct Setup {
-  Setup() { kpc::testfs::enter_private_mount_namespace(); }
+  PrivateMountNamespace ns;
   kpc::TempDir dir{"fuse"};
   std::unique_ptr<kpc::testfs::Server> fs = kpc::testfs::Server::start(dir.path(), kpc::testfs::Serve::process);
 };

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "kpc/proc.h"
 #include "kpc/raii.h"
 #include "kpc/record.h"
+#include "kpc/supervisor.h"
 
 namespace kpc::testfs {
 
@@ -44,6 +46,9 @@ constexpr fuse_ino_t kFile = 2;
 constexpr off_t kFileSize = 4096;
 constexpr long kFusectlMagic = 0x65735543;
 const int kWakeSignal = SIGRTMIN + 7;  // interrupts the serving thread's read
+// Set by enter_private_mount_namespace(): a test filesystem is mounted
+// nowhere else (see Server::start).
+bool g_private_mount_namespace = false;
 
 Shared* S(fuse_req_t req) { return static_cast<Shared*>(fuse_req_userdata(req)); }
 void bump(Shared* s, Op op) { s->counts[static_cast<int>(op)].fetch_add(1); }
@@ -243,6 +248,36 @@ std::string mount_session(Shared* shared, const std::string& mountpoint, fuse_se
 
 void ignore_wake(int) {}
 
+bool fusectl_mounted() {
+  struct statfs fs {};
+  return statfs("/sys/fs/fuse/connections", &fs) == 0 && fs.f_type == kFusectlMagic;
+}
+
+// Root of the initial user namespace: may mount fusectl (abort_connection).
+bool may_mount_fusectl() {
+  auto map = read_text("/proc/self/uid_map");
+  if (!map || map->find("4294967295") == std::string::npos) return false;  // not the initial user namespace
+  auto status = read_text("/proc/self/status");
+  if (!status) return false;
+  auto at = status->find("\nCapEff:\t");
+  if (at == std::string::npos) return false;
+  unsigned long long eff = strtoull(status->c_str() + at + 9, nullptr, 16);
+  return (eff >> 21) & 1;  // CAP_SYS_ADMIN
+}
+
+// A server that is a thread of the process holding files of its mount
+// deadlocks when that process dies (fuse_self_served_exit). Build one only
+// when somebody can undo that: say who, or skip.
+void require_recovery_for_self_serving() {
+  std::string how = supervisor::fuse_recovery();
+  if (how == supervisor::kFusectl || how == supervisor::kDevice) return;
+  if (!how.empty()) kpc::broken("unknown " + std::string(supervisor::kFuseRecoveryEnv) + "=" + how);
+  // Run by hand: only our own abort (fusectl) can free it.
+  if (!fusectl_mounted() && !may_mount_fusectl())
+    kpc::skip("a self-served FUSE mount can deadlock, and nothing here could undo that: run it under kpc-launch "
+              "(./kpc run), or as root");
+}
+
 }  // namespace
 
 const char* op_name(Op op) {
@@ -253,6 +288,11 @@ const char* op_name(Op op) {
 }
 
 std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) {
+  // Never in a shared mount namespace: as root the mount would be the
+  // machine's; unprivileged, libfuse would fall back to the set-user-ID
+  // fusermount3, which mounts in the caller's namespace and leaves the
+  // mount behind when the probe dies.
+  KPC_CHECK_MSG(g_private_mount_namespace, "testfs::Server::start before enter_private_mount_namespace()");
   if (auto why = devfuse_problem(); !why.empty()) kpc::skip(why);
   std::unique_ptr<Server> s(new Server());
   s->mountpoint_ = mountpoint;
@@ -261,15 +301,23 @@ std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) 
   s->shared_ = new (mem) Shared();
 
   if (how == Serve::thread) {
+    require_recovery_for_self_serving();
     std::string err = mount_session(s->shared_, mountpoint, &s->session_);
     if (!err.empty()) kpc::skip(err);
     s->devfuse_fd_ = fuse_session_fd(s->session_);
+    s->conn_ = connection_of(mountpoint);
+    if (supervisor::fuse_recovery() == supervisor::kDevice) {
+      // The supervisor can answer this connection's requests only through
+      // a descriptor of it: hand it one before anything can get stuck.
+      std::string why = supervisor::deposit_fuse_device(s->devfuse_fd_, s->conn_);
+      if (!why.empty()) kpc::broken("FUSE recovery without privilege: " + why);
+      kpc::note("fuse_recovery", "device deposited with the supervisor");
+    }
     struct sigaction sa {};
     sa.sa_handler = ignore_wake;  // no SA_RESTART: the read returns EINTR
     sigaction(kWakeSignal, &sa, nullptr);
     fuse_session* se = s->session_;
     s->thread_ = std::thread([se] { fuse_session_loop(se); });
-    s->conn_ = connection_of(mountpoint);
   } else {
     Shared* shared = s->shared_;
     pid_t pid = fork_or_broken();
@@ -383,6 +431,13 @@ void enter_private_mount_namespace() {
   if (unshare(CLONE_NEWNS) != 0)
     kpc::skip(std::string("unshare(CLONE_NEWNS): ") + strerror(errno) + " (a private mount namespace needs CAP_SYS_ADMIN)");
   KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  g_private_mount_namespace = true;
+}
+
+void skip_unless_abort_recovery(const std::string& why) {
+  if (supervisor::fuse_recovery() == supervisor::kDevice)
+    kpc::skip("without root (and with no fusectl mounted) kpc can free a FUSE deadlock only by holding a /dev/fuse "
+              "descriptor of the connection, and here that would decide the outcome: " + why);
 }
 
 std::string abort_connection(unsigned long conn) {

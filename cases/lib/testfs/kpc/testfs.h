@@ -98,6 +98,19 @@ class Server {
 // the probe when not permitted.
 void enter_private_mount_namespace();
 
+// Serve::thread builds a server whose death, while its process holds a file
+// of the mount, deadlocks. It is started only when somebody can undo that
+// (kpc/supervisor.h): the launcher, through fusectl or -- without privilege
+// -- through a /dev/fuse descriptor the server deposits with it at mount
+// time; run by hand, only root. Otherwise the probe skips.
+//
+// That deposited descriptor keeps the connection alive: it must not decide
+// what the case observes. A case whose outcome depends on the kernel
+// releasing the process's /dev/fuse file (a file of the mount closed after
+// /dev/fuse, say) calls this first: it skips, saying `why`, when the
+// launcher could only recover that way.
+void skip_unless_abort_recovery(const std::string& why);
+
 // Writes "1" to /sys/fs/fuse/connections/N/abort (mounting fusectl in the
 // caller's mount namespace when missing). Returns "" or what failed.
 std::string abort_connection(unsigned long conn);
