@@ -108,6 +108,19 @@ std::string run_dir_base() {
   const char* base = getenv("TMPDIR");
   return base && *base ? base : "/tmp";
 }
+
+// Where run directories may be made: a directory of root or of ours that
+// nobody else can write to, or that is sticky (like /tmp: others cannot
+// rename or replace our entries in it). "" or what is wrong.
+std::string unsafe_base(const std::string& base) {
+  struct stat st {};
+  if (stat(base.c_str(), &st) != 0) return base + ": " + strerror(errno);
+  if (!S_ISDIR(st.st_mode)) return base + " is not a directory";
+  if (st.st_uid != 0 && st.st_uid != geteuid()) return base + " belongs to another user";
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+    return base + " is writable by others and not sticky: they could replace a run directory (set TMPDIR)";
+  return "";
+}
 }  // namespace
 
 // Run directories are named kpc-run.<launcher pid>.XXXXXX. A launcher that
@@ -141,6 +154,10 @@ void sweep_stale_run_dirs() {
 std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope, std::string* error) {
   // 0700, the launcher's own: the probe runs as the same uid (the userns
   // flavor maps the caller's uid to root), and nobody else may enter.
+  if (std::string why = unsafe_base(run_dir_base()); !why.empty()) {
+    *error = "run directory base: " + why;
+    return std::nullopt;
+  }
   std::string tmpl = run_dir_base() + "/kpc-run." + std::to_string(getpid()) + ".XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
