@@ -220,7 +220,12 @@ def cmd_run(args):
     report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
     try:
-        doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        if args.json:
+            doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        else:
+            # two runs in one checkout: one after the other (and each through its own temporary file)
+            with report.results_lock(os.path.dirname(json_path)):
+                doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
         if args.junit:
             report.write_junit(args.junit, done, env, sess.wall_s)
         _render_outputs(doc, args, all_cases)

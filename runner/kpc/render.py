@@ -12,6 +12,8 @@ import html
 import json
 import os
 
+from . import safefile
+
 BAD = ("fail", "hang", "error")
 VERDICTS = ("pass", "fail", "xfail", "skip", "hang", "error")
 
@@ -334,12 +336,6 @@ def lab_notes(cases):
 
 
 def write(path, text):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if os.path.exists(path) and not os.path.isfile(path):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """A report or merged results file: safefile.write ('-' is standard
+    output, no symbolic link followed, an atomic replace)."""
+    safefile.write(path, text)
