@@ -19,10 +19,14 @@ from . import evaluate, safefile
 
 VERDICTS = evaluate.VERDICTS
 BAD = ("fail", "hang", "error")
-# A results file is read whole: 1180 runs are 4 MB; a .json.gz of 300 KB
-# can hold 300 MB of JSON (kpc report used 640 MB on one), so both plain and
-# decompressed text stop here.
-MAX_BYTES = 128 << 20
+# A results file is read whole, so its size bounds kpc's memory: a .json.gz
+# of 300 KB held 300 MB of JSON (kpc report used 640 MB on it). Both limits
+# leave room for ~18 000 runs (the full matrix, 1180 runs, is 3.7 MiB and
+# 120 000 values). Bytes alone are not enough: 16 MiB of '[],' parse into
+# 400 MB of empty lists, so the values (counted by their separators) are
+# bounded too: at most ~72 bytes each, with the text, under 300 MB.
+MAX_BYTES = 64 << 20
+MAX_VALUES = 2_000_000
 # Results nest 5 levels (results[].hang.tasks[].stack[]); merged files and
 # environments a few more. Deeper is not a results file, and it would make
 # every recursive reader (json, the renderers, json.dumps) hit Python's
@@ -75,6 +79,12 @@ def _read(path, name):
     if len(raw) > MAX_BYTES:
         raise RenderError(f"{name}: more than {MAX_BYTES >> 20} MiB of JSON"
                           + (" once decompressed" if path.endswith(".gz") else "") + ": not a kpc results file")
+    # every value but the first in a list or object follows a ',', every
+    # container opens with '[' or '{' (separators inside strings count too:
+    # an overestimate, which the limit allows for)
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if values > MAX_VALUES:
+        raise RenderError(f"{name}: more than {MAX_VALUES} JSON values: not a kpc results file")
     return raw
 
 
