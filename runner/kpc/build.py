@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-from . import paths
+from . import paths, safefile
 
 # Debian/Ubuntu package -> what it provides (for the message).
 BUILD_PACKAGES = {
@@ -76,13 +76,30 @@ def ensure_packages(with_tests=False, install=True, extra=None):
 def build(with_tests=False):
     """Configure on first use, then an incremental build (a no-op when
     nothing changed). A build directory we cannot write (another user built
-    it) is used as it is."""
+    it) is used as it is. Two kpc processes building the same directory take
+    turns (an flock on BUILD/.kpc-build.lock): together they once linked a
+    half-written libkpcprobe.a."""
     bdir = paths.build_dir()
     if os.path.isdir(bdir) and not os.access(bdir, os.W_OK):
         if not os.path.exists(paths.launcher()):
             raise BuildError(f"{bdir} is not writable and holds no build; set KPC_BUILD_DIR to a writable directory")
         say(f"{bdir} is not writable by this user: using the binaries already built there")
         return
+    try:
+        os.makedirs(bdir, exist_ok=True)
+        fd = safefile.lock(bdir, LOCK_NAME, waiting=lambda: say(f"waiting for another kpc building in {bdir}"))
+    except OSError as e:
+        raise BuildError(f"cannot lock {os.path.join(bdir, LOCK_NAME)}: {e}") from None
+    try:
+        _configure_and_build(bdir, with_tests)
+    finally:
+        os.close(fd)
+
+
+LOCK_NAME = ".kpc-build.lock"
+
+
+def _configure_and_build(bdir, with_tests):
     if not os.path.exists(os.path.join(bdir, "CMakeCache.txt")):
         say(f"configuring the C++ build in {os.path.relpath(bdir, paths.ROOT)}/ (first run)")
         gen = ["-G", "Ninja"] if shutil.which("ninja") else []

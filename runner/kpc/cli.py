@@ -1,8 +1,10 @@
 """./kpc — the command line.
 
 Exit codes: 0 every run passed, xfailed or skipped; 1 a fail, hang or error
-verdict (or a failing selftest); 2 bad usage or bad input (case metadata,
-expected tables, a build that cannot be made); 130 interrupted.
+verdict (or a failing selftest, or a regression in `kpc diff`); 2 bad usage
+or bad input (case metadata, expected tables, a results file, a build that
+cannot be made, an output file kpc will not write); 3 an internal error (a
+bug in kpc: never read as a fail or a regression); 130 interrupted.
 """
 
 import argparse
@@ -14,8 +16,12 @@ import sys
 
 from . import build, cases, envinfo, paths, report, runtimes, session, tables
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
+EXIT_BROKEN_PIPE = 128 + 13   # SIGPIPE, as a shell reports a reader that went away
+OUTPUT_HELP = ("Output FILEs: '-' is standard output; a symbolic link is refused (give the file it points to), "
+               "a device or FIFO of root or yours (/dev/null) is written through, anything else is replaced "
+               "atomically through a new randomly named file in the same directory.")
 PYTHON = "/usr/bin/python3"
 
 
@@ -73,19 +79,15 @@ def _show_path(path):
 
 
 def _render_outputs(doc, args, all_cases):
-    """--html / --markdown / --tap FILE ('-' = standard output)."""
+    """--html / --markdown / --tap FILE ('-' = standard output; see
+    safefile.write for what kpc refuses to write through)."""
     from . import render
     outputs = {"html": lambda: render.html_report(doc, render.lab_notes(all_cases)),
                "markdown": lambda: render.markdown(doc), "tap": lambda: render.tap(doc)}
     for key, make in outputs.items():
         path = getattr(args, key, None)
-        if not path:
-            continue
-        text = make()
-        if path == "-":
-            sys.stdout.write(text)
-        else:
-            render.write(path, text)
+        if path:
+            render.write(path, make())
 
 
 def cmd_report(args):
@@ -108,15 +110,17 @@ def cmd_merge(args):
     from . import render
     try:
         docs = [(p, render.load(p)) for p in args.results]
+        merged = render.merge(docs)
     except render.RenderError as e:
         raise InputError(str(e)) from None
-    merged = render.merge(docs)
     try:
-        render.write(args.output, json.dumps(merged, indent=1) + "\n")
+        render.write(args.output, json.dumps(merged, indent=1, allow_nan=False) + "\n")
     except OSError as e:
-        raise InputError(f"cannot write {args.output}: {e}") from None
-    cols = sorted({render.column(r) for r in merged["results"]})
-    print(f"merged {len(docs)} files, {len(merged['results'])} runs, columns: {', '.join(cols)} -> {args.output}")
+        raise InputError(f"cannot write {render.visible(args.output)}: {e}") from None
+    cols = sorted({render.visible(render.column(r)) for r in merged["results"]})
+    # with -o - the merged JSON is standard output: the summary goes to stderr
+    print(f"merged {len(docs)} files, {len(merged['results'])} runs, columns: {', '.join(cols)} -> "
+          f"{render.visible(args.output)}", file=sys.stderr if args.output == "-" else sys.stdout)
     return EXIT_OK
 
 
@@ -129,8 +133,10 @@ def cmd_diff(args):
     changes = render.diff(old, new)
     regressions = [c for c in changes if render.is_regression(c[1], c[2])]
     for rid, a, b, reason in changes:
+        # names and reasons come from the files: no control character reaches the terminal
         mark = "REGRESSION " if render.is_regression(a, b) else ""
-        print(f"{mark}{rid}: {a or 'absent'} -> {b or 'absent'}" + (f"  ({reason})" if b in render.BAD else ""))
+        print(f"{mark}{render.visible(rid)}: {a or 'absent'} -> {b or 'absent'}"
+              + (f"  ({render.visible(reason)})" if b in render.BAD else ""))
     print(f"{len(changes)} changed, {len(regressions)} regressions "
           f"({len(old['results'])} runs before, {len(new['results'])} after)")
     return EXIT_FAIL if regressions else EXIT_OK
@@ -220,7 +226,12 @@ def cmd_run(args):
     report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
     try:
-        doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        if args.json:
+            doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        else:
+            # two runs in one checkout: one after the other (and each through its own temporary file)
+            with report.results_lock(os.path.dirname(json_path)):
+                doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
         if args.junit:
             report.write_junit(args.junit, done, env, sess.wall_s)
         _render_outputs(doc, args, all_cases)
@@ -490,7 +501,8 @@ def cmd_inspect(args):
 def parser():
     p = argparse.ArgumentParser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
                                 "what the kernel does; expected tables in results/expected/ say what it should do.",
-                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error, 2 usage or input error")
+                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
+                                "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -500,7 +512,7 @@ def parser():
     r.add_argument("--case", action="append", metavar="GLOB", help="case id or glob (repeatable), e.g. 'sig*'")
     r.add_argument("--area", action="append", metavar="AREA", help="only cases of this area (repeatable)")
     r.add_argument("--flavor", action="append", choices=cases.FLAVORS, help="only this flavor (repeatable)")
-    r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON})")
+    r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON}). " + OUTPUT_HELP)
     r.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     r.add_argument("-v", "--verbose", action="store_true", help="show skip reasons and every observation")
     r.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
@@ -534,19 +546,24 @@ def parser():
         r.add_argument(f"--{key}", metavar="FILE", help=f"also write {what} ('-' = standard output)")
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("report", help="render a results JSON (or a merged one) as HTML, Markdown or TAP")
+    rp = sub.add_parser("report", help="render a results JSON (or a merged one) as HTML, Markdown or TAP",
+                        description="Render a results file. Results files are validated first (a malformed "
+                        "one is exit 2); every string from them is escaped in every format. " + OUTPUT_HELP)
     rp.add_argument("results", help="results JSON (results/runs/last.json, or kpc merge output)")
     rp.add_argument("--html", metavar="FILE")
     rp.add_argument("--markdown", metavar="FILE")
     rp.add_argument("--tap", metavar="FILE")
     rp.set_defaults(func=cmd_report)
-    mg = sub.add_parser("merge", help="combine results from many machines/kernels/runtimes into one matrix")
+    mg = sub.add_parser("merge", help="combine results from many machines/kernels/runtimes into one matrix",
+                        description="Combine results files (validated first) into one. " + OUTPUT_HELP)
     mg.add_argument("results", nargs="+", help="results JSON files")
-    mg.add_argument("-o", "--output", required=True, metavar="FILE", help="the merged results JSON")
+    mg.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the merged results JSON ('-' = standard output)")
     mg.set_defaults(func=cmd_merge)
     df = sub.add_parser("diff", help="what changed verdict between two results files (exit 1 on a regression)",
                         description="Lists runs whose verdict changed, appeared or disappeared; a REGRESSION is "
-                        "a run that became fail/hang/error. Exit 1 when there is one.")
+                        "a run that became fail/hang/error. Exit 1 when there is one; exit 2 when a file is not a "
+                        "valid results file (a run id twice, a verdict that is not one of the six, ...).")
     df.add_argument("old")
     df.add_argument("new")
     df.set_defaults(func=cmd_diff)
@@ -606,3 +623,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `kpc diff A B | head`: the reader left; say nothing more to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as e:  # noqa: BLE001 - exit 1 would read as a fail or a regression
+        from .render import visible
+        _say(f"internal error: {type(e).__name__}: {visible(e)} (a bug in kpc; please report it with the command "
+             "line that caused it)")
+        return EXIT_INTERNAL
