@@ -17,6 +17,7 @@ Profiles:
 
 import dataclasses
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -40,6 +41,18 @@ class Runtime:
     unavailable: str = ""  # why it cannot run here: the runs are skipped
     version: str = ""
     measured: tuple = ()   # the Debian package versions the profile was checked on
+    oci: str = ""          # an OCI runtime's binary: the prefix is kpc's wrapper around it
+
+    def for_run(self):
+        """(prefix, cleanup argv or None) for one run. An OCI runtime's
+        containers are named after a run ID chosen here, so the launcher
+        can delete them once the run's process tree is gone, however it
+        ended (runner/kpc/oci_run.py --cleanup)."""
+        if not self.oci:
+            return list(self.prefix), None
+        run_id = "kpc-" + secrets.token_hex(8)
+        return ([PYTHON, OCI_WRAPPER, "--runtime", self.oci, "--id", run_id, "--"],
+                [PYTHON, OCI_WRAPPER, "--cleanup", "--runtime", self.oci, "--id", run_id])
 
     @property
     def profile_note(self):
@@ -113,6 +126,7 @@ def resolve(spec, profile=None):
         elif spec in OCI:
             # kpc builds the bundle: runner/kpc/oci_run.py is the prefix
             rt.prefix = [PYTHON, OCI_WRAPPER, "--runtime", path, "--"]
+            rt.oci = path
         rt.version = _package_version(pkg)
         rt.measured = MEASURED.get(spec, ())
         return rt
