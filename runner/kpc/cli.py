@@ -11,12 +11,14 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 
 from . import build, cases, envinfo, paths, report, runtimes, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_JOBS = 1024  # more is a typo (3000000000 overflowed the launcher's int after the run had started)
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
 EXIT_BROKEN_PIPE = 128 + 13   # SIGPIPE, as a shell reports a reader that went away
 OUTPUT_HELP = ("Output FILEs: '-' is standard output; a symbolic link is refused (give the file it points to), "
@@ -29,8 +31,22 @@ class InputError(Exception):
     """Bad usage or bad input files: exit code 2."""
 
 
+# C0/C1 controls (ESC starts terminal escapes, CR rewrites the line, LF
+# makes a second line), DEL, lone surrogates (undecodable bytes of a path),
+# and Unicode's invisible format and line-separator characters.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def printable(text):
+    """Text for the terminal: every unprintable character as its Python
+    escape (\\x1b, \\n), so input quoted in a message (a file name, a
+    table row, a --runtime) can neither move the cursor, recolour, rewrite
+    or add lines, nor hide what it is."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _say(msg):
-    sys.stderr.write(f"kpc: {msg}\n")
+    sys.stderr.write(f"kpc: {printable(str(msg))}\n")
 
 
 # ---------------------------------------------------------------- helpers
@@ -142,9 +158,9 @@ def cmd_diff(args):
     return EXIT_FAIL if regressions else EXIT_OK
 
 
-def _kernels(args):
-    """--kernels / --kernel: the kernels to boot, fetched and cached."""
-    from . import kernels
+def _check_kernel_args(args):
+    """--kernels / --kernel / --kernel-append / --no-host: what can be told
+    wrong from the words alone, before anything is built or fetched."""
     if args.no_host and not (args.kernels or args.kernel):
         raise InputError("--no-host needs --kernels or --kernel (something has to run)")
     if args.kernel_append is not None:
@@ -152,15 +168,27 @@ def _kernels(args):
             raise InputError("--kernel-append needs --kernels or --kernel (it is for the guests' kernels)")
         if not args.kernel_append.strip() or any(ord(c) < 32 for c in args.kernel_append):
             raise InputError("--kernel-append: give kernel parameters on one line, e.g. 'lsm=lockdown,yama'")
+    if args.kernels and not _kernel_requests(args):
+        raise InputError("--kernels: give version series or suites, e.g. --kernels 6.1,6.12")
+    if any(not spec for spec in args.kernel or []):
+        raise InputError("--kernel: give a path, e.g. --kernel arch/x86/boot/bzImage")
+
+
+def _kernel_requests(args):
+    return [r.strip() for spec in args.kernels or [] for r in spec.split(",") if r.strip()]
+
+
+def _kernels(args):
+    """--kernels / --kernel: the kernels to boot, fetched and cached (the
+    arguments were checked by _check_kernel_args)."""
+    from . import kernels
     if not (args.kernels or args.kernel):
         return []
     try:
         build.ensure_packages(extra=build.VM_PACKAGES)
     except build.BuildError as e:
         raise InputError(str(e)) from None
-    requests = [r.strip() for spec in args.kernels or [] for r in spec.split(",") if r.strip()]
-    if args.kernels and not requests:
-        raise InputError("--kernels: give version series or suites, e.g. --kernels 6.1,6.12")
+    requests = _kernel_requests(args)
     try:
         found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []
         found += [kernels.from_path(spec) for spec in args.kernel or []]
@@ -176,25 +204,32 @@ def _kernels(args):
     return found
 
 
+def _runtimes(args):
+    """--runtime / --profile -> [runtimes.Runtime] (checked before the build)."""
+    if not args.runtime:
+        if args.profile:
+            raise InputError("--profile asserts a profile for a --runtime: give one")
+        return []
+    try:
+        return runtimes.parse_list(",".join(args.runtime), args.profile)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
 def cmd_run(args):
     all_cases, tbl = _load_cases_and_tables()
     selected = _select(all_cases, args.case, args.area)
     flavors = args.flavor or list(cases.FLAVORS)
+    rts = _runtimes(args)
+    _check_kernel_args(args)
     _ensure_build(args.no_build)
     env = envinfo.detect()
-    rts = []
-    if args.runtime:
-        try:
-            rts = runtimes.parse_list(",".join(args.runtime), args.profile)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+    if rts:
         env.runtimes = {r.name: r.describe() for r in rts}
         for r in rts:
             _say(f"runtime {r.name} {r.version or ''}: profile {r.profile}"
                  + (f"; skipped: {r.unavailable}" if r.unavailable else "")
                  + (f" ({r.profile_note})" if r.profile_note else ""))
-    elif args.profile:
-        raise InputError("--profile asserts a profile for a --runtime: give one")
     kernels_ = _kernels(args)
     sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts,
                            kernels=kernels_, host=not args.no_host, kernel_append=args.kernel_append or "")
@@ -331,8 +366,13 @@ def cmd_check(args):
     for m in missing:
         print(m)
     n_rows = sum(len(r) for r in tbl.rows.values())
-    print(f"{len(all_cases)} cases, {n_rows} expected rows: " + ("ok" if not missing else f"{len(missing)} problems"))
-    return EXIT_INPUT if missing else EXIT_OK
+    summary = f"{len(all_cases)} cases, {n_rows} expected rows: "
+    if not missing:
+        print(summary + "ok")
+        return EXIT_OK
+    sys.stdout.flush()
+    _say(summary + f"{len(missing)} problems (listed above)")
+    return EXIT_INPUT
 
 
 # ---------------------------------------------------------------- selftest
@@ -391,6 +431,8 @@ def cmd_lab(args):
     if case is None:
         raise InputError(f"unknown case id '{args.id}'; `./kpc list` shows the ids")
     variant = args.variant or (case.variants[0] if case.variants else "")
+    if args.variant is not None and not case.variants:
+        raise InputError(f"{case.id} has no variants; leave out --variant")
     if case.variants and variant not in case.variants:
         raise InputError(f"{case.id} has variants {', '.join(case.variants)}; not '{variant}'")
     if args.flavor not in case.flavors:
@@ -498,8 +540,29 @@ def cmd_inspect(args):
 
 # ---------------------------------------------------------------- main
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other bad input (argparse's own
+    form is the whole usage text, then the error)."""
+
+    def error(self, message):
+        _say(f"{message} (see: {self.prog} --help)")
+        sys.exit(EXIT_INPUT)
+
+
+def _jobs(text):
+    """--jobs: a whole number 1..MAX_JOBS (3000000000 once reached the
+    launcher and turned every run into an error verdict)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not 1 <= n <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"want a whole number from 1 to {MAX_JOBS}, not '{text}'")
+    return n
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
+    p = _Parser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
                                 "what the kernel does; expected tables in results/expected/ say what it should do.",
                                 epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
                                 "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
@@ -515,7 +578,7 @@ def parser():
     r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON}). " + OUTPUT_HELP)
     r.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     r.add_argument("-v", "--verbose", action="store_true", help="show skip reasons and every observation")
-    r.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
+    r.add_argument("--jobs", type=_jobs, default=min(os.cpu_count() or 2, MAX_JOBS), metavar="N",
                    help="runs in parallel (default: CPU count); exclusive cases run alone")
     r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
     r.add_argument("--runtime", action="append", metavar="SPEC",
@@ -612,9 +675,6 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if getattr(args, "jobs", 1) is not None and getattr(args, "jobs", 1) < 1:
-        _say("--jobs must be at least 1")
-        return EXIT_INPUT
     try:
         return args.func(args)
     except InputError as e:

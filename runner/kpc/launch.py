@@ -25,7 +25,7 @@ def plan_entry(run_id, case, variant, flavor, runtime=None):
         argv += ["--variant", variant]
     argv += case.args
     entry = {"run": run_id, "case": case.id, "variant": variant, "flavor": flavor, "argv": argv,
-             "timeout_ms": int(case.timeout_s * 1000), "hang_ms": case.hang_ms, "exclusive": case.exclusive}
+             "timeout_ms": case.timeout_ms, "hang_ms": case.hang_ms, "exclusive": case.exclusive}
     if env:
         entry["env"] = env
     if case.area == "fuse":

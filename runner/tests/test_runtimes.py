@@ -37,14 +37,44 @@ def test_known_runtimes_resolve_with_profile_and_source():
 
 def test_a_command_prefix_is_a_runtime_with_the_asserted_profile():
     rt = runtimes.resolve("env --", profile="pass-through")
-    assert rt.name == "env" and rt.prefix == [shutil.which("env"), "--"] and rt.profile == "pass-through"
+    assert rt.name == "env --" and rt.prefix == [shutil.which("env"), "--"] and rt.profile == "pass-through"
     assert runtimes.resolve("env --").profile == "clean"
+
+
+@pytest.mark.parametrize("spec", ["{tini} -s --", "{tini}", "tini -s --", "{tini} -s -g --"])
+def test_a_prefix_running_a_known_runtime_is_not_that_runtime(spec, monkeypatch):
+    """'/usr/bin/tini -s --' was reported as column tini, judged clean: a
+    false FAIL beside the real tini's column in a merged matrix."""
+    monkeypatch.setattr(runtimes.shutil, "which", lambda name, path=None: "/usr/bin/tini" if "tini" in name else None)
+    spec = spec.format(tini="/usr/bin/tini")
+    rt = runtimes.resolve(spec)
+    assert rt.name == spec and rt.name not in runtimes.KNOWN and rt.profile == "clean"
+    assert rt.prefix[0] == "/usr/bin/tini" and "prefix" in rt.source
+    assert [r.name for r in runtimes.parse_list(f"tini,{spec}")] == ["tini", spec]    # two columns
+
+
+def test_a_quoted_known_name_is_the_known_runtime():
+    assert runtimes.resolve("'dumb-init'").source == runtimes.resolve("dumb-init").source
+
+
+@pytest.mark.parametrize("binary", ["runc", "crun"])
+def test_an_oci_runtime_as_a_plain_prefix_is_refused(binary, monkeypatch):
+    """`runc PROBE` cannot start anything (runc wants a bundle): it was an
+    'error' under column runc, as if kpc's OCI mode had failed."""
+    monkeypatch.setattr(runtimes.shutil, "which", lambda name, path=None: f"/usr/sbin/{binary}")
+    with pytest.raises(ValueError, match=f"use --runtime {binary}"):
+        runtimes.resolve(f"/usr/sbin/{binary}")
+    assert runtimes.resolve(f"/usr/sbin/{binary} exec ctr").name == f"/usr/sbin/{binary} exec ctr"
 
 
 @pytest.mark.parametrize("spec,profile,message", [
     ("no-such-init-binary --", None, "not found"),
     ("tini,tini", None, "twice"),
     ("tini", "sloppy", "unknown profile"),
+    ('"unclosed', None, "--runtime .*No closing quotation"),
+    ("/usr/bin/env\x1b[2J --", None, "control characters"),
+    ("env\n--", None, "control characters"),
+    ("", None, "empty --runtime"),
 ])
 def test_bad_runtime_specs_are_refused(spec, profile, message):
     with pytest.raises(ValueError, match=message):
@@ -60,10 +90,10 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads(out.read_text())
     (r,) = doc["results"]
-    assert (r["case"], r["runtime"], r["profile"], r["verdict"]) == ("inherited_signal_state", "env", "pass-through",
-                                                                     "pass")
+    assert (r["case"], r["runtime"], r["profile"], r["verdict"]) == ("inherited_signal_state", "/usr/bin/env --",
+                                                                     "pass-through", "pass")
     assert r["observations"]["self.blocked"] == "SIGUSR1|SIGALRM"
-    assert doc["environment"]["runtimes"]["env"]["prefix"][-1] == "--"
+    assert doc["environment"]["runtimes"]["/usr/bin/env --"]["prefix"][-1] == "--"
     # ...and a fail that names the signals when it promises clean.
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "clean", "--json", str(out),
             "--case", "inherited_signal_state")
