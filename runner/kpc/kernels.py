@@ -35,6 +35,8 @@ META = "linux-image-cloud-amd64"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE_S = 12 * 3600
 _DEBIAN_SUITE = re.compile(r"^(buster|bullseye|bookworm|trixie|forky|duke|sid|stable|testing|unstable|oldstable)$")
+# A kernel release: names the modules directory and the cached initramfs.
+_RELEASE = re.compile(r"\d+\.\d+[0-9A-Za-z._+~-]{0,100}")
 
 
 class KernelError(Exception):
@@ -385,41 +387,67 @@ def _kernel_from(cache, info, label):
 
 def from_path(spec):
     """--kernel path/to/bzImage[:modules-dir]: a kernel the user built. The
-    release comes from the modules dir's name, or from the image header."""
+    release comes from the image header (the x86 boot protocol's
+    kernel_version), or from the modules dir's name when the header has
+    none; anything that is not a bzImage, or whose release is not a kernel
+    release, is refused here (one line, not a traceback later)."""
     image, _, moddir = spec.partition(":")
+    if not image:
+        raise KernelError(f"--kernel {spec!r}: give the path of a bzImage, optionally :its modules directory")
     if not os.path.isfile(image):
-        raise KernelError(f"--kernel {spec}: no file {image}")
-    release = _image_release(image)
+        raise KernelError(f"--kernel {spec}: no file {image}" + ("" if not os.path.exists(image)
+                                                                 else " (not a regular file)"))
+    release = _image_release(image, spec)
     if moddir:
         if not os.path.isdir(moddir):
             raise KernelError(f"--kernel {spec}: modules directory {moddir} does not exist")
-        release = release or os.path.basename(os.path.normpath(moddir))
+        name = os.path.basename(os.path.normpath(moddir))
+        if not _RELEASE.fullmatch(name):
+            raise KernelError(f"--kernel {spec}: the modules directory must be named after the kernel release "
+                              f"(lib/modules/RELEASE), not '{name}'")
+        if release and release != name:
+            raise KernelError(f"--kernel {spec}: the image is release {release}, the modules directory is for {name}")
+        release = name
     if not release:
-        raise KernelError(f"--kernel {spec}: cannot tell the kernel release (not a bzImage with a version "
+        raise KernelError(f"--kernel {spec}: cannot tell the kernel release (the bzImage has no version "
                           f"string); give its modules dir: --kernel {image}:lib/modules/RELEASE")
     config, source = None, "none found next to the image"
     for cand in (os.path.join(os.path.dirname(image), ".config"),
                  os.path.join(os.path.dirname(image), "..", "..", "..", ".config"),
                  os.path.join(os.path.dirname(image), f"config-{release}"),
                  os.path.join(os.path.dirname(image), "config")):
-        if os.path.exists(cand):
-            config, source = read_config(cand), os.path.normpath(cand)
+        if os.path.isfile(cand):
+            try:
+                config, source = read_config(cand), os.path.normpath(cand)
+            except OSError as e:
+                raise KernelError(f"--kernel {spec}: {cand}: {e.strerror}") from None
             break
-    return Kernel(label=os.path.basename(image) if not release else release, release=release,
+    return Kernel(label=release, release=release,
                   image=os.path.abspath(image), modules=os.path.abspath(moddir) if moddir else None,
                   config=config, config_source=source, origin=os.path.abspath(image))
 
 
-def _image_release(image):
-    """The release string from a bzImage's setup header (kernel_version)."""
+def _image_release(image, spec):
+    """The release string from a bzImage's setup header (kernel_version),
+    or None when the header has none. Not a bzImage (no 0xAA55 boot flag
+    and "HdrS" magic): KernelError."""
     try:
         with open(image, "rb") as f:
             head = f.read(0x1000)
-            if head[0x202:0x206] != b"HdrS":
+            if len(head) < 0x210 or head[0x1fe:0x200] != b"\x55\xaa" or head[0x202:0x206] != b"HdrS":
+                raise KernelError(f"--kernel {spec}: {image} is not a bzImage (no x86 boot sector with a "
+                                  f"'HdrS' setup header)")
+            ptr = int.from_bytes(head[0x20e:0x210], "little")
+            if not ptr:
                 return None
-            off = int.from_bytes(head[0x20e:0x210], "little") + 0x200
-            f.seek(off)
-            text = f.read(256).split(b"\0")[0].decode("ascii", "replace")
-            return text.split()[0] if text else None
-    except OSError:
+            f.seek(ptr + 0x200)
+            raw = f.read(256).split(b"\0")[0]
+    except OSError as e:
+        raise KernelError(f"--kernel {spec}: {image}: {e.strerror}") from None
+    words = raw.decode("ascii", "replace").split()
+    if not words:
         return None
+    if not _RELEASE.fullmatch(words[0]):
+        raise KernelError(f"--kernel {spec}: the image's version string starts with {words[0][:40]!r}, "
+                          f"not a kernel release")
+    return words[0]
