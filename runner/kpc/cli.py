@@ -190,6 +190,7 @@ def _kernels(args):
         raise InputError(str(e)) from None
     requests = _kernel_requests(args)
     try:
+        kernels.check_cache()
         found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []
         found += [kernels.from_path(spec) for spec in args.kernel or []]
     except kernels.KernelError as e:
@@ -603,7 +604,8 @@ def parser():
                         "'lsm=lockdown,capability,yama,apparmor' (recorded in the results' kernels block)")
     r.add_argument("--no-host", action="store_true", help="with --kernels/--kernel: do not run on this machine")
     r.add_argument("--refresh-kernels", action="store_true",
-                   help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels")
+                   help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels, and "
+                        "extract again a cached kernel whose files no longer match their recorded SHA256")
     for key, what in (("html", "a self-contained HTML matrix"), ("markdown", "a Markdown summary"),
                       ("tap", "TAP 13")):
         r.add_argument(f"--{key}", metavar="FILE", help=f"also write {what} ('-' = standard output)")

@@ -92,8 +92,8 @@ def test_only_pinned_kernel_packages_are_followed():
 def test_a_user_kernel_is_checked_before_booting(tmp_path):
     with pytest.raises(kernels.KernelError, match="no file"):
         kernels.from_path(str(tmp_path / "bzImage"))
-    junk = tmp_path / "bzImage"
-    junk.write_bytes(b"\0" * 8192)
+    junk = tmp_path / "bzImage"      # a bzImage header without a version string
+    junk.write_bytes(bytes(0x1fe) + b"\x55\xaa\0\0HdrS" + bytes(8192 - 0x206))
     with pytest.raises(kernels.KernelError, match="cannot tell the kernel release"):
         kernels.from_path(str(junk))
     with pytest.raises(kernels.KernelError, match="does not exist"):
