@@ -102,6 +102,45 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
     assert not [pid for pid, info in processes().items() if pid not in before and info[1] == "Z"]
 
 
+INITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inits")
+
+
+def test_a_clean_init_with_its_own_process_group_passes_the_clean_profile(tmp_path, built):
+    """Issue 16, rule 3: a profile judges only what it promises. An init kpc
+    does not know that resets everything and, like tini, gives its child its
+    own process group is clean: the group is reported, not failed."""
+    out = tmp_path / "rt.json"
+    spec = f"/usr/bin/python3 {INITS}/clean_own_group.py --"
+    p = kpc("run", "--no-build", "--runtime", spec, "--profile", "clean", "--json", str(out),
+            "--case", "inherited_signal_state")
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["verdict"] == "pass", (r["verdict"], r["reason"], p.stdout[-2000:])
+    assert r["observations"]["self.pgrp_leader"] == "true"  # reported in the results
+    assert r["expected"]["self.pgrp_leader"]["value"] == "*"
+
+
+def test_a_runtime_leaving_a_signal_pending_fails_the_pid1_duties_naming_it(tmp_path, built):
+    """Issue 16, rule 2: a runtime that execs its workload with SIGUSR1
+    blocked and pending kills it (the workload unblocks its signals first
+    thing): the runtime's defect, so a fail naming the signal and the death,
+    not 'probe broken: the workload never reported'."""
+    out = tmp_path / "rt.json"
+    spec = f"/usr/bin/python3 {INITS}/leaves_usr1_pending.py --"
+    p = kpc("run", "--no-build", "--runtime", spec, "--profile", "clean", "--json", str(out),
+            "--case", "runtime_pid1_duties")
+    assert p.returncode == 1
+    results = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    child = results["child"]
+    assert child["verdict"] == "fail", (child["verdict"], child["reason"])
+    assert child["reason"].startswith("workload.inherited_pending: expected none"), child["reason"]
+    assert "SIGUSR1" in child["reason"]
+    assert any(d.startswith("startup: expected ready") and "killed SIGUSR1" in d for d in child["details"])
+    assert any(d.startswith("not recorded (a consequence): ") for d in child["details"])
+    # As PID 1 of its namespace the workload is immune to the default action:
+    # it runs on, and the pending signal is still named.
+    assert results["pid1"]["verdict"] == "fail" and "SIGUSR1" in results["pid1"]["reason"]
+
+
 def test_profile_without_runtime_is_bad_usage(built):
     p = kpc("run", "--no-build", "--profile", "clean")
     assert p.returncode == 2 and "--runtime" in p.stderr
