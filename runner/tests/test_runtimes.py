@@ -81,12 +81,11 @@ def test_bad_runtime_specs_are_refused(spec, profile, message):
         runtimes.parse_list(spec, profile)
 
 
-def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, built):
-    before = set(processes())
+def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, built, scope):
     out = tmp_path / "rt.json"
     # env passes the dirty caller's state through: right for pass-through...
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "pass-through", "--json", str(out),
-            "--case", "inherited_signal_state")
+            "--case", "inherited_signal_state", env={"TMPDIR": scope.tmp})
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads(out.read_text())
     (r,) = doc["results"]
@@ -96,10 +95,10 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
     assert doc["environment"]["runtimes"]["/usr/bin/env --"]["prefix"][-1] == "--"
     # ...and a fail that names the signals when it promises clean.
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "clean", "--json", str(out),
-            "--case", "inherited_signal_state")
+            "--case", "inherited_signal_state", env={"TMPDIR": scope.tmp})
     assert p.returncode == 1
     assert "extra SIGUSR1|SIGALRM" in p.stdout and "extra SIGHUP|SIGUSR2" in p.stdout
-    assert not [pid for pid, info in processes().items() if pid not in before and info[1] == "Z"]
+    assert not scope.settle(), scope.leftovers()
 
 
 INITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inits")
@@ -458,9 +457,10 @@ def test_bundle_removal_does_not_follow_symlinks(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed")
-def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built):
+def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built, scope):
     out = tmp_path / "r.json"
-    r = kpc("run", "--no-build", "--runtime", "tini", "--case", "runtime_pid1_duties", "--json", str(out))
+    r = kpc("run", "--no-build", "--runtime", "tini", "--case", "runtime_pid1_duties", "--json", str(out),
+            env={"TMPDIR": scope.tmp})
     assert r.returncode == 0, r.stdout + r.stderr
     res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
     assert set(res) == {"child", "pid1"} and all(r["verdict"] == "pass" for r in res.values())
@@ -471,8 +471,9 @@ def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, bui
     # as PID 1 its death ends the namespace and the workload with it
     assert res["child"]["observations"]["sigkill_of_runtime.workload_survives"] == "true"
     assert res["pid1"]["observations"]["sigkill_of_runtime.workload_survives"] == "false"
-    # ... and the probe killed the survivor: no workload is left anywhere
-    assert not [p for p, (_, _, comm) in processes().items() if comm == "pid1_workload"]
+    # ... and the probe killed the survivor: no workload of this run is left
+    # (a workload carries the probe's environment: conftest.Scope finds it)
+    assert not scope.settle(), scope.leftovers()
     # without --runtime it has nothing to test: a skip that says so
     r = kpc("run", "--no-build", "--case", "runtime_pid1_duties", "-v")
     assert r.returncode == 0 and "runs only under --runtime" in r.stdout
