@@ -180,6 +180,21 @@ def start_wrapper(runtime, run_id, argv, build_dir=None):
     return p, r
 
 
+def read_ready(fd, timeout):
+    """The workload's "ready PID" line (it reports "pending MASK" first)."""
+    end = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < end:
+        chunk = read_line(fd, max(0.0, end - time.monotonic()))
+        if not chunk:
+            break
+        text += chunk
+        for line in text.splitlines():
+            if line.startswith("ready"):
+                return line
+    return text
+
+
 def read_line(fd, timeout):
     buf = b""
     end = time.monotonic() + timeout
@@ -256,7 +271,7 @@ def test_cleanup_deletes_the_container_of_a_killed_wrapper(kill, built):
     token = "kpc-token-" + rid
     p, r = start_wrapper(RUNC, rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", token])
     try:
-        assert read_line(r, 20).startswith("ready"), p.stderr.read1().decode() if p.poll() is not None else ""
+        assert read_ready(r, 20).startswith("ready"), p.stderr.read1().decode() if p.poll() is not None else ""
         assert oci_leftovers(rid)   # it is there to be left
         p.kill()
         p.wait()
@@ -287,7 +302,7 @@ def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
     rid = run_id()
     p, r = start_wrapper(RUNC, rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", "kpc-token-" + rid])
     try:
-        assert read_line(r, 20).startswith("ready")
+        assert read_ready(r, 20).startswith("ready")
         p.kill()
         p.wait()
         oci_run.sweep(RUNC)
