@@ -76,11 +76,12 @@ def _select(all_cases, patterns, areas):
 
 
 def _ensure_build(no_build, with_tests=False):
-    if no_build:
-        if not os.path.exists(paths.launcher()):
-            raise InputError(f"--no-build given but {paths.launcher()} does not exist")
-        return
     try:
+        build.check_trusted()
+        if no_build:
+            if not os.path.exists(paths.launcher()):
+                raise InputError(f"--no-build given but {paths.launcher()} does not exist")
+            return
         build.ensure_packages(with_tests=with_tests)
         build.build(with_tests=with_tests)
     except build.BuildError as e:

@@ -209,3 +209,17 @@ def test_an_unrelated_fuse_mount_survives_a_full_run(tmp_path, built):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
         fs.kill()
         fs.wait()
+
+
+# Environment the audit found trusted blindly: KPC_BUILD_DIR (kpc executes
+# what it holds, as root).
+@pytest.mark.parametrize("owner, mode, words", [(65534, 0o755, "belongs to uid 65534"),
+                                                (0, 0o777, "writable by others"),
+                                                (0, 0o775, "writable by its group")])
+def test_a_build_directory_someone_else_could_fill_is_refused(tmp_path, owner, mode, words):
+    bdir = tmp_path / "build"
+    (bdir / "bin").mkdir(parents=True)
+    os.chown(bdir, owner, owner)
+    os.chmod(bdir, mode)
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"], env=dict(os.environ, KPC_BUILD_DIR=str(bdir)))
+    assert p.returncode == 2 and words in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
