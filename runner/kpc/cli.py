@@ -226,6 +226,10 @@ def cmd_run(args):
     _check_kernel_args(args)
     _ensure_build(args.no_build)
     env = envinfo.detect()
+    # The launcher refuses a $TMPDIR others could replace run directories
+    # in; its flavor check says so once (every run would be a skip).
+    if env.flavors.get("host", "").startswith("run directory base:"):
+        raise InputError(env.flavors["host"])
     if rts:
         env.runtimes = {r.name: r.describe() for r in rts}
         for r in rts:

@@ -223,3 +223,17 @@ def test_a_build_directory_someone_else_could_fill_is_refused(tmp_path, owner, m
     os.chmod(bdir, mode)
     p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"], env=dict(os.environ, KPC_BUILD_DIR=str(bdir)))
     assert p.returncode == 2 and words in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_a_tmpdir_others_could_replace_run_directories_in_is_refused(tmp_path):
+    """$TMPDIR writable by others without the sticky bit: they could rename a
+    run directory away and put their own in its place."""
+    base = tmp_path / "base"
+    base.mkdir()
+    os.chmod(base, 0o777)
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"], env=dict(os.environ, TMPDIR=str(base)))
+    assert p.returncode == 2 and "not sticky" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+    os.chmod(base, 0o1777)  # sticky, like /tmp: fine
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve", "--json", os.devnull],
+            env=dict(os.environ, TMPDIR=str(base)))
+    assert p.returncode == 0, p.stdout + p.stderr
