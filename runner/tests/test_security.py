@@ -4,6 +4,13 @@ against real `./kpc run`s by root, and each attack must fail. Each of these
 tests succeeded as an attack on kpc before the fixes (the audit's findings
 1-4).
 
+The audit's other attacks are tested where their code lives, end to end
+through ./kpc as well: the injected verdict and every malformed results file
+in test_results_files.py and test_bad_inputs.py, the mirror newline and the
+cache planted by nobody in test_kernels.py, the OCI state of a killed run in
+test_runtimes.py and test_kill_anytime.py, the racing directory swap in
+cases/lib/tests/remove_tree_test.cc.
+
 KPC_SECURITY_ROOT=DIR runs them against another checkout (an old one, built,
 to see them fail there)."""
 
