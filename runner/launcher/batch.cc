@@ -58,6 +58,7 @@ struct Run {
   json protocol_errors = json::array();
   json marks = json::object();
   std::set<unsigned long> announced_conns;
+  bool fuse_request_timeouts = false;  // a connection the kernel itself will time out
   std::optional<int> probe_status;
   std::string shim_error;
 
@@ -125,7 +126,10 @@ void on_obs_line(Run& r, const std::string& line) {
     r.protocol_errors.push_back(line.substr(0, 500));
     return;
   }
-  if (kind == "fuse_conn" && j["fuse_conn"].is_number_unsigned()) r.announced_conns.insert(j["fuse_conn"].get<unsigned long>());
+  if (kind == "fuse_conn" && j["fuse_conn"].is_number_unsigned()) {
+    r.announced_conns.insert(j["fuse_conn"].get<unsigned long>());
+    if (j.value("request_timeout_s", 0) > 0) r.fuse_request_timeouts = true;
+  }
   if (kind == "mark" && j["mark"].is_string())
     r.marks[j["mark"].get<std::string>()] = {{"probe_mono_ns", j.value("mono_ns", int64_t{0})},
                                              {"launcher_ms", ms_between(r.start_ns, now_ns())},
@@ -270,15 +274,19 @@ void Batch::scan_for_hang(Run& r, int64_t now) {
   std::map<pid_t, TaskHistory> next;
   std::vector<pid_t> stuck;
   int64_t earliest = now;
+  // A FUSE waiter nobody can answer is stuck the moment it is seen; for
+  // everything else, no progress for hang_ms is the sign.
+  const std::set<pid_t> unanswerable =
+      r.fuse_request_timeouts ? std::set<pid_t>{} : unanswerable_fuse_waiters(tasks, r.sp.shim);
   for (const auto& t : tasks) {
-    if (!may_be_stuck(t)) continue;
+    if (!may_be_stuck(t) && !unanswerable.count(t.tid)) continue;
     TaskHistory h{t.state, t.exiting, t.ctxt_switches, now};
     auto it = r.history.find(t.tid);
     if (it != r.history.end() && it->second.state == t.state && it->second.exiting == t.exiting &&
         it->second.ctxt == t.ctxt_switches)
       h.since_ns = it->second.since_ns;  // has not run since we last looked
     next[t.tid] = h;
-    if (ms_between(h.since_ns, now) >= r.spec.hang_ms) {
+    if (unanswerable.count(t.tid) || ms_between(h.since_ns, now) >= r.spec.hang_ms) {
       stuck.push_back(t.tid);
       earliest = std::min(earliest, h.since_ns);
     }
@@ -301,6 +309,8 @@ void Batch::scan_for_hang(Run& r, int64_t now) {
                {"detection_latency_ms", ms_between(earliest, now)},
                {"detected_mono_ns", now},
                {"hang_threshold_ms", r.spec.hang_ms},
+               {"how", unanswerable.empty() ? "no progress for hang_threshold_ms"
+                                            : "a FUSE request no task of the run can answer"},
                {"tasks", std::move(tasks_json)}};
   begin_recovery(r, "hang", now);
 }

@@ -9,7 +9,10 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -90,6 +93,49 @@ std::vector<TaskInfo> tree_tasks(pid_t root, bool with_stacks) {
 bool may_be_stuck(const TaskInfo& t) {
   if (t.state == 'D') return true;
   return t.state == 'S' && (t.exiting || t.sigkill_pending);
+}
+
+namespace {
+bool in_fuse_wait(const TaskInfo& t) {
+  return (t.state == 'S' || t.state == 'D') &&
+         (t.wchan == "request_wait_answer" || t.wchan.starts_with("fuse_") || t.wchan.starts_with("__fuse_"));
+}
+
+bool holds_devfuse(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  char target[64];
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+    if (n == 9 && std::string_view(target, 9) == "/dev/fuse") {
+      found = true;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+}  // namespace
+
+std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pid_t shim) {
+  std::set<pid_t> waiters;
+  for (const auto& t : tasks)
+    if (in_fuse_wait(t)) waiters.insert(t.tid);
+  if (waiters.empty()) return waiters;
+  // Who could still answer: a task that is neither exiting nor itself
+  // waiting on FUSE, in a process that holds a /dev/fuse descriptor. (A
+  // process whose last thread is exiting has no descriptor table left.)
+  std::map<pid_t, bool> holder;
+  for (const auto& t : tasks) {
+    if (t.pid == shim) continue;  // a device S holds is for recovery: S never serves
+    auto [it, fresh] = holder.try_emplace(t.pid, false);
+    if (fresh) it->second = holds_devfuse(t.pid);
+    if (it->second && !t.exiting && !in_fuse_wait(t) && t.state != 'Z') return {};
+  }
+  return waiters;
 }
 
 json task_json(const TaskInfo& t) {
