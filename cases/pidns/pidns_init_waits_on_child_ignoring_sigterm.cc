@@ -7,6 +7,7 @@
 //   variant kills_after_grace: PID 1 waits 200 ms, then SIGKILLs the worker
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,12 +64,15 @@ int probe_main(kpc::Probe& p) {
   // How long to give it: the fixed init gets 10 s, so a slow machine (an
   // emulated guest under load: seen on 7.2 under TCG with a 1 s bound)
   // cannot turn its normal exit into "stuck". The stuck one is watched
-  // until it is where it will stay -- asleep in waitpid (wchan do_wait)
-  // for a worker that ignores the SIGTERM it forwarded -- and 200 ms more.
+  // until it is where it will stay -- blocked in wait4 (/proc/PID/syscall;
+  // wchan is 0 on Debian's 5.10) for a worker that ignores the SIGTERM it
+  // forwarded -- and 200 ms more.
   if (!grace) {
-    const std::string wchan = "/proc/" + std::to_string(init.pid()) + "/wchan";
-    const int64_t deadline = kpc::monotonic_ms() + 10000;
-    while (kpc::read_text(wchan).value_or("") != "do_wait" && kpc::monotonic_ms() < deadline) usleep(1000);
+    const std::string syscall = "/proc/" + std::to_string(init.pid()) + "/syscall";
+    const std::string in_wait4 = std::to_string(SYS_wait4) + " ";
+    const int64_t deadline = kpc::monotonic_ms() + 5000;
+    while (!kpc::read_text(syscall).value_or("").starts_with(in_wait4) && kpc::monotonic_ms() < deadline)
+      usleep(1000);
   }
   auto st = init.wait_for(grace ? 10000 : 200);
   kpc::observe("init.stopped_without_outside_sigkill", st.has_value());

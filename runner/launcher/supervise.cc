@@ -96,9 +96,16 @@ bool may_be_stuck(const TaskInfo& t) {
 }
 
 namespace {
+// Waiting for a FUSE server's answer. (Not any fuse_* wait: an exiting
+// server's own fuse_wait_aborted, say, is teardown, not a request.) Where
+// wchan says nothing (Debian's 5.10 with the ORC unwinder gives 0), the
+// kernel stack tells, for an exiting or D-state task, when we may read it.
 bool in_fuse_wait(const TaskInfo& t) {
-  return (t.state == 'S' || t.state == 'D') &&
-         (t.wchan == "request_wait_answer" || t.wchan.starts_with("fuse_") || t.wchan.starts_with("__fuse_"));
+  if (t.state != 'S' && t.state != 'D') return false;
+  if (t.wchan == "request_wait_answer") return true;
+  if (!t.wchan.empty() || !(t.exiting || t.state == 'D')) return false;
+  auto stack = kpc::read_text(task_file(t.pid, t.tid, "stack"));
+  return stack && stack->find("request_wait_answer") != std::string::npos;
 }
 
 bool holds_devfuse(pid_t pid) {
