@@ -4,8 +4,13 @@ three files (and the [<id>] section of results/expected/<area>.exp)."""
 
 import dataclasses
 import os
+import json
 import re
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11: the bundle's runner reads cases.json (kpc bundle precompiles it)
+    tomllib = None
 
 from . import inputs, kver, paths
 
@@ -154,16 +159,30 @@ def _check_names(rel, area, case_id, data, req):
                         f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
-def load_case(path):
+def read_toml(path):
+    """The metadata file's data (a dict), or CaseError naming the file."""
     rel = os.path.relpath(path, paths.ROOT)
-    area = os.path.basename(os.path.dirname(path))
-    case_id = os.path.splitext(os.path.basename(path))[0]
     try:
-        data = tomllib.loads(inputs.read_text(path))
+        return tomllib.loads(inputs.read_text(path))
     except inputs.InputFileError as e:
         raise CaseError(f"{e.where(rel)}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise CaseError(f"{rel}: {e}") from None
+
+
+def load_case(path):
+    return case_from_data(path, read_toml(path))
+
+
+def case_from_data(path, data, check_source=True):
+    """A Case from the metadata's data, checked as when read from PATH.
+    CHECK_SOURCE: the probe's .cc must exist (not in a bundle, which
+    carries the built probes and no sources)."""
+    rel = os.path.relpath(path, paths.ROOT)
+    area = os.path.basename(os.path.dirname(path))
+    case_id = os.path.splitext(os.path.basename(path))[0]
+    if not isinstance(data, dict):
+        raise CaseError(f"{rel}: not a table of metadata")
     _unknown(rel, "the case", data.keys(), _TOP_KEYS)
     if "summary" not in data:
         raise CaseError(f"{rel}: missing 'summary'")
@@ -211,14 +230,23 @@ def load_case(path):
                 exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
                 runtime_workload=data.get("runtime_workload", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
                 provenance=prov)
-    if not os.path.exists(case.source_path):
+    if check_source and not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")
     return case
 
 
+PRECOMPILED = "cases.json"
+
+
 def load_all(cases_dir=None):
-    """All cases, keyed by id, in (area, id) order."""
+    """All cases, keyed by id, in (area, id) order. A directory holding
+    cases.json (a bundle: `kpc bundle` precompiles the TOML, so the runner
+    on a device under test needs no tomllib) is read from it."""
     cases_dir = cases_dir or paths.CASES
+    if os.path.isfile(os.path.join(cases_dir, PRECOMPILED)):
+        return load_precompiled(os.path.join(cases_dir, PRECOMPILED))
+    if tomllib is None:
+        raise CaseError(f"{cases_dir}: reading case metadata needs Python 3.11 (tomllib), or a {PRECOMPILED}")
     found = {}
     for area in _list(cases_dir):
         area_dir = os.path.join(cases_dir, area)
@@ -241,3 +269,39 @@ def _list(directory):
     except inputs.InputFileError as e:
         raise CaseError(f"{directory}: cannot read the cases: {e}"
                         + (" (KPC_CASES_DIR)" if os.environ.get("KPC_CASES_DIR") else "")) from None
+
+
+def precompile(all_cases):
+    """The metadata of ALL_CASES as JSON text for a bundle: each case's
+    TOML data (as read, so it is checked again when loaded) under its path
+    relative to the cases directory."""
+    out = []
+    for case in all_cases.values():
+        rel = os.path.relpath(case.metadata_path, paths.CASES)
+        out.append({"path": rel, "data": read_toml(case.metadata_path)})
+    return json.dumps({"kpc_cases": 1, "cases": out}, indent=0, sort_keys=True) + "\n"
+
+
+def load_precompiled(path):
+    """Cases from a bundle's cases.json, checked like the TOML files (the
+    probes' sources are not there)."""
+    try:
+        doc = json.loads(inputs.read_text(path))
+    except inputs.InputFileError as e:
+        raise CaseError(f"{e.where(path)}: {e}") from None
+    except ValueError as e:
+        raise CaseError(f"{path}: not JSON: {e}") from None
+    entries = doc.get("cases") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise CaseError(f"{path}: not a kpc cases file (no 'cases' list)")
+    found = {}
+    base = os.path.dirname(path)
+    for entry in entries:
+        rel = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(rel, str) or rel.count("/") != 1 or not rel.endswith(".toml") or ".." in rel:
+            raise CaseError(f"{path}: an entry without a path of the form AREA/ID.toml")
+        case = case_from_data(os.path.join(base, rel), entry.get("data"), check_source=False)
+        if case.id in found:
+            raise CaseError(f"{path}: case id '{case.id}' is defined twice")
+        found[case.id] = case
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].area, kv[0])))

@@ -10,7 +10,9 @@ import time
 from . import paths, runtimes
 
 
-def plan_entry(run_id, case, variant, flavor, runtime=None):
+def plan_entry(run_id, case, variant, flavor, runtime=None, probe_dir=None):
+    """One line of a launcher plan. PROBE_DIR: where the probes are on the
+    machine that runs it (default: this build's)."""
     env = {}
     prefix, cleanup = runtime.for_run() if runtime is not None else ([], None)
     if runtime is not None and case.runtime_workload:
@@ -20,7 +22,7 @@ def plan_entry(run_id, case, variant, flavor, runtime=None):
     else:
         runtime_in_argv = runtime is not None
     argv = list(prefix) if runtime_in_argv else []
-    argv += [f"{paths.probe_dir()}/{case.probe}"]
+    argv += [f"{probe_dir or paths.probe_dir()}/{case.probe}"]
     if variant:
         argv += ["--variant", variant]
     argv += case.args

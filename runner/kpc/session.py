@@ -8,7 +8,8 @@ import sys
 import threading
 import time
 
-from . import envinfo, evaluate, launch, requirements
+from . import evaluate, launch, requirements
+from . import targets as targets_mod
 
 
 @dataclasses.dataclass(eq=False)
@@ -66,30 +67,48 @@ class Progress:
 
 
 class Session:
+    """Runs the selected cases on every target (targets.py: this machine,
+    QEMU guests, SSH machines, a recorded events file) and judges each run
+    with the controller's tables. `kernels` and `host` build the host and
+    guest targets; `targets` adds prepared ones (their env known)."""
+
     def __init__(self, cases, tables, env, selected, flavors, jobs=2, slow=False, runtimes=(), kernels=(),
-                 host=True, guest_parallel=None, kernel_append=""):
+                 host=True, guest_parallel=None, kernel_append="", targets=()):
         self.cases, self.tables, self.env = cases, tables, env
         self.kernel_append = kernel_append  # extra parameters for every guest kernel
         self.jobs = jobs
         self.items = []
         self.kernels = list(kernels)
-        # Where runs happen: this machine, then one QEMU guest per kernel.
-        self.targets = {"host": env} if host else {}
-        for k in self.kernels:
-            self.targets[k.label] = envinfo.for_kernel(k, env)
-        for target, tenv in self.targets.items():
-            self.items += self._items_for(target, tenv, selected, flavors, slow, runtimes)
-        self.by_run = {i.run_id: i for i in self.items}
         self.guest_parallel = guest_parallel or max(1, (os.cpu_count() or 2))
-        self.guests = {}          # label -> guest.Guest
-        self.guest_runs = {}      # label -> guest.GuestRun
-        self._guest_threads = []
+        self.progress = None
+        slots = threading.Semaphore(self.guest_parallel)
+        # Where runs happen: this machine, one QEMU guest per kernel, then
+        # the targets given (SSH machines, a replayed events file).
+        self.targets = {}         # label -> targets.Target
+        if host:
+            self.targets["host"] = targets_mod.HostTarget(env)
+        for k in self.kernels:
+            self.targets[k.label] = targets_mod.GuestTarget(k, env, append=kernel_append, slots=slots,
+                                                            progress=self)
+        for t in targets:
+            self.targets[t.label] = t
+        for label, t in self.targets.items():
+            self.items += self._items_for(label, t.env, selected, flavors, slow, runtimes)
+        self.by_run = {i.run_id: i for i in self.items}
         self.progress = Progress(len(self.items))
         self._stopping = threading.Event()
-        self.launcher_failure = None
         self.unrecovered = []     # runs whose stuck tasks kpc-launch could not free (its "unrecovered" event)
         self.started = self.finished = None
-        self._batch = None
+
+    def note(self, text):
+        """A target's phase (a kernel booting) on the status line."""
+        if self.progress:
+            self.progress.note(text)
+
+    @property
+    def launcher_failure(self):
+        host = self.targets.get("host")
+        return host.failure if host is not None else None
 
     @staticmethod
     def _items_for(target, env, selected, flavors, slow, runtimes):
@@ -126,66 +145,24 @@ class Session:
                 item.done.set()
                 self.progress.step(f"{item.run_id}: skip")
             else:
+                t = self.targets[item.target]
                 plans.setdefault(item.target, []).append(
-                    launch.plan_entry(item.run_id, item.case, item.variant, item.flavor, runtime=item.runtime))
-        # Guests first (they take longest), the host suite meanwhile.
-        guest_plans = [(k, plans[k.label]) for k in self.kernels if k.label in plans]
-        if guest_plans:
-            t = threading.Thread(target=self._run_guests, args=(guest_plans,), daemon=True)
-            t.start()
-            self._guest_threads.append(t)
-        if plans.get("host"):
-            self._batch = launch.Batch(plans["host"], self.jobs, self._on_event, self._on_exit)
+                    launch.plan_entry(item.run_id, item.case, item.variant, item.flavor, runtime=item.runtime,
+                                      probe_dir=t.probe_dir))
+        # Remote machines and guests first (they take longest), the host meanwhile.
+        for label, t in sorted(self.targets.items(), key=lambda kv: kv[0] == "host"):
+            if plans.get(label):
+                t.start(plans[label], self.jobs, self._handler(t))
 
-    def _run_guests(self, guest_plans):
-        from . import guest
-        sem = threading.Semaphore(self.guest_parallel)
-
-        def one(kernel, plan):
-            with sem:
-                if self._stopping.is_set():
-                    g = guest.Guest(kernel, plan, self.jobs, self._on_event, append=self.kernel_append)
-                    g.stop()
-                else:
-                    self.progress.note(f"booting {kernel.label} ({kernel.release})")
-                    g = guest.Guest(kernel, plan, self.jobs, self._on_guest_event(kernel.label),
-                                    append=self.kernel_append)
-                    self.guests[kernel.label] = g
-                # the thread that starts QEMU waits for it: QEMU's
-                # PDEATHSIG follows this thread.
-                self.guest_runs[kernel.label] = g.execute()
-        threads = [threading.Thread(target=one, args=kp, daemon=True) for kp in guest_plans]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-    def _on_guest_event(self, label):
+    def _handler(self, target):
         def handler(event):
-            if event.get("event") == "guest":
-                self._guest_reported(label, event)
-            if event.get("event") == "batch":  # the guest's launcher: its facts, not the host's
-                self.targets[label].fuse_recovery = event.get("fuse_recovery")
+            if target.on_target_event(event):
                 return
             self._on_event(event)
         return handler
 
-    def _guest_reported(self, label, info):
-        """The guest's own facts replace what the host assumed."""
-        tenv = self.targets[label]
-        tenv.kernel = info.get("release", tenv.kernel)
-        tenv.flavors = info.get("flavors", tenv.flavors)
-        caps = info.get("caps") or {}
-        if caps.get("text"):
-            tenv.capabilities = caps["text"]
-            tenv.effective_caps = frozenset(caps.get("effective", []))
-        tenv.guest["channel"] = info.get("channel")
-        tenv.guest["tainted_at_boot"] = info.get("tainted")
-
     def _on_event(self, event):
         kind = event.get("event")
-        if kind == "batch" and self.env is not None:
-            self.env.fuse_recovery = self.env.fuse_recovery or event.get("fuse_recovery")
         if kind == "unrecovered":
             self.unrecovered += event.get("runs", [])
         if kind != "result":
@@ -196,15 +173,6 @@ class Session:
         item.result = event
         self.progress.step(f"{item.run_id}: {event.get('outcome')}")
         item.done.set()
-
-    def _on_exit(self, rc, stderr):
-        if rc not in (0, 130):
-            self.launcher_failure = f"kpc-launch exited {rc}: {stderr.strip()[-2000:]}"
-        for item in self.items:
-            if item.target == "host" and not item.done.is_set():
-                item.result = {"outcome": "launch-error", "records": [],
-                               "error": self.launcher_failure or "the launcher ended before running this case"}
-                item.done.set()
 
     def verdict(self, item):
         if item.verdict is None:
@@ -225,45 +193,31 @@ class Session:
         return item.verdict
 
     def kernel_report(self):
-        """label -> the guest's environment, and how its boot went."""
-        out = {}
-        for k in self.kernels:
-            tenv = self.targets[k.label]
-            r = self.guest_runs.get(k.label)
-            doc = tenv.to_json()
-            if r is not None:
-                doc["boot"] = {"accel": r.accel, "accel_why": r.accel_why,
-                               "boot_s": round(r.boot_s, 3) if r.boot_s is not None else None,
-                               "suite_s": round(r.suite_s, 3) if r.suite_s is not None else None,
-                               "wall_s": round(r.wall_s, 3), "failure": r.failure,
-                               "cmdline_append": self.kernel_append,
-                               "kernel_messages": [line for _, line in r.crashes][:50]}
-            out[k.label] = doc
-        return out
+        """label -> each target's environment and how it went (not the host's)."""
+        return {label: t.report() for label, t in self.targets.items() if label != "host"}
 
     @property
     def guest_failures(self):
-        return {label: r.failure for label, r in self.guest_runs.items() if r.failure}
+        return {label: t.failure for label, t in self.targets.items() if label != "host" and t.failure}
 
     def stop(self):
         self._stopping.set()
-        for g in list(self.guests.values()):
-            if not all(i.done.is_set() for i in self.items if i.target == g.kernel.label):
-                g.stop()
-        for t in self._guest_threads:
-            t.join(timeout=60)
-        if self._batch:
-            self._batch.stop()
+        for label, t in self.targets.items():
+            if label == "host" or not all(i.done.is_set() for i in self.items if i.target == label):
+                t.stop()
+        for label, t in self.targets.items():
+            t.join(timeout=60 if label != "host" else 30)
         # Second line behind each run's cleanup entry (the launcher runs
         # it): containers of dead wrappers and runtimes are deleted now,
         # not at some later run.
-        from . import oci_run
-        for rt in {i.runtime.name: i.runtime for i in self.items if i.runtime}.values():
-            if rt.oci and not rt.unavailable:
-                try:
-                    oci_run.sweep(rt.oci)
-                except (OSError, oci_run.OciError) as e:
-                    sys.stderr.write(f"kpc: sweeping {rt.name} containers: {e}\n")
+        if any(i.runtime for i in self.items):
+            from . import oci_run
+            for rt in {i.runtime.name: i.runtime for i in self.items if i.runtime}.values():
+                if rt.oci and not rt.unavailable:
+                    try:
+                        oci_run.sweep(rt.oci)
+                    except (OSError, oci_run.OciError) as e:
+                        sys.stderr.write(f"kpc: sweeping {rt.name} containers: {e}\n")
         self.finished = time.monotonic()
         self.progress.clear()
 
