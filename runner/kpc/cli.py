@@ -102,9 +102,11 @@ def _show_path(path):
 def _render_outputs(doc, args, all_cases):
     """--html / --markdown / --tap FILE ('-' = standard output; see
     safefile.write for what kpc refuses to write through)."""
-    from . import render
+    from . import formats, render
     outputs = {"html": lambda: render.html_report(doc, render.lab_notes(all_cases)),
-               "markdown": lambda: render.markdown(doc), "tap": lambda: render.tap(doc)}
+               "markdown": lambda: render.markdown(doc), "tap": lambda: render.tap(doc),
+               "ktap": lambda: formats.ktap(doc),
+               "kcidb": lambda: json.dumps(formats.kcidb(doc, origin=args.kcidb_origin), indent=1) + "\n"}
     for key, make in outputs.items():
         path = getattr(args, key, None)
         if path:
@@ -113,8 +115,9 @@ def _render_outputs(doc, args, all_cases):
 
 def cmd_report(args):
     from . import render
-    if not (args.html or args.markdown or args.tap):
-        raise InputError("report: say what to write: --html FILE, --markdown FILE or --tap FILE ('-' = stdout)")
+    if not (args.html or args.markdown or args.tap or args.ktap or args.kcidb):
+        raise InputError("report: say what to write: --html FILE, --markdown FILE, --tap FILE, --ktap FILE or "
+                         "--kcidb FILE ('-' = stdout)")
     try:
         doc = render.load(args.results)
         all_cases = cases.load_all()
@@ -282,7 +285,7 @@ def cmd_run(args):
         _render_outputs(doc, args, all_cases)
     except OSError as e:
         raise InputError(f"cannot write results: {e} (choose another place with --json FILE / --junit FILE)") from None
-    extra = [f"{k}: {_show_path(getattr(args, k))}" for k in ("junit", "html", "markdown", "tap")
+    extra = [f"{k}: {_show_path(getattr(args, k))}" for k in ("junit", "html", "markdown", "tap", "ktap", "kcidb")
              if getattr(args, k, None) and getattr(args, k) != "-"]
     print(f"results: {_show_path(json_path)}" + "".join(f", {x}" for x in extra))
     if interrupted:
@@ -298,6 +301,64 @@ def cmd_run(args):
         _say(f"kernel {label}: {why}")
     bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
     return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures or sess.unrecovered else EXIT_OK
+
+
+def cmd_bundle(args):
+    from . import bundle
+    all_cases, _ = _load_cases_and_tables()
+    _ensure_build(args.no_build)
+    try:
+        size = bundle.build(all_cases, args.output)
+    except bundle.BundleError as e:
+        raise InputError(str(e)) from None
+    except OSError as e:
+        raise InputError(f"cannot write {render_visible(args.output)}: {e}") from None
+    if args.output != "-":
+        print(f"bundle: {_show_path(args.output)} ({size / 1e6:.1f} MB, {len(all_cases)} cases); on the device: "
+              f"tar xf {os.path.basename(args.output)} && kpc/run")
+    return EXIT_OK
+
+
+def render_visible(text):
+    from .render import visible
+    return visible(text)
+
+
+def cmd_evaluate(args):
+    """The runs a bundle recorded elsewhere, judged here (targets.ReplayTarget)."""
+    from . import targets
+    all_cases, tbl = _load_cases_and_tables()
+    selected = _select(all_cases, args.case, args.area)
+    try:
+        t = targets.ReplayTarget(args.events, label=args.label)
+    except targets.TargetError as e:
+        raise InputError(str(e)) from None
+    sess = session.Session(all_cases, tbl, t.env, selected, args.flavor or list(cases.FLAVORS), jobs=1,
+                           slow=t.slow, host=False, targets=[t])
+    if not sess.items:
+        raise InputError(f"the selected cases do not run in flavor(s) {', '.join(args.flavor or [])}")
+    sess.start()
+    try:
+        for item in sess.items:
+            sess.verdict(item)
+    finally:
+        sess.stop()
+    report.print_table(sess.items, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
+    kernels = sess.kernel_report()
+    try:
+        if args.json:
+            doc = report.write_json(args.json, sess.items, t.env, sess.wall_s, kernels=kernels)
+        else:
+            doc = report.document(sess.items, t.env, sess.wall_s, kernels=kernels)
+        if args.junit:
+            report.write_junit(args.junit, sess.items, t.env, sess.wall_s)
+        _render_outputs(doc, args, all_cases)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot write results: {e}") from None
+    if t.failure:
+        _say(t.failure)
+    bad = [i for i in sess.items if i.verdict.verdict in ("fail", "hang", "error")]
+    return EXIT_FAIL if bad or t.failure else EXIT_OK
 
 
 # ---------------------------------------------------------------- list / explain / check
@@ -571,6 +632,22 @@ def _jobs(text):
     return n
 
 
+def _format_args(p):
+    for key, what in (("html", "a self-contained HTML matrix"), ("markdown", "a Markdown summary"),
+                      ("tap", "TAP 13"), ("ktap", "KTAP v1 as kselftest's runner prints it"),
+                      ("kcidb", "a KCIDB v5.3 document (KernelCI's database)")):
+        p.add_argument(f"--{key}", metavar="FILE", help=f"also write {what} ('-' = standard output)")
+    p.add_argument("--kcidb-origin", default="kpc", metavar="NAME", type=_origin,
+                   help="the KCIDB origin (your CI system's registered name; default kpc)")
+
+
+def _origin(text):
+    from . import formats
+    if not formats.ORIGIN.match(text):
+        raise argparse.ArgumentTypeError(f"a KCIDB origin is lower-case letters, digits and '_', not '{text}'")
+    return text
+
+
 def parser():
     p = _Parser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
                                 "what the kernel does; expected tables in results/expected/ say what it should do.",
@@ -617,19 +694,42 @@ def parser():
     r.add_argument("--refresh-kernels", action="store_true",
                    help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels, and "
                         "extract again a cached kernel whose files no longer match their recorded SHA256")
-    for key, what in (("html", "a self-contained HTML matrix"), ("markdown", "a Markdown summary"),
-                      ("tap", "TAP 13")):
-        r.add_argument(f"--{key}", metavar="FILE", help=f"also write {what} ('-' = standard output)")
+    _format_args(r)
+    r.add_argument("--target", action="append", metavar="ssh://[USER@]HOST[:PORT]",
+                   help="also run the suite on another machine over SSH (repeatable): kpc copies a bundle there, "
+                        "runs it, streams the events back and judges them with these tables; each target is a "
+                        "column like a --kernels kernel, and nothing kpc started is left there. ssh's own "
+                        "configuration applies (KPC_SSH_CONFIG=FILE: ssh -F FILE)")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("report", help="render a results JSON (or a merged one) as HTML, Markdown or TAP",
                         description="Render a results file. Results files are validated first (a malformed "
                         "one is exit 2); every string from them is escaped in every format. " + OUTPUT_HELP)
     rp.add_argument("results", help="results JSON (results/runs/last.json, or kpc merge output)")
-    rp.add_argument("--html", metavar="FILE")
-    rp.add_argument("--markdown", metavar="FILE")
-    rp.add_argument("--tap", metavar="FILE")
+    _format_args(rp)
     rp.set_defaults(func=cmd_report)
+
+    bd = sub.add_parser("bundle", help="kpc for a device under test: one relocatable tarball",
+                        description="Write a tarball that runs the suite on a machine without a compiler, pytest "
+                        "or network: `tar xf kpc-*.tar.xz && kpc/run` judges it there (python3 >= 3.9), or "
+                        "`kpc/run --events FILE` records it for `./kpc evaluate FILE` (no Python). " + OUTPUT_HELP)
+    bd.add_argument("-o", "--output", required=True, metavar="FILE", help="e.g. kpc-x86_64.tar.xz")
+    bd.add_argument("--no-build", action="store_true", help="use the existing build")
+    bd.set_defaults(func=cmd_bundle)
+    ev = sub.add_parser("evaluate", help="judge events a bundle recorded on another machine (kpc/run --events)",
+                        description="Judge the runs in EVENTS (written by a bundle's `kpc/run --events FILE`) "
+                        "with this checkout's tables: the same verdicts `./kpc run` gives on that machine. The "
+                        "file is checked field by field first (a malformed one is exit 2 or error verdicts).")
+    ev.add_argument("events", help="the events file")
+    ev.add_argument("--case", action="append", metavar="GLOB")
+    ev.add_argument("--area", action="append", metavar="AREA")
+    ev.add_argument("--flavor", action="append", choices=cases.FLAVORS)
+    ev.add_argument("--label", help="the column's name (default: the machine's kernel release)")
+    ev.add_argument("-v", "--verbose", action="store_true")
+    ev.add_argument("--json", metavar="FILE", help="results JSON (default: none)")
+    ev.add_argument("--junit", metavar="FILE")
+    _format_args(ev)
+    ev.set_defaults(func=cmd_evaluate)
     mg = sub.add_parser("merge", help="combine results from many machines/kernels/runtimes into one matrix",
                         description="Combine results files (validated first) into one. " + OUTPUT_HELP)
     mg.add_argument("results", nargs="+", help="results JSON files")

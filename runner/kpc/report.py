@@ -158,15 +158,20 @@ def result_json(item, env):
 
 def write_json(path, items, env, wall_s, kernels=None):
     """`kernels`: label -> the guest's environment and boot facts."""
-    doc = {"schema": SCHEMA_VERSION,
+    doc = document(items, env, wall_s, kernels)
+    safefile.write(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    return doc
+
+
+def document(items, env, wall_s, kernels=None):
+    """The results document of judged ITEMS (what write_json writes)."""
+    return {"schema": SCHEMA_VERSION,
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "environment": env.to_json(),
            **({"kernels": kernels} if kernels else {}),
            "wall_s": round(wall_s, 3),
            "totals": totals(items),
            "results": [result_json(i, env) for i in items]}
-    safefile.write(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
-    return doc
 
 
 def results_lock(directory):
