@@ -169,8 +169,8 @@ def cmd_diff(args):
 def _check_kernel_args(args):
     """--kernels / --kernel / --kernel-append / --no-host: what can be told
     wrong from the words alone, before anything is built or fetched."""
-    if args.no_host and not (args.kernels or args.kernel):
-        raise InputError("--no-host needs --kernels or --kernel (something has to run)")
+    if args.no_host and not (args.kernels or args.kernel or getattr(args, "target", None)):
+        raise InputError("--no-host needs --kernels, --kernel or --target (something has to run)")
     if args.kernel_append is not None:
         if not (args.kernels or args.kernel):
             raise InputError("--kernel-append needs --kernels or --kernel (it is for the guests' kernels)")
@@ -213,6 +213,49 @@ def _kernels(args):
     return found
 
 
+def _check_targets(args):
+    """--target URLs, checked from the words alone (before the build)."""
+    from . import sshtarget
+    for url in args.target or []:
+        try:
+            sshtarget.parse_url(url)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+
+
+def _ssh_targets(args, labels):
+    """--target: a bundle copied to each machine, its facts read
+    (sshtarget.SshTarget.prepare); the copies are removed again if one fails."""
+    from . import sshtarget, targets
+    if not args.target:
+        return []
+    if args.runtime:
+        raise InputError("--runtime runs on this machine only; leave out --target")
+    try:
+        path = sshtarget.bundle_for_targets()
+    except (OSError, paths.PrivateDirError) as e:
+        raise InputError(f"cannot make the bundle for --target: {e}") from None
+    prepared = []
+    try:
+        for url in args.target:
+            t = sshtarget.SshTarget(url, slow=args.slow)
+            if t.label in labels + [p.label for p in prepared] or t.label == "host":
+                raise InputError(f"--target {url}: {t.label} given twice")
+            _say(f"target {url}: copying the bundle")
+            t.prepare(path)
+            _say(f"target {url}: {t.env.kernel} ({t.env.distro}), bundle in {t.remote_dir}")
+            prepared.append(t)
+    except targets.TargetError as e:
+        for t in prepared:
+            t.join()
+        raise InputError(str(e)) from None
+    except BaseException:
+        for t in prepared:
+            t.join()
+        raise
+    return prepared
+
+
 def _runtimes(args):
     """--runtime / --profile -> [runtimes.Runtime] (checked before the build)."""
     if not args.runtime:
@@ -231,6 +274,9 @@ def cmd_run(args):
     flavors = args.flavor or list(cases.FLAVORS)
     rts = _runtimes(args)
     _check_kernel_args(args)
+    _check_targets(args)
+    if args.no_host and not (args.kernels or args.kernel or args.target):
+        raise InputError("--no-host needs --kernels, --kernel or --target (something has to run)")
     _ensure_build(args.no_build)
     env = envinfo.detect()
     # The launcher refuses a $TMPDIR others could replace run directories
@@ -244,8 +290,15 @@ def cmd_run(args):
                  + (f"; skipped: {r.unavailable}" if r.unavailable else "")
                  + (f" ({r.profile_note})" if r.profile_note else ""))
     kernels_ = _kernels(args)
-    sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts,
-                           kernels=kernels_, host=not args.no_host, kernel_append=args.kernel_append or "")
+    remote = _ssh_targets(args, labels=[k.label for k in kernels_])
+    try:
+        sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow,
+                               runtimes=rts, kernels=kernels_, host=not args.no_host,
+                               kernel_append=args.kernel_append or "", targets=remote)
+    except BaseException:
+        for t in remote:
+            t.join()   # removes the copied bundle
+        raise
     if not sess.items:
         if rts:
             raise InputError("none of the selected cases runs under a runtime (metadata under_runtimes = true)")
@@ -298,7 +351,7 @@ def cmd_run(args):
         _say(f"{run.get('run')}: tasks kpc could not free are still on this machine: {stuck}; as root, abort the "
              f"FUSE connections they wait on (echo 1 > /sys/fs/fuse/connections/N/abort)")
     for label, why in sess.guest_failures.items():
-        _say(f"kernel {label}: {why}")
+        _say(f"{'kernel ' if label in [k.label for k in sess.kernels] else 'target '}{label}: {why}")
     bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
     return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures or sess.unrecovered else EXIT_OK
 

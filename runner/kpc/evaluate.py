@@ -126,6 +126,12 @@ def evaluate(case, result, tbl, ctx):
         v.hang = {"guest_console_tail": result.get("console_tail", []),
                   "kernel_messages": result.get("kernel_messages", []), "tasks": []}
         return v
+    if outcome in ("target-lost", "target-rebooted"):
+        # An SSH target's connection died while this ran (sshtarget.py):
+        # kpc lost it (error) or the machine rebooted under it (fail).
+        v.verdict = "fail" if outcome == "target-rebooted" else "error"
+        v.reason = result.get("error") or outcome
+        return v
     if outcome == "kernel-crash":
         # An oops/BUG/WARNING/panic on the guest's console while this ran:
         # judge the run as it was, then a kernel complaint makes it a fail.
