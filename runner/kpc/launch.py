@@ -54,8 +54,12 @@ class Batch:
     LINGER_S = 3.0
 
     def __init__(self, plan, jobs, on_event, on_exit):
+        # Its own session: no controlling terminal reaches the probes. From a
+        # terminal (or LAVA's console shell) they inherited the runner's, and
+        # inherited_signal_state failed (self.has_ctty true); a signal from
+        # the terminal is the runner's to handle (stop() ends the launcher).
         self._proc = subprocess.Popen([paths.launcher(), "batch", "--jobs", str(jobs)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self._proc.stdin.write("".join(json.dumps(p) + "\n" for p in plan).encode())
         self._proc.stdin.close()
         self._on_event, self._on_exit = on_event, on_exit
