@@ -7,11 +7,6 @@ import os
 import json
 import re
 
-try:
-    import tomllib
-except ImportError:  # Python < 3.11: the bundle's runner reads cases.json (kpc bundle precompiles it)
-    tomllib = None
-
 from . import inputs, kver, paths
 
 FLAVORS = ("host", "pidns", "userns")
@@ -159,9 +154,22 @@ def _check_names(rel, area, case_id, data, req):
                         f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
+def _tomllib():
+    """tomllib (Python 3.11), imported only to read TOML: the bundle's runner
+    reads cases.json and runs on Python 3.9."""
+    try:
+        import tomllib
+    except ImportError:
+        return None
+    return tomllib
+
+
 def read_toml(path):
     """The metadata file's data (a dict), or CaseError naming the file."""
     rel = os.path.relpath(path, paths.ROOT)
+    tomllib = _tomllib()
+    if tomllib is None:
+        raise CaseError(f"{rel}: reading case metadata needs Python 3.11 (tomllib)")
     try:
         return tomllib.loads(inputs.read_text(path))
     except inputs.InputFileError as e:
@@ -245,7 +253,7 @@ def load_all(cases_dir=None):
     cases_dir = cases_dir or paths.CASES
     if os.path.isfile(os.path.join(cases_dir, PRECOMPILED)):
         return load_precompiled(os.path.join(cases_dir, PRECOMPILED))
-    if tomllib is None:
+    if _tomllib() is None:
         raise CaseError(f"{cases_dir}: reading case metadata needs Python 3.11 (tomllib), or a {PRECOMPILED}")
     found = {}
     for area in _list(cases_dir):

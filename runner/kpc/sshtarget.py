@@ -280,8 +280,7 @@ class SshTarget(Target):
         for p in missing:
             running = p["run"] in inflight
             for e in unreported([p], (), outcome if running else "launch-error",
-                                f"{self.label}: {why}" if running else f"{self.label}: not run: "
-                                f"{self.failure or why}"):
+                                why if running else f"not run on {self.url}: {self.failure or why}"):
                 on_event(e)
         self.cleanup()
 
@@ -303,7 +302,7 @@ class SshTarget(Target):
             return "target-rebooted", (f"{self.url} rebooted while this ran (boot id {self.boot_id} -> "
                                        f"{boot_id_now[:36]}): a kernel crash or a watchdog; see its console or pstore")
         return "target-lost", (f"kpc lost its connection to {self.url} while this ran; the machine answers again "
-                               f"with the same boot id ({self.failure or 'ssh ended'})")
+                               f"with the same boot id ({(self.failure or 'ssh ended').replace(self.url + ': ', '')})")
 
     def cleanup(self):
         """Remove the bundle's directory there (the entry point removes it
