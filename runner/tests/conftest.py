@@ -149,3 +149,7 @@ def scope():
     s = Scope()
     yield s
     s.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes long (a real LAVA job); .ci/run runs it")

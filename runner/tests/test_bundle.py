@@ -164,3 +164,40 @@ def test_runner_modules_are_python_3_9():
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and \
                     any(isinstance(x, ast.Constant) and x.value is None for x in (node.left, node.right)):
                 pytest.fail(f"{m}.py: 'X | None' at line {node.lineno} (Python 3.10)")
+
+
+def test_kirk_ltp_exit_codes_and_summary(tarball, host_verdicts, tmp_path):
+    """kpc-ltp as kirk runs it (cwd testcases/bin, LTPROOT, PATH): LTP's exit
+    code and Summary block per verdict; a table edited to disagree gives a
+    fail (1), a case without rows an error (broken, 2)."""
+    import re
+    kpc = unpack(tarball, tmp_path / "dut")
+    ltproot = os.path.join(kpc, "kirk")
+    tc = os.path.join(ltproot, "testcases", "bin")
+    env = {"LTPROOT": ltproot, "PATH": f"/usr/bin:/bin:{tc}", "TMPDIR": "/tmp"}
+    with open(os.path.join(ltproot, "runtest", "kpc")) as f:
+        lines = [ln.split() for ln in f if ln.strip() and not ln.startswith("#")]
+    assert len(lines) == len(host_verdicts) and all(len(ln) == 3 and ln[1] == "kpc-ltp" for ln in lines)
+    skipped = next(f"{c}{':' + v if v else ''}@{fl}" for (c, v, fl), verdict in host_verdicts.items()
+                   if verdict == "skip" and c != "fuse_request_timeout_mitigation")
+    table = os.path.join(kpc, "results", "expected", "signals.exp")
+    with open(table) as f:
+        text = f.read()
+    text = text.replace("[sigmask_survives_execve]\nchild.blocked = SIGUSR1|SIGTERM",
+                        "[sigmask_survives_execve]\nchild.blocked = SIGUSR2")
+    text = re.sub(r"\[sig_ign_survives_execve\]\n(.+\n)+", "", text)
+    expect = {"exit_status_low_8_bits@host": (0, "passed"), skipped: (32, "skipped"),
+              "sigmask_survives_execve@host": (1, "failed"), "sig_ign_survives_execve@host": (2, "broken")}
+    for run_name, (code, counted) in expect.items():
+        if code in (1, 2):
+            with open(table, "w") as f:
+                f.write(text)
+        r = run(["kpc-ltp", run_name], cwd=tc, env=env, timeout=300)
+        assert r.returncode == code, (run_name, r.stdout, r.stderr)
+        m = re.search(r"Summary:\npassed\s*(\d+)\nfailed\s*(\d+)\nbroken\s*(\d+)\nskipped\s*(\d+)\nwarnings\s*(\d+)\n",
+                      r.stdout)
+        assert m, r.stdout
+        counts = dict(zip(("passed", "failed", "broken", "skipped", "warnings"), map(int, m.groups())))
+        assert counts == {k: int(k == counted) for k in counts}, (run_name, counts)
+    r = run(["kpc-ltp", "no_such_case@host"], cwd=tc, env=env)
+    assert r.returncode == 2 and r.stderr.startswith("kpc: ")
