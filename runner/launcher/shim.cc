@@ -304,7 +304,15 @@ void Shim::recover_fuse() {
 void Shim::finish() {
   devices_.clear();  // the run is over: let its connections end
   run_cleanup(spec_, tmpdir_, scope_);
-  if (orphaned_) kpc::remove_tree(tmpdir_);  // L would have; the next L would only if we died too
+  // L may be gone without our having read the news yet (it was killed just
+  // after asking us to recover): look once more.
+  pollfd p{fds_.cmd_r, POLLIN, 0};
+  if (fds_.cmd_r >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) orphaned_ = true;
+  if (orphaned_ && !own_pidns_) unmount_leftovers(tmpdir_);  // L would report and detach them
+  // L removes the run directory too, after reporting what is left in it;
+  // removing it here as well means it goes even if L dies in between.
+  // (A mount L has still to detach keeps it: remove_tree enters no mount.)
+  kpc::remove_tree(tmpdir_);
   _exit(0);
 }
 
