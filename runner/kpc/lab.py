@@ -535,8 +535,9 @@ def report(ex, marks, verdict, flavor, env, out, reveal=True):
                   + ".\n")
     else:
         out.write("\n(no predictions to score)\n")
-    out.write(f"verdict against the expected table: {verdict.verdict}" + (f" ({verdict.reason})" if verdict.reason
-                                                                            else "") + "\n")
+    # The verdict's reason quotes the table's rows: part of the reveal.
+    out.write(f"verdict against the expected table: {verdict.verdict}"
+              + (f" ({verdict.reason})" if verdict.reason and (reveal or verdict.verdict == "skip") else "") + "\n")
     if verdict.verdict == "skip":
         out.write("This lab could not run here, so nothing was graded. " + _skip_advice(ex.case, verdict.reason)
                   + "\n")
@@ -551,6 +552,9 @@ def _skip_advice(case, reason):
     if "CAP_SYS_ADMIN" in reason or "needs root" in reason:
         return ("Without root, try --flavor userns" if "userns" in case.flavors else "It needs root") + \
             "; a teacher can also run it as root for the class."
+    if "runs only under --runtime" in reason:
+        return ("It plays a container engine around a runtime: `./kpc lab init-exercise --init FILE` runs it under "
+                "your own init, `./kpc run --runtime tini --case " + case.id + " -v` under tini.")
     if "/dev/fuse" in reason:
         return "FUSE needs /dev/fuse readable and writable (Debian's default is 0666)."
     return ""
