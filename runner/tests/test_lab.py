@@ -35,6 +35,12 @@ def _matches(expected, line):
     return re.fullmatch(pattern, " ".join(line.split())) is not None
 
 
+# A student's shell on Debian: the distribution's PATH (this machine's root
+# may have a pyenv shim first, whose python3 forks helpers before it execs).
+DEMO_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+            "HOME": os.environ.get("HOME", "/root"), "TERM": "dumb"}
+
+
 def run_demo(block, timeout=60):
     """Run one See-it-yourself block as a student would type it, in one
     bash session (so $! and variables carry over), from the checkout.
@@ -45,7 +51,7 @@ def run_demo(block, timeout=60):
         script += [f"printf '\\n@@kpc-demo {i}\\n'", d.command, f"printf '\\n@@kpc-rc {i} %s\\n' $?"]
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(["bash", "-c", "\n".join(script)], cwd=paths.ROOT, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=DEMO_ENV)
         try:
             proc.wait(timeout=timeout)
         finally:
