@@ -400,9 +400,12 @@ def mark(ex, given, verdict):
     return marks
 
 
-def score(marks):
+def score(marks, blanks_count=False):
+    """(right, out of). A lab counts the predictions made; a grade also
+    counts a key left blank that the kernel recorded (it scores 0)."""
     right = sum(m.result == "right" for m in marks)
-    graded = sum(m.result in ("right", "wrong", "unreadable") for m in marks)
+    counted = ("right", "wrong", "unreadable") + (("unanswered",) if blanks_count else ())
+    graded = sum(m.result in counted and (m.result != "unanswered" or bool(m.kernel)) for m in marks)
     return right, graded
 
 
@@ -707,8 +710,8 @@ def grade(args, all_cases, tbl, ensure_build, out=sys.stdout):
                     given[k] = (raw, read_answer(ex, k, raw or ""))
                 except values.ValueError_:
                     given[k] = (raw, None)
-            marks = [m for m in mark(ex, given, verdict) if m.result != "unanswered" or m.key in case.lab.ask]
-            right, graded = score(marks)
+            marks = mark(ex, given, verdict)
+            right, graded = score(marks, blanks_count=True)
             ungraded = sum(m.result == "ungraded" for m in marks)
             entry["labs"][cid] = {"variant": ex.variant, "flavor": flavor, "params": ex.params,
                                   "verdict": verdict.verdict, "right": right, "graded": graded,
