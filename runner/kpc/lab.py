@@ -20,10 +20,12 @@ write a container init until the staged checks pass).
 """
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -136,7 +138,6 @@ def _unfinished(command):
     trailing backslash."""
     if command.rstrip().endswith("\\"):
         return True
-    import shlex
     try:
         shlex.split(command, comments=True)
     except ValueError:
@@ -572,7 +573,7 @@ def read_answer_file(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as e:
-        why = "a symbolic link (give the file itself)" if e.errno == 40 else e.strerror
+        why = "a symbolic link (give the file itself)" if e.errno == errno.ELOOP else e.strerror
         raise LabError(f"{clean(path, 200)}: cannot read: {why}") from None
     try:
         st = os.fstat(fd)
@@ -1050,7 +1051,6 @@ def init_exercise(args, all_cases, tbl, ensure_build, out=sys.stdout):
     env = envinfo.detect()
     with tempfile.TemporaryDirectory(prefix="kpc-init-") as workdir:
         prefix = _init_prefix(args.init, workdir)
-        import shlex
         try:
             rt = runtimes.resolve(shlex.join(prefix), "clean")
         except ValueError as e:
