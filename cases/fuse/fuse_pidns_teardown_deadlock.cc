@@ -65,7 +65,12 @@ int probe_main(kpc::Probe&) {
 
   // 3. init exits; wait until it sleeps in its exit (or is gone).
   kpc::send_byte(go.write.get());
-  for (int ms = 0; ms < 500 && !exiting_or_gone(init.pid()); ++ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const int64_t deadline = kpc::monotonic_ms() + 5000;
+  while (!exiting_or_gone(init.pid()) && kpc::monotonic_ms() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Observed too early, a namespace whose init still runs would accept the
+  // fork below: that would be this probe's fault, not the kernel's.
+  KPC_CHECK_MSG(exiting_or_gone(init.pid()), "init did not start its exit within 5 s of the word");
 
   // 4. Meanwhile: setns into the namespace, and fork there.
   kpc::observe_setns_then_fork("during_teardown", nsfd.get());

@@ -37,13 +37,13 @@ int probe_main(kpc::Probe& p) {
     member.wait();
     const int from_member = g_handled.load();
     kpc::observe("init.handled_from_member", from_member);
+    kpc::send_byte(from_init.write.get());  // alive after the members' SIGTERM and SIGKILL
     // 2. Another member sends SIGSTOP. Had it been delivered, init would stop
     //    on its way back to user mode after the wait and never answer.
     kpc::Child stopper = kpc::fork_child([] { KPC_OBSERVE_CALL("member.kill_sigstop", kill(1, SIGSTOP)); });
     stopper.wait();
-    kpc::send_byte(from_init.write.get());
-    // 3. Tell the outside we are ready; it sends SIGTERM from the ancestor
-    //    namespace, then says "done".
+    // 3. Alive after the member's SIGSTOP: tell the outside, which then sends
+    //    SIGTERM from the ancestor namespace and says "done".
     kpc::send_byte(from_init.write.get());
     kpc::recv_byte(to_init.read.get(), 5000);
     kpc::observe("init.handled_from_ancestor", g_handled.load() - from_member);

@@ -11,15 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <atomic>
-
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 
 namespace {
-std::atomic<bool> g_term{false};
-void on_term(int) { g_term = true; }
-
+void on_term(int) {}
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
@@ -27,18 +23,27 @@ int probe_main(kpc::Probe& p) {
   kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC);
 
   kpc::Child init = kpc::fork_child_in_new_pidns([&] {
+    // 1. PID 1 catches SIGTERM (a handler: an init without one would not
+    //    even get it from outside), and holds it blocked until it waits for
+    //    it, so one that comes early is not lost.
     struct sigaction sa {};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, nullptr);
-    // 1. The worker ignores SIGTERM (as in the story).
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, nullptr);
+    // 2. The worker ignores SIGTERM (as in the story).
     pid_t worker = kpc::fork_or_broken();
     if (worker == 0) {
       signal(SIGTERM, SIG_IGN);
+      sigprocmask(SIG_UNBLOCK, &term, nullptr);
       for (;;) pause();
     }
     kpc::send_byte(ready.write.get());
-    // 2. Wait for SIGTERM, forward it, then wait for the worker.
-    while (!g_term) pause();
+    // 3. Wait for SIGTERM, forward it, then wait for the worker.
+    while (sigwaitinfo(&term, nullptr) != SIGTERM) {
+    }
     kill(worker, SIGTERM);
     if (grace) {
       for (int i = 0; i < 20; ++i) {
@@ -53,7 +58,7 @@ int probe_main(kpc::Probe& p) {
   });
 
   KPC_CHECK(kpc::recv_byte(ready.read.get(), 5000).has_value());
-  // 3. `docker stop`: SIGTERM to the namespace's init.
+  // 4. `docker stop`: SIGTERM to the namespace's init.
   KPC_SYS(kill(init.pid(), SIGTERM));
   // How long to give it: the stuck init is shown stuck after 1 s (five
   // times the grace period); the fixed one gets 10 s, so a slow machine
@@ -62,7 +67,7 @@ int probe_main(kpc::Probe& p) {
   auto st = init.wait_for(grace ? 10000 : 1000);
   kpc::observe("init.stopped_without_outside_sigkill", st.has_value());
   if (!st) {
-    // 4. The runtime's last resort: SIGKILL from outside.
+    // 5. The runtime's last resort: SIGKILL from outside.
     KPC_SYS(kill(init.pid(), SIGKILL));
     st = init.wait();
   }

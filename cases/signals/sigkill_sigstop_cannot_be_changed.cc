@@ -1,6 +1,7 @@
 // sigkill_sigstop_cannot_be_changed: SIGKILL and SIGSTOP "cannot be caught,
 // blocked, or ignored" (signal(7)). What does each API do when asked?
 // sigaction refuses (EINVAL); sigprocmask and signalfd silently drop them.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -63,13 +64,18 @@ int probe_main(kpc::Probe&) {
 
   // 5. A stopped child: SIGSTOP stops it though it "blocked" and "ignored"
   //    everything it could; SIGKILL then kills it while stopped.
-  kpc::Child child = kpc::fork_child([] {
+  //    (It says it is ready once it has, so SIGSTOP cannot come first.)
+  kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC);
+  kpc::Child child = kpc::fork_child([&] {
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);
     for (int s = 1; s < 32; ++s) signal(s, SIG_IGN);
+    kpc::send_byte(ready.write.get());
     for (;;) pause();
   });
+  ready.write.reset();
+  kpc::expect_ready(child, ready.read.get(), 5000, "the child never blocked and ignored its signals");
   KPC_SYS(kill(child.pid(), SIGSTOP));
   int status = child.wait(WUNTRACED);
   kpc::observe("child.after_sigstop", kpc::describe_wait_status(status));

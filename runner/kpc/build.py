@@ -2,10 +2,11 @@
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
-from . import paths
+from . import paths, safefile
 
 # Debian/Ubuntu package -> what it provides (for the message).
 BUILD_PACKAGES = {
@@ -73,16 +74,57 @@ def ensure_packages(with_tests=False, install=True, extra=None):
             raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
 
 
+def check_trusted(bdir=None):
+    """kpc executes what the build directory holds -- as root, on a shared
+    machine. Refuse one that someone else could have put programs into: the
+    directory and its bin/, probes/ and testprobes/ must belong to you or to
+    root and be writable by nobody else (KPC_BUILD_DIR can point anywhere)."""
+    bdir = bdir or paths.build_dir()
+    euid = os.geteuid()
+    for path in (bdir, *(os.path.join(bdir, d) for d in ("bin", "probes", "testprobes")), paths.launcher()):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise BuildError(f"{path}: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode) and path != bdir:
+            raise BuildError(f"{path} is a symlink: kpc runs only a build it can vouch for")
+        if st.st_uid not in (euid, 0):
+            raise BuildError(f"{path} belongs to uid {st.st_uid}, not to you or root: kpc would run whatever "
+                             f"they put there (set KPC_BUILD_DIR to a build of your own)")
+        if st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode):
+            raise BuildError(f"{path} is writable by {'others' if st.st_mode & 0o002 else 'its group'}: kpc would "
+                             f"run whatever they put there (chmod go-w it)")
+
+
 def build(with_tests=False):
     """Configure on first use, then an incremental build (a no-op when
     nothing changed). A build directory we cannot write (another user built
-    it) is used as it is."""
+    it) is used as it is. Two kpc processes building the same directory take
+    turns (an flock on BUILD/.kpc-build.lock): together they once linked a
+    half-written libkpcprobe.a."""
     bdir = paths.build_dir()
     if os.path.isdir(bdir) and not os.access(bdir, os.W_OK):
         if not os.path.exists(paths.launcher()):
             raise BuildError(f"{bdir} is not writable and holds no build; set KPC_BUILD_DIR to a writable directory")
         say(f"{bdir} is not writable by this user: using the binaries already built there")
         return
+    try:
+        os.makedirs(bdir, exist_ok=True)
+        fd = safefile.lock(bdir, LOCK_NAME, waiting=lambda: say(f"waiting for another kpc building in {bdir}"))
+    except OSError as e:
+        raise BuildError(f"cannot lock {os.path.join(bdir, LOCK_NAME)}: {e}") from None
+    try:
+        _configure_and_build(bdir, with_tests)
+    finally:
+        os.close(fd)
+
+
+LOCK_NAME = ".kpc-build.lock"
+
+
+def _configure_and_build(bdir, with_tests):
     if not os.path.exists(os.path.join(bdir, "CMakeCache.txt")):
         say(f"configuring the C++ build in {os.path.relpath(bdir, paths.ROOT)}/ (first run)")
         gen = ["-G", "Ninja"] if shutil.which("ninja") else []

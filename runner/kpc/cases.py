@@ -4,11 +4,31 @@ three files (and the [<id>] section of results/expected/<area>.exp)."""
 
 import dataclasses
 import os
+import re
 import tomllib
 
-from . import kver, paths
+from . import inputs, kver, paths
 
 FLAVORS = ("host", "pidns", "userns")
+MAX_TIMEOUT_S = 3600  # a case that needs more is a bug in the case (and the launcher counts ms in an int)
+
+# Linux's capabilities (<linux/capability.h>, CAP_CHOWN=0 .. CAP_CHECKPOINT_RESTORE=40),
+# spelt as kpc-launch's `caps` reports them (libcap's cap_to_name, upper case).
+# A typo in requires.caps would skip its case forever ("needs capability
+# CAP_SYS_ADMNI"); a new kernel capability is added here by hand (a test
+# compares this list with the installed header).
+CAPABILITIES = frozenset("""
+    CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID CAP_SETUID
+    CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE CAP_NET_BROADCAST CAP_NET_ADMIN CAP_NET_RAW
+    CAP_IPC_LOCK CAP_IPC_OWNER CAP_SYS_MODULE CAP_SYS_RAWIO CAP_SYS_CHROOT CAP_SYS_PTRACE CAP_SYS_PACCT
+    CAP_SYS_ADMIN CAP_SYS_BOOT CAP_SYS_NICE CAP_SYS_RESOURCE CAP_SYS_TIME CAP_SYS_TTY_CONFIG CAP_MKNOD
+    CAP_LEASE CAP_AUDIT_WRITE CAP_AUDIT_CONTROL CAP_SETFCAP CAP_MAC_OVERRIDE CAP_MAC_ADMIN CAP_SYSLOG
+    CAP_WAKE_ALARM CAP_BLOCK_SUSPEND CAP_AUDIT_READ CAP_PERFMON CAP_BPF CAP_CHECKPOINT_RESTORE
+""".split())
+_KERNEL_REQUIREMENT = re.compile(r"^>=(\d+(\.\d+){0,2})$")
+# Ids, areas and probe names end up in paths, run ids, TAP/JUnit names and
+# table sections: plain names only.
+_NAME = re.compile(r"^[a-z0-9_]+$")
 
 _TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes",
              "runtime_workload", "probe", "args",
@@ -70,6 +90,11 @@ class Case:
     lab: Lab = dataclasses.field(default_factory=Lab)
 
     @property
+    def timeout_ms(self):
+        """What the launcher is given (load_case checks it is 1..3600000)."""
+        return round(self.timeout_s * 1000)
+
+    @property
     def source_path(self):
         return os.path.join(paths.CASES, self.area, self.probe + ".cc")
 
@@ -116,11 +141,37 @@ def _unknown(path, where, keys, known):
 
 
 def parse_kernel_requirement(text):
-    """'>=5.3' -> (5, 3, 0); only a minimum is supported."""
-    text = text.strip()
-    if not text.startswith(">="):
-        raise ValueError(f"kernel requirement must look like '>=5.3', got '{text}'")
-    return kver.parse(text[2:])
+    """'>=5.3' -> (5, 3, 0); only a minimum is supported. The whole text
+    must match ('>=5.x' is not 5.0)."""
+    m = _KERNEL_REQUIREMENT.match(text.strip())
+    if not m:
+        raise ValueError(f"kernel requirement must look like '>=5.3' or '>=6.1.2', got '{text}'")
+    return kver.parse(m.group(1))
+
+
+def _check_limits(rel, data):
+    """timeout (s) and hang_ms as the launcher needs them, checked here: a
+    value the launcher refuses would fail the whole batch, every case."""
+    if "timeout" in data:
+        t = data["timeout"]
+        if not (0 < t <= MAX_TIMEOUT_S and round(t * 1000) >= 1):  # nan compares false
+            raise CaseError(f"{rel}: timeout must be seconds, more than 0 (at least 1 ms) and at most "
+                            f"{MAX_TIMEOUT_S}; got {t}")
+    timeout_ms = round(data.get("timeout", 10) * 1000)
+    hang_ms = data.get("hang_ms", 1000)
+    if not 0 < hang_ms <= timeout_ms:
+        got = f"got {hang_ms}" if "hang_ms" in data else f"the default is {hang_ms}: set hang_ms"
+        raise CaseError(f"{rel}: hang_ms must be more than 0 and at most the timeout ({timeout_ms} ms); {got}")
+
+
+def _check_names(rel, area, case_id, data, req):
+    for what, name in (("area", area), ("case id", case_id), ("probe", data.get("probe", case_id))):
+        if not _NAME.match(name):
+            raise CaseError(f"{rel}: {what} '{name}' is not a plain name (a-z, 0-9, _)")
+    bad = [c for c in req.caps if c not in CAPABILITIES]
+    if bad:
+        raise CaseError(f"{rel}: requires.caps: unknown capability {', '.join(repr(c) for c in bad)} "
+                        f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
 def load_case(path):
@@ -128,8 +179,9 @@ def load_case(path):
     area = os.path.basename(os.path.dirname(path))
     case_id = os.path.splitext(os.path.basename(path))[0]
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(inputs.read_text(path))
+    except inputs.InputFileError as e:
+        raise CaseError(f"{e.where(rel)}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise CaseError(f"{rel}: {e}") from None
     _unknown(rel, "the case", data.keys(), _TOP_KEYS)
@@ -164,6 +216,8 @@ def load_case(path):
             parse_kernel_requirement(req.kernel)
         except ValueError as e:
             raise CaseError(f"{rel}: requires.kernel: {e}") from None
+    _check_limits(rel, data)
+    _check_names(rel, area, case_id, data, req)
 
     prov = data.get("provenance", {})
     _unknown(rel, "[provenance]", prov.keys(), _PROVENANCE_KEYS)
@@ -224,11 +278,11 @@ def load_all(cases_dir=None):
     """All cases, keyed by id, in (area, id) order."""
     cases_dir = cases_dir or paths.CASES
     found = {}
-    for area in sorted(os.listdir(cases_dir)):
+    for area in _list(cases_dir):
         area_dir = os.path.join(cases_dir, area)
         if area in ("lib", "helpers") or not os.path.isdir(area_dir):
             continue
-        for name in sorted(os.listdir(area_dir)):
+        for name in _list(area_dir):
             if not name.endswith(".toml"):
                 continue
             case = load_case(os.path.join(area_dir, name))
@@ -237,3 +291,11 @@ def load_all(cases_dir=None):
                                 f"{case.metadata_path}")
             found[case.id] = case
     return found
+
+
+def _list(directory):
+    try:
+        return inputs.list_dir(directory)
+    except inputs.InputFileError as e:
+        raise CaseError(f"{directory}: cannot read the cases: {e}"
+                        + (" (KPC_CASES_DIR)" if os.environ.get("KPC_CASES_DIR") else "")) from None

@@ -1,21 +1,29 @@
 """./kpc — the command line.
 
 Exit codes: 0 every run passed, xfailed or skipped; 1 a fail, hang or error
-verdict (or a failing selftest); 2 bad usage or bad input (case metadata,
-expected tables, a build that cannot be made); 130 interrupted.
+verdict (or a failing selftest, or a regression in `kpc diff`); 2 bad usage
+or bad input (case metadata, expected tables, a results file, a build that
+cannot be made, an output file kpc will not write); 3 an internal error (a
+bug in kpc: never read as a fail or a regression); 130 interrupted.
 """
 
 import argparse
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 
 from . import build, cases, envinfo, paths, report, runtimes, session, tables
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_JOBS = 1024  # more is a typo (3000000000 overflowed the launcher's int after the run had started)
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
+EXIT_BROKEN_PIPE = 128 + 13   # SIGPIPE, as a shell reports a reader that went away
+OUTPUT_HELP = ("Output FILEs: '-' is standard output; a symbolic link is refused (give the file it points to), "
+               "a device or FIFO of root or yours (/dev/null) is written through, anything else is replaced "
+               "atomically through a new randomly named file in the same directory.")
 PYTHON = "/usr/bin/python3"
 
 
@@ -23,8 +31,22 @@ class InputError(Exception):
     """Bad usage or bad input files: exit code 2."""
 
 
+# C0/C1 controls (ESC starts terminal escapes, CR rewrites the line, LF
+# makes a second line), DEL, lone surrogates (undecodable bytes of a path),
+# and Unicode's invisible format and line-separator characters.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def printable(text):
+    """Text for the terminal: every unprintable character as its Python
+    escape (\\x1b, \\n), so input quoted in a message (a file name, a
+    table row, a --runtime) can neither move the cursor, recolour, rewrite
+    or add lines, nor hide what it is."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _say(msg):
-    sys.stderr.write(f"kpc: {msg}\n")
+    sys.stderr.write(f"kpc: {printable(str(msg))}\n")
 
 
 # ---------------------------------------------------------------- helpers
@@ -54,11 +76,12 @@ def _select(all_cases, patterns, areas):
 
 
 def _ensure_build(no_build, with_tests=False):
-    if no_build:
-        if not os.path.exists(paths.launcher()):
-            raise InputError(f"--no-build given but {paths.launcher()} does not exist")
-        return
     try:
+        build.check_trusted()
+        if no_build:
+            if not os.path.exists(paths.launcher()):
+                raise InputError(f"--no-build given but {paths.launcher()} does not exist")
+            return
         build.ensure_packages(with_tests=with_tests)
         build.build(with_tests=with_tests)
     except build.BuildError as e:
@@ -73,19 +96,15 @@ def _show_path(path):
 
 
 def _render_outputs(doc, args, all_cases):
-    """--html / --markdown / --tap FILE ('-' = standard output)."""
+    """--html / --markdown / --tap FILE ('-' = standard output; see
+    safefile.write for what kpc refuses to write through)."""
     from . import render
     outputs = {"html": lambda: render.html_report(doc, render.lab_notes(all_cases)),
                "markdown": lambda: render.markdown(doc), "tap": lambda: render.tap(doc)}
     for key, make in outputs.items():
         path = getattr(args, key, None)
-        if not path:
-            continue
-        text = make()
-        if path == "-":
-            sys.stdout.write(text)
-        else:
-            render.write(path, text)
+        if path:
+            render.write(path, make())
 
 
 def cmd_report(args):
@@ -108,15 +127,17 @@ def cmd_merge(args):
     from . import render
     try:
         docs = [(p, render.load(p)) for p in args.results]
+        merged = render.merge(docs)
     except render.RenderError as e:
         raise InputError(str(e)) from None
-    merged = render.merge(docs)
     try:
-        render.write(args.output, json.dumps(merged, indent=1) + "\n")
+        render.write(args.output, json.dumps(merged, indent=1, allow_nan=False) + "\n")
     except OSError as e:
-        raise InputError(f"cannot write {args.output}: {e}") from None
-    cols = sorted({render.column(r) for r in merged["results"]})
-    print(f"merged {len(docs)} files, {len(merged['results'])} runs, columns: {', '.join(cols)} -> {args.output}")
+        raise InputError(f"cannot write {render.visible(args.output)}: {e}") from None
+    cols = sorted({render.visible(render.column(r)) for r in merged["results"]})
+    # with -o - the merged JSON is standard output: the summary goes to stderr
+    print(f"merged {len(docs)} files, {len(merged['results'])} runs, columns: {', '.join(cols)} -> "
+          f"{render.visible(args.output)}", file=sys.stderr if args.output == "-" else sys.stdout)
     return EXIT_OK
 
 
@@ -129,16 +150,18 @@ def cmd_diff(args):
     changes = render.diff(old, new)
     regressions = [c for c in changes if render.is_regression(c[1], c[2])]
     for rid, a, b, reason in changes:
+        # names and reasons come from the files: no control character reaches the terminal
         mark = "REGRESSION " if render.is_regression(a, b) else ""
-        print(f"{mark}{rid}: {a or 'absent'} -> {b or 'absent'}" + (f"  ({reason})" if b in render.BAD else ""))
+        print(f"{mark}{render.visible(rid)}: {a or 'absent'} -> {b or 'absent'}"
+              + (f"  ({render.visible(reason)})" if b in render.BAD else ""))
     print(f"{len(changes)} changed, {len(regressions)} regressions "
           f"({len(old['results'])} runs before, {len(new['results'])} after)")
     return EXIT_FAIL if regressions else EXIT_OK
 
 
-def _kernels(args):
-    """--kernels / --kernel: the kernels to boot, fetched and cached."""
-    from . import kernels
+def _check_kernel_args(args):
+    """--kernels / --kernel / --kernel-append / --no-host: what can be told
+    wrong from the words alone, before anything is built or fetched."""
     if args.no_host and not (args.kernels or args.kernel):
         raise InputError("--no-host needs --kernels or --kernel (something has to run)")
     if args.kernel_append is not None:
@@ -146,16 +169,29 @@ def _kernels(args):
             raise InputError("--kernel-append needs --kernels or --kernel (it is for the guests' kernels)")
         if not args.kernel_append.strip() or any(ord(c) < 32 for c in args.kernel_append):
             raise InputError("--kernel-append: give kernel parameters on one line, e.g. 'lsm=lockdown,yama'")
+    if args.kernels and not _kernel_requests(args):
+        raise InputError("--kernels: give version series or suites, e.g. --kernels 6.1,6.12")
+    if any(not spec for spec in args.kernel or []):
+        raise InputError("--kernel: give a path, e.g. --kernel arch/x86/boot/bzImage")
+
+
+def _kernel_requests(args):
+    return [r.strip() for spec in args.kernels or [] for r in spec.split(",") if r.strip()]
+
+
+def _kernels(args):
+    """--kernels / --kernel: the kernels to boot, fetched and cached (the
+    arguments were checked by _check_kernel_args)."""
+    from . import kernels
     if not (args.kernels or args.kernel):
         return []
     try:
         build.ensure_packages(extra=build.VM_PACKAGES)
     except build.BuildError as e:
         raise InputError(str(e)) from None
-    requests = [r.strip() for spec in args.kernels or [] for r in spec.split(",") if r.strip()]
-    if args.kernels and not requests:
-        raise InputError("--kernels: give version series or suites, e.g. --kernels 6.1,6.12")
+    requests = _kernel_requests(args)
     try:
+        kernels.check_cache()
         found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []
         found += [kernels.from_path(spec) for spec in args.kernel or []]
     except kernels.KernelError as e:
@@ -170,25 +206,36 @@ def _kernels(args):
     return found
 
 
+def _runtimes(args):
+    """--runtime / --profile -> [runtimes.Runtime] (checked before the build)."""
+    if not args.runtime:
+        if args.profile:
+            raise InputError("--profile asserts a profile for a --runtime: give one")
+        return []
+    try:
+        return runtimes.parse_list(",".join(args.runtime), args.profile)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
 def cmd_run(args):
     all_cases, tbl = _load_cases_and_tables()
     selected = _select(all_cases, args.case, args.area)
     flavors = args.flavor or list(cases.FLAVORS)
+    rts = _runtimes(args)
+    _check_kernel_args(args)
     _ensure_build(args.no_build)
     env = envinfo.detect()
-    rts = []
-    if args.runtime:
-        try:
-            rts = runtimes.parse_list(",".join(args.runtime), args.profile)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+    # The launcher refuses a $TMPDIR others could replace run directories
+    # in; its flavor check says so once (every run would be a skip).
+    if env.flavors.get("host", "").startswith("run directory base:"):
+        raise InputError(env.flavors["host"])
+    if rts:
         env.runtimes = {r.name: r.describe() for r in rts}
         for r in rts:
             _say(f"runtime {r.name} {r.version or ''}: profile {r.profile}"
                  + (f"; skipped: {r.unavailable}" if r.unavailable else "")
                  + (f" ({r.profile_note})" if r.profile_note else ""))
-    elif args.profile:
-        raise InputError("--profile asserts a profile for a --runtime: give one")
     kernels_ = _kernels(args)
     sess = session.Session(all_cases, tbl, env, selected, flavors, jobs=args.jobs, slow=args.slow, runtimes=rts,
                            kernels=kernels_, host=not args.no_host, kernel_append=args.kernel_append or "")
@@ -220,7 +267,12 @@ def cmd_run(args):
     report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
     try:
-        doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        if args.json:
+            doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        else:
+            # two runs in one checkout: one after the other (and each through its own temporary file)
+            with report.results_lock(os.path.dirname(json_path)):
+                doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
         if args.junit:
             report.write_junit(args.junit, done, env, sess.wall_s)
         _render_outputs(doc, args, all_cases)
@@ -329,8 +381,13 @@ def cmd_check(args):
         print(m)
     print(quote_note)
     n_rows = sum(len(r) for r in tbl.rows.values())
-    print(f"{len(all_cases)} cases, {n_rows} expected rows: " + ("ok" if not missing else f"{len(missing)} problems"))
-    return EXIT_INPUT if missing else EXIT_OK
+    summary = f"{len(all_cases)} cases, {n_rows} expected rows: "
+    if not missing:
+        print(summary + "ok")
+        return EXIT_OK
+    sys.stdout.flush()
+    _say(summary + f"{len(missing)} problems (listed above)")
+    return EXIT_INPUT
 
 
 # ---------------------------------------------------------------- selftest
@@ -460,10 +517,32 @@ def cmd_inspect(args):
 
 # ---------------------------------------------------------------- main
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other bad input (argparse's own
+    form is the whole usage text, then the error)."""
+
+    def error(self, message):
+        _say(f"{message} (see: {self.prog} --help)")
+        sys.exit(EXIT_INPUT)
+
+
+def _jobs(text):
+    """--jobs: a whole number 1..MAX_JOBS (3000000000 once reached the
+    launcher and turned every run into an error verdict)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not 1 <= n <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"want a whole number from 1 to {MAX_JOBS}, not '{text}'")
+    return n
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
+    p = _Parser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
                                 "what the kernel does; expected tables in results/expected/ say what it should do.",
-                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error, 2 usage or input error")
+                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
+                                "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -473,10 +552,10 @@ def parser():
     r.add_argument("--case", action="append", metavar="GLOB", help="case id or glob (repeatable), e.g. 'sig*'")
     r.add_argument("--area", action="append", metavar="AREA", help="only cases of this area (repeatable)")
     r.add_argument("--flavor", action="append", choices=cases.FLAVORS, help="only this flavor (repeatable)")
-    r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON})")
+    r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON}). " + OUTPUT_HELP)
     r.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     r.add_argument("-v", "--verbose", action="store_true", help="show skip reasons and every observation")
-    r.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
+    r.add_argument("--jobs", type=_jobs, default=min(os.cpu_count() or 2, MAX_JOBS), metavar="N",
                    help="runs in parallel (default: CPU count); exclusive cases run alone")
     r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
     r.add_argument("--runtime", action="append", metavar="SPEC",
@@ -501,25 +580,31 @@ def parser():
                         "'lsm=lockdown,capability,yama,apparmor' (recorded in the results' kernels block)")
     r.add_argument("--no-host", action="store_true", help="with --kernels/--kernel: do not run on this machine")
     r.add_argument("--refresh-kernels", action="store_true",
-                   help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels")
+                   help="refresh kpc's apt lists now (otherwise at most every 12 h) to pick up new kernels, and "
+                        "extract again a cached kernel whose files no longer match their recorded SHA256")
     for key, what in (("html", "a self-contained HTML matrix"), ("markdown", "a Markdown summary"),
                       ("tap", "TAP 13")):
         r.add_argument(f"--{key}", metavar="FILE", help=f"also write {what} ('-' = standard output)")
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("report", help="render a results JSON (or a merged one) as HTML, Markdown or TAP")
+    rp = sub.add_parser("report", help="render a results JSON (or a merged one) as HTML, Markdown or TAP",
+                        description="Render a results file. Results files are validated first (a malformed "
+                        "one is exit 2); every string from them is escaped in every format. " + OUTPUT_HELP)
     rp.add_argument("results", help="results JSON (results/runs/last.json, or kpc merge output)")
     rp.add_argument("--html", metavar="FILE")
     rp.add_argument("--markdown", metavar="FILE")
     rp.add_argument("--tap", metavar="FILE")
     rp.set_defaults(func=cmd_report)
-    mg = sub.add_parser("merge", help="combine results from many machines/kernels/runtimes into one matrix")
+    mg = sub.add_parser("merge", help="combine results from many machines/kernels/runtimes into one matrix",
+                        description="Combine results files (validated first) into one. " + OUTPUT_HELP)
     mg.add_argument("results", nargs="+", help="results JSON files")
-    mg.add_argument("-o", "--output", required=True, metavar="FILE", help="the merged results JSON")
+    mg.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the merged results JSON ('-' = standard output)")
     mg.set_defaults(func=cmd_merge)
     df = sub.add_parser("diff", help="what changed verdict between two results files (exit 1 on a regression)",
                         description="Lists runs whose verdict changed, appeared or disappeared; a REGRESSION is "
-                        "a run that became fail/hang/error. Exit 1 when there is one.")
+                        "a run that became fail/hang/error. Exit 1 when there is one; exit 2 when a file is not a "
+                        "valid results file (a run id twice, a verdict that is not one of the six, ...).")
     df.add_argument("old")
     df.add_argument("new")
     df.set_defaults(func=cmd_diff)
@@ -603,9 +688,6 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if getattr(args, "jobs", 1) is not None and getattr(args, "jobs", 1) < 1:
-        _say("--jobs must be at least 1")
-        return EXIT_INPUT
     try:
         return args.func(args)
     except InputError as e:
@@ -614,3 +696,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `kpc diff A B | head`: the reader left; say nothing more to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as e:  # noqa: BLE001 - exit 1 would read as a fail or a regression
+        from .render import visible
+        _say(f"internal error: {type(e).__name__}: {visible(e)} (a bug in kpc; please report it with the command "
+             "line that caused it)")
+        return EXIT_INTERNAL

@@ -173,8 +173,7 @@ def evaluate(case, result, tbl, ctx):
             return v
         if case.id not in tbl.sections:
             return v
-        mismatches, _, error = _compare(case, {k: o for k, o in obs.items() if k != "hang"}, v, tbl, ctx,
-                                        require_all=False)
+        mismatches, _, error = _compare(case, {k: o for k, o in obs.items() if k != "hang"}, v, tbl, ctx)
         if error:
             v.verdict, v.reason = "error", error
         elif mismatches:
@@ -192,27 +191,44 @@ def evaluate(case, result, tbl, ctx):
         v.verdict, v.reason = "skip", skip
         return v
     exit_text = result.get("exit", {}).get("text", "no exit status")
-    if exit_text != "exited 0" or not end:
-        v.reason = f"probe {exit_text} before recording its end"
-        return v
+    ended = exit_text == "exited 0" and end
     if case.id not in tbl.sections:
         v.reason = f"no expected rows: add a [{case.id}] section to {os.path.relpath(case.table_path, paths.ROOT)}"
         return v
 
-    if tbl.rows_for(case.id, "hang"):
+    if ended and tbl.rows_for(case.id, "hang"):
         v.observations["hang"] = "no"
         obs["hang"] = ("str", "no")
 
-    mismatches, divergences, error = _compare(case, obs, v, tbl, ctx, require_all=True)
+    # What was recorded is judged first. A contradicted row is a defect of
+    # the system under test -- a fail -- even when the probe or a helper it
+    # exec'd then died (often of that very defect: a signal that should
+    # have stayed ignored) before recording the rest; the missing keys are
+    # its consequences, not kpc's fault.
+    mismatches, divergences, error = _compare(case, obs, v, tbl, ctx)
     if error:
         v.reason = error
         return v
-
+    missing = _missing_rows(case, obs, tbl, ctx, ended)
     if mismatches:
         v.verdict = "fail"
         v.reason = mismatches[0]
-        v.details = mismatches[1:]
-    elif divergences:
+        consequences = []
+        if missing:
+            consequences.append("not recorded (a consequence): " + ", ".join(row.key for row in missing))
+        if not ended:
+            consequences.append(f"the probe {exit_text} before recording its end")
+        v.details = mismatches[1:] + consequences
+        return v
+    if not ended:
+        v.reason = f"probe {exit_text} before recording its end"
+        return v
+    if missing:
+        v.reason = (f"{missing[0].where}: the probe did not record '{missing[0].key}' "
+                    f"(a misspelt key, or a row for an observation that no longer exists)")
+        return v
+
+    if divergences:
         v.verdict = "xfail"
         v.reason = divergences[0]
         v.details = divergences[1:]
@@ -221,10 +237,21 @@ def evaluate(case, result, tbl, ctx):
     return v
 
 
-def _compare(case, obs, v, tbl, ctx, require_all):
+def _missing_rows(case, obs, tbl, ctx, ended):
+    """Rows that apply here whose key was not recorded (one per key; the
+    'hang' row only speaks when the probe ended)."""
+    out, seen = [], set()
+    for row in tbl.rows_for(case.id):
+        if row.key in obs or row.key in seen or not row.matches(ctx) or (row.key == "hang" and not ended):
+            continue
+        seen.add(row.key)
+        out.append(row)
+    return out
+
+
+def _compare(case, obs, v, tbl, ctx):
     """Compares observations with their rows, filling v.expected. Returns
-    (mismatches, divergences, error); `require_all`: a matching row whose
-    key was not recorded is an error (a finished probe records them all)."""
+    (mismatches, divergences, error)."""
     mismatches, divergences = [], []
     for key in obs:
         try:
@@ -235,6 +262,8 @@ def _compare(case, obs, v, tbl, ctx, require_all):
             return [], [], (f"no row for observation '{key}' matches {_context_text(ctx)} "
                             f"(in {os.path.relpath(case.table_path, paths.ROOT)} [{case.id}])")
         v.expected[key] = _expected(row)
+        if row.value == tables.REPORTED:  # reported, not judged
+            continue
         try:
             want = values.canonical(obs[key][0], row.value)
         except values.ValueError_ as e:
@@ -244,11 +273,6 @@ def _compare(case, obs, v, tbl, ctx, require_all):
                               + (_sigset_difference(want, v.observations[key]) if obs[key][0] == "sigset" else ""))
         elif row.xfail:
             divergences.append(f"{key}: {row.reason} ({row.where})")
-    if require_all:
-        for row in tbl.rows_for(case.id):
-            if row.key not in obs and row.matches(ctx):
-                return [], [], (f"{row.where}: the probe did not record '{row.key}' "
-                                f"(a misspelt key, or a row for an observation that no longer exists)")
     return mismatches, divergences, ""
 
 

@@ -12,19 +12,20 @@ from . import paths, runtimes
 
 def plan_entry(run_id, case, variant, flavor, runtime=None):
     env = {}
+    prefix, cleanup = runtime.for_run() if runtime is not None else ([], None)
     if runtime is not None and case.runtime_workload:
         # The probe plays the engine: it starts the runtime itself.
-        env["KPC_RUNTIME_PREFIX"] = "\x1f".join(runtime.prefix)
+        env["KPC_RUNTIME_PREFIX"] = "\x1f".join(prefix)
         runtime_in_argv = False
     else:
         runtime_in_argv = runtime is not None
-    argv = list(runtime.prefix) if runtime_in_argv else []
+    argv = list(prefix) if runtime_in_argv else []
     argv += [f"{paths.probe_dir()}/{case.probe}"]
     if variant:
         argv += ["--variant", variant]
     argv += case.args
     entry = {"run": run_id, "case": case.id, "variant": variant, "flavor": flavor, "argv": argv,
-             "timeout_ms": int(case.timeout_s * 1000), "hang_ms": case.hang_ms, "exclusive": case.exclusive}
+             "timeout_ms": case.timeout_ms, "hang_ms": case.hang_ms, "exclusive": case.exclusive}
     if env:
         entry["env"] = env
     if case.area == "fuse":
@@ -33,6 +34,10 @@ def plan_entry(run_id, case, variant, flavor, runtime=None):
         entry["supervisor_channel"] = True
     if runtime_in_argv:
         entry["caller"] = runtimes.DIRTY_CALLER
+    if cleanup:
+        # Run by the launcher once the run's whole process tree is gone,
+        # however the run ended: deletes what the runtime left (oci_run.py).
+        entry["cleanup"] = cleanup
     return entry
 
 

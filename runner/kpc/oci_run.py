@@ -1,42 +1,83 @@
 """Run a probe as the process of an OCI container (runc, crun): the
 --runtime prefix for OCI runtimes.
 
-    /usr/bin/python3 runner/kpc/oci_run.py --runtime /usr/sbin/runc -- PROBE ARGS...
+    /usr/bin/python3 runner/kpc/oci_run.py --runtime /usr/sbin/runc --id kpc-<16 hex> -- PROBE ARGS...
+    /usr/bin/python3 runner/kpc/oci_run.py --cleanup --runtime /usr/sbin/runc --id kpc-<16 hex>
 
 Builds a bundle in a private directory: an empty read-only rootfs, and a
 config.json whose process is the probe, with kpc's build directory
 bind-mounted read-only at the same path (probes, helpers), a tmpfs on /tmp,
 the observation channel (fd 3) passed with --preserve-fds, and the KPC_*
-environment. Runs `RUNTIME --root STATE run --bundle B ID` in the
-foreground, then deletes the container and the bundle, always. Containers
-left by a killed wrapper are found by the next one and deleted: a wrapper
-holds an exclusive flock on STATE/ID.lock for as long as it lives, so a
-lock that can be taken means the wrapper is gone. (Its PID would not tell:
-runtime_pid1_duties starts the wrapper as PID 1 of its own namespace, and
-"pid 1 is alive" kept 18 dead containers once.)
+environment. Runs `RUNTIME --root STATE run --bundle B --pid-file B/pid ID`
+in the foreground, then deletes the container and the bundle.
+
+Everything lives under /run/kpc-oci (0700, root's; created and entered
+without following symlinks): state/<runtime>/ is the runtime's --root,
+bundles/<ID>/ the bundles, locks/<ID>.lock one lock per container.
+
+Names and cleanup. --id names the run (the runner picks it); every
+container the wrapper starts for it is ID-<8 hex> (runtime_pid1_duties
+starts the prefix five times in one run). `--cleanup --id ID` deletes every
+container of the run, its cgroups, bundle and lock; the launcher runs it
+once the run's process tree is gone, however the run ended (a SIGKILLed
+wrapper runs no `finally:`).
+
+Liveness. The wrapper holds an exclusive flock on locks/ID.lock and hands
+the same open file to the runtime process, so the lock is held while
+either lives. A container is swept (by the next wrapper, and by the
+runner at the end of a session) only when its lock can be taken. Both
+halves matter: runtime_pid1_duties SIGKILLs the wrapper and watches the
+container run on under `runc run`; a sweep that deleted it then made
+`sigkill_of_runtime.workload_survives` false whenever another wrapper
+started within 1.5 s, and a sweep from inside the pid1 variant's PID
+namespace (where the container's PIDs mean nothing) made runc drop the
+state of a live container and leak its cgroups (measured: 4 of 5 runs).
+
+Removal never trusts a PID number from the runtime's state: the
+container's processes are SIGKILLed through its cgroups (cgroup.procs
+lists them in the reader's namespace; each is checked again through a
+pidfd), then `RUNTIME delete` (without -f, which would signal the saved
+init PID) removes the state, then kpc removes whatever cgroup directories
+the runtime left.
 
 Signal state: this wrapper does not change the signal mask or the ignored
 set it inherited, and starts the runtime with subprocess's
 restore_signals, which puts back SIGPIPE/SIGXFSZ (that Python itself
 ignores) to their defaults — so the runtime sees the launcher's dirty
 caller state unchanged (kpc's dirty caller does not ignore SIGPIPE/SIGXFSZ).
+Signals the engine sends the wrapper are forwarded to the runtime process
+(runc run proxies them into the container). The runtime's stderr is the
+wrapper's own: nothing dies of SIGPIPE when the wrapper is killed.
 
-A runtime that refuses to run here (crun on a hybrid cgroup host, say)
-leaves a `skip` record with its own error line, never a failure.
+Refusal. A runtime that cannot run a container here (crun on a hybrid
+cgroup host, say) leaves a `skip` record with its own error line. That is
+decided by where the failure happened, never by words on stderr: the run
+counts as refused only when the runtime exited non-zero before writing
+its --pid-file (runc writes it after the container process was exec'd,
+crun 1.8 once the container is set up and released) and logged an error
+to its own --log file, which the workload cannot write to.
 """
 
 import fcntl
-import glob
 import json
 import os
+import re
 import secrets
-import shutil
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
+import time
 
-STATE_ROOT = "/run/kpc-oci"
+KPC_OCI = "/run/kpc-oci"
+STATE_DIR, BUNDLES_DIR, LOCKS_DIR = "state", "bundles", "locks"
+RUN_ID = re.compile(r"kpc-[0-9a-f]{16}")
+CONTAINER_ID = re.compile(r"(kpc-[0-9a-f]{16})-[0-9a-f]{8}")
+LOCK_FD_MIN = 10   # above the fds the runtime passes into the container (3 = observations)
+
+
+class OciError(Exception):
+    """A message for the user (one line)."""
 
 
 def _build_dir():
@@ -66,77 +107,427 @@ def config(argv, build_dir):
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
             {"destination": build_dir, "type": "bind", "source": build_dir, "options": ["rbind", "ro"]},
         ],
+        # No cgroupsPath: runc then puts the container under its caller's
+        # own cgroup in every hierarchy (named by the container ID), so it
+        # counts against the limits of whoever runs kpc, and leftovers are
+        # found next to the cleaner's own cgroup (_cgroup_dirs).
         "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
                   "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
                   "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]},
     }
 
 
-def _runtime_cmd(runtime, *args):
-    return [runtime, "--root", STATE_ROOT, *args]
+# --- kpc's private directories ---------------------------------------------------------------------------------
+
+def _open_dir(name, dir_fd=None):
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
-def _lock_path(cid):
-    return os.path.join(STATE_ROOT, cid + ".lock")
-
-
-def _bundle_path(cid):
-    return os.path.join(tempfile.gettempdir(), "kpc-oci-" + cid[len("kpc-"):])
-
-
-def _hold_lock(cid):
-    """Create STATE/ID.lock already locked (flock on a temporary name, then
-    rename), so a sweep never sees it unlocked while this wrapper lives.
-    The fd stays open, and the lock held, until the process is gone."""
-    tmp = _lock_path(cid) + ".new"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.rename(tmp, _lock_path(cid))
+def _private_dir(parent_fd, name, shown):
+    """Create (0700) or enter `name` under parent_fd without following a
+    symlink, and make sure it is ours and no one else can enter it. An
+    older kpc made /run/kpc-oci 0755: it is tightened, not refused (only
+    root can create anything in /run)."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    try:
+        fd = _open_dir(name, parent_fd)
+    except OSError as e:
+        raise OciError(f"{shown}: {e.strerror} (not a directory, or a symlink)") from None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid():
+        os.close(fd)
+        raise OciError(f"{shown} belongs to uid {st.st_uid}, not to kpc's uid {os.geteuid()}: refusing to use it")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.fchmod(fd, 0o700)
     return fd
 
 
-def _wrapper_gone(cid):
-    """True when no live wrapper holds the container's lock (or it has none:
-    a container of an older kpc, or one whose lock a sweep already took)."""
+def _open_tree(create):
+    """fds of /run/kpc-oci and its three subdirectories (None when the tree
+    does not exist and create is False: nothing to clean)."""
+    parent, name = os.path.split(KPC_OCI)
+    pfd = _open_dir(parent)
     try:
-        fd = os.open(_lock_path(cid), os.O_RDWR | os.O_CLOEXEC)
+        if not create:
+            try:
+                os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+        top = _private_dir(pfd, name, KPC_OCI)
+    finally:
+        os.close(pfd)
+    try:
+        return {"top": top, **{d: _private_dir(top, d, f"{KPC_OCI}/{d}") for d in (STATE_DIR, BUNDLES_DIR, LOCKS_DIR)}}
+    except BaseException:
+        os.close(top)
+        raise
+
+
+def _close_tree(tree):
+    for fd in (tree or {}).values():
+        os.close(fd)
+
+
+def _runtime_name(runtime):
+    name = os.path.basename(runtime)
+    if not re.fullmatch(r"[A-Za-z0-9._+-]+", name):
+        raise OciError(f"--runtime {runtime}: not a runtime binary name")
+    return name
+
+
+def _state_root(tree, runtime):
+    """The runtime's --root: one per runtime (crun's `list` complains
+    about runc's state directories and the other way round)."""
+    name = _runtime_name(runtime)
+    os.close(_private_dir(tree[STATE_DIR], name, f"{KPC_OCI}/{STATE_DIR}/{name}"))
+    return f"{KPC_OCI}/{STATE_DIR}/{name}"
+
+
+def _runtime_cmd(root, runtime, *args):
+    return [runtime, "--root", root, *args]
+
+
+def _runtime_log_args(runtime, path):
+    """The runtime's own messages go to PATH as JSON lines (both also print
+    their final error on stderr)."""
+    if os.path.basename(runtime).startswith("crun"):
+        return [f"--log=file:{path}", "--log-format=json"]
+    return ["--log", path, "--log-format", "json"]
+
+
+def _rmtree_at(parent_fd, name):
+    """Remove parent_fd/name by file descriptor: never follows a symlink,
+    never crosses into another filesystem. False when something stays (a
+    mount point, an entry swapped for a symlink under our feet)."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=parent_fd)
+            return True
+        fd = _open_dir(name, parent_fd)
     except FileNotFoundError:
         return True
+    except OSError:
+        return False
+    ok = True
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_dev != os.fstat(parent_fd).st_dev:
+            return False
+        for entry in os.listdir(fd):
+            ok = _rmtree_at(fd, entry) and ok
+    finally:
+        os.close(fd)
+    if ok:
+        try:
+            os.rmdir(name, dir_fd=parent_fd)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+    return ok
+
+
+# --- locks ------------------------------------------------------------------------------------------------------
+
+def _hold_lock(tree, cid):
+    """locks/ID.lock, created already locked (an O_TMPFILE that is flocked,
+    then linked in), so a sweep never sees it unlocked while this wrapper
+    lives. The fd is above the ones passed into the container and stays
+    open, and the lock held, until the wrapper and the runtime process
+    that inherits it are gone."""
+    tmp = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=tree[LOCKS_DIR])
+    try:
+        fcntl.flock(tmp, fcntl.LOCK_EX)
+        os.link(f"/proc/self/fd/{tmp}", cid + ".lock", dst_dir_fd=tree[LOCKS_DIR], follow_symlinks=True)
+        return fcntl.fcntl(tmp, fcntl.F_DUPFD_CLOEXEC, LOCK_FD_MIN)
+    finally:
+        os.close(tmp)
+
+
+def _take_lock(tree, cid, wait_s=0.0):
+    """The container's lock fd, locked by us, when no wrapper or runtime
+    process holds it (within wait_s); -1 when there is no lock file; None
+    when it stays held."""
+    try:
+        fd = os.open(cid + ".lock", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tree[LOCKS_DIR])
+    except FileNotFoundError:
+        return -1
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+# --- cgroups ----------------------------------------------------------------------------------------------------
+
+def _unescape(field):
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _cgroup_mounts():
+    """[(fstype, mountpoint, root, super options)] of every cgroup and
+    cgroup2 mount this process sees."""
+    out = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        pre, _, post = line.partition(" - ")
+        pre, post = pre.split(), post.split()
+        if len(pre) >= 5 and len(post) >= 3 and post[0] in ("cgroup", "cgroup2"):
+            out.append((post[0], _unescape(pre[4]), _unescape(pre[3]), set(post[2].split(","))))
+    return out
+
+
+def _own_cgroup_dirs():
+    """This process's own cgroup directory in every hierarchy: where runc
+    puts a container whose config names no cgroupsPath (the wrapper, the
+    runtime and the cleaner share their cgroups)."""
+    mounts = _cgroup_mounts()
+    out = set()
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        want = set(filter(None, parts[1].split(",")))   # v1 controllers or name=X; none for cgroup2
+        for fstype, mountpoint, root, opts in mounts:
+            if (fstype == "cgroup2" and not want) or (fstype == "cgroup" and want and want <= opts):
+                rel = os.path.relpath(parts[2], root)
+                if rel != ".." and not rel.startswith("../"):
+                    out.add(os.path.normpath(os.path.join(mountpoint, rel)))
+    return out
+
+
+def _state_cgroups(root, cid):
+    """The cgroup directories runc's state.json names for the container
+    (only those whose last component is the container ID)."""
+    try:
+        with open(os.path.join(root, cid, "state.json")) as f:
+            paths = json.load(f).get("cgroup_paths") or {}
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {os.path.normpath(p) for p in paths.values() if isinstance(p, str) and os.path.isabs(p)
+            and os.path.basename(os.path.normpath(p)) == cid and ".." not in p.split("/")}
+
+
+def _cgroup_dirs(root, cid):
+    found = _state_cgroups(root, cid) if root else set()
+    for own in _own_cgroup_dirs():
+        path = os.path.join(own, cid)
+        if os.path.isdir(path):
+            found.add(path)
+    return found
+
+
+def _kpc_cgroup_names():
+    """Container IDs that have a cgroup directory next to our own cgroup."""
+    out = set()
+    for own in _own_cgroup_dirs():
+        try:
+            out |= {n for n in os.listdir(own) if CONTAINER_ID.fullmatch(n)}
+        except OSError:
+            pass
+    return out
+
+
+def _in_cgroup(pid, cid):
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(line.rstrip("\n").endswith("/" + cid) for line in f)
+    except OSError:
+        return False
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except (OSError, IndexError):
         return True
-    except BlockingIOError:
+
+
+def _kill_tasks(paths, cid):
+    """SIGKILL every live process in the container's cgroups; True if there
+    was any. Each PID is pinned with a pidfd first and its membership
+    checked after: a PID reused before the pidfd was opened is in no
+    container cgroup of ours, one reused after it is not the pidfd's."""
+    any_left = False
+    for path in paths:
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            try:
+                pfd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                if _in_cgroup(pid, cid) and not _zombie(pid):
+                    any_left = True
+                    signal.pidfd_send_signal(pfd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(pfd)
+    return any_left
+
+
+def _populated(paths):
+    """True while a cgroup2 directory of the container still has processes
+    (cgroup.events counts them in every namespace; cgroup.procs shows only
+    the ones the reader's PID namespace can see)."""
+    for path in paths:
+        try:
+            with open(os.path.join(path, "cgroup.events")) as f:
+                if "populated 1" in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def _rmdir_cgroup(path):
+    """rmdir one container cgroup (no symlink followed: its parent is
+    opened O_NOFOLLOW); True when it is gone."""
+    parent, name = os.path.split(path)
+    try:
+        fd = _open_dir(parent)
+    except OSError:
+        return not os.path.lexists(path)
+    try:
+        os.rmdir(name, dir_fd=fd)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
         return False
     finally:
         os.close(fd)
 
 
-def _remove(runtime, cid):
-    subprocess.run(_runtime_cmd(runtime, "delete", "-f", cid), capture_output=True, timeout=30)
-    shutil.rmtree(_bundle_path(cid), ignore_errors=True)
-    for path in (_lock_path(cid), _lock_path(cid) + ".new"):
+# --- removal ----------------------------------------------------------------------------------------------------
+
+def _remove(tree, runtime, cid, deadline):
+    """Delete one container: its processes (through its cgroups), the
+    runtime's state, its cgroup directories, bundle and lock. Idempotent.
+    Returns what is left, for the message ('' when everything is gone)."""
+    root = _state_root(tree, runtime)
+    cgroups = _cgroup_dirs(root, cid)
+    while (_kill_tasks(cgroups, cid) or _populated(cgroups)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.path.lexists(os.path.join(root, cid)) and not _populated(cgroups):
+        left = max(1.0, deadline - time.monotonic())
         try:
-            os.unlink(path)
+            subprocess.run(_runtime_cmd(root, runtime, "delete", cid), stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=min(10.0, left))
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    busy = set(cgroups)
+    while busy:
+        _kill_tasks(busy, cid)
+        busy = {p for p in busy if not _rmdir_cgroup(p)}
+        if not busy or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    left = sorted(busy)
+    if os.path.lexists(os.path.join(root, cid)):
+        left.append(os.path.join(root, cid))
+    if not _rmtree_at(tree[BUNDLES_DIR], cid):
+        left.append(f"{KPC_OCI}/{BUNDLES_DIR}/{cid}")
+    if not left:
+        try:
+            os.unlink(cid + ".lock", dir_fd=tree[LOCKS_DIR])
         except FileNotFoundError:
             pass
+    return ", ".join(left)
 
 
-def sweep(runtime):
-    """Delete the containers, bundles and locks of wrappers that no longer
-    exist (killed with SIGKILL, or with the PID namespace they were init
-    of)."""
-    ids = {os.path.basename(p)[:-len(".lock")] for p in glob.glob(os.path.join(STATE_ROOT, "kpc-*.lock"))}
-    ids |= {"kpc-" + os.path.basename(b)[len("kpc-oci-"):]
-            for b in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-oci-*"))}
+def _container_ids(tree, runtime):
+    """Every kpc container ID that has a lock, a bundle, runtime state or a
+    cgroup directory."""
+    ids = {n[:-len(".lock")] for n in os.listdir(tree[LOCKS_DIR]) if n.endswith(".lock")}
+    ids |= set(os.listdir(tree[BUNDLES_DIR]))
+    name = _runtime_name(runtime)
     try:
-        out = subprocess.run(_runtime_cmd(runtime, "list", "-q"), capture_output=True, text=True, timeout=20).stdout
-        ids |= {cid for cid in out.split() if cid.startswith("kpc-")}
-    except (OSError, subprocess.TimeoutExpired):
+        ids |= set(os.listdir(os.path.join(f"{KPC_OCI}/{STATE_DIR}", name)))
+    except FileNotFoundError:
         pass
-    for cid in sorted(ids):
-        if _wrapper_gone(cid):
-            _remove(runtime, cid)
+    ids |= _kpc_cgroup_names()
+    return {i for i in ids if CONTAINER_ID.fullmatch(i)}
 
+
+def sweep(runtime, budget_s=10.0, tree=None):
+    """Delete the containers whose wrapper and runtime process are both
+    gone (their lock can be taken): the second line behind the launcher's
+    per-run cleanup. Quiet; returns what could not be removed."""
+    own = tree is None
+    tree = _open_tree(create=False) if own else tree
+    if tree is None:
+        return ""
+    left = []
+    try:
+        deadline = time.monotonic() + budget_s
+        for cid in sorted(_container_ids(tree, runtime)):
+            fd = _take_lock(tree, cid)
+            if fd is None:
+                continue
+            try:
+                what = _remove(tree, runtime, cid, min(deadline, time.monotonic() + 3.0))
+                if what:
+                    left.append(what)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+    finally:
+        if own:
+            _close_tree(tree)
+    return ", ".join(left)
+
+
+def cleanup(runtime, run_id, budget_s=15.0):
+    """Delete every container of one run (ID-*), however the run ended.
+    The launcher calls this after the run's process tree is gone, so a lock
+    still held is waited for only briefly (a sweep may be removing the same
+    container) and then ignored. Returns what could not be removed."""
+    tree = _open_tree(create=False)
+    if tree is None:
+        return ""
+    left = []
+    try:
+        deadline = time.monotonic() + budget_s
+        for cid in sorted(i for i in _container_ids(tree, runtime) if i.startswith(run_id + "-")):
+            fd = _take_lock(tree, cid, wait_s=2.0)
+            try:
+                what = _remove(tree, runtime, cid, deadline)
+                if what:
+                    left.append(what)
+            finally:
+                if fd is not None and fd >= 0:
+                    os.close(fd)
+    finally:
+        _close_tree(tree)
+    return ", ".join(left)
+
+
+# --- running ----------------------------------------------------------------------------------------------------
 
 def _record_skip(reason):
     fd = int(os.environ.get("KPC_OBS_FD", "3"))
@@ -146,50 +537,136 @@ def _record_skip(reason):
         sys.stderr.write(f"kpc-oci: skip: {reason}\n")
 
 
-def main(argv):
-    if len(argv) < 4 or argv[0] != "--runtime" or argv[2] != "--":
-        sys.stderr.write("usage: oci_run.py --runtime PATH -- PROBE [ARGS...]\n")
-        return 2
-    runtime, probe_argv = argv[1], argv[3:]
+def _read_at(dir_fd, name, limit=65536):
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def _logged_error(text):
+    """The last error the runtime wrote to its own --log (JSON lines)."""
+    msg = ""
+    for line in (text or "").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("level") in ("error", "fatal") and rec.get("msg"):
+            msg = str(rec["msg"]).strip().splitlines()[-1]
+    return msg
+
+
+def _write_bundle(bundle_fd, probe_argv):
+    os.mkdir("rootfs", 0o755, dir_fd=bundle_fd)
+    fd = os.open("config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=bundle_fd)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config(probe_argv, _build_dir()), f, indent=1)
+
+
+def run(runtime, run_id, probe_argv):
     name = os.path.basename(runtime)
-    os.makedirs(STATE_ROOT, exist_ok=True)
-    sweep(runtime)
-    cid = "kpc-" + secrets.token_hex(8)
-    lock_fd = _hold_lock(cid)
-    bundle = _bundle_path(cid)
+    tree = _open_tree(create=True)
+    root = _state_root(tree, runtime)
+    if os.getpid() != 1:
+        # As PID 1 of its own namespace (runtime_pid1_duties) the wrapper
+        # cannot see, let alone kill, other containers' processes.
+        sweep(runtime, budget_s=5.0, tree=tree)
+    cid = f"{run_id}-{secrets.token_hex(4)}"
+    lock_fd = _hold_lock(tree, cid)
+    bundle = f"{KPC_OCI}/{BUNDLES_DIR}/{cid}"
     rc = 1
     try:
-        os.mkdir(bundle, 0o700)
-        os.mkdir(os.path.join(bundle, "rootfs"))
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(config(probe_argv, _build_dir()), f, indent=1)
-        obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-        # Forward what the engine sends us to the runtime (which proxies it
-        # into the container). Installed after the spawn: a handler set
-        # before it would reset an ignored disposition the runtime must see.
-        proc = subprocess.Popen(_runtime_cmd(runtime, "run", "--bundle", bundle, "--preserve-fds", "1", cid),
-                                pass_fds=(obs_fd,) if obs_fd == 3 else (), stdin=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, restore_signals=True)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
-            signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-        _, err = proc.communicate()
-        rc = proc.returncode
-        err = err.decode("utf-8", "replace").strip()
-        if err:
-            sys.stderr.write(err + "\n")
-        if rc != 0 and _refused(err):
-            _record_skip(f"{name} cannot run a container here: {err.splitlines()[-1]}")
-            rc = 0
+        os.mkdir(cid, 0o700, dir_fd=tree[BUNDLES_DIR])
+        bundle_fd = _open_dir(cid, tree[BUNDLES_DIR])
+        try:
+            _write_bundle(bundle_fd, probe_argv)
+            obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+            # Forward what the engine sends us to the runtime (which proxies it
+            # into the container). Installed after the spawn: a handler set
+            # before it would reset an ignored disposition the runtime must see.
+            proc = subprocess.Popen(_runtime_cmd(root, runtime, *_runtime_log_args(runtime, bundle + "/runtime.log"),
+                                                 "run", "--bundle", bundle, "--pid-file", bundle + "/pid",
+                                                 "--preserve-fds", "1", cid),
+                                    pass_fds=((obs_fd,) if obs_fd == 3 else ()) + (lock_fd,),
+                                    stdin=subprocess.DEVNULL, restore_signals=True)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+                signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+            rc = proc.wait()
+            started = _read_at(bundle_fd, "pid") is not None
+            error = _logged_error(_read_at(bundle_fd, "runtime.log"))
+            if rc > 0 and not started and error:
+                _record_skip(f"{name} cannot run a container here: {error}")
+                rc = 0
+        finally:
+            os.close(bundle_fd)
     finally:
-        _remove(runtime, cid)
+        _remove(tree, runtime, cid, time.monotonic() + 10.0)
         os.close(lock_fd)
+        _close_tree(tree)
     return rc if rc >= 0 else 128 - rc
 
 
-def _refused(err):
-    """The runtime's own setup failed (before the probe ran)."""
-    low = err.lower()
-    return any(w in low for w in ("cgroup", "container_linux.go", "error:", "level=error", "cannot"))
+USAGE = ("usage: oci_run.py --runtime PATH [--id kpc-<16 hex>] -- PROBE [ARGS...] | "
+         "oci_run.py --cleanup --runtime PATH --id kpc-<16 hex>")
+
+
+def _parse(argv):
+    """-> (mode, runtime, run_id, probe_argv); OciError for bad usage."""
+    mode, runtime, run_id, rest = "run", None, None, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest = argv[i + 1:]
+            break
+        if a == "--cleanup":
+            mode = "cleanup"
+            i += 1
+        elif a in ("--runtime", "--id"):
+            if i + 1 >= len(argv):
+                raise OciError(f"{a} needs a value ({USAGE})")
+            if a == "--runtime":
+                runtime = argv[i + 1]
+            else:
+                run_id = argv[i + 1]
+            i += 2
+        else:
+            raise OciError(f"unknown argument '{a}' ({USAGE})")
+    if not runtime or not os.path.isabs(runtime):
+        raise OciError(f"--runtime needs an absolute path ({USAGE})")
+    _runtime_name(runtime)
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise OciError(f"--id '{run_id}': expected kpc- and 16 lowercase hex digits")
+    if mode == "cleanup":
+        if run_id is None or rest:
+            raise OciError(f"--cleanup needs --id and no probe ({USAGE})")
+    elif not rest:
+        raise OciError(f"no probe after -- ({USAGE})")
+    return mode, runtime, run_id, rest
+
+
+def main(argv):
+    try:
+        mode, runtime, run_id, probe_argv = _parse(argv)
+        if mode == "cleanup":
+            left = cleanup(runtime, run_id)
+            if left:
+                sys.stderr.write(f"kpc: oci cleanup of {run_id}: could not remove {left}\n")
+                return 1
+            return 0
+        return run(runtime, run_id or "kpc-" + secrets.token_hex(8), probe_argv)
+    except OciError as e:
+        sys.stderr.write(f"kpc: oci_run: {e}\n")
+        return 2
+    except OSError as e:
+        sys.stderr.write(f"kpc: oci_run: {e}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,33 +10,273 @@ import datetime
 import gzip
 import html
 import json
+import math
 import os
+import re
+import zlib
 
+from . import evaluate, safefile
+
+VERDICTS = evaluate.VERDICTS
 BAD = ("fail", "hang", "error")
-VERDICTS = ("pass", "fail", "xfail", "skip", "hang", "error")
+# A results file is read whole, so its size bounds kpc's memory: a .json.gz
+# of 300 KB held 300 MB of JSON (kpc report used 640 MB on it). Both limits
+# leave room for ~18 000 runs (the full matrix, 1180 runs, is 3.7 MiB and
+# 120 000 values). Bytes alone are not enough: 16 MiB of '[],' parse into
+# 400 MB of empty lists, so the values (counted by their separators) are
+# bounded too: at most ~72 bytes each, with the text, under 300 MB.
+MAX_BYTES = 64 << 20
+MAX_VALUES = 2_000_000
+# Results nest 5 levels (results[].hang.tasks[].stack[]); merged files and
+# environments a few more. Deeper is not a results file, and it would make
+# every recursive reader (json, the renderers, json.dumps) hit Python's
+# recursion limit.
+MAX_DEPTH = 32
 
 
 class RenderError(Exception):
+    """A results file kpc will not read (exit 2): one line, 'FILE: what is wrong'."""
+
+
+# ------------------------------------------------------------ loading
+
+def load(path):
+    """The results document in PATH (.json or .json.gz), validated: every
+    field a renderer, merge or diff touches has the type they expect, so a
+    malformed or hostile file is one RenderError, never a traceback, a
+    silently wrong diff or a script in the HTML page."""
+    name = visible(path)
+    raw = _read(path, name)
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as e:
+        raise RenderError(f"{name}: not JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise RenderError(f"{name}: nested deeper than {MAX_DEPTH} levels: not a kpc results file") from None
+    except _Constant as e:
+        raise RenderError(f"{name}: {e}") from None
+    except ValueError as e:   # json.JSONDecodeError, an integer of more than 4300 digits
+        why = str(e).split(";")[0] if "integer string conversion" in str(e) else str(e)
+        raise RenderError(f"{name}: not JSON: {visible(why)}") from None
+    validate(doc, name)
+    return doc
+
+
+def _read(path, name):
+    try:
+        with open(path, "rb") as f:
+            if path.endswith(".gz"):
+                with gzip.GzipFile(fileobj=f) as z:
+                    raw = z.read(MAX_BYTES + 1)
+            else:
+                raw = f.read(MAX_BYTES + 1)
+    except gzip.BadGzipFile as e:
+        raise RenderError(f"{name}: not gzip-compressed: {visible(str(e))}") from None
+    except (EOFError, zlib.error) as e:
+        raise RenderError(f"{name}: a damaged gzip file: {visible(str(e))}") from None
+    except OSError as e:
+        raise RenderError(f"{name}: cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_BYTES:
+        raise RenderError(f"{name}: more than {MAX_BYTES >> 20} MiB of JSON"
+                          + (" once decompressed" if path.endswith(".gz") else "") + ": not a kpc results file")
+    # every value but the first in a list or object follows a ',', every
+    # container opens with '[' or '{' (separators inside strings count too:
+    # an overestimate, which the limit allows for)
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if values > MAX_VALUES:
+        raise RenderError(f"{name}: more than {MAX_VALUES} JSON values: not a kpc results file")
+    return raw
+
+
+class _Constant(ValueError):
     pass
 
 
-def load(path):
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                doc = json.load(f)
-        else:
-            with open(path, encoding="utf-8") as f:
-                doc = json.load(f)
-    except gzip.BadGzipFile as e:
-        raise RenderError(f"{path} is not gzip-compressed: {e}") from None
-    except OSError as e:
-        raise RenderError(f"cannot read {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, EOFError, UnicodeDecodeError) as e:
-        raise RenderError(f"{path} is not JSON: {e}") from None
-    if not isinstance(doc, dict) or "results" not in doc or not isinstance(doc["results"], list):
-        raise RenderError(f"{path} is not a kpc results file (no 'results' list)")
-    return doc
+def _no_constant(word):
+    """NaN and Infinity: Python's json reads them, no other JSON parser does
+    (the HTML page's JSON.parse threw, `kpc merge` wrote them on)."""
+    raise _Constant(f"{word} is not a JSON number")
+
+
+# What the renderers, merge and diff read. A field is (required, type);
+# a type is "str", "num", "int", "bool", "scalar" (str/num/bool/null),
+# "verdict", "name" (an identifier: case ids, variants, flavors and areas
+# are file and table names, so 'x # TODO' or a backtick is not one),
+# "any", ("list", type), ("map", type) for an object with any keys,
+# ("or-null", type), or a dict of fields. Fields not listed are carried
+# along (merge writes them out, the HTML page embeds them) and only checked
+# for depth and finite numbers.
+_ENVIRONMENT = {"kernel": (False, "str"), "distro": (False, "str")}
+_EXPECTED_ROW = {"value": (False, "scalar"), "where": (False, "str"), "xfail": (False, "bool"),
+                 "reason": (False, "str")}
+_TASK = {"tid": (False, "scalar"), "comm": (False, "scalar"), "state": (False, "scalar"),
+         "wchan": (False, "scalar"), "stuck": (False, "bool"), "stack": (False, ("list", "str"))}
+_HANG = {"tasks": (False, ("list", _TASK)), "guest_console_tail": (False, ("list", "str")),
+         "kernel_messages": (False, ("list", "str"))}
+_RESULT = {
+    "case": (True, "name"), "flavor": (True, "name"), "verdict": (True, "verdict"),
+    "area": (False, "name"), "variant": (False, "name or empty"),
+    **{k: (False, "str") for k in ("kernel", "target", "runtime", "profile", "column", "source", "reason")},
+    "duration_ms": (False, "num"),
+    "observations": (False, ("map", "scalar")),
+    "expected": (False, ("map", _EXPECTED_ROW)),
+    "details": (False, ("list", "str")),
+    "provenance": (False, ("list", "str")),
+    "notes": (False, ("map", "any")),
+    "marks": (False, ("map", "any")),
+    "hang": (False, _HANG),
+}
+_DOCUMENT = {
+    "schema": (False, "int"), "created": (False, "str"),
+    "environment": (False, _ENVIRONMENT),
+    "kernels": (False, ("map", _ENVIRONMENT)),
+    "merged_from": (False, ("list", {"file": (True, "str"), "environment": (True, _ENVIRONMENT),
+                                     "created": (False, ("or-null", "str"))})),
+    "results": (True, ("list", _RESULT)),
+}
+_SAYS = {"str": "a string", "num": "a number", "int": "an integer", "bool": "true or false",
+         "scalar": "a string, number, true, false or null", "verdict": "one of " + ", ".join(VERDICTS),
+         "name": "a name (letters, digits, '_', '.', '+', '-')",
+         "name or empty": "empty or a name (letters, digits, '_', '.', '+', '-')"}
+_NAME = re.compile("[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# Lone surrogates ("\ud800") are valid JSON but not text: writing one as
+# UTF-8 (a report, the terminal) raises.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def validate(doc, name="results"):
+    """Raise RenderError('NAME: where: what is wrong') for the first problem
+    in a results document: a structure deeper than MAX_DEPTH, a number that
+    is not finite, a string that is not Unicode text, a field of the wrong
+    type, a verdict that is not one of the six, or a run id (case, variant,
+    flavor, column) that appears twice (kpc diff would keep only one)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise RenderError(f"{name}: not a kpc results file (no 'results' list)")
+    problem = _walk(doc) or _check(doc, _DOCUMENT, "")
+    if problem:
+        raise RenderError(f"{name}: {visible(problem)}")
+    dup = duplicate_run(doc["results"])
+    if dup:
+        rid, first, second = dup
+        raise RenderError(f"{name}: run {_show(rid)} appears twice (results[{first}] and results[{second}])")
+
+
+def _walk(doc):
+    """The whole document, iteratively (no recursion to exhaust): depth,
+    finite numbers, strings (values and keys) without lone surrogates."""
+    stack = [(doc, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels at {_at(where)}: not a kpc results file"
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if _SURROGATE.search(k):
+                    return f"{_at(where) or 'the document'} has a key that is not Unicode text ({_show(k)})"
+                stack.append((v, f"{where}.{k}" if where else k, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{_at(where)} is {value}: not a finite number"
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            return f"{_at(where)} is not Unicode text (an unpaired surrogate: {_show(value)})"
+    return None
+
+
+def _check(value, kind, where):
+    """None, or 'WHERE is VALUE, not WHAT' for the first mismatch."""
+    if isinstance(kind, dict):
+        if not isinstance(value, dict):
+            return f"{_at(where) or 'the document'} is {_show(value)}, not an object"
+        for field, (required, sub) in kind.items():
+            at = f"{where}.{field}" if where else field
+            if field not in value:
+                if required:
+                    return f"{_at(where) or 'the document'} has no '{field}'"
+                continue
+            problem = _check(value[field], sub, at)
+            if problem:
+                return problem
+        return None
+    if isinstance(kind, tuple):
+        shape, sub = kind
+        if shape == "or-null":
+            return None if value is None else _check(value, sub, where)
+        if shape == "list" and not isinstance(value, list):
+            return f"{_at(where)} is {_show(value)}, not a list"
+        if shape == "map" and not isinstance(value, dict):
+            return f"{_at(where)} is {_show(value)}, not an object"
+        items = enumerate(value) if shape == "list" else value.items()
+        for k, v in items:
+            problem = _check(v, sub, f"{where}[{k}]" if shape == "list" else f"{where}.{k}")
+            if problem:
+                return problem
+        return None
+    if _fits(value, kind):
+        return None
+    return f"{_at(where)} is {_show(value)}, not {_SAYS[kind]}"
+
+
+def _at(where):
+    """A place in the document for a message: keys are file data, so shown
+    and clipped."""
+    where = visible(where)
+    return where if len(where) <= 80 else where[:77] + "..."
+
+
+def _fits(value, kind):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"any": True, "str": isinstance(value, str), "num": number,
+            "int": isinstance(value, int) and not isinstance(value, bool), "bool": isinstance(value, bool),
+            "scalar": value is None or number or isinstance(value, (str, bool)),
+            "verdict": isinstance(value, str) and value in VERDICTS,
+            "name": isinstance(value, str) and _NAME.fullmatch(value) is not None,
+            "name or empty": isinstance(value, str) and (value == "" or _NAME.fullmatch(value) is not None)}[kind]
+
+
+def _show(value):
+    """A value in an error message: one line, short, no control characters."""
+    if isinstance(value, str):
+        text = visible(value)
+        return repr(text if len(text) <= 60 else text[:57] + "...")
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)[:40]
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def duplicate_run(results):
+    """(run id, first index, second index) for the first run id that appears
+    twice, else None."""
+    seen = {}
+    for i, r in enumerate(results):
+        rid = run_id(r)
+        if rid in seen:
+            return rid, seen[rid], i
+        seen[rid] = i
+    return None
+
+
+# C0 and C1 control characters, DEL, line/paragraph separators and the
+# bidirectional overrides and isolates: a reason with "\r\e[2K" rewrote
+# kpc diff's line on a terminal; a bidi override reorders what is shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text, newlines=False):
+    """TEXT with every control character shown as an escape (\\x1b, \\n):
+    strings from a results file go to terminals and into reports, and none
+    of them may move the cursor, recolour, or start a new line unless
+    NEWLINES (a multi-line block: newline and tab kept)."""
+    return (_CONTROL_BUT_NEWLINE if newlines else _CONTROL).sub(_escape, str(text))
+
+
+def _escape(m):
+    c = m.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
 def column(r):
@@ -63,16 +303,15 @@ def matrices(doc):
     out = {}
     for name, pick in (("kernels", lambda r: r.get("runtime", "none") == "none"),
                        ("runtimes", lambda r: r.get("runtime", "none") != "none")):
-        cols, rows = [], {}
+        cols, rows = {}, {}   # cols: a dict as an ordered set (a list's `in` made 20 000 columns quadratic)
         for r in doc["results"]:
             if not pick(r):
                 continue
             c = column(r)
-            if c not in cols:
-                cols.append(c)
+            cols.setdefault(c, None)
             rows.setdefault(row_label(r), {})[c] = r
         if rows:
-            out[name] = (cols, rows)
+            out[name] = (list(cols), rows)
     return out
 
 
@@ -92,8 +331,8 @@ def markdown(doc, max_details=40):
              " · ".join(f"**{t[v]}** {v}" for v in VERDICTS if t.get(v)) + f" — {len(res)} runs", ""]
     env = doc.get("environment", {})
     kernels = doc.get("kernels", {})
-    guests = ", ".join(f"{k} ({v.get('kernel')})" for k, v in kernels.items())
-    lines.append(f"Host: {env.get('distro', '?')}, kernel {env.get('kernel', '?')}"
+    guests = ", ".join(f"{_code(k)} ({_code(v.get('kernel', '?'))})" for k, v in kernels.items())
+    lines.append(f"Host: {_code(env.get('distro', '?'))}, kernel {_code(env.get('kernel', '?'))}"
                  + (f"; guests: {guests}" if kernels else ""))
     lines.append("")
     for name, (cols, rows) in matrices(doc).items():
@@ -103,27 +342,39 @@ def markdown(doc, max_details=40):
                      f" ({len(rows) - len(shown)} rows all pass, not shown)")
         if shown:
             lines.append("")
-            lines.append("| case | " + " | ".join(cols) + " |")
+            lines.append("| case | " + " | ".join(_code(c, cell=True) for c in cols) + " |")
             lines.append("|---|" + "---|" * len(cols))
             for label, by_col in shown.items():
                 cells = [by_col[c]["verdict"] if c in by_col else "–" for c in cols]
                 cells = [f"**{x}**" if x in BAD else x for x in cells]
-                lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
+                lines.append(f"| {_code(label, cell=True)} | " + " | ".join(cells) + " |")
         lines.append("")
     bad = [r for r in res if r["verdict"] in BAD]
     if bad:
         lines.append("### Failures")
         lines.append("")
         for r in bad[:max_details]:
-            lines.append(f"- **{r['verdict']}** `{run_id(r)}`: {_md(r.get('reason', ''))}")
+            lines.append(f"- **{r['verdict']}** {_code(run_id(r))}: {_code(r.get('reason', ''), 400)}")
         if len(bad) > max_details:
             lines.append(f"- … and {len(bad) - max_details} more (see the results JSON)")
         lines.append("")
     return "\n".join(lines)
 
 
-def _md(text):
-    return text.replace("|", "\\|").replace("\n", " ")[:400]
+def _code(text, limit=200, cell=False):
+    """TEXT from a results file as one Markdown code span, so none of it is
+    markup: no HTML (`<img onerror>`), no links (`[x](y)`), no @mentions or
+    emphasis. The fence is one backtick longer than the longest run of
+    backticks inside (CommonMark), control characters and newlines are shown
+    as escapes, and in a table CELL a `|` is escaped (GFM splits cells
+    first, even inside code)."""
+    t = visible(text)[:limit]
+    if cell:
+        t = t.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", t)), default=0) + 1)
+    if t.startswith(("`", " ")) or t.endswith(("`", " ")):
+        t = f" {t} "   # CommonMark strips one space on each side
+    return f"{fence}{t}{fence}" if t else ""
 
 
 # ------------------------------------------------------------ TAP 13
@@ -139,15 +390,19 @@ def tap(doc):
             directive = f" # SKIP {_tap(r.get('reason', ''))}"
         elif v == "xfail":
             directive = f" # TODO expected divergence: {_tap(r.get('reason', ''))}"
-        lines.append(f"{ok} {i} - {run_id(r)}{directive}")
+        lines.append(f"{ok} {i} - {_tap(run_id(r), None)}{directive}")
         if v in BAD:
             lines += ["  ---", f"  verdict: {v}", f"  message: {json.dumps(r.get('reason', ''))}",
                       f"  kernel: {json.dumps(r.get('kernel', ''))}", "  ..."]
     return "\n".join(lines) + "\n"
 
 
-def _tap(text):
-    return text.replace("#", "\\#").replace("\n", " ")[:200]
+def _tap(text, limit=200):
+    """Text on a TAP line: an unescaped '#' starts a directive (a failing
+    case named 'x # TODO' made prove say PASS) and a newline starts another
+    TAP line, so '\\' and '#' are backslash-escaped and control characters
+    shown as escapes."""
+    return visible(text[:limit].replace("\\", "\\\\").replace("#", "\\#"))
 
 
 # ------------------------------------------------------------ merge / diff
@@ -174,13 +429,19 @@ def merge(docs):
         out["results"] += moved
         for label, k in doc.get("kernels", {}).items():
             out["kernels"][f"{label} [{i + 1}]" if label in clash else label] = k
+    dup = duplicate_run(out["results"])
+    if dup:
+        rid, first, second = dup
+        raise RenderError(f"cannot merge: run {_show(rid)} of {visible(out['results'][first]['source'])} "
+                          f"and of {visible(out['results'][second]['source'])} land in the same cell")
     out["totals"] = totals(out["results"])
     return out
 
 
 def diff(old, new):
     """[(run id, old verdict or None, new verdict or None, new reason)] for
-    runs whose verdict changed, appeared or disappeared."""
+    runs whose verdict changed, appeared or disappeared. Both documents are
+    validated (load()): run ids are unique, verdicts are the six."""
     a = {run_id(r): r for r in old["results"]}
     b = {run_id(r): r for r in new["results"]}
     out = []
@@ -208,15 +469,16 @@ def html_report(doc, notes=None, title="kpc matrix"):
     panel with expected vs observed, the stuck tasks' stacks, provenance
     and the lab note for the clicked cell. `notes`: case id -> lab note."""
     notes = notes or {}
-    data = {"results": doc["results"], "notes": {k: v for k, v in notes.items()
-                                                 if any(r["case"] == k for r in doc["results"])},
+    in_doc = {r["case"] for r in doc["results"]}
+    data = {"results": doc["results"], "notes": {k: v for k, v in notes.items() if k in in_doc},
             "environment": doc.get("environment", {}), "kernels": doc.get("kernels", {}),
             "totals": totals(doc["results"])}
     mats = matrices(doc)
     areas = sorted({r.get("area", "?") for r in doc["results"]})
+    index = {id(r): i for i, r in enumerate(doc["results"])}   # list.index per cell was O(n²)
     parts = []
     for name, (cols, rows) in mats.items():
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        head = "".join(f"<th>{_h(c)}</th>" for c in cols)
         body = []
         for label, by_col in rows.items():
             any_r = next(iter(by_col.values()))
@@ -226,28 +488,28 @@ def html_report(doc, notes=None, title="kpc matrix"):
                 if r is None:
                     cells.append("<td class='none'>–</td>")
                     continue
-                idx = doc["results"].index(r)
-                cells.append(f"<td class='cell v-{r['verdict']}' data-i='{idx}' title='{html.escape(r['verdict'])}: "
-                             f"{html.escape(r.get('reason', '')[:200], quote=True)}'>{r['verdict']}</td>")
+                v = _h(r["verdict"])
+                cells.append(f"<td class='cell v-{v}' data-i='{index[id(r)]}' title='{v}: "
+                             f"{_h(r.get('reason', '')[:200])}'>{v}</td>")
             verdicts = " ".join(sorted({r["verdict"] for r in by_col.values()}))
-            body.append(f"<tr data-area='{html.escape(any_r.get('area', '?'))}' data-verdicts='{verdicts}'>"
-                        f"<th class='rowh'>{html.escape(label)}</th>{''.join(cells)}</tr>")
+            body.append(f"<tr data-area='{_h(any_r.get('area', '?'))}' data-verdicts='{_h(verdicts)}'>"
+                        f"<th class='rowh'>{_h(label)}</th>{''.join(cells)}</tr>")
         heading = "Case × kernel" if name == "kernels" else "Case × runtime"
         parts.append(f"<h2>{heading}</h2><table class='matrix' id='m-{name}'><thead><tr><th>case @ flavor</th>"
                      f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
     t = data["totals"]
     summary = " ".join(f"<span class='badge v-{v}'>{t[v]} {v}</span>" for v in VERDICTS)
-    area_opts = "".join(f"<option>{html.escape(a)}</option>" for a in areas)
+    area_opts = "".join(f"<option>{_h(a)}</option>" for a in areas)
     verdict_opts = "".join(f"<option>{v}</option>" for v in VERDICTS)
     env = data["environment"]
     if doc.get("merged_from"):
-        where = html.escape(f"merged from {len(doc['merged_from'])} files: " + ", ".join(
+        where = _h(f"merged from {len(doc['merged_from'])} files: " + ", ".join(
             f"{os.path.basename(m['file'])} ({m['environment'].get('distro', '?')}, "
             f"kernel {m['environment'].get('kernel', '?')})" for m in doc["merged_from"]))
     else:
-        where = html.escape(f"host {env.get('distro', '?')}, kernel {env.get('kernel', '?')}")
+        where = _h(f"host {env.get('distro', '?')}, kernel {env.get('kernel', '?')}")
     style = "".join(f".v-{v}{{background:{c};color:#fff}}" for v, c in COLORS.items())
-    payload = json.dumps(data).replace("</", "<\\/")
+    payload = script_json(data)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -265,7 +527,7 @@ padding:1em;display:none;font-size:13px}} #panel pre{{white-space:pre-wrap;backg
 .diff{{background:#ffebee}} .filters{{margin:.6em 0}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<div>{summary} — {len(doc['results'])} runs; {where}; {html.escape(doc.get('created', ''))}</div>
+<div>{summary} — {len(doc['results'])} runs; {where}; {_h(doc.get('created', ''))}</div>
 <div class="filters">area <select id="f-area"><option value="">all</option>{area_opts}</select>
 verdict <select id="f-verdict"><option value="">all</option>{verdict_opts}</select>
 <label><input type="checkbox" id="f-nonpass"> only rows that are not all pass</label></div>
@@ -321,6 +583,21 @@ document.getElementById('close').addEventListener('click', () => document.getEle
 """
 
 
+def _h(text):
+    """Text from a results file in HTML: escaped, quotes too (it goes into
+    attributes), control characters shown."""
+    return html.escape(visible(text), quote=True)
+
+
+def script_json(data):
+    """DATA as JSON to put inside <script type="application/json">: no NaN
+    (JSON.parse throws on it, and the page dies), and every '<', '>', '&'
+    as \\u003c etc. so no string can close the element or open a comment
+    ('<!--<script>' in a reason swallowed the page's own script)."""
+    text = json.dumps(data, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def lab_notes(cases):
     """case id -> lab note text, for the HTML panel."""
     out = {}
@@ -334,12 +611,6 @@ def lab_notes(cases):
 
 
 def write(path, text):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if os.path.exists(path) and not os.path.isfile(path):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """A report or merged results file: safefile.write ('-' is standard
+    output, no symbolic link followed, an atomic replace)."""
+    safefile.write(path, text)

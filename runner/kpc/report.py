@@ -4,10 +4,11 @@ XML."""
 import datetime
 import json
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 
-from . import evaluate
+from . import evaluate, safefile
 
 COLORS = {"pass": "32", "fail": "31;1", "xfail": "33", "skip": "36", "hang": "35;1", "error": "31;7"}
 SCHEMA_VERSION = 1
@@ -164,20 +165,16 @@ def write_json(path, items, env, wall_s, kernels=None):
            "wall_s": round(wall_s, 3),
            "totals": totals(items),
            "results": [result_json(i, env) for i in items]}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if os.path.exists(path) and not os.path.isfile(path):
-        # /dev/null, a FIFO, /dev/stdout: write through it; renaming a
-        # temporary file over it would replace the device itself.
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=False)
-            f.write("\n")
-        return doc
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    safefile.write(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return doc
+
+
+def results_lock(directory):
+    """An flock on DIRECTORY/.lock (results/runs/.lock) for the write of the
+    default results file: two `./kpc run` in one checkout used to share
+    last.json.tmp, and one lost its results or left half a file."""
+    os.makedirs(directory, exist_ok=True)
+    return safefile.flocked(directory, ".lock")
 
 
 def write_junit(path, items, env, wall_s):
@@ -204,5 +201,22 @@ def write_junit(path, items, env, wall_s):
             ET.SubElement(tc, "skipped", message=f"{v.verdict}: {v.reason}")
         if v.observations:
             ET.SubElement(tc, "system-out").text = "\n".join(f"{k} = {val}" for k, val in sorted(v.observations.items()))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    for el in suite.iter():
+        el.text = _xml_text(el.text)
+        for k, val in el.attrib.items():
+            el.attrib[k] = _xml_text(val)
+    safefile.write(path, ET.tostring(suite, encoding="utf-8", xml_declaration=True))
+
+
+# Characters XML 1.0 cannot hold at all, even escaped (ElementTree writes
+# them raw and the file stops being XML): probe output and reasons may.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text):
+    """TEXT with every character XML cannot carry shown as an escape
+    (\\x1b); ElementTree escapes & < > and quotes itself."""
+    if text is None:
+        return None
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)

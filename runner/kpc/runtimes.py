@@ -17,6 +17,8 @@ Profiles:
 
 import dataclasses
 import os
+import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -40,6 +42,18 @@ class Runtime:
     unavailable: str = ""  # why it cannot run here: the runs are skipped
     version: str = ""
     measured: tuple = ()   # the Debian package versions the profile was checked on
+    oci: str = ""          # an OCI runtime's binary: the prefix is kpc's wrapper around it
+
+    def for_run(self):
+        """(prefix, cleanup argv or None) for one run. An OCI runtime's
+        containers are named after a run ID chosen here, so the launcher
+        can delete them once the run's process tree is gone, however it
+        ended (runner/kpc/oci_run.py --cleanup)."""
+        if not self.oci:
+            return list(self.prefix), None
+        run_id = "kpc-" + secrets.token_hex(8)
+        return ([PYTHON, OCI_WRAPPER, "--runtime", self.oci, "--id", run_id, "--"],
+                [PYTHON, OCI_WRAPPER, "--cleanup", "--runtime", self.oci, "--id", run_id])
 
     @property
     def profile_note(self):
@@ -98,35 +112,60 @@ OCI = {"runc", "crun"}
 MEASURED = {"tini": ("0.19.0-1+b3",), "dumb-init": ("1.2.5-2",), "catatonit": ("0.1.7-1+b2",),
             "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ()}
 PYTHON = "/usr/bin/python3"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 OCI_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_run.py")
 
 
 def resolve(spec, profile=None):
     """'tini' or a command prefix like 'my-init --' -> Runtime. Raises
-    ValueError with a message for the user."""
+    ValueError with a message for the user.
+
+    A command prefix is labelled with the whole prefix as given ('my-init
+    --', '/usr/bin/tini -s --'), never with a known runtime's name: the
+    label is the run's column and the tables' `runtime=`, and a user's
+    prefix judged by a profile of its own must not look like the known
+    runtime of the same program in a merged matrix."""
+    if _CONTROL.search(spec):
+        raise ValueError(f"--runtime {spec!r}: control characters in a command prefix")
     if spec in KNOWN:
-        binary, rest, prof, pkg, source = KNOWN[spec]
-        path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
-        rt = Runtime(spec, [path] + rest if path else [], profile or prof, pkg, source)
-        if not path:
-            rt.unavailable = f"{binary} is not installed (Debian package {pkg})"
-        elif spec in OCI:
-            # kpc builds the bundle: runner/kpc/oci_run.py is the prefix
-            rt.prefix = [PYTHON, OCI_WRAPPER, "--runtime", path, "--"]
-        rt.version = _package_version(pkg)
-        rt.measured = MEASURED.get(spec, ())
-        return rt
-    words = shlex.split(spec)
+        return _known(spec, profile)
+    try:
+        words = shlex.split(spec)
+    except ValueError as e:
+        raise ValueError(f"--runtime {spec!r}: {e}") from None
     if not words:
         raise ValueError("an empty --runtime")
+    if len(words) == 1 and words[0] in KNOWN:   # a known name in quotes
+        return _known(words[0], profile)
     path = shutil.which(words[0])
     if not path:
         raise ValueError(f"--runtime '{spec}': {words[0]} not found (known runtimes: {', '.join(KNOWN)}, "
                          f"or any command prefix)")
-    name = words[0].rsplit("/", 1)[-1]
-    return Runtime(name, [path] + words[1:], profile or "clean",
+    name = os.path.basename(path)
+    if name in OCI and len(words) == 1:
+        raise ValueError(f"--runtime '{spec}': {name} needs an OCI bundle, it cannot start a program given as its "
+                         f"argument; use --runtime {name} (kpc builds the bundle)")
+    label = shlex.join(words)
+    if label == "none":
+        raise ValueError(f"--runtime '{spec}': 'none' means no runtime in the tables; give the program's path")
+    return Runtime(label, [os.path.abspath(path)] + words[1:], profile or "clean",
                    source="a user's command prefix; profile " + (f"asserted with --profile {profile}" if profile
                                                                else "clean by default (--profile to change)"))
+
+
+def _known(spec, profile):
+    binary, rest, prof, pkg, source = KNOWN[spec]
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    rt = Runtime(spec, [path] + rest if path else [], profile or prof, pkg, source)
+    if not path:
+        rt.unavailable = f"{binary} is not installed (Debian package {pkg})"
+    elif spec in OCI:
+        # kpc builds the bundle: runner/kpc/oci_run.py is the prefix
+        rt.prefix = [PYTHON, OCI_WRAPPER, "--runtime", path, "--"]
+        rt.oci = path
+    rt.version = _package_version(pkg)
+    rt.measured = MEASURED.get(spec, ())
+    return rt
 
 
 def parse_list(text, profile=None):

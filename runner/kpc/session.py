@@ -254,12 +254,16 @@ class Session:
             t.join(timeout=60)
         if self._batch:
             self._batch.stop()
-        # Containers whose OCI wrapper was SIGKILLed (runtime_pid1_duties
-        # does that on purpose) are deleted now, not at some later run.
-        from . import oci_run, runtimes
+        # Second line behind each run's cleanup entry (the launcher runs
+        # it): containers of dead wrappers and runtimes are deleted now,
+        # not at some later run.
+        from . import oci_run
         for rt in {i.runtime.name: i.runtime for i in self.items if i.runtime}.values():
-            if rt.name in runtimes.OCI and not rt.unavailable and len(rt.prefix) > 3:
-                oci_run.sweep(rt.prefix[3])
+            if rt.oci and not rt.unavailable:
+                try:
+                    oci_run.sweep(rt.oci)
+                except (OSError, oci_run.OciError) as e:
+                    sys.stderr.write(f"kpc: sweeping {rt.name} containers: {e}\n")
         self.finished = time.monotonic()
         self.progress.clear()
 

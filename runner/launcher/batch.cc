@@ -318,19 +318,20 @@ void Batch::begin_recovery(Run& r, const std::string& outcome, int64_t now) {
   recover_step(r, now);
 }
 
-// S does the recovery (it outlives L, and it holds the devices a probe
-// deposited): ask it once. L also does what it can from outside, in case S
-// itself is gone: abort the run's own FUSE connections, SIGKILL the tree.
-// S leaves once its tree is empty; L never kills S (that would lose the
-// devices and the run's cleanup command).
+// S does the recovery (it outlives L, it holds the devices a probe
+// deposited, and it runs the run's cleanup command afterwards): ask it
+// once. From outside, L only aborts the run's own FUSE connections (in case
+// S cannot); it kills nothing -- S's cleanup command is in S's tree too,
+// and whatever S leaves when it dies is reparented to L and killed as a
+// stray. L never kills S (that would lose the devices and the cleanup).
 void Batch::recover_step(Run& r, int64_t now) {
   if (!r.asked_shim && r.sp.cmd_w >= 0) {
     char c = kRecoverByte;
     r.asked_shim = write(r.sp.cmd_w, &c, 1) == 1;
   }
-  auto procs = tree_processes(r.sp.shim);
-  procs.erase(std::remove(procs.begin(), procs.end(), r.sp.shim), procs.end());
   if (scope_.fusectl_fd >= 0) {
+    auto procs = tree_processes(r.sp.shim);
+    procs.erase(std::remove(procs.begin(), procs.end(), r.sp.shim), procs.end());
     std::set<unsigned long> foreign = r.foreign;
     foreign.merge(fuse::connections_in("/proc/self/mountinfo"));
     std::set<unsigned long> conns = fuse::run_connections(procs, foreign);
@@ -342,7 +343,6 @@ void Batch::recover_step(Run& r, int64_t now) {
       if (!err.empty()) r.abort_errors.push_back(err);
     }
   }
-  for (pid_t p : procs) kill(p, SIGKILL);
   if (ms_between(r.recover_start_ns, now) > opt_.recovery_ms) r.gave_up = true;
 }
 

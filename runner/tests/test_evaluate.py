@@ -229,3 +229,40 @@ def test_a_run_its_guest_never_started_keeps_the_console_tail(demo_cases, tbl):
                                   "error": "kernel 7.2: not run: the guest ended (qemu exit 0)"})
     assert v.verdict == "error" and "not run" in v.reason
     assert v.details[1:] == tail
+
+
+def test_a_helper_killed_by_the_signal_under_test_is_a_fail_not_an_error(built):
+    """Issue 16's first rule, built for real: a system that does not keep
+    SIG_IGN across exec (simulated by a probe that never ignores SIGUSR2)
+    kills sig_ign_survives_execve's helper before it records
+    exec.after_sigusr2. Judged with the real case's rows, that is the system's
+    defect: fail, the unrecorded key listed as its consequence."""
+    import json
+    import subprocess
+
+    from conftest import helper_probe
+    from kpc import cases, envinfo, paths
+    case = cases.load_all()["sig_ign_survives_execve"]
+    tbl = tables.load(cases.load_all())
+    r = json.loads(subprocess.run([paths.launcher(), "run", "--json", "--", helper_probe("helper_killed_by_signal")],
+                                  capture_output=True, text=True, timeout=60).stdout)
+    v = evaluate.evaluate(case, r, tbl, envinfo.detect().context("host"))
+    assert v.verdict == "fail", (v.verdict, v.reason)
+    assert v.reason.startswith("child.ignored: expected SIGUSR2"), v.reason
+    assert "exec.status: expected exited 0 (results/expected/signals.exp:27), observed killed SIGUSR2" in v.details
+    assert "not recorded (a consequence): exec.after_sigusr2" in v.details
+
+
+def test_a_missing_key_with_nothing_contradicted_stays_an_error(demo_cases, tbl):
+    """Nothing recorded contradicts a row, yet a row's key never came: kpc
+    cannot judge the run (a misspelt key, or a probe that died for its own
+    reasons) -- error, as before."""
+    v = verdict(demo_cases, tbl, result(good_records(count=None)))
+    assert v.verdict == "error" and "did not record 'count'" in v.reason
+
+
+def test_a_contradiction_recorded_before_the_probe_died_is_a_fail(demo_cases, tbl):
+    records = good_records(mask=obs("mask", "sigset", "SIGTERM"), count=None)[:-1]  # no end record
+    v = verdict(demo_cases, tbl, result(records, exit_text="killed SIGSEGV"))
+    assert v.verdict == "fail" and v.reason.startswith("mask: expected SIGUSR1|SIGTERM")
+    assert v.details[-2:] == ["not recorded (a consequence): count", "the probe killed SIGSEGV before recording its end"]

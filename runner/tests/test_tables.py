@@ -46,6 +46,8 @@ def test_plain_rows_load_and_match(write_table, demo_cases):
     ("[demo]\na = 1 if flavor=vm -- x\n", 2, "'vm' is not a flavor of this case"),
     ("[demo]\na = 1 if variant=fork -- x\n", 2, "'fork' is not a variant of this case"),
     ("[demo]\na = 1 if kernel>=six -- x\n", 2, "bad kernel version"),
+    ("[demo]\na = 1 if kernel>=5.x -- x\n", 2, "bad kernel version"),      # once read as 5.0
+    ("[demo]\na = 1 if kernel<6.1.2.3 -- x\n", 2, "bad kernel version"),
     ("[demo]\na = 1 if kernel!=6.1 -- x\n", 2, "kernel!= is not supported"),
     ("[demo]\na = 1 if flavor>host -- x\n", 2, "takes = or !="),
     ("[demo]\na = 1 if flavor=host| -- x\n", 2, "empty alternative"),
@@ -145,3 +147,111 @@ def test_globs_overlapping_a_plain_row_are_found(write_table, demo_cases):
 def test_strings_starting_with_sig_are_not_read_as_sets(write_table, demo_cases):
     t = load(write_table, demo_cases, '[demo]\norder = "SIGUSR1,SIG36:3"\n')
     assert t.match("demo", "order", ctx()).value == "SIGUSR1,SIG36:3"
+
+
+# ---------------------------------------------------------------- overlap linter: pairs, not contexts
+
+def brute_force_overlaps(case, rows):
+    """The linter as it was (every context of the product of the domains,
+    O(domain^dimensions)): the reference the pairwise one must agree with."""
+    import itertools
+    problems = []
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+    for key_rows in by_key.values():
+        if len(key_rows) < 2:
+            continue
+        dims = sorted({c.dim for r in key_rows for c in r.conditions})
+        domains = [tables._domain(d, case, key_rows) for d in dims]
+        for point in itertools.product(*domains):
+            ctx = dict(zip(dims, point))
+            hits = [r for r in key_rows if r.matches(ctx)]
+            if len(hits) > 1:
+                problems.append((hits[0], hits[1], ctx))
+                break
+    return problems
+
+
+def _same(case, rows):
+    def key(found):
+        return [(a.where, b.where, ctx) for a, b, ctx in found]
+    assert key(tables.find_overlaps(case, rows)) == key(brute_force_overlaps(case, rows)), \
+        [r.describe() for r in rows]
+
+
+def test_overlap_linter_agrees_with_the_walk_over_every_context_on_the_shipped_tables():
+    import random
+    from kpc import cases
+    all_cases = cases.load_all()
+    t = tables.load(all_cases)
+    rng = random.Random(15)
+    compared = 0
+    for case_id, rows in t.rows.items():
+        _same(all_cases[case_id], rows)
+        # ... and with one row repeated under a new value: an overlap the
+        # two must find at the same first context with the same two rows.
+        for _ in range(3 if rows else 0):
+            extra = rng.choice(rows)
+            _same(all_cases[case_id], rows + [tables.Row(case_id, extra.key, "other", extra.conditions, extra.xfail,
+                                                         "copy", "copy.exp:1")])
+            compared += 1
+    assert compared > 50
+
+
+_RANDOM_CONDITIONS = ["kernel>=5.10", "kernel<6.1", "kernel=6.1", "kernel>6.1.5", "kernel<=5.4", "kernel=6",
+                      "flavor=host", "flavor!=host", "flavor=pidns|userns", "flavor=*ns", "variant=fork",
+                      "variant!=clone", "variant=f*", "variant=posix_spawn|clone", "runtime=tini", "runtime!=tini",
+                      "runtime=none", "runtime=t*", "runtime=tini|runc", "runtime=[bc]*", "profile=clean",
+                      "profile!=clean|pass-through", "libc=musl", "libc!=glibc", "root=yes", "root!=yes",
+                      "arch=x86_64", "arch=aarch64|x86_64", "arch!=?86*"]
+
+
+def test_overlap_linter_agrees_with_the_walk_over_every_context_on_random_tables():
+    import random
+    from conftest import make_case
+    case = make_case("rand", variants=("fork", "clone", "posix_spawn"))
+    rng = random.Random(1515)
+    found = 0
+    for n in range(1500):
+        rows = []
+        for i in range(rng.randint(2, 6)):
+            conds = rng.sample(_RANDOM_CONDITIONS, rng.choice([0, 1, 1, 2, 2, 3, 4]))
+            text = f"{rng.choice('ab')} = {i}" + (f" if {' '.join(conds)} -- r" if conds else "")
+            rows.append(tables._parse_row(text, case, f"r{n}.exp:{i + 1}"))
+        _same(case, rows)
+        found += bool(tables.find_overlaps(case, rows))
+    assert 150 < found < 1450   # both kinds of table were compared
+
+
+def _disjoint_rows(case, n):
+    """n rows of one key, 4 conditions each, no two overlapping (the
+    audit's input: 36 of them took 29 s to lint)."""
+    return [tables._parse_row(f"a = {i} if runtime=r{i} profile=p{i} arch=a{i} kernel=5.{i} -- row {i}", case,
+                              f"big.exp:{i + 1}") for i in range(n)]
+
+
+def test_overlap_linter_does_not_walk_the_contexts(demo_cases, monkeypatch):
+    """Counted, not timed: Condition.matches is asked only for the rows'
+    first common context, never once per context (200 rows x 4 dimensions
+    is 202^4 contexts; the walk asked 10^11 times)."""
+    import time
+    case = demo_cases["demo"]
+    rows = _disjoint_rows(case, 200)
+    rows.append(tables._parse_row("a = dup if runtime=r199 profile=p199 arch=a199 kernel=5.199 -- dup", case,
+                                  "big.exp:201"))
+    calls = []
+    real = tables.Condition.matches
+
+    def counted(self, ctx):
+        calls.append(1)
+        assert len(calls) <= 4 * len(rows), "the linter asks every context"   # fail fast, do not walk 10^9
+        return real(self, ctx)
+    monkeypatch.setattr(tables.Condition, "matches", counted)
+    start = time.monotonic()
+    (a, b, ctx), = tables.find_overlaps(case, rows)
+    took = time.monotonic() - start
+    assert (a.where, b.where) == ("big.exp:200", "big.exp:201")
+    assert ctx == {"arch": "a199", "kernel": (5, 199, 0), "profile": "p199", "runtime": "r199"}
+    assert tables.find_overlaps(case, rows[:-1]) == []
+    assert took < 1.0, f"{took:.2f} s for 201 rows"

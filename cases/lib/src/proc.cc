@@ -1,4 +1,5 @@
 #include "kpc/proc.h"
+#include "kpc/raii.h"
 
 #include "kpc/check.h"
 
@@ -225,14 +226,15 @@ pid_t pid_in_mounted_proc() {
 bool pid_gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
 
 char wait_for_state(pid_t pid, char want, int timeout_ms) {
-  char last = '?';
-  for (int waited = 0; waited <= timeout_ms; ++waited) {
+  // A deadline in milliseconds, not a count of 1 ms naps: under load (a
+  // TCG guest) each nap and /proc read takes longer than its nominal time.
+  const int64_t deadline = monotonic_ms() + timeout_ms;
+  for (;;) {
     auto st = read_stat(pid);
-    last = st ? st->state : '-';
-    if (last == want) break;
+    char last = st ? st->state : '-';
+    if (last == want || monotonic_ms() >= deadline) return last;
     usleep(1000);
   }
-  return last;
 }
 
 std::vector<pid_t> list_children(pid_t pid) {

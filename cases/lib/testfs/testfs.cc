@@ -336,13 +336,14 @@ std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) 
       _exit(0);  // no unmount: the caller owns the mount's lifetime
     }
     s->server_pid_ = pid;
-    for (int waited = 0; shared->ready == 0; ++waited) {
+    const int64_t deadline = monotonic_ms() + 5000;
+    while (shared->ready == 0) {
       int st;
       if (waitpid(pid, &st, WNOHANG) == pid) {
         s->server_pid_ = -1;
         if (shared->ready == 0) kpc::broken("the FUSE server process ended during startup: " + describe_wait_status(st));
       }
-      KPC_CHECK_MSG(waited < 5000, "the FUSE server process did not start within 5 s");
+      KPC_CHECK_MSG(monotonic_ms() < deadline, "the FUSE server process did not start within 5 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (shared->ready < 0) kpc::skip(shared->error);
@@ -402,22 +403,28 @@ void Server::set_read(Answer a, int arg) {
 
 int Server::count(Op op) const { return shared_->counts[static_cast<int>(op)].load(); }
 
-bool Server::wait_count(Op op, int n, int timeout_ms) const {
-  for (int waited = 0; count(op) < n; ++waited) {
-    if (waited >= timeout_ms) return false;
+namespace {
+// Polls `done` every millisecond until it holds or `timeout_ms` (a real
+// deadline) has passed; the answer is done() at the end.
+template <class Done>
+bool poll_until(Done done, int timeout_ms) {
+  const int64_t deadline = monotonic_ms() + timeout_ms;
+  while (!done()) {
+    if (monotonic_ms() >= deadline) return done();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+}  // namespace
+
+bool Server::wait_count(Op op, int n, int timeout_ms) const {
+  return poll_until([&] { return count(op) >= n; }, timeout_ms);
 }
 
 int Server::unanswered() const { return shared_->unanswered.load(); }
 
 bool Server::wait_unanswered(int n, int timeout_ms) const {
-  for (int waited = 0; unanswered() < n; ++waited) {
-    if (waited >= timeout_ms) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
+  return poll_until([&] { return unanswered() >= n; }, timeout_ms);
 }
 
 void Server::kill_server() {

@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""kpc benchmark: are the verdicts the same every time? Prints figures,
+asserts nothing (issue 16's targets are all "0").
+
+  host      N consecutive `./kpc run` on this machine: how many runs (whole
+            suites) have any verdict that differs from the first suite's, and
+            which run ids flipped
+  pairs     N pairs of concurrent `./kpc run` from two clean clones of this
+            checkout: verdict differences against the first host suite, and
+            results lost (a missing or unparsable results file)
+  kernels   N x `./kpc run --kernels LIST --no-host`: suites whose verdicts
+            differ from the first
+  selftest  N x `./kpc selftest --no-build` alone, then N beside a running
+            `./kpc run` loop: how many were green
+
+Usage: bench/stability.py [--host N] [--pairs N] [--kernels LIST] [--kernel-runs N] [--selftest N]
+A count of 0 skips that part. Defaults: --host 50 --pairs 10 --kernel-runs 0 --selftest 0.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KPC = os.path.join(ROOT, "kpc")
+
+
+def suite(kpc=KPC, extra=(), cwd=ROOT):
+    """One run: ({run_id: verdict} or None when the results were lost, exit code, wall s)."""
+    with tempfile.TemporaryDirectory(prefix="kpc-stab-") as d:
+        out = os.path.join(d, "r.json")
+        t0 = time.monotonic()
+        proc = subprocess.run([kpc, "run", "--no-build", *extra, "--json", out], capture_output=True, text=True,
+                              cwd=cwd)
+        wall = time.monotonic() - t0
+        try:
+            with open(out) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return None, proc.returncode, wall
+    return {f"{r['case']}:{r.get('variant', '')}@{r['flavor']}+{r.get('runtime', 'none')}#{r.get('target', 'host')}":
+            r["verdict"] for r in doc["results"]}, proc.returncode, wall
+
+
+def flips(base, other):
+    return sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+
+
+def host(n):
+    base, _, wall = suite()
+    flipped, differing = {}, 0
+    walls = [wall]
+    for _ in range(n - 1):
+        v, _, wall = suite()
+        walls.append(wall)
+        f = flips(base, v or {})
+        differing += bool(f)
+        for k in f:
+            flipped[k] = flipped.get(k, 0) + 1
+    print(f"host: {n} suites of {len(base)} runs; {differing} differ from the first; "
+          f"wall {min(walls):.1f}-{max(walls):.1f} s")
+    for k, c in sorted(flipped.items()):
+        print(f"  flipped {c}x: {k}")
+    return base
+
+
+def clone(tmp, name):
+    path = os.path.join(tmp, name)
+    subprocess.run(["git", "clone", "-q", ROOT, path], check=True)
+    # Reuse this checkout's build: the clones differ only in where they write.
+    os.symlink(os.path.join(ROOT, "build"), os.path.join(path, "build"))
+    return path
+
+
+def pairs(n, base):
+    tmp = tempfile.mkdtemp(prefix="kpc-pairs-")
+    try:
+        a, b = clone(tmp, "a"), clone(tmp, "b")
+        differences = lost = 0
+        for _ in range(n):
+            res = {}
+            threads = [threading.Thread(target=lambda c=c: res.__setitem__(c, suite(os.path.join(c, "kpc"), cwd=c)))
+                       for c in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for c in (a, b):
+                v, _, _ = res[c]
+                if v is None:
+                    lost += 1
+                else:
+                    f = flips(base, v)
+                    differences += len(f)
+                    for k in f:
+                        print(f"  differs: {k}: {base.get(k)} -> {v.get(k)}")
+        print(f"pairs: {n} concurrent pairs from two clones; {differences} verdict differences, {lost} results lost")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def kernels(n, klist):
+    base, _, _ = suite(extra=["--kernels", klist, "--no-host"])
+    differing = 0
+    for _ in range(n - 1):
+        v, _, _ = suite(extra=["--kernels", klist, "--no-host"])
+        f = flips(base, v or {})
+        differing += bool(f)
+        for k in f:
+            print(f"  flipped: {k}")
+    print(f"kernels {klist}: {n} suites of {len(base)} runs; {differing} differ from the first")
+
+
+def selftest(n):
+    def once():
+        return subprocess.run([KPC, "selftest", "--no-build"], capture_output=True, text=True, cwd=ROOT).returncode
+    alone = sum(once() == 0 for _ in range(n))
+    stop = threading.Event()
+
+    def background():
+        while not stop.is_set():
+            suite()
+    t = threading.Thread(target=background)
+    t.start()
+    try:
+        beside = sum(once() == 0 for _ in range(n))
+    finally:
+        stop.set()
+        t.join()
+    print(f"selftest: {alone}/{n} green alone, {beside}/{n} green beside a running ./kpc run")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", type=int, default=50)
+    ap.add_argument("--pairs", type=int, default=10)
+    ap.add_argument("--kernels", default="5.10,6.1,6.12,7.2")
+    ap.add_argument("--kernel-runs", type=int, default=0)
+    ap.add_argument("--selftest", type=int, default=0)
+    args = ap.parse_args()
+    print(f"cpus {os.cpu_count()}; {time.strftime('%Y-%m-%d %H:%M')}")
+    base = host(max(args.host, 1)) if args.host or args.pairs else None
+    if args.pairs:
+        pairs(args.pairs, base)
+    if args.kernel_runs:
+        kernels(args.kernel_runs, args.kernels)
+    if args.selftest:
+        selftest(args.selftest)
+
+
+if __name__ == "__main__":
+    main()
