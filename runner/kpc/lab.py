@@ -34,7 +34,7 @@ import tempfile
 import tomllib
 
 from . import cases as cases_mod
-from . import envinfo, manpages, paths, requirements, session, tables, values
+from . import envinfo, manpages, paths, requirements, safefile, session, tables, values
 
 UNITS = (
     ("basics", "Basics: exit status, zombies, signal masks and dispositions across fork and exec"),
@@ -640,34 +640,11 @@ def save_answers(path, case_id, answers, seed):
     write_file(path, "\n".join(lines) + "\n")
 
 
-def write_file(path, text):
-    """Write without following a planted symbolic link and without a
-    predictable temporary name: kpc may run as root in a shared directory.
-    (kpc's safefile module does this for every writer once it exists.)"""
-    try:
-        from . import safefile  # noqa: WPS433 (h1's writer, when merged)
-        safefile.write(path, text)
-        return
-    except ImportError:
-        pass
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.islink(path):
-        raise OSError(f"refusing to write {path}: it is a symbolic link")
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise OSError(f"refusing to write {path}: not a regular file")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".kpc-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def write_file(path, data):
+    """Grades, answer files, handouts: written without following a planted
+    symbolic link and without a predictable temporary name (kpc may run as
+    root in a shared directory): kpc's safefile writer."""
+    safefile.write(path, data)
 
 
 # ---------------------------------------------------------------- kpc grade
@@ -962,7 +939,7 @@ def handout(args, all_cases, tbl, out=sys.stdout):
     text = "\n\n---\n\n".join(docs)
     try:
         if args.pdf:
-            _write_bytes(args.pdf, to_pdf(handout_html(text, " ".join(ids))))
+            write_file(args.pdf, to_pdf(handout_html(text, " ".join(ids))))
             out.write(f"handout: {args.pdf}\n")
         if args.output:
             write_file(args.output, text + "\n")
@@ -973,27 +950,6 @@ def handout(args, all_cases, tbl, out=sys.stdout):
     except OSError as e:
         raise LabError(f"cannot write the handout: {clean(e, 200)}") from None
     return 0
-
-
-def _write_bytes(path, data):
-    try:
-        from . import safefile
-        safefile.write(path, data)
-        return
-    except ImportError:
-        pass
-    if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
-        raise OSError(f"refusing to write {path}: not a regular file")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".kpc-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- code exercises (labs/)
