@@ -165,14 +165,3 @@ def test_results_to_a_device_write_through_it_and_keep_the_device(tmp_path, buil
     assert r.returncode == 0, r.stderr
     assert stat.S_ISCHR(os.stat(dev).st_mode), "the device node was replaced by a file"
     assert not os.path.exists(f"{dev}.tmp")
-
-
-def test_lab_compares_predictions_with_the_kernel(built):
-    r = kpc("lab", "sigmask_survives_execve", "--no-build", "--predict", "exec.blocked=SIGTERM|SIGUSR1")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "you: SIGUSR1|SIGTERM  RIGHT" in r.stdout and "1 of 1 predictions right" in r.stdout
-    assert "**Answer.**" in r.stdout            # the lab note comes after the run
-    r = kpc("lab", "sigmask_survives_execve", "--no-build", "--predict", "exec.blocked=none")
-    assert r.returncode == 1 and "WRONG" in r.stdout
-    r = kpc("lab", "sigmask_survives_execve", "--no-build", "--predict", "no.such.key=1")
-    assert r.returncode == 2 and "it records:" in r.stderr
