@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import run
+from conftest import run, needs_root
 from kpc import paths
 
 KPC = os.path.join(paths.ROOT, "kpc")
@@ -150,6 +150,7 @@ def test_unprivileged_user_gets_skips_with_reasons_not_a_crash(built):
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "skip", "xfail"}
 
 
+@needs_root
 def test_results_to_a_device_write_through_it_and_keep_the_device(tmp_path, built):
     """--json /dev/null once replaced /dev/null with a regular file (the
     atomic rename landed on the device node). Checked on a private null

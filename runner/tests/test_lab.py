@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from conftest import needs_root
+
 from kpc import cases, lab, manpages, paths, sigstate, tables, values
 from test_cli import kpc
 
@@ -226,6 +228,7 @@ def test_seeds_give_students_different_values_and_the_kernel_grades_them(built):
     assert r.returncode == 1 and "WRONG" in r.stdout
 
 
+@needs_root
 def test_a_hang_is_predictable_and_a_skip_is_never_wrong(built):
     if not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse")
