@@ -161,24 +161,6 @@ json describe_status(int st) {
   return {{"kind", "other"}, {"text", kpc::describe_wait_status(st)}};
 }
 
-// FUSE mounts a host-flavor probe left in the launcher's own mount
-// namespace under its run directory.
-json unmount_leftovers(const std::string& tmpdir) {
-  json out = json::array();
-  auto text = kpc::read_text("/proc/self/mountinfo");
-  if (!text) return out;
-  auto mounts = kpc::parse_mountinfo(*text);
-  // Deepest first.
-  std::sort(mounts.begin(), mounts.end(),
-            [](const auto& a, const auto& b) { return a.mount_point.size() > b.mount_point.size(); });
-  for (const auto& m : mounts) {
-    if (!m.mount_point.starts_with(tmpdir + "/") && m.mount_point != tmpdir) continue;
-    std::string res = umount2(m.mount_point.c_str(), MNT_DETACH) == 0 ? "unmounted" : strerror(errno);
-    out.push_back({{"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"result", res}});
-  }
-  return out;
-}
-
 class Batch {
  public:
   Batch(const std::vector<RunSpec>& plan, const Options& opt, const std::function<void(const json&)>& emit)

@@ -141,6 +141,10 @@ json task_json(const TaskInfo& t);
 // make progress -- a hang as soon as it is seen, no need to wait hang_ms.
 std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pid_t shim);
 
+// Detaches the mounts under `tmpdir` that the caller's mount namespace
+// shows (a host-flavor probe's leftovers), deepest first; one entry each.
+json unmount_leftovers(const std::string& tmpdir);
+
 // libcap's text form of this process's capabilities, e.g. "=ep".
 std::string capabilities_text();
 bool has_effective_cap(const char* name);

@@ -151,5 +151,11 @@ def scope():
     s.close()
 
 
+# kpc's own tests of what only root can do (a PID namespace, OCI runtimes,
+# mknod, writing root's checkout) skip as another user, saying so; the rest
+# run for everybody (a student's `./kpc selftest`).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: minutes long (a real LAVA job); .ci/run runs it")
