@@ -55,11 +55,24 @@ class Environment:
                                                      if k not in ("files", "commands")}}
                    if self.guest is not None else {})}
 
+    @property
+    def glibc_version(self):
+        """(2, 36, 0) from "glibc 2.36"; None for another libc or an
+        unreadable version (then no glibc>=/< row matches)."""
+        name, _, version = self.libc.partition(" ")
+        if name != "glibc":
+            return None
+        try:
+            return kver.parse(version)
+        except ValueError:
+            return None
+
     def context(self, flavor, variant="", profile="none", runtime="none"):
         """What expected-table conditions see."""
         libc = "musl" if "musl" in self.libc else "glibc"
         return {"kernel": self.kernel_version, "flavor": flavor, "variant": variant, "profile": profile,
-                "runtime": runtime, "libc": libc, "arch": self.machine, "root": "yes" if self.root else "no"}
+                "runtime": runtime, "libc": libc, "glibc": self.glibc_version if libc == "glibc" else None,
+                "arch": self.machine, "root": "yes" if self.root else "no"}
 
 
 def distro_name():
