@@ -1,11 +1,12 @@
 """System packages and the CMake build, on first use."""
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 
-from . import paths, safefile
+from . import paths, safefile, tomlread
 
 # Debian/Ubuntu package -> what it provides (for the message).
 BUILD_PACKAGES = {
@@ -65,12 +66,53 @@ def ensure_packages(with_tests=False, install=True, extra=None):
     described = ", ".join(f"{p} ({wanted[p]})" for p in missing)
     if os.geteuid() != 0 or not install or shutil.which("apt-get") is None:
         raise BuildError(f"missing packages: {described}\n  install them with: sudo apt-get install {' '.join(missing)}")
+    _apt_install(missing)
+
+
+def _apt_env():
+    return dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+
+
+def _apt_update():
+    proc = subprocess.run(["apt-get", "update", "-q"], env=_apt_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"apt-get update -q failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def _apt_install(missing, updated=False):
     say(f"installing missing packages with apt-get: {' '.join(missing)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    if not updated:
+        _apt_update()
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    proc = subprocess.run(cmd, env=_apt_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def _has_candidate(pkg):
+    """apt knows a version of pkg it could install (after apt-get update)."""
+    proc = subprocess.run(["apt-cache", "policy", pkg], capture_output=True, text=True)
+    return any(line.strip().startswith("Candidate:") and "(none)" not in line for line in proc.stdout.splitlines())
+
+
+def ensure_toml():
+    """Python < 3.11 has no tomllib. As root on a dpkg system, install the
+    first of tomlread.PACKAGES apt has (Debian 11 has python3-toml only) and
+    say so; otherwise leave it: loading the cases then says what to install,
+    in one line."""
+    if tomlread.parser() is not None:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None or shutil.which("apt-cache") is None:
+        return
+    _apt_update()
+    pkg = next((p for p in tomlread.PACKAGES if _has_candidate(p)), None)
+    if pkg is None:
+        raise BuildError(f"none of {', '.join(tomlread.PACKAGES)} can be installed with apt-get here: "
+                         f"Python {sys.version_info[0]}.{sys.version_info[1]} needs one to read TOML (or Python >= 3.11)")
+    _apt_install([pkg], updated=True)
+    importlib.invalidate_caches()
+    if tomlread.parser() is None:
+        raise BuildError(f"{pkg} was installed but Python cannot import it")
 
 
 def build(with_tests=False):

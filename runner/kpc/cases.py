@@ -5,9 +5,8 @@ three files (and the [<id>] section of results/expected/<area>.exp)."""
 import dataclasses
 import os
 import re
-import tomllib
 
-from . import inputs, kver, paths
+from . import inputs, kver, paths, tomlread
 
 FLAVORS = ("host", "pidns", "userns")
 MAX_TIMEOUT_S = 3600  # a case that needs more is a bug in the case (and the launcher counts ms in an int)
@@ -159,10 +158,10 @@ def load_case(path):
     area = os.path.basename(os.path.dirname(path))
     case_id = os.path.splitext(os.path.basename(path))[0]
     try:
-        data = tomllib.loads(inputs.read_text(path))
+        data = tomlread.loads(inputs.read_text(path))
     except inputs.InputFileError as e:
         raise CaseError(f"{e.where(rel)}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
+    except tomlread.TOMLError as e:
         raise CaseError(f"{rel}: {e}") from None
     _unknown(rel, "the case", data.keys(), _TOP_KEYS)
     if "summary" not in data:
@@ -218,6 +217,8 @@ def load_case(path):
 
 def load_all(cases_dir=None):
     """All cases, keyed by id, in (area, id) order."""
+    if tomlread.parser() is None:
+        raise CaseError(tomlread.missing_message())
     cases_dir = cases_dir or paths.CASES
     found = {}
     for area in _list(cases_dir):

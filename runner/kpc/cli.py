@@ -676,7 +676,11 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
+        build.ensure_toml()   # Python < 3.11: case metadata needs python3-tomli or python3-toml
         return args.func(args)
+    except build.BuildError as e:
+        _say(str(e))
+        return EXIT_INPUT
     except InputError as e:
         _say(str(e))
         return EXIT_INPUT
