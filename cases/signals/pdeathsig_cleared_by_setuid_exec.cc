@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kpc/probe.h"
@@ -65,7 +66,7 @@ int probe_main(kpc::Probe& p) {
     // 3. Exec the copy through its descriptor (65534 cannot even enter the
     //    run directory): the helper records PDEATHSIG and its euid.
     char* const argv[] = {const_cast<char*>("setuid_report"), nullptr};
-    execveat(prog.get(), "", argv, environ, AT_EMPTY_PATH);
+    syscall(SYS_execveat, prog.get(), "", argv, environ, AT_EMPTY_PATH);  // glibc < 2.34 has no execveat()
     kpc::broken(std::string("execveat setuid_report: ") + kpc::errno_name(errno));
   });
   kpc::observe("exec.status", kpc::describe_wait_status(child.wait()));
