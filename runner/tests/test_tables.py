@@ -160,6 +160,20 @@ def test_shipped_posix_spawn_rows_follow_glibc_and_kernel(glibc, kernel, ignored
     assert (row.value, row.xfail) == (expected_setsigdef, xfail)
 
 
+@pytest.mark.parametrize("glibc, libc, caught", [
+    ((2, 31, 0), "glibc", "SIGTERM|SIG32|SIG33"),   # Debian 11: libpthread's start-up handlers
+    ((2, 34, 0), "glibc", "SIGTERM"),               # 2f69522d46, 41c7295617: installed on first use
+    ((2, 41, 0), "glibc", "SIGTERM"),
+    (None, "musl", "SIGTERM"),
+])
+def test_shipped_handler_rows_follow_glibc(glibc, libc, caught):
+    from kpc import cases
+    t = tables.load(cases.load_all())
+    c = ctx(variant="fork", glibc=glibc, libc=libc)
+    for key in ("parent.caught", "child.caught"):
+        assert t.match("inherited_state_by_creation_path", key, c).value == caught
+
+
 def test_xfail_rows_keep_their_reason(write_table, demo_cases):
     t = load(write_table, demo_cases, "[demo]\na = 1 if runtime=catatonit xfail -- catatonit blocks TSTP\n")
     row = t.match("demo", "a", ctx(runtime="catatonit"))
