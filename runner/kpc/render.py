@@ -48,7 +48,7 @@ def load(path):
     name = visible(path)
     raw = _read(path, name)
     try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_int=_bounded_int)
     except UnicodeDecodeError as e:
         raise RenderError(f"{name}: not JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except RecursionError:
@@ -90,6 +90,18 @@ def _read(path, name):
 
 class _Constant(ValueError):
     pass
+
+
+# Python 3.11's limit on int/str conversion (3.9 and 3.10 of Debian 11 and
+# Ubuntu 22.04 have none, and a 5000-digit integer was read there).
+MAX_INT_DIGITS = 4300
+
+
+def _bounded_int(text):
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _Constant(f"an integer of {digits} digits (more than {MAX_INT_DIGITS}): not a kpc results file")
+    return int(text)
 
 
 def _no_constant(word):
