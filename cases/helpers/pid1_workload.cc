@@ -14,8 +14,11 @@
 //                               report "orphan_state gone|zombie|running"
 //   pid1_workload sleep         report "pid PID", then sleep 30 s
 //
-// Every mode first reports "ready PID" (its pid as the probe sees it may
-// differ inside a PID namespace: the probe only uses it as a label).
+// Every mode first reports "pending MASK", the signals pending for it when
+// it started (a runtime must leave none: one that is also blocked kills it
+// the moment it unblocks, which it does next), then "ready PID" (its pid as
+// the probe sees it may differ inside a PID namespace: the probe only uses
+// it as a label).
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +56,14 @@ void on_group_signal(int sig) {
 int main(int argc, char** argv) {
   if (argc < 2) return 64;
   std::string mode = argv[1];
+  sigset_t pending;
+  sigpending(&pending);
+  unsigned long long mask = 0;
+  for (int s = 1; s <= 64; ++s)
+    if (sigismember(&pending, s) == 1) mask |= 1ULL << (s - 1);
+  char line[64];
+  snprintf(line, sizeof line, "pending %016llx", mask);
+  say(line);
   // A clean start whatever the runtime passed through: forwarding is
   // judged, not the mask (runtime hygiene is inherited_signal_state's job).
   sigset_t none;

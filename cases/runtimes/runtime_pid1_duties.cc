@@ -72,6 +72,7 @@ struct Instance {
   kpc::Fd rd;
   std::string buf;
   std::string workload;  // the workload's pid as it sees itself ("ready N")
+  std::string pending;   // signals pending for the workload at its start ("pending MASK")
 
   // The next report line, or nullopt on EOF or timeout. A runtime that
   // could not start its container (kpc's OCI wrapper writes {"skip": ...}
@@ -117,6 +118,15 @@ struct Instance {
   }
 };
 
+// "pending MASK" from the workload: the hex mask as a set (bit N-1 = signal N).
+kpc::SigSet pending_set(const std::string& hex) {
+  kpc::SigSet s;
+  s.bits = strtoull(hex.c_str(), nullptr, 16);
+  return s;
+}
+
+void kill_leftovers(const std::string& tok);
+
 // Every workload carries this in its argv, so the ones a runtime leaves
 // behind can be found and killed (kill_leftovers).
 std::string token() { return "kpc-token-" + std::to_string(getpid()); }
@@ -146,13 +156,27 @@ Instance start(const std::vector<std::string>& prefix, bool as_pid1, const std::
     execv(cargv[0], cargv.data());
     _exit(127);
   }
-  Instance in{kpc::Child(pid), std::move(pipe.read), "", ""};
+  Instance in{kpc::Child(pid), std::move(pipe.read), "", "", ""};
   pipe.write.reset();
   auto ready = in.line(10000);
+  if (ready && ready->rfind("pending ", 0) == 0) {
+    in.pending = ready->substr(8);
+    ready = in.line(10000);
+  }
   if (!ready || ready->rfind("ready ", 0) != 0) {
+    // The runtime did not get its workload running: the runtime's failure,
+    // judged as such (startup = ready in the table), with what the workload
+    // inherited when that is why it died -- then this run is over.
     auto st = in.runtime.wait_for(2000);
-    kpc::broken("the workload never reported under " + prefix[0] + " (" + (ready ? *ready : "no line") + "; runtime " +
-                (st ? kpc::describe_wait_status(*st) : "still running") + ")");
+    if (!in.pending.empty()) kpc::observe("workload.inherited_pending", pending_set(in.pending));
+    kpc::observe("startup", "the workload never got ready: " + (ready ? *ready : std::string("no report")) +
+                                "; runtime " + (st ? kpc::describe_wait_status(*st) : "still running"));
+    if (!st) {
+      in.runtime.kill(SIGKILL);
+      in.runtime.wait();
+    }
+    kill_leftovers(token());
+    kpc::finish();
   }
   in.workload = ready->substr(6);
   return in;
@@ -193,9 +217,12 @@ int probe_main(kpc::Probe& p) {
   KPC_CHECK(p.dispatch({{"child", [] { return 0; }}, {"pid1", [&] { as_pid1 = true; return 0; }}}) == 0);
   auto start = [&](const std::vector<std::string>& args) { return ::start(prefix, as_pid1, workload, args); };
 
-  // 1. The workload exits 7.
+  // 1. The workload exits 7. (It got ready: the runtime started it, and
+  //    left it no pending signal.)
   {
     Instance in = start({"exit", "7"});
+    kpc::observe("startup", "ready");
+    kpc::observe("workload.inherited_pending", pending_set(in.pending));
     kpc::observe("exit7.runtime_status", runtime_end(in, 5000));
   }
   // 2. The workload dies of SIGUSR2.

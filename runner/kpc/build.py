@@ -3,6 +3,7 @@
 import importlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -113,6 +114,30 @@ def ensure_toml():
     importlib.invalidate_caches()
     if tomlread.parser() is None:
         raise BuildError(f"{pkg} was installed but Python cannot import it")
+
+
+def check_trusted(bdir=None):
+    """kpc executes what the build directory holds -- as root, on a shared
+    machine. Refuse one that someone else could have put programs into: the
+    directory and its bin/, probes/ and testprobes/ must belong to you or to
+    root and be writable by nobody else (KPC_BUILD_DIR can point anywhere)."""
+    bdir = bdir or paths.build_dir()
+    euid = os.geteuid()
+    for path in (bdir, *(os.path.join(bdir, d) for d in ("bin", "probes", "testprobes")), paths.launcher()):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise BuildError(f"{path}: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode) and path != bdir:
+            raise BuildError(f"{path} is a symlink: kpc runs only a build it can vouch for")
+        if st.st_uid not in (euid, 0):
+            raise BuildError(f"{path} belongs to uid {st.st_uid}, not to you or root: kpc would run whatever "
+                             f"they put there (set KPC_BUILD_DIR to a build of your own)")
+        if st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode):
+            raise BuildError(f"{path} is writable by {'others' if st.st_mode & 0o002 else 'its group'}: kpc would "
+                             f"run whatever they put there (chmod go-w it)")
 
 
 def build(with_tests=False):

@@ -6,20 +6,36 @@ series through a private apt configuration, or a kernel the user built.
 
 Debian packages: the apt sources are built from the Debian archive URI this
 machine's apt is already configured with (/etc/apt/sources.list[.d]) — kpc
-never names a mirror itself; KPC_DEBIAN_MIRROR overrides. apt verifies the
-suites' signatures (debian-archive-keyring) and every package's checksum.
-State lives in images/cache/apt/ and never touches the system's apt.
-Extracted kernels are cached by package version in images/cache/kernels/.
+never names a mirror itself; KPC_DEBIAN_MIRROR overrides (one http(s):// or
+file: URI, nothing else). apt verifies the suites' signatures
+(debian-archive-keyring) and every package's checksum; an index that fails
+to download or verify fails the fetch. apt's downloads run in its own
+sandbox (user _apt), as for the system's apt. State lives in
+images/cache/apt/ and never touches the system's apt.
+
+Extracted kernels are cached by package version in images/cache/kernels/,
+with a stamp (kpc-kernel.json) holding the .debs' SHA256 from the signed
+index and the SHA256 of every extracted file; the kernel image and each
+module kpc loads are checked against it before use. The cache is trusted
+only when the effective user owns it and no one else can write it
+(paths.cache_dir): whoever writes it chooses the kernel kpc boots as root.
 """
 
+import contextlib
 import dataclasses
+import fcntl
+import functools
 import glob
+import grp
 import gzip
+import hashlib
 import json
 import lzma
 import os
+import pwd
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -34,7 +50,16 @@ SUITES = ("bullseye", "bookworm", "trixie", "sid")
 META = "linux-image-cloud-amd64"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE_S = 12 * 3600
+SANDBOX_USER = "_apt"     # apt's default APT::Sandbox::User
+APT_TIMEOUT_S = 1800      # apt 2.6 can wait forever after an immediate HTTP 503 (retry backoff)
+STAMP = "kpc-kernel.json"
+STAMP_FORMAT = 2          # 2: with "debs" and "files" hashes
 _DEBIAN_SUITE = re.compile(r"^(buster|bullseye|bookworm|trixie|forky|duke|sid|stable|testing|unstable|oldstable)$")
+# KPC_DEBIAN_MIRROR is pasted into sources.list: one URI, nothing apt could
+# read as a second token, an option ([trusted=yes]), a comment or a new line.
+_MIRROR = re.compile(r"(https?|file):[A-Za-z0-9._~:/?@!$&()*+,;=%-]+")
+# A kernel release: names the modules directory and the cached initramfs.
+_RELEASE = re.compile(r"\d+\.\d+[0-9A-Za-z._+~-]{0,100}")
 
 
 class KernelError(Exception):
@@ -51,16 +76,38 @@ class Kernel:
     config: dict            # CONFIG_X -> value, or None
     config_source: str
     origin: str             # "debian bookworm linux-image-... 6.1.176-1" or the path given
+    home: str = None        # a cached Debian kernel's directory
+    files: dict = None      # its files (relative to home) -> SHA256 at extraction; None: a user's kernel
+    _checked: set = dataclasses.field(default_factory=set, repr=False, compare=False)
 
     @property
     def version(self):
         return kver.parse(self.release)
 
+    def checked(self, path):
+        """`path`, after checking a cached kernel's file against the hash
+        recorded when it was extracted: the cache is the only thing between
+        the signed packages and what boots. A user's own kernel is taken
+        as given."""
+        if self.files is None or path in self._checked:
+            return path
+        rel = os.path.relpath(path, self.home)
+        want = self.files.get(rel)
+        if want is None:
+            raise KernelError(f"kernel {self.label}: {path} is not one of the files extracted from "
+                              f"{self.origin}: run with --refresh-kernels to extract it again")
+        if sha256_file(path) != want:
+            raise KernelError(f"kernel {self.label}: {path} changed since it was extracted from the signed "
+                              f"package (SHA256 differs): run with --refresh-kernels to extract it again")
+        self._checked.add(path)
+        return path
+
     def module_closure(self, names):
         """Module files to load, dependencies first, for the wanted modules
         that are modules in this kernel (built-in or absent ones are not).
         Debian's packages ship no modules.dep (depmod makes it at install):
-        dependencies come from each module's own .modinfo depends=."""
+        dependencies come from each module's own .modinfo depends=. Each
+        file is checked against the stamp before it is read."""
         if not self.modules:
             return []
         files = _module_files(self.modules)
@@ -70,7 +117,7 @@ class Kernel:
             path = files.get(name)
             if path is None or path in order or name in chain:
                 return
-            for dep in module_depends(path):
+            for dep in module_depends(self.checked(path)):
                 visit(dep, chain | {name})
             order.append(path)
         for n in names:
@@ -81,11 +128,27 @@ class Kernel:
         """True when the kernel has `name` built in (modules.builtin)."""
         if not self.modules:
             return False
+        path = os.path.join(self.modules, "modules.builtin")
+        if not os.path.exists(path):
+            return False
         try:
-            with open(os.path.join(self.modules, "modules.builtin"), encoding="utf-8") as f:
+            with open(self.checked(path), encoding="utf-8") as f:
                 return any(_mod_name(line.strip()) == name for line in f)
         except OSError:
             return False
+
+
+def sha256_file(path):
+    """SHA256 of a file, opened without following a symlink."""
+    h = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise KernelError(f"{path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _mod_name(path):
@@ -135,16 +198,27 @@ def read_config(path):
 
 # ------------------------------------------------------------ the apt side
 
+def _mirror(uri):
+    """KPC_DEBIAN_MIRROR, refused unless it is one URI: it is pasted into
+    sources.list, where a newline adds a source of the caller's choosing
+    (say with [trusted=yes]) and a space or '[' adds options."""
+    if not _MIRROR.fullmatch(uri):
+        shown = repr(uri if len(uri) <= 80 else uri[:80] + "...")
+        raise KernelError(f"KPC_DEBIAN_MIRROR: {shown} is not one http://, https:// or file: URI (no spaces, "
+                          f"control characters, quotes, '[', ']' or '#')")
+    return uri.rstrip("/")
+
+
 def debian_uri(etc="/etc/apt"):
     """The Debian archive URI configured on this machine (not -security)."""
     env = os.environ.get("KPC_DEBIAN_MIRROR")
-    if env:
-        return env.rstrip("/")
+    if env:     # set and not empty
+        return _mirror(env)
     found = []
     for path in sorted(glob.glob(f"{etc}/sources.list.d/*.sources")):
         try:
             text = open(path, encoding="utf-8").read()
-        except OSError:
+        except (OSError, UnicodeError):
             continue
         for stanza in re.split(r"\n\s*\n", text):
             fields = {}
@@ -161,44 +235,206 @@ def debian_uri(etc="/etc/apt"):
     for path in [f"{etc}/sources.list", *sorted(glob.glob(f"{etc}/sources.list.d/*.list"))]:
         try:
             lines = open(path, encoding="utf-8").read().splitlines()
-        except OSError:
+        except (OSError, UnicodeError):
             continue
         for line in lines:
             line = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
             if len(line) >= 3 and line[0] == "deb" and _DEBIAN_SUITE.match(line[2]):
                 found.append(line[1])
     for uri in found:
+        if re.search(r"[\x00-\x20\x7f\[\]#]", uri):
+            continue
         return uri.rstrip("/")
     raise KernelError("no Debian archive is configured in /etc/apt (a 'deb URI bookworm main' line or a "
                       ".sources stanza); set KPC_DEBIAN_MIRROR=URI of a Debian mirror")
 
 
+def check_cache():
+    """Check the cache and the directories a guest run uses in it before
+    anything is fetched or booted (one line and exit 2 when someone else
+    controls them, not a guest failure later). Returns the cache root."""
+    for sub in ("kernels", "initramfs"):
+        _cache(sub)
+    return _cache()
+
+
+def _cache(*parts):
+    """The kernel cache or a subdirectory, checked (paths.cache_dir)."""
+    try:
+        return paths.cache_dir(*parts, root=CACHE)
+    except paths.PrivateDirError as e:
+        raise KernelError(str(e)) from None
+
+
+@contextlib.contextmanager
+def _locked(cache):
+    """Hold the cache's fetch lock: apt's lists, its download directory and
+    kernels/ are shared by every run using this cache. (apt's own lock on
+    its lists makes a second apt-get update fail at once; kpc waits.)"""
+    path = os.path.join(cache, "kernels.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise KernelError(f"kernel cache: {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise KernelError(f"kernel cache: {path} is not a file of yours: remove it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"kernels: waiting for another kpc that is fetching into {cache}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sandbox_user():
+    """(uid, gids) apt's download methods run as: apt drops to _apt when
+    it runs as root, and cannot when it does not (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam(SANDBOX_USER)
+    except KeyError:
+        raise KernelError(f"there is no user {SANDBOX_USER}: apt would download kpc's kernels as root "
+                          f"(reinstall apt, which creates it)") from None
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if SANDBOX_USER in g.gr_mem}
+    return pw.pw_uid, gids
+
+
+def _blocks(path, uid, gids):
+    """The first directory on the way to `path` (itself included) that
+    uid/gids cannot search, with its mode; None when it can reach it."""
+    cur = "/"
+    for part in [""] + [p for p in os.path.realpath(path).split("/") if p]:
+        cur = os.path.join(cur, part)
+        st = os.stat(cur)
+        bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid in gids else 0o001
+        if not st.st_mode & bit:
+            return cur, stat.S_IMODE(st.st_mode)
+    return None
+
+
+def _sandbox_dir(path, user):
+    """A directory apt's download methods write into, made as apt makes
+    its own partial/: owned by _apt, mode 0700 (by the caller when not
+    root). Anything else there (a symlink, another user's directory) is
+    refused."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        try:
+            paths.check_private(path, os.lstat(path))
+        except paths.PrivateDirError as why:
+            raise KernelError(f"kernel cache: {why}") from None
+        raise KernelError(f"kernel cache: {path}: {e.strerror}") from None
+    try:
+        owners = (os.geteuid(), user[0]) if user else (os.geteuid(),)
+        st = os.fstat(fd)
+        if st.st_uid not in owners:
+            raise KernelError(f"kernel cache: {path} is owned by uid {st.st_uid}, not by you or {SANDBOX_USER}: "
+                              f"remove it")
+        if user:
+            os.fchown(fd, user[0], 0)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _error_mode():
+    """apt >= 2.1.16 fails apt-get update on any failed index with
+    APT::Update::Error-Mode=any; older apt only warns (W: Failed to fetch),
+    which update() also catches."""
+    try:
+        out = subprocess.run(["apt-get", "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return ()
+    m = re.match(r"apt (\d+)\.(\d+)\.(\d+)", out)
+    if m and tuple(int(g) for g in m.groups()) >= (2, 1, 16):
+        return ("-o", "APT::Update::Error-Mode=any")
+    return ()
+
+
+def _apt(argv, cwd=None):
+    """Run apt-get/apt-cache with kpc's options, never forever."""
+    try:
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=APT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise KernelError(f"{argv[0]} {argv[-1]} did not finish in {APT_TIMEOUT_S // 60} min: try again") from None
+
+
+def _apt_problems(text):
+    """apt's error and warning lines (E:, W:, and the notice that a
+    download ran unsandboxed), errors first."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    errors = [ln for ln in lines if ln.startswith("E:")]
+    warnings = [ln for ln in lines if ln.startswith("W:") or "unsandboxed" in ln]
+    return errors + warnings
+
+
 class Apt:
-    """apt-get / apt-cache with a private state directory."""
+    """apt-get / apt-cache with a private state directory. Nothing of it
+    is trusted unless the effective user owns it (paths.cache_dir);
+    apt's partial/ directories and the download directory belong to
+    _apt, which apt's download methods run as."""
 
     def __init__(self, root=None):
-        self.root = root or os.path.join(CACHE, "apt")
-        for d in ("lists/partial", "archives/partial", "etc"):
-            os.makedirs(os.path.join(self.root, d), exist_ok=True)
+        self.root = root or _cache("apt")
+        self.user = _sandbox_user()
+        for d in ("etc", "lists", "archives"):
+            try:
+                paths.private_dir(os.path.join(self.root, d))
+            except (paths.PrivateDirError, OSError) as e:
+                raise KernelError(f"kernel cache: {e}") from None
+        for d in ("lists/partial", "lists/auxfiles", "archives/partial"):
+            _sandbox_dir(os.path.join(self.root, d), self.user)
+        if self.user:
+            blocked = _blocks(os.path.join(self.root, "lists"), *self.user)
+            if blocked:
+                raise KernelError(f"kernel cache: apt downloads as user {SANDBOX_USER}, which cannot enter "
+                                  f"{blocked[0]} (mode {blocked[1]:04o}) on the way to {self.root}: set "
+                                  f"KPC_CACHE_DIR to a directory it can reach (such as /var/cache/kpc) or "
+                                  f"chmod o+x {blocked[0]}")
         self.sources = os.path.join(self.root, "etc", "sources.list")
 
     def _opts(self):
         r = self.root
         return ["-o", f"Dir::Etc::SourceList={self.sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
                 "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::Cache={r}", "-o", f"Dir::Cache::Archives={r}/archives",
+                # apt-cache reads the lists once into pkgcache.bin, not on each call (Docker images turn it off)
+                "-o", "Dir::Cache::pkgcache=pkgcache.bin", "-o", "Dir::Cache::srcpkgcache=",
                 "-o", "Dir::State::status=/dev/null", "-o", "APT::Architecture=amd64", "-o", "Acquire::Languages=none",
-                "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root"]
+                # downloads in apt's sandbox and kpc's sources signed, whatever the machine's apt.conf says
+                "-o", f"APT::Sandbox::User={SANDBOX_USER}",
+                "-o", "Acquire::AllowInsecureRepositories=false",
+                "-o", "Acquire::AllowDowngradeToInsecureRepositories=false",
+                "-o", "APT::Get::AllowUnauthenticated=false"]
 
     def write_sources(self, uri):
         if not os.path.exists(KEYRING):
             raise KernelError(f"{KEYRING} is missing: install debian-archive-keyring (apt verifies the kernels with it)")
         text = "".join(f"deb [signed-by={KEYRING}] {uri} {s} main\n" for s in SUITES)
-        old = open(self.sources).read() if os.path.exists(self.sources) else None
-        if old != text:
-            with open(self.sources, "w") as f:
-                f.write(text)
-            return True
-        return False
+        try:
+            with open(self.sources, encoding="utf-8") as f:
+                old = f.read()
+        except FileNotFoundError:
+            old = None
+        if old == text:
+            return False
+        fd, tmp = tempfile.mkstemp(prefix=".sources.", dir=os.path.dirname(self.sources))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(fd, 0o644)
+            f.write(text)
+        os.rename(tmp, self.sources)
+        return True
 
     def lists_age_s(self):
         stamps = glob.glob(os.path.join(self.root, "lists", "*_InRelease"))
@@ -207,10 +443,14 @@ class Apt:
         return time.time() - min(os.path.getmtime(p) for p in stamps)
 
     def update(self):
-        proc = subprocess.run(["apt-get", *self._opts(), "-q", "update"], capture_output=True, text=True)
-        if proc.returncode != 0 or "W: " in proc.stderr and "signature" in proc.stderr.lower():
-            raise KernelError(f"apt-get update (kpc's private lists in {self.root}) failed:\n"
-                              f"{(proc.stdout + proc.stderr)[-2000:]}")
+        """apt-get update; any index that failed to download or verify is
+        an error (an unreachable signed source next to a reachable other one
+        was only a warning)."""
+        proc = _apt(["apt-get", *self._opts(), *_error_mode(), "-q", "update"])
+        problems = _apt_problems(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or problems:
+            why = problems[0] if problems else f"exit {proc.returncode}"
+            raise KernelError(f"apt-get update of kpc's own package lists ({self.root}) failed: {why}")
         for s in SUITES:
             touch = glob.glob(os.path.join(self.root, "lists", f"*_dists_{s}_InRelease"))
             for t in touch:
@@ -218,7 +458,9 @@ class Apt:
 
     def madison(self, pkg):
         """[(version, suite)] for a package."""
-        proc = subprocess.run(["apt-cache", *self._opts(), "madison", pkg], capture_output=True, text=True)
+        proc = _apt(["apt-cache", *self._opts(), "madison", pkg])
+        if proc.returncode != 0:
+            raise KernelError(f"apt-cache madison {pkg}: {' '.join(proc.stderr.split())}")
         rows = []
         for line in proc.stdout.splitlines():
             parts = [p.strip() for p in line.split("|")]
@@ -228,9 +470,9 @@ class Apt:
         return rows
 
     def show(self, pkg, version):
-        proc = subprocess.run(["apt-cache", *self._opts(), "show", f"{pkg}={version}"], capture_output=True, text=True)
+        proc = _apt(["apt-cache", *self._opts(), "show", f"{pkg}={version}"])
         if proc.returncode != 0:
-            raise KernelError(f"apt-cache show {pkg}={version}: {proc.stderr.strip()}")
+            raise KernelError(f"apt-cache show {pkg}={version}: {' '.join(proc.stderr.split())}")
         fields, key = {}, None
         for line in proc.stdout.split("\n\n")[0].splitlines():
             if line.startswith(" ") and key:
@@ -240,16 +482,47 @@ class Apt:
                 fields[key] = v.strip()
         return fields
 
+    def download_dir(self):
+        """An empty directory for apt-get download that apt's sandbox user
+        can write (apt-get download writes into its working directory)."""
+        path = os.path.join(self.root, "download")
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+        return _sandbox_dir(path, self.user)
+
     def download(self, pkg, version, dest):
-        """apt-get download: checks the size and SHA256 from the signed lists."""
-        proc = subprocess.run(["apt-get", *self._opts(), "-q", "download", f"{pkg}={version}"], cwd=dest,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise KernelError(f"apt-get download {pkg}={version} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-        debs = glob.glob(os.path.join(dest, f"{pkg}_*.deb"))
-        if not debs:
-            raise KernelError(f"apt-get download {pkg}={version} left no .deb in {dest}")
+        """apt-get download into `dest` (download_dir): apt checks the
+        size and SHA256 from the signed lists."""
+        proc = _apt(["apt-get", *self._opts(), "-q", "download", f"{pkg}={version}"], cwd=dest)
+        problems = _apt_problems(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or problems:
+            why = problems[0] if problems else f"exit {proc.returncode}"
+            raise KernelError(f"apt-get download {pkg}={version} failed: {why}")
+        debs = glob.glob(os.path.join(dest, f"{glob.escape(pkg)}_*.deb"))
+        if len(debs) != 1:
+            raise KernelError(f"apt-get download {pkg}={version} left {len(debs)} .deb files in {dest}, not one")
         return debs[0]
+
+
+def _take(src, dest_dir, sha256):
+    """Copy a downloaded .deb out of the sandbox's directory into kpc's own,
+    checking the copy's SHA256 against the signed index's: what is
+    extracted is what apt verified, whatever _apt does after."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise KernelError(f"{src}: {e.strerror}") from None
+    dest = os.path.join(dest_dir, os.path.basename(src))
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as fin, open(dest, "xb") as fout:
+        if not stat.S_ISREG(os.fstat(fin.fileno()).st_mode):
+            raise KernelError(f"{src} is not a regular file")
+        for chunk in iter(lambda: fin.read(1 << 20), b""):
+            h.update(chunk)
+            fout.write(chunk)
+    if h.hexdigest() != sha256:
+        raise KernelError(f"{os.path.basename(src)}: SHA256 {h.hexdigest()} is not the signed index's {sha256}")
+    return dest
 
 
 def _pinned_deps(fields):
@@ -272,20 +545,22 @@ def _matches(request, version, suite):
     return version == request or version.startswith(request + ".") or version.startswith(request + "-")
 
 
-def resolve(requests, refresh=None):
+def resolve(requests, refresh=None, apt=None, uri=None):
     """Map each request (a version series like "6.1" or "7", or a suite
-    name like "trixie") to (suite, version) of linux-image-cloud-amd64."""
-    apt = Apt()
-    changed = apt.write_sources(debian_uri())
+    name like "trixie") to (suite, version) of linux-image-cloud-amd64.
+    A failed refresh is an error, except the periodic one of lists that
+    were complete and verified before (then they are used, and said so)."""
+    apt = apt or Apt()
+    changed = apt.write_sources(uri or debian_uri())
     age = apt.lists_age_s()
     if refresh or changed or age is None or age > LISTS_MAX_AGE_S:
         say(f"apt: refreshing the package lists of {', '.join(SUITES)} (kpc's own, in {os.path.relpath(apt.root)})")
         try:
             apt.update()
-        except KernelError:
-            if age is None or changed:
+        except KernelError as e:
+            if refresh or changed or age is None:
                 raise
-            say("apt: refresh failed; using the lists from the last refresh")
+            say(f"{e}; using the lists verified {age / 3600:.0f} h ago")
     available = apt.madison(META)
     chosen = []
     for req in requests:
@@ -299,127 +574,233 @@ def resolve(requests, refresh=None):
 
 def fetch_debian(requests, refresh=None):
     """Kernels for version requests, downloading and extracting what is not
-    in the cache yet."""
-    apt, chosen = resolve(requests, refresh)
-    kernels = []
-    for req, version, suite in chosen:
-        kernels.append(_fetch_one(apt, req, version, suite))
-    return kernels
+    in the cache yet, one kpc at a time per cache. The mirror is checked
+    before anything is created or run."""
+    uri = debian_uri()
+    cache = check_cache()
+    with _locked(cache):
+        apt, chosen = resolve(requests, refresh, Apt(_cache("apt")), uri)
+        return [_fetch_one(apt, req, version, suite, refresh) for req, version, suite in chosen]
 
 
-def _fetch_one(apt, label, version, suite):
-    cache = os.path.join(CACHE, "kernels", f"{suite}-{version}")
-    stamp = os.path.join(cache, "kpc-kernel.json")
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            info = json.load(f)
-        return _kernel_from(cache, info, label)
-    # Walk the pinned dependencies of the meta package.
-    todo, seen = [(META, version)], []
+def _packages(apt, version):
+    """{"pkg=version": SHA256 in the signed index} of the packages that make
+    up the kernel: the meta package's pinned dependencies, followed down
+    (meta packages, no version in the name, hold nothing)."""
+    todo, seen, debs = [(META, version)], [], {}
     while todo:
         pkg, ver = todo.pop()
         if (pkg, ver) in seen:
             continue
         seen.append((pkg, ver))
-        todo += _pinned_deps(apt.show(pkg, ver))
-    # Meta packages (no version in the name) hold nothing.
-    real = [(p, v) for p, v in seen if re.search(r"-\d+\.\d+", p)]
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
+        fields = apt.show(pkg, ver)
+        todo += _pinned_deps(fields)
+        if re.search(r"-\d+\.\d+", pkg):
+            if not re.fullmatch(r"[0-9a-f]{64}", fields.get("SHA256", "")):
+                raise KernelError(f"the index lists no SHA256 for {pkg}={ver}")
+            debs[f"{pkg}={ver}"] = fields["SHA256"]
+    return debs
+
+
+def _fetch_one(apt, label, version, suite, refresh=None):
+    cache = os.path.join(_cache("kernels"), f"{suite}-{version}")
+    debs = _packages(apt, version)
+    if os.path.lexists(cache):
+        try:
+            return _cached(cache, label, debs)
+        except _Outdated as e:
+            say(f"kernel {label}: {e}; fetching it again")
+        except KernelError as e:
+            if not refresh:
+                raise
+            say(f"kernel {label}: {e}; fetching it again (--refresh-kernels)")
+    for stale in glob.glob(os.path.join(os.path.dirname(cache), f".{glob.escape(suite)}-{glob.escape(version)}.*")):
+        shutil.rmtree(stale, ignore_errors=True)      # a killed fetch's (the lock is ours)
     tmp = tempfile.mkdtemp(prefix=f".{suite}-{version}.", dir=os.path.dirname(cache))
     try:
-        say(f"kernel {label}: downloading {', '.join(p for p, _ in real)} ({suite} {version})")
-        debs = [apt.download(p, v, tmp) for p, v in real]
-        root = os.path.join(tmp, "root")
-        os.makedirs(root)
-        for deb in debs:
-            proc = subprocess.run(["dpkg-deb", "-x", deb, root], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise KernelError(f"dpkg-deb -x {deb}: {proc.stderr.strip()}")
-        # /boot/vmlinuz-R (up to 6.x) or /usr/lib/modules/R/vmlinuz (7.x).
-        images = sorted(glob.glob(os.path.join(root, "boot", "vmlinuz-*")))
-        if images:
-            release = os.path.basename(images[0])[len("vmlinuz-"):]
-        else:
-            images = sorted(glob.glob(os.path.join(root, "usr", "lib", "modules", "*", "vmlinuz")))
-            if not images:
-                raise KernelError(f"{suite} {version}: no vmlinuz in {', '.join(p for p, _ in real)}")
-            release = os.path.basename(os.path.dirname(images[0]))
-        info = {"release": release, "suite": suite, "version": version,
-                "packages": [f"{p}={v}" for p, v in real]}
-        # Keep what booting needs; drop the rest (firmware, docs).
-        keep = os.path.join(tmp, "keep")
-        os.makedirs(keep)
-        shutil.move(images[0], os.path.join(keep, "vmlinuz"))
-        for cfg in (os.path.join(root, "boot", f"config-{release}"),
-                    os.path.join(root, "usr", "lib", "modules", release, "config")):
-            if os.path.exists(cfg):
-                shutil.move(cfg, os.path.join(keep, "config"))
-                break
-        mods = None
-        for base in ("lib", "usr/lib"):
-            cand = os.path.join(root, base, "modules", release)
-            if os.path.isdir(cand):
-                mods = cand
-        if mods:
-            shutil.move(mods, os.path.join(keep, "modules"))
-        with open(os.path.join(keep, "kpc-kernel.json"), "w") as f:
-            json.dump(info, f, indent=1)
-        if os.path.exists(cache):
+        say(f"kernel {label}: downloading {', '.join(p.split('=')[0] for p in debs)} ({suite} {version})")
+        dl = apt.download_dir()
+        files = [_take(apt.download(*p.split("=", 1), dl), tmp, sha) for p, sha in debs.items()]
+        shutil.rmtree(dl, ignore_errors=True)
+        info = _extract(files, tmp, suite, version, debs)
+        if os.path.islink(cache) or os.path.isfile(cache):
+            os.unlink(cache)
+        elif os.path.lexists(cache):
             shutil.rmtree(cache)
-        os.rename(keep, cache)
+        os.rename(os.path.join(tmp, "keep"), cache)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _kernel_from(cache, info, label)
 
 
+def _extract(debs_files, tmp, suite, version, debs):
+    """Unpack the .debs in tmp/root, keep what booting needs in tmp/keep
+    (image, config, modules tree) with its stamp; returns the stamp."""
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    for deb in debs_files:
+        proc = subprocess.run(["dpkg-deb", "-x", deb, root], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KernelError(f"dpkg-deb -x {deb}: {' '.join(proc.stderr.split())}")
+    # /boot/vmlinuz-R (up to 6.x) or /usr/lib/modules/R/vmlinuz (7.x).
+    images = sorted(glob.glob(os.path.join(root, "boot", "vmlinuz-*")))
+    if images:
+        release = os.path.basename(images[0])[len("vmlinuz-"):]
+    else:
+        images = sorted(glob.glob(os.path.join(root, "usr", "lib", "modules", "*", "vmlinuz")))
+        if not images:
+            raise KernelError(f"{suite} {version}: no vmlinuz in {', '.join(debs)}")
+        release = os.path.basename(os.path.dirname(images[0]))
+    if not _RELEASE.fullmatch(release):
+        raise KernelError(f"{suite} {version}: '{release}' is not a kernel release")
+    # Keep what booting needs; drop the rest (firmware, docs).
+    keep = os.path.join(tmp, "keep")
+    os.mkdir(keep, 0o755)
+    os.chmod(keep, 0o755)
+    shutil.move(images[0], os.path.join(keep, "vmlinuz"))
+    for cfg in (os.path.join(root, "boot", f"config-{release}"),
+                os.path.join(root, "usr", "lib", "modules", release, "config")):
+        if os.path.exists(cfg):
+            shutil.move(cfg, os.path.join(keep, "config"))
+            break
+    mods = None
+    for base in ("lib", "usr/lib"):
+        cand = os.path.join(root, base, "modules", release)
+        if os.path.isdir(cand):
+            mods = cand
+    if mods:
+        shutil.move(mods, os.path.join(keep, "modules"))
+    info = {"format": STAMP_FORMAT, "release": release, "suite": suite, "version": version,
+            "packages": list(debs), "debs": debs, "files": _hash_tree(keep)}
+    with open(os.path.join(keep, STAMP), "x") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+def _hash_tree(top):
+    """{path relative to top: SHA256} of every regular file under top."""
+    out = {}
+    for dirpath, _, names in os.walk(top):
+        for n in names:
+            path = os.path.join(dirpath, n)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                out[os.path.relpath(path, top)] = sha256_file(path)
+    return out
+
+
+class _Outdated(KernelError):
+    """A cached kernel from an older kpc (no hashes): fetched again."""
+
+
+def _cached(cache, label, debs):
+    """The cached kernel, if its directory is private, its stamp names
+    the packages the signed index lists for this version, with their
+    SHA256, and its image is the one extracted from them."""
+    try:
+        paths.private_dir(cache)
+    except (paths.PrivateDirError, OSError) as e:
+        raise KernelError(f"kernel cache: {e}") from None
+    stamp = os.path.join(cache, STAMP)
+    try:
+        fd = os.open(stamp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise _Outdated(f"{cache} has no {STAMP}") from None
+    except (OSError, ValueError) as e:
+        raise KernelError(f"kernel {label}: {stamp} is unreadable ({e}): run with --refresh-kernels") from None
+    if not isinstance(info, dict) or info.get("format") != STAMP_FORMAT:
+        raise _Outdated(f"{cache} was extracted by an older kpc (no hashes)")
+    if info.get("debs") != debs:
+        raise KernelError(f"kernel {label}: {cache} was not extracted from the packages the signed index lists "
+                          f"({', '.join(debs)}) or their SHA256 differ: run with --refresh-kernels to fetch it again")
+    if not isinstance(info.get("files"), dict) or not isinstance(info.get("release"), str) \
+            or not _RELEASE.fullmatch(info["release"]):
+        raise KernelError(f"kernel {label}: {stamp} is malformed: run with --refresh-kernels")
+    return _kernel_from(cache, info, label)
+
+
 def _kernel_from(cache, info, label):
+    """The Kernel in a cache directory; its image and config are checked
+    against the stamp's hashes here, its modules when they are read."""
     cfg = os.path.join(cache, "config")
     mods = os.path.join(cache, "modules")
-    return Kernel(label=label, release=info["release"], image=os.path.join(cache, "vmlinuz"),
-                  modules=mods if os.path.isdir(mods) else None,
-                  config=read_config(cfg) if os.path.exists(cfg) else None,
-                  config_source="the config in " + next((p for p in info['packages'] if re.search(r'-\d+\.\d+', p.split('=')[0])), info['packages'][0]) if os.path.exists(cfg)
-                  else "no config in the package",
-                  origin=f"debian {info['suite']} {' '.join(info['packages'])}")
+    k = Kernel(label=label, release=info["release"], image=os.path.join(cache, "vmlinuz"),
+               modules=mods if os.path.isdir(mods) else None, config=None,
+               config_source="no config in the package",
+               origin=f"debian {info['suite']} {' '.join(info['packages'])}",
+               home=cache, files=info["files"])
+    k.checked(k.image)
+    if os.path.exists(cfg):
+        k.config = read_config(k.checked(cfg))
+        k.config_source = "the config in " + next((p for p in info['packages']
+                                                   if re.search(r'-\d+\.\d+', p.split('=')[0])), info['packages'][0])
+    return k
 
 
 def from_path(spec):
     """--kernel path/to/bzImage[:modules-dir]: a kernel the user built. The
-    release comes from the modules dir's name, or from the image header."""
+    release comes from the image header (the x86 boot protocol's
+    kernel_version), or from the modules dir's name when the header has
+    none; anything that is not a bzImage, or whose release is not a kernel
+    release, is refused here (one line, not a traceback later)."""
     image, _, moddir = spec.partition(":")
+    if not image:
+        raise KernelError(f"--kernel {spec!r}: give the path of a bzImage, optionally :its modules directory")
     if not os.path.isfile(image):
-        raise KernelError(f"--kernel {spec}: no file {image}")
-    release = _image_release(image)
+        raise KernelError(f"--kernel {spec}: no file {image}" + ("" if not os.path.exists(image)
+                                                                 else " (not a regular file)"))
+    release = _image_release(image, spec)
     if moddir:
         if not os.path.isdir(moddir):
             raise KernelError(f"--kernel {spec}: modules directory {moddir} does not exist")
-        release = release or os.path.basename(os.path.normpath(moddir))
+        name = os.path.basename(os.path.normpath(moddir))
+        if not _RELEASE.fullmatch(name):
+            raise KernelError(f"--kernel {spec}: the modules directory must be named after the kernel release "
+                              f"(lib/modules/RELEASE), not '{name}'")
+        if release and release != name:
+            raise KernelError(f"--kernel {spec}: the image is release {release}, the modules directory is for {name}")
+        release = name
     if not release:
-        raise KernelError(f"--kernel {spec}: cannot tell the kernel release (not a bzImage with a version "
+        raise KernelError(f"--kernel {spec}: cannot tell the kernel release (the bzImage has no version "
                           f"string); give its modules dir: --kernel {image}:lib/modules/RELEASE")
     config, source = None, "none found next to the image"
     for cand in (os.path.join(os.path.dirname(image), ".config"),
                  os.path.join(os.path.dirname(image), "..", "..", "..", ".config"),
                  os.path.join(os.path.dirname(image), f"config-{release}"),
                  os.path.join(os.path.dirname(image), "config")):
-        if os.path.exists(cand):
-            config, source = read_config(cand), os.path.normpath(cand)
+        if os.path.isfile(cand):
+            try:
+                config, source = read_config(cand), os.path.normpath(cand)
+            except OSError as e:
+                raise KernelError(f"--kernel {spec}: {cand}: {e.strerror}") from None
             break
-    return Kernel(label=os.path.basename(image) if not release else release, release=release,
+    return Kernel(label=release, release=release,
                   image=os.path.abspath(image), modules=os.path.abspath(moddir) if moddir else None,
                   config=config, config_source=source, origin=os.path.abspath(image))
 
 
-def _image_release(image):
-    """The release string from a bzImage's setup header (kernel_version)."""
+def _image_release(image, spec):
+    """The release string from a bzImage's setup header (kernel_version),
+    or None when the header has none. Not a bzImage (no 0xAA55 boot flag
+    and "HdrS" magic): KernelError."""
     try:
         with open(image, "rb") as f:
             head = f.read(0x1000)
-            if head[0x202:0x206] != b"HdrS":
+            if len(head) < 0x210 or head[0x1fe:0x200] != b"\x55\xaa" or head[0x202:0x206] != b"HdrS":
+                raise KernelError(f"--kernel {spec}: {image} is not a bzImage (no x86 boot sector with a "
+                                  f"'HdrS' setup header)")
+            ptr = int.from_bytes(head[0x20e:0x210], "little")
+            if not ptr:
                 return None
-            off = int.from_bytes(head[0x20e:0x210], "little") + 0x200
-            f.seek(off)
-            text = f.read(256).split(b"\0")[0].decode("ascii", "replace")
-            return text.split()[0] if text else None
-    except OSError:
+            f.seek(ptr + 0x200)
+            raw = f.read(256).split(b"\0")[0]
+    except OSError as e:
+        raise KernelError(f"--kernel {spec}: {image}: {e.strerror}") from None
+    words = raw.decode("ascii", "replace").split()
+    if not words:
         return None
+    if not _RELEASE.fullmatch(words[0]):
+        raise KernelError(f"--kernel {spec}: the image's version string starts with {words[0][:40]!r}, "
+                          f"not a kernel release")
+    return words[0]

@@ -44,6 +44,10 @@ _SECTION = re.compile(r"^\[([^\]]*)\]$")
 _GLOB = re.compile(r"[*?[]")  # fnmatch's special characters
 _VERSION_VALUE = re.compile(r"^\d+(\.\d+){0,2}$")  # whole: kver.parse alone reads '5.x' as 5.0
 OTHER = "(other)"  # a value of a free-form dimension that no row names
+# A row's value that accepts whatever was observed: the observation is shown
+# in the results, not judged (a fact no profile promises, for a runtime kpc
+# does not know). Such a row needs a reason like any conditional row.
+REPORTED = "*"
 
 
 class TableError(Exception):
@@ -184,6 +188,13 @@ def _parse_row(text, case, where):
         conditions += _implied(conditions, where)
     if (conditions or xfail) and not reason:
         raise TableError(where, "a row with a condition or xfail needs a reason: add ' -- why'")
+    if value == REPORTED:
+        if xfail:
+            raise TableError(where, f"'{REPORTED}' (reported, not judged) cannot be xfail")
+        if not reason:
+            raise TableError(where, f"'{key} = {REPORTED}' needs a reason: say why this value is not judged here")
+        if key == "hang":
+            raise TableError(where, f"hang cannot be '{REPORTED}'")
     if key == "hang":
         if value not in ("yes", "no"):
             raise TableError(where, "hang takes yes or no")

@@ -9,7 +9,10 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -90,6 +93,56 @@ std::vector<TaskInfo> tree_tasks(pid_t root, bool with_stacks) {
 bool may_be_stuck(const TaskInfo& t) {
   if (t.state == 'D') return true;
   return t.state == 'S' && (t.exiting || t.sigkill_pending);
+}
+
+namespace {
+// Waiting for a FUSE server's answer. (Not any fuse_* wait: an exiting
+// server's own fuse_wait_aborted, say, is teardown, not a request.) Where
+// wchan says nothing (Debian's 5.10 with the ORC unwinder gives 0), the
+// kernel stack tells, for an exiting or D-state task, when we may read it.
+bool in_fuse_wait(const TaskInfo& t) {
+  if (t.state != 'S' && t.state != 'D') return false;
+  if (t.wchan == "request_wait_answer") return true;
+  if (!t.wchan.empty() || !(t.exiting || t.state == 'D')) return false;
+  auto stack = kpc::read_text(task_file(t.pid, t.tid, "stack"));
+  return stack && stack->find("request_wait_answer") != std::string::npos;
+}
+
+bool holds_devfuse(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  char target[64];
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+    if (n == 9 && std::string_view(target, 9) == "/dev/fuse") {
+      found = true;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+}  // namespace
+
+std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pid_t shim) {
+  std::set<pid_t> waiters;
+  for (const auto& t : tasks)
+    if (in_fuse_wait(t)) waiters.insert(t.tid);
+  if (waiters.empty()) return waiters;
+  // Who could still answer: a task that is neither exiting nor itself
+  // waiting on FUSE, in a process that holds a /dev/fuse descriptor. (A
+  // process whose last thread is exiting has no descriptor table left.)
+  std::map<pid_t, bool> holder;
+  for (const auto& t : tasks) {
+    if (t.pid == shim) continue;  // a device S holds is for recovery: S never serves
+    auto [it, fresh] = holder.try_emplace(t.pid, false);
+    if (fresh) it->second = holds_devfuse(t.pid);
+    if (it->second && !t.exiting && !in_fuse_wait(t) && t.state != 'Z') return {};
+  }
+  return waiters;
 }
 
 json task_json(const TaskInfo& t) {

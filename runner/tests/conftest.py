@@ -1,8 +1,12 @@
 """Shared fixtures for kpc's own tests (./kpc selftest)."""
 
+import glob
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 
@@ -65,3 +69,83 @@ def processes():
 
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+
+
+class Scope:
+    """What one test starts, and only that. Another kpc run may be going on
+    beside the test (a developer's, CI's, a second checkout's): a test never
+    judges the whole machine. Its kpc processes get a private $TMPDIR
+    (sticky and world-writable like /tmp, so runs as another user work too);
+    the launcher and shims carry it in their environment, probes carry their
+    run directory under it (KPC_TMPDIR), and whatever those start descends
+    from them. Leftovers are found by that mark."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="kpc-test-")
+        os.chmod(self.tmp, 0o1777)
+        self._marks = (f"TMPDIR={self.tmp}\0".encode(), f"KPC_TMPDIR={self.tmp}/".encode())
+
+    def env(self, **extra):
+        return dict(os.environ, TMPDIR=self.tmp, **extra)
+
+    def processes(self):
+        """{pid: (ppid, state, comm)} of this test's processes: marked ones
+        and everything they started (zombies and exec'd programs with an
+        environment of their own included)."""
+        every = processes()
+        mine = set()
+        for pid in every:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = b"\0" + f.read()
+            except OSError:
+                continue
+            if any(b"\0" + m in env for m in self._marks):
+                mine.add(pid)
+        grew = True
+        while grew:
+            more = {pid for pid, (ppid, _, _) in every.items() if ppid in mine and pid not in mine}
+            mine |= more
+            grew = bool(more)
+        return {pid: every[pid] for pid in mine}
+
+    def fuse_mounts(self):
+        """FUSE mounts under this test's $TMPDIR, as any process sees them."""
+        out = set()
+        for path in glob.glob("/proc/[0-9]*/mountinfo"):
+            try:
+                with open(path) as f:
+                    for line in f:
+                        fields = line.split()
+                        fstype = line.split(" - ", 1)[1].split()[0] if " - " in line else ""
+                        if (fstype in ("fuse", "fuseblk") or fstype.startswith("fuse.")) and \
+                                fields[4].startswith(self.tmp + "/"):
+                            out.add((fields[4], fstype))
+            except OSError:
+                continue
+        return out
+
+    def run_dirs(self):
+        return set(glob.glob(os.path.join(self.tmp, "kpc-run.*")))
+
+    def leftovers(self):
+        """What the test's runs left: {} when nothing."""
+        found = {"processes": self.processes(), "FUSE mounts": self.fuse_mounts(), "run directories": self.run_dirs()}
+        return {k: v for k, v in found.items() if v}
+
+    def settle(self, timeout=15.0):
+        """Waits (a shim may still be finishing its cleanup) and returns the leftovers."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.leftovers():
+            time.sleep(0.1)
+        return self.leftovers()
+
+    def close(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def scope():
+    s = Scope()
+    yield s
+    s.close()

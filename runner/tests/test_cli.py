@@ -2,7 +2,6 @@
 are right, results files have the documented schema, bad input exits 2,
 an unprivileged user gets skips (never a crash), nothing is left behind."""
 
-import glob
 import json
 import os
 import pathlib
@@ -12,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import processes, run
+from conftest import run
 from kpc import paths
 
 KPC = os.path.join(paths.ROOT, "kpc")
@@ -28,15 +27,9 @@ def kpc(*args, env=None, user=None):
     return run(cmd, env=full_env, cwd=paths.ROOT)
 
 
-def run_dirs():
-    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "kpc-run.*")))
-
-
-def test_suite_runs_on_the_host_and_writes_results(tmp_path, built):
-    before_dirs = run_dirs()
-    before = set(processes())
+def test_suite_runs_on_the_host_and_writes_results(tmp_path, built, scope):
     out_json, out_xml = tmp_path / "r.json", tmp_path / "r.xml"
-    p = kpc("run", "--no-build", "--json", str(out_json), "--junit", str(out_xml))
+    p = kpc("run", "--no-build", "--json", str(out_json), "--junit", str(out_xml), env={"TMPDIR": scope.tmp})
     assert p.returncode == 0, p.stdout + p.stderr
     assert "CASE" in p.stdout and "totals:" in p.stdout
 
@@ -60,10 +53,8 @@ def test_suite_runs_on_the_host_and_writes_results(tmp_path, built):
     assert int(suite.get("tests")) == len(results)
     assert int(suite.get("failures")) == 0
 
-    # Nothing left behind: no run directory, no new process of ours.
-    assert run_dirs() <= before_dirs   # nothing new (a launcher may sweep stale ones)
-    new = {pid: info for pid, info in processes().items() if pid not in before}
-    assert not [i for i in new.values() if i[2] in ("kpc-shim", "kpc-launch") or i[1] == "Z"], new
+    # Nothing left behind: no run directory, no process of the run.
+    assert not scope.settle(), scope.leftovers()
 
 
 def test_case_and_flavor_selection(tmp_path, built):

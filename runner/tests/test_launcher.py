@@ -12,14 +12,16 @@ import time
 
 import pytest
 
-from conftest import processes, run, helper_probe
+from conftest import run, helper_probe
 from kpc import paths
 
 FLAVORS = ["host", "pidns", "userns"]
+SCOPE = None  # this test's own processes and $TMPDIR (conftest.Scope), set by no_leftovers
 
 
 def launch(probe, *opts, flavor="host"):
-    proc = run([paths.launcher(), "run", "--json", "--flavor", flavor, *opts, "--", helper_probe(probe)])
+    proc = run([paths.launcher(), "run", "--json", "--flavor", flavor, *opts, "--", helper_probe(probe)],
+               env=SCOPE.env())
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout)
 
@@ -34,15 +36,17 @@ def wait_until(predicate, timeout=5.0):
 
 
 def probe_pids(name):
-    return [pid for pid, (_, _, comm) in processes().items() if comm == name[:15]]
+    """This test's processes named `name` (never another run's)."""
+    return [pid for pid, (_, _, comm) in SCOPE.processes().items() if comm == name[:15]]
 
 
 @pytest.fixture(autouse=True)
-def no_leftovers(built):
+def no_leftovers(built, scope):
+    global SCOPE
+    SCOPE = scope
     yield
-    # Every test: no probe process of ours survives it.
-    for name in ("stuck_in_vfork", "sleep_forever", "orphan_daemon", "kpc-shim"):
-        assert wait_until(lambda: not probe_pids(name), 3), f"{name} left running: {probe_pids(name)}"
+    # Every test: nothing it started survives it.
+    assert not scope.settle(3), scope.leftovers()
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -95,14 +99,14 @@ def test_host_flavor_mount_left_behind_is_detached_and_reported():
     assert r["outcome"] == "completed"
     assert [m["result"] for m in r["leftover_mounts"]] == ["unmounted"]
     with open("/proc/self/mountinfo") as f:
-        assert "kpc-run." not in f.read()
+        assert SCOPE.tmp not in f.read()
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_killing_the_launcher_kills_the_probe_tree(flavor):
     launcher = subprocess.Popen([paths.launcher(), "run", "--json", "--flavor", flavor, "--timeout-ms", "60000",
                                  "--", helper_probe("sleep_forever")], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, env=SCOPE.env())
     try:
         assert wait_until(lambda: probe_pids("sleep_forever")), "the probe never started"
         launcher.send_signal(signal.SIGKILL)
@@ -110,8 +114,7 @@ def test_killing_the_launcher_kills_the_probe_tree(flavor):
         assert wait_until(lambda: not probe_pids("sleep_forever"), 3), "probe survived its launcher"
         # The killed launcher could not remove its run directory: its shim,
         # orphaned, did.
-        assert wait_until(lambda: not glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                                             f"kpc-run.{launcher.pid}.*")), 3)
+        assert wait_until(lambda: not glob.glob(os.path.join(SCOPE.tmp, f"kpc-run.{launcher.pid}.*")), 3)
     finally:
         if launcher.poll() is None:
             launcher.kill()
@@ -124,8 +127,9 @@ def test_a_dead_launchers_run_directory_is_swept_without_following_links(tmp_pat
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep").write_text("x")
-    dead = subprocess.run(["true"]).returncode or max(processes()) + 100000  # a PID nobody has
-    stale = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"kpc-run.{dead}.testXY"
+    with open("/proc/sys/kernel/pid_max") as f:
+        dead = int(f.read()) + 1  # a PID nobody can have
+    stale = pathlib.Path(SCOPE.tmp) / f"kpc-run.{dead}.testXY"
     (stale / "a" / "b").mkdir(parents=True)
     (stale / "a" / "b" / "f").write_text("x")
     (stale / "a" / "link").symlink_to(victim)
@@ -137,7 +141,8 @@ def test_a_dead_launchers_run_directory_is_swept_without_following_links(tmp_pat
 def test_batch_runs_a_plan_and_reports_every_run():
     plan = [{"run": f"r{i}", "case": "noop", "variant": "", "flavor": f, "argv": [helper_probe("noop")],
              "timeout_ms": 5000, "hang_ms": 1000} for i, f in enumerate(FLAVORS * 3)]
-    proc = run([paths.launcher(), "batch", "--jobs", "2"], input="".join(json.dumps(p) + "\n" for p in plan))
+    proc = run([paths.launcher(), "batch", "--jobs", "2"], input="".join(json.dumps(p) + "\n" for p in plan),
+               env=SCOPE.env())
     assert proc.returncode == 0, proc.stderr
     results = [json.loads(line) for line in proc.stdout.splitlines() if '"result"' in line]
     assert sorted(r["run"] for r in results) == sorted(p["run"] for p in plan)
@@ -150,13 +155,13 @@ def test_batch_runs_a_plan_and_reports_every_run():
     ('{"run": "x", "flavor": "vm", "argv": ["/bin/true"]}', "flavor"),
 ])
 def test_batch_rejects_a_bad_plan_clearly(line, message):
-    proc = run([paths.launcher(), "batch"], input=line + "\n")
+    proc = run([paths.launcher(), "batch"], input=line + "\n", env=SCOPE.env())
     assert proc.returncode == 2
     assert message in proc.stderr
 
 
 def test_flavors_reports_each_flavor():
-    proc = run([paths.launcher(), "flavors"])
+    proc = run([paths.launcher(), "flavors"], env=SCOPE.env())
     status = json.loads(proc.stdout)
     assert set(status) == set(FLAVORS)
     assert status["host"] == "ok"

@@ -81,12 +81,11 @@ def test_bad_runtime_specs_are_refused(spec, profile, message):
         runtimes.parse_list(spec, profile)
 
 
-def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, built):
-    before = set(processes())
+def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, built, scope):
     out = tmp_path / "rt.json"
     # env passes the dirty caller's state through: right for pass-through...
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "pass-through", "--json", str(out),
-            "--case", "inherited_signal_state")
+            "--case", "inherited_signal_state", env={"TMPDIR": scope.tmp})
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads(out.read_text())
     (r,) = doc["results"]
@@ -96,10 +95,49 @@ def test_profile_decides_the_verdict_and_names_the_leaked_signals(tmp_path, buil
     assert doc["environment"]["runtimes"]["/usr/bin/env --"]["prefix"][-1] == "--"
     # ...and a fail that names the signals when it promises clean.
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--profile", "clean", "--json", str(out),
-            "--case", "inherited_signal_state")
+            "--case", "inherited_signal_state", env={"TMPDIR": scope.tmp})
     assert p.returncode == 1
     assert "extra SIGUSR1|SIGALRM" in p.stdout and "extra SIGHUP|SIGUSR2" in p.stdout
-    assert not [pid for pid, info in processes().items() if pid not in before and info[1] == "Z"]
+    assert not scope.settle(), scope.leftovers()
+
+
+INITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inits")
+
+
+def test_a_clean_init_with_its_own_process_group_passes_the_clean_profile(tmp_path, built):
+    """Issue 16, rule 3: a profile judges only what it promises. An init kpc
+    does not know that resets everything and, like tini, gives its child its
+    own process group is clean: the group is reported, not failed."""
+    out = tmp_path / "rt.json"
+    spec = f"/usr/bin/python3 {INITS}/clean_own_group.py --"
+    p = kpc("run", "--no-build", "--runtime", spec, "--profile", "clean", "--json", str(out),
+            "--case", "inherited_signal_state")
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["verdict"] == "pass", (r["verdict"], r["reason"], p.stdout[-2000:])
+    assert r["observations"]["self.pgrp_leader"] == "true"  # reported in the results
+    assert r["expected"]["self.pgrp_leader"]["value"] == "*"
+
+
+def test_a_runtime_leaving_a_signal_pending_fails_the_pid1_duties_naming_it(tmp_path, built):
+    """Issue 16, rule 2: a runtime that execs its workload with SIGUSR1
+    blocked and pending kills it (the workload unblocks its signals first
+    thing): the runtime's defect, so a fail naming the signal and the death,
+    not 'probe broken: the workload never reported'."""
+    out = tmp_path / "rt.json"
+    spec = f"/usr/bin/python3 {INITS}/leaves_usr1_pending.py --"
+    p = kpc("run", "--no-build", "--runtime", spec, "--profile", "clean", "--json", str(out),
+            "--case", "runtime_pid1_duties")
+    assert p.returncode == 1
+    results = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    child = results["child"]
+    assert child["verdict"] == "fail", (child["verdict"], child["reason"])
+    assert child["reason"].startswith("workload.inherited_pending: expected none"), child["reason"]
+    assert "SIGUSR1" in child["reason"]
+    assert any(d.startswith("startup: expected ready") and "killed SIGUSR1" in d for d in child["details"])
+    assert any(d.startswith("not recorded (a consequence): ") for d in child["details"])
+    # As PID 1 of its namespace the workload is immune to the default action:
+    # it runs on, and the pending signal is still named.
+    assert results["pid1"]["verdict"] == "fail" and "SIGUSR1" in results["pid1"]["reason"]
 
 
 def test_profile_without_runtime_is_bad_usage(built):
@@ -140,6 +178,21 @@ def start_wrapper(runtime, run_id, argv, build_dir=None):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     os.close(w)
     return p, r
+
+
+def read_ready(fd, timeout):
+    """The workload's "ready PID" line (it reports "pending MASK" first)."""
+    end = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < end:
+        chunk = read_line(fd, max(0.0, end - time.monotonic()))
+        if not chunk:
+            break
+        text += chunk
+        for line in text.splitlines():
+            if line.startswith("ready"):
+                return line
+    return text
 
 
 def read_line(fd, timeout):
@@ -218,7 +271,7 @@ def test_cleanup_deletes_the_container_of_a_killed_wrapper(kill, built):
     token = "kpc-token-" + rid
     p, r = start_wrapper(RUNC, rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", token])
     try:
-        assert read_line(r, 20).startswith("ready"), p.stderr.read1().decode() if p.poll() is not None else ""
+        assert read_ready(r, 20).startswith("ready"), p.stderr.read1().decode() if p.poll() is not None else ""
         assert oci_leftovers(rid)   # it is there to be left
         p.kill()
         p.wait()
@@ -249,7 +302,7 @@ def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
     rid = run_id()
     p, r = start_wrapper(RUNC, rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", "kpc-token-" + rid])
     try:
-        assert read_line(r, 20).startswith("ready")
+        assert read_ready(r, 20).startswith("ready")
         p.kill()
         p.wait()
         oci_run.sweep(RUNC)
@@ -419,9 +472,10 @@ def test_bundle_removal_does_not_follow_symlinks(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed")
-def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built):
+def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built, scope):
     out = tmp_path / "r.json"
-    r = kpc("run", "--no-build", "--runtime", "tini", "--case", "runtime_pid1_duties", "--json", str(out))
+    r = kpc("run", "--no-build", "--runtime", "tini", "--case", "runtime_pid1_duties", "--json", str(out),
+            env={"TMPDIR": scope.tmp})
     assert r.returncode == 0, r.stdout + r.stderr
     res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
     assert set(res) == {"child", "pid1"} and all(r["verdict"] == "pass" for r in res.values())
@@ -432,8 +486,9 @@ def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, bui
     # as PID 1 its death ends the namespace and the workload with it
     assert res["child"]["observations"]["sigkill_of_runtime.workload_survives"] == "true"
     assert res["pid1"]["observations"]["sigkill_of_runtime.workload_survives"] == "false"
-    # ... and the probe killed the survivor: no workload is left anywhere
-    assert not [p for p, (_, _, comm) in processes().items() if comm == "pid1_workload"]
+    # ... and the probe killed the survivor: no workload of this run is left
+    # (a workload carries the probe's environment: conftest.Scope finds it)
+    assert not scope.settle(), scope.leftovers()
     # without --runtime it has nothing to test: a skip that says so
     r = kpc("run", "--no-build", "--case", "runtime_pid1_duties", "-v")
     assert r.returncode == 0 and "runs only under --runtime" in r.stdout

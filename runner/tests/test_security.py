@@ -4,6 +4,13 @@ against real `./kpc run`s by root, and each attack must fail. Each of these
 tests succeeded as an attack on kpc before the fixes (the audit's findings
 1-4).
 
+The audit's other attacks are tested where their code lives, end to end
+through ./kpc as well: the injected verdict and every malformed results file
+in test_results_files.py and test_bad_inputs.py, the mirror newline and the
+cache planted by nobody in test_kernels.py, the OCI state of a killed run in
+test_runtimes.py and test_kill_anytime.py, the racing directory swap in
+cases/lib/tests/remove_tree_test.cc.
+
 KPC_SECURITY_ROOT=DIR runs them against another checkout (an old one, built,
 to see them fail there)."""
 
@@ -209,3 +216,31 @@ def test_an_unrelated_fuse_mount_survives_a_full_run(tmp_path, built):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
         fs.kill()
         fs.wait()
+
+
+# Environment the audit found trusted blindly: KPC_BUILD_DIR (kpc executes
+# what it holds, as root).
+@pytest.mark.parametrize("owner, mode, words", [(65534, 0o755, "belongs to uid 65534"),
+                                                (0, 0o777, "writable by others"),
+                                                (0, 0o775, "writable by its group")])
+def test_a_build_directory_someone_else_could_fill_is_refused(tmp_path, owner, mode, words):
+    bdir = tmp_path / "build"
+    (bdir / "bin").mkdir(parents=True)
+    os.chown(bdir, owner, owner)
+    os.chmod(bdir, mode)
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"], env=dict(os.environ, KPC_BUILD_DIR=str(bdir)))
+    assert p.returncode == 2 and words in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_a_tmpdir_others_could_replace_run_directories_in_is_refused(tmp_path):
+    """$TMPDIR writable by others without the sticky bit: they could rename a
+    run directory away and put their own in its place."""
+    base = tmp_path / "base"
+    base.mkdir()
+    os.chmod(base, 0o777)
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"], env=dict(os.environ, TMPDIR=str(base)))
+    assert p.returncode == 2 and "not sticky" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+    os.chmod(base, 0o1777)  # sticky, like /tmp: fine
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve", "--json", os.devnull],
+            env=dict(os.environ, TMPDIR=str(base)))
+    assert p.returncode == 0, p.stdout + p.stderr

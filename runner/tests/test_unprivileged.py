@@ -8,21 +8,14 @@ real with nobody able to undo them (issue 25), and a FUSE case mounted in
 the machine's mount namespace through libfuse's set-user-ID fusermount3
 (found while fixing it)."""
 
-import glob
 import json
 import os
 import shutil
 import stat
-import subprocess
-import tempfile
-import time
 
 import pytest
 
-from conftest import processes
-from kpc import cases, paths
 from test_cli import kpc
-from test_fuse_hangs import fuse_connections, fuse_mounts
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None
                                 or not os.path.exists("/dev/fuse"),
@@ -41,43 +34,18 @@ def fuse_open_to_all():
         os.chmod("/dev/fuse", mode)
 
 
-def ours(before):
-    """Processes that appeared since `before` and belong to kpc or a probe."""
-    names = {c[:15] for c in cases.load_all()} | {"kpc-shim", "kpc-launch"}
-    return {pid: info for pid, info in processes().items()
-            if pid not in before and (info[2] in names or info[2].startswith("kpc-") or info[1].startswith(("Z", "D")))}
-
-
-def run_dirs():
-    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "kpc-run.*")))
-
-
-def settle(check, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not check():
-        time.sleep(0.1)
-    return check()
-
-
-def test_the_whole_suite_as_an_ordinary_user_leaves_nothing_behind(fuse_open_to_all, built):
-    before, mounts, conns, dirs = set(processes()), fuse_mounts(), fuse_connections(), run_dirs()
-    shared = tempfile.mkdtemp(prefix="kpc-unpriv-")
-    os.chmod(shared, 0o777)
-    out = os.path.join(shared, "nobody.json")
-    try:
-        p = kpc("run", "--no-build", "--json", out, user=NOBODY)
-        with open(out) as f:
-            doc = json.load(f)
-    finally:
-        shutil.rmtree(shared)
+def test_the_whole_suite_as_an_ordinary_user_leaves_nothing_behind(fuse_open_to_all, built, scope):
+    out = os.path.join(scope.tmp, "nobody.json")
+    p = kpc("run", "--no-build", "--json", out, user=NOBODY, env={"TMPDIR": scope.tmp})
+    with open(out) as f:
+        doc = json.load(f)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "Traceback" not in p.stderr
 
-    # Nothing of the run is left: processes, FUSE mounts and connections, run directories.
-    assert settle(lambda: not ours(before)), ours(before)
-    assert fuse_mounts() == mounts
-    assert fuse_connections() == conns
-    assert run_dirs() <= dirs
+    # Nothing of the run is left: no task (so no FUSE connection: one lives
+    # only while a mount or a task holds it), no FUSE mount under its
+    # directories -- in any mount namespace -- and no run directory.
+    assert not scope.settle(), scope.leftovers()
 
     results = doc["results"]
     fuse = [r for r in results if r["case"].startswith("fuse_")]
