@@ -400,7 +400,7 @@ def cmd_selftest(args):
     # took the source tree for it, finding no tests and passing (--no-tests=error).
     steps = [
         ("unit tests (ctest)", ["ctest", "--output-on-failure", "--no-tests=error"], paths.build_dir()),
-        ("runner tests (pytest)", [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        ("runner tests (pytest)", [PYTHON, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                                    "--rootdir", paths.RUNNER, "-c", os.devnull,
                                    *(["-k", args.k] if args.k else []), os.path.join(paths.RUNNER, "tests")]),
         ("lint (cases, tables, lab notes)", [sys.executable, os.path.join(paths.ROOT, "kpc"), "check"]),
