@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "kpc/probe.h"
+#include "kpc/proc.h"
 #include "kpc/state.h"
 
 namespace {
@@ -48,8 +49,7 @@ int probe_main(kpc::Probe& p) {
 
   // 1. A private tmpfs in a private mount namespace, holding a copy of the
   //    helper, set-user-ID root or not.
-  KPC_SYS(unshare(CLONE_NEWNS));
-  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  kpc::enter_private_mount_namespace();
   KPC_SYS(mkdir("suid", 0700));  // the cwd is the run directory (0700)
   KPC_SYS(mount("kpc-suid", "suid", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0700,size=16m"));
   kpc::Fd dir(KPC_SYS(open("suid", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
