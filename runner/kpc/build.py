@@ -31,6 +31,7 @@ TEST_PACKAGES = {
 TEST_EXTRAS = {
     "python3-yaml": "YAML (the GitHub workflow's test)",
     "gpg": "gpg (the kernel fetch tests sign a local archive)",
+    "gpg-agent": "gpg-agent (gpg makes the tests' key through it)",
 }
 # --kernels: boot Debian kernels under QEMU (runner/kpc/guest.py).
 VM_PACKAGES = {

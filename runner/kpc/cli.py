@@ -189,16 +189,19 @@ def _kernels(args):
     from . import kernels
     if not (args.kernels or args.kernel):
         return []
+    requests = _kernel_requests(args)
     try:
-        # A --kernel file is read first: a wrong one installs nothing (QEMU is large)
+        # What can be refused is refused before QEMU (100 MB) is installed as
+        # root: a wrong --kernel file, a KPC_DEBIAN_MIRROR that is not one URI
         given = [kernels.from_path(spec) for spec in args.kernel or []]
+        if requests:
+            kernels.debian_uri()
     except kernels.KernelError as e:
         raise InputError(str(e)) from None
     try:
         build.ensure_packages(extra=build.VM_PACKAGES)
     except build.BuildError as e:
         raise InputError(str(e)) from None
-    requests = _kernel_requests(args)
     try:
         kernels.check_cache()
         found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []

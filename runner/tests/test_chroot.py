@@ -19,7 +19,9 @@ CHROOT = r"""
 set -eu
 D=$1; P=$2; shift 2
 for d in usr etc proc dev tmp sys; do mkdir -p "$D/$d"; done
-for l in bin sbin lib lib64; do if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$D/$l"; fi; done
+for l in bin sbin lib lib32 lib64 libx32; do     # merged /usr (links) or not (Debian 11: directories)
+  if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$D/$l"; elif [ -d "/$l" ]; then mkdir "$D/$l"; mount --rbind "/$l" "$D/$l"; fi
+done
 mount --rbind /usr "$D/usr"; mount --rbind /etc "$D/etc"; mount --rbind /dev "$D/dev"; mount --rbind /sys "$D/sys"
 mount -t proc proc "$D/proc"; mount -t tmpfs -o mode=1777 tmpfs "$D/tmp"
 mkdir -p "$D$P"; mount --bind "$P" "$D$P"
