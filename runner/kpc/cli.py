@@ -192,10 +192,12 @@ def _kernels(args):
     requests = _kernel_requests(args)
     try:
         # What can be refused is refused before QEMU (100 MB) is installed as
-        # root: a wrong --kernel file, a KPC_DEBIAN_MIRROR that is not one URI
+        # root: a wrong --kernel file, a KPC_DEBIAN_MIRROR that is not one URI,
+        # a kernel cache someone else could write
         given = [kernels.from_path(spec) for spec in args.kernel or []]
         if requests:
             kernels.debian_uri()
+        kernels.check_cache()
     except kernels.KernelError as e:
         raise InputError(str(e)) from None
     try:
