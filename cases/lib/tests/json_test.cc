@@ -45,8 +45,10 @@ TEST(ErrnoName, OwnTableNamesWhatGlibcNames) {
   for (int e = 1; e < 200; ++e) {
     if (errno_symbol(e)) ++named;
 #if __GLIBC_PREREQ(2, 32)
+    // The same names; past 133 a newer glibc knows newer errnos (2.43 of
+    // Debian sid: 134 EFTYPE) that glibc 2.31, the table's user, has not.
     const char* glibc = strerrorname_np(e);
-    EXPECT_STREQ(errno_symbol(e), glibc) << "errno " << e;
+    if (e <= 133 || errno_symbol(e)) EXPECT_STREQ(errno_symbol(e), glibc) << "errno " << e;
 #endif
   }
   EXPECT_EQ(named, 131);  // 1..133 on x86_64 (EHWPOISON the last), 41 and 58 unused
