@@ -34,7 +34,8 @@ from . import cases, envinfo, formats, launch, paths, safefile
 
 # The runner modules the device needs (Python >= 3.9, standard library only).
 MODULES = ("__init__", "cases", "dut", "envinfo", "evaluate", "formats", "inputs", "kver", "launch", "paths",
-           "render", "report", "requirements", "runtimes", "safefile", "session", "tables", "targets", "values")
+           "render", "report", "requirements", "runtimes", "safefile", "session", "tables", "targets", "tomlread",
+           "values")
 ROOT_MARK = "@KPC_ROOT@"
 TOP = "kpc"
 

@@ -7,7 +7,7 @@ import os
 import json
 import re
 
-from . import inputs, kver, paths
+from . import inputs, kver, paths, tomlread
 
 FLAVORS = ("host", "pidns", "userns")
 MAX_TIMEOUT_S = 3600  # a case that needs more is a bug in the case (and the launcher counts ms in an int)
@@ -174,27 +174,16 @@ def _check_names(rel, area, case_id, data, req):
                         f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
-def _tomllib():
-    """tomllib (Python 3.11), imported only to read TOML: the bundle's runner
-    reads cases.json and runs on Python 3.9."""
-    try:
-        import tomllib
-    except ImportError:
-        return None
-    return tomllib
-
-
 def read_toml(path):
-    """The metadata file's data (a dict), or CaseError naming the file."""
+    """The metadata file's data (a dict), or CaseError naming the file.
+    TOML is read with tomllib or, on Python < 3.11, tomli or toml
+    (kpc/tomlread.py); the bundle's runner reads cases.json instead."""
     rel = os.path.relpath(path, paths.ROOT)
-    tomllib = _tomllib()
-    if tomllib is None:
-        raise CaseError(f"{rel}: reading case metadata needs Python 3.11 (tomllib)")
     try:
-        return tomllib.loads(inputs.read_text(path))
+        return tomlread.loads(inputs.read_text(path))
     except inputs.InputFileError as e:
         raise CaseError(f"{e.where(rel)}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
+    except tomlread.TOMLError as e:
         raise CaseError(f"{rel}: {e}") from None
 
 
@@ -311,8 +300,8 @@ def load_all(cases_dir=None):
     cases_dir = cases_dir or paths.CASES
     if os.path.isfile(os.path.join(cases_dir, PRECOMPILED)):
         return load_precompiled(os.path.join(cases_dir, PRECOMPILED))
-    if _tomllib() is None:
-        raise CaseError(f"{cases_dir}: reading case metadata needs Python 3.11 (tomllib), or a {PRECOMPILED}")
+    if tomlread.parser() is None:
+        raise CaseError(tomlread.missing_message())
     found = {}
     for area in _list(cases_dir):
         area_dir = os.path.join(cases_dir, area)

@@ -50,6 +50,10 @@ void write_str(int fd, const std::string& s) {
   }
 }
 
+#ifndef SYS_close_range
+#define SYS_close_range 436  // Linux 5.9, one number on every architecture; glibc < 2.32 does not name it
+#endif
+
 void close_from(int lowest) {
   if (syscall(SYS_close_range, lowest, ~0U, 0) == 0) return;
   // Kernels before 5.9 lack close_range: close what /proc/self/fd lists.

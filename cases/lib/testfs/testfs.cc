@@ -435,9 +435,7 @@ void Server::kill_server() {
 }
 
 void enter_private_mount_namespace() {
-  if (unshare(CLONE_NEWNS) != 0)
-    kpc::skip(std::string("unshare(CLONE_NEWNS): ") + strerror(errno) + " (a private mount namespace needs CAP_SYS_ADMIN)");
-  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  kpc::enter_private_mount_namespace();   // skips in a chroot, where / is not a mount point
   g_private_mount_namespace = true;
 }
 

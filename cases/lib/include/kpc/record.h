@@ -24,6 +24,10 @@ struct Errno {
 
 // "ENOMEM" for 12; "E<n>" for numbers without a name.
 std::string errno_name(int err);
+// The symbol of err from kpc's own table of Linux's errnos ("ENOENT"), or
+// nullptr: errno_name's source where glibc has no strerrorname_np (< 2.32,
+// Debian 11). Its unit test holds it to strerrorname_np where both exist.
+const char* errno_symbol(int err);
 
 // Values a probe can observe. Each carries its type to the evaluator, which
 // compares it with the expected table in that type's canonical form.
