@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 
-from . import inputs, kver, paths
+from . import catalogue as catalogue_mod, inputs, kver, paths
 
 FLAVORS = ("host", "pidns", "userns")
 MAX_TIMEOUT_S = 3600  # a case that needs more is a bug in the case (and the launcher counts ms in an int)
@@ -32,7 +32,7 @@ _NAME = re.compile(r"^[a-z0-9_]+$")
 
 _TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes",
              "runtime_workload", "probe", "args",
-             "requires", "flavor_notes", "provenance"}
+             "requires", "flavor_notes", "provenance", "catalogue"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
 
@@ -70,6 +70,8 @@ class Case:
     slow: str = ""  # why the case takes long; run only with --slow
     under_runtimes: bool = False  # run by --runtime (as the runtime's child)
     runtime_workload: bool = False  # under --runtime: the probe starts the runtime itself (KPC_RUNTIME_PREFIX)
+    # Ids of the coverage catalogue's behaviours this case observes (kpc/catalogue.py; bench/coverage.py counts them)
+    catalogue: list = dataclasses.field(default_factory=list)
 
     @property
     def timeout_ms(self):
@@ -154,6 +156,17 @@ def _check_names(rel, area, case_id, data, req):
                         f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
+def _check_catalogue(rel, ids):
+    """A misspelt id would silently count for nothing (or for another
+    behaviour): each must name a catalogue row, once."""
+    unknown = catalogue_mod.unknown_ids(ids)
+    if unknown:
+        raise CaseError(f"{rel}: catalogue: unknown behaviour id {', '.join(repr(i) for i in unknown)} "
+                        f"(ids such as 'S24', 'R06' from runner/kpc/catalogue.py)")
+    if len(set(ids)) != len(ids):
+        raise CaseError(f"{rel}: catalogue: an id is listed twice")
+
+
 def load_case(path):
     rel = os.path.relpath(path, paths.ROOT)
     area = os.path.basename(os.path.dirname(path))
@@ -169,7 +182,7 @@ def load_case(path):
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
                       ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
-                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table")):
+                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("catalogue", "strlist")):
         if key in data:
             _check_type(rel, key, data[key], kind)
     flavors = data.get("flavors", list(FLAVORS))
@@ -198,6 +211,7 @@ def load_case(path):
             raise CaseError(f"{rel}: requires.kernel: {e}") from None
     _check_limits(rel, data)
     _check_names(rel, area, case_id, data, req)
+    _check_catalogue(rel, data.get("catalogue", []))
 
     prov = data.get("provenance", {})
     _unknown(rel, "[provenance]", prov.keys(), _PROVENANCE_KEYS)
@@ -210,7 +224,7 @@ def load_case(path):
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
                 exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
                 runtime_workload=data.get("runtime_workload", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
-                provenance=prov)
+                provenance=prov, catalogue=data.get("catalogue", []))
     if not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")
     return case
