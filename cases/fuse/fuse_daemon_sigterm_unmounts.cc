@@ -27,6 +27,17 @@ bool mounted(const std::string& path) {
   return false;
 }
 
+bool some_thread_in_read(pid_t pid) {
+  for (int i = 0; i < 5000; ++i) {
+    for (pid_t tid : kpc::list_tasks(pid)) {
+      auto sc = kpc::read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/syscall");
+      if (sc && sc->rfind("0 ", 0) == 0) return true;
+    }
+    usleep(1000);
+  }
+  return false;
+}
+
 [[noreturn]] void daemon_main(const std::string& mnt, bool mt, int ready_fd, int result_fd) {
   const char* argv[] = {"kpc-sigterm", "-o", "fsname=kpc-sigterm,subtype=kpcsig", nullptr};
   fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
@@ -72,7 +83,12 @@ int probe_main(kpc::Probe& p) {
   for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/thread-self/mountinfo").value_or("")))
     if (m.mount_point == dir.path()) kpc::announce_fuse_connection(m.minor);
   kpc::observe("before.mounted", mounted(dir.path()));
-  // SIGTERM, as a service manager sends it.
+  // 2. Wait until a thread of the daemon sits in read(2) on /dev/fuse
+  //    (/proc/PID/task/TID/syscall starts with 0): a SIGTERM that comes
+  //    while the loop is between its exit check and the read is lost
+  //    (seen once under QEMU when the probe signalled right after the mount).
+  KPC_CHECK_MSG(some_thread_in_read(daemon.pid()), "the daemon never blocked in read()");
+  // 3. SIGTERM, as a service manager sends it.
   KPC_SYS(kill(daemon.pid(), SIGTERM));
   auto loop_result = kpc::recv_int(result.read.get(), 5000);
   kpc::observe("loop_returned", loop_result ? std::to_string(*loop_result) : std::string("still running after 5 s"));

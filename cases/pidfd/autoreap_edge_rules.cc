@@ -2,7 +2,9 @@
 // CLONE_THREAD (EINVAL); it is not inherited (the autoreaped child's own
 // children are ordinary: it waits for them); and a multithreaded
 // autoreaped child is reaped only after its last thread -- its pidfd turns
-// readable then, not when its leader thread exits.
+// readable then, not when its leader thread exits. The status its pidfd
+// reports (PIDFD_INFO_EXIT) is compared with what wait() says for an
+// ordinary child of the same shape (leader exits 99, last thread 7).
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <poll.h>
@@ -43,8 +45,20 @@ std::string exit_info(int pidfd) {
 int g_release_fd = -1;
 void* lingering_thread(void*) {
   kpc::recv_byte(g_release_fd, 10000);
-  syscall(SYS_exit, 0);  // this thread only: the process ends with the leader's status
+  syscall(SYS_exit, 7);  // this thread only
   return nullptr;
+}
+
+// In the child: start a thread that waits for `release`, say so, and end
+// the leader thread alone with status 99.
+[[noreturn]] void leader_exits_first(kpc::Pipe& release, kpc::Pipe& started) {
+  release.write.reset();
+  g_release_fd = release.read.get();
+  pthread_t t;
+  if (pthread_create(&t, nullptr, lingering_thread, nullptr) != 0) _exit(1);
+  kpc::send_byte(started.write.get());
+  syscall(SYS_exit, 99);  // the leader thread only
+  __builtin_unreachable();
 }
 }  // namespace
 
@@ -72,18 +86,12 @@ int probe_main(kpc::Probe&) {
   kpc::Fd child_fd(pidfd);
   KPC_CHECK(readable(child_fd.get(), 5000));
   kpc::observe("child.waitpid", waitpid(static_cast<pid_t>(r), nullptr, WNOHANG | __WALL) < 0 ? kpc::errno_name(errno) : "waitable");
-  // 3. Multithreaded: the leader exits (99), another thread lives on.
+  // 3. Multithreaded: the leader exits (99), another thread lives on and
+  //    then exits (7), each with the exit system call (not exit_group).
   kpc::Pipe release = kpc::Pipe::make(O_CLOEXEC), started = kpc::Pipe::make(O_CLOEXEC);
   pidfd = -1;
   r = clone3(kCloneAutoreap, &pidfd);
-  if (r == 0) {
-    release.write.reset();
-    g_release_fd = release.read.get();
-    pthread_t t;
-    if (pthread_create(&t, nullptr, lingering_thread, nullptr) != 0) _exit(1);
-    kpc::send_byte(started.write.get());
-    syscall(SYS_exit, 99);  // the leader thread only
-  }
+  if (r == 0) leader_exits_first(release, started);
   KPC_SYS(r);
   kpc::Fd mt_fd(pidfd);
   KPC_CHECK(kpc::recv_byte(started.read.get(), 5000).has_value());
@@ -92,5 +100,17 @@ int probe_main(kpc::Probe&) {
   kpc::observe("multithreaded.readable_after_last_thread", readable(mt_fd.get(), 5000));
   kpc::observe("multithreaded.exit", exit_info(mt_fd.get()));
   kpc::observe("multithreaded.waitpid", waitpid(static_cast<pid_t>(r), nullptr, WNOHANG | __WALL) < 0 ? kpc::errno_name(errno) : "waitable");
+  // 4. The same process shape as an ordinary child: what wait() reports,
+  //    and what its pidfd's exit information says after the reap.
+  kpc::Pipe release2 = kpc::Pipe::make(O_CLOEXEC), started2 = kpc::Pipe::make(O_CLOEXEC);
+  pid_t plain = kpc::fork_or_broken();
+  if (plain == 0) leader_exits_first(release2, started2);
+  kpc::Fd plain_fd(KPC_SYS(static_cast<int>(syscall(kSysOpen, plain, 0))));
+  KPC_CHECK(kpc::recv_byte(started2.read.get(), 5000).has_value());
+  kpc::send_byte(release2.write.get());
+  int st = 0;
+  KPC_SYS(waitpid(plain, &st, 0));
+  kpc::observe("ordinary_child.waitpid", kpc::describe_wait_status(st));
+  kpc::observe("ordinary_child.pidfd_exit", exit_info(plain_fd.get()));
   return 0;
 }

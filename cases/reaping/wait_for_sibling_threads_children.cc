@@ -26,6 +26,17 @@ void* forker(void* arg) {
   kpc::recv_byte(f->done.read.get(), 10000);  // stay alive until told
   return nullptr;
 }
+// /proc/self/task/<main thread>/children lists that thread's children only.
+bool listed_as_main_threads_child(pid_t child) {
+  const std::string path = "/proc/self/task/" + std::to_string(getpid()) + "/children";
+  for (int i = 0; i < 5000; ++i) {
+    std::string text = " " + kpc::read_text(path).value_or("");
+    if (text.find(" " + std::to_string(child) + " ") != std::string::npos) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
 std::string try_wait(pid_t pid, int options) {
   int st = 0;
   pid_t r = waitpid(pid, &st, options);
@@ -52,6 +63,9 @@ int probe_main(kpc::Probe&) {
   KPC_CHECK(kpc::recv_byte(g.forked.read.get(), 5000).has_value());
   kpc::send_byte(g.done.write.get());
   KPC_ERRNUM(pthread_join(t, nullptr));
+  // pthread_join returns when the thread's TID is cleared, before its exit
+  // has reparented its children: wait until the main thread lists it.
+  KPC_CHECK_MSG(listed_as_main_threads_child(g.child), "the exited thread's child never moved to the main thread");
   KPC_CHECK(kpc::wait_for_state(g.child, 'Z', 5000) == 'Z');
   kpc::observe("forker_exited.main_wnothread", try_wait(g.child, __WNOTHREAD));
   return 0;
