@@ -8,7 +8,8 @@
 // lock held by an exec that waits for the attacher's side (the attach of
 // Bernd Edlinger's "Fix dead-lock in de_thread with ptrace_attach").
 // Here the attach comes from a third process A, so that T can still
-// release the thread; A is given 1.5 s, then killed.
+// release the thread. An attach that neither returns nor stops sleeping
+// in ptrace(2) waits for the exec's lock; A is then killed.
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 
 #include "kpc/probe.h"
@@ -24,6 +26,13 @@
 
 namespace {
 int g_tid_fd = -1;
+
+// A sleeps inside ptrace(2): /proc/A/syscall names it (101 on x86_64) and
+// its state is S (a task running or runnable shows "running" instead).
+bool asleep_in_ptrace(pid_t a) {
+  auto sc = kpc::read_text("/proc/" + std::to_string(a) + "/syscall").value_or("");
+  return sc.rfind(std::to_string(SYS_ptrace) + " ", 0) == 0 && kpc::wait_for_state(a, 'S', 0) == 'S';
+}
 void* traceme(void*) {
   kpc::send_int(g_tid_fd, gettid());
   ptrace(PTRACE_TRACEME, 0, 0, 0);
@@ -60,8 +69,16 @@ int probe_main(kpc::Probe&) {
       kpc::send_int(res.write.get(), r == 0 ? 0 : errno);
       if (r == 0) ptrace(PTRACE_DETACH, target, 0, 0);
     });
-    auto attach = kpc::recv_int(res.read.get(), 1500);
-    kpc::observe("attach_meanwhile", !attach ? std::string("still waiting after 1.5 s") : *attach ? kpc::errno_name(*attach) : "ok");
+    // Either A reports, or it is found asleep inside ptrace(2) (an attach
+    // that fails with EAGAIN never sleeps): then it waits for the lock.
+    std::optional<int> attach;
+    bool waiting = false;
+    for (int i = 0; i < 5000 && !attach && !waiting; ++i) {
+      attach = kpc::recv_int(res.read.get(), 1);
+      if (!attach) waiting = asleep_in_ptrace(a.pid());
+    }
+    kpc::observe("attach_meanwhile", attach ? (*attach ? kpc::errno_name(*attach) : std::string("ok"))
+                                     : waiting ? std::string("waits") : std::string("no answer in 5 s"));
     if (!attach) a.kill(SIGKILL);
     a.wait();
     // 5. We release the thread; the exec goes on.
