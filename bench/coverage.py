@@ -19,6 +19,7 @@ Prints figures, asserts nothing.
 
 import argparse
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +74,7 @@ def main():
     ap.add_argument("--missing", action="store_true", help="list the behaviours no case observes")
     ap.add_argument("--by-case", action="store_true", help="list each case with the ids it claims")
     args = ap.parse_args()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `bench/coverage.py | head` is no error
     try:
         all_cases = cases.load_all()
     except cases.CaseError as e:
