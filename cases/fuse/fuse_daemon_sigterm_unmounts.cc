@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 
 #include "kpc/probe.h"
@@ -65,6 +66,9 @@ bool some_thread_in_read(pid_t pid) {
 
 int probe_main(kpc::Probe& p) {
   bool mt = p.variant_is("loop_mt", "loop");
+  int dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (dev < 0) kpc::skip(std::string("/dev/fuse: ") + strerror(errno) + " (the daemon opens the FUSE device)");
+  close(dev);
   kpc::testfs::enter_private_mount_namespace();
   kpc::TempDir dir("fuse-sigterm");
   kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC), result = kpc::Pipe::make(O_CLOEXEC);

@@ -25,7 +25,7 @@
 namespace {
 int open_dev() {
   int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-  if (fd < 0) kpc::skip("/dev/fuse: " + kpc::errno_name(errno));
+  if (fd < 0) kpc::skip(std::string("/dev/fuse: ") + strerror(errno) + " (opening the FUSE device)");
   return fd;
 }
 std::string clone_onto(int fd, int source) {

@@ -8,6 +8,7 @@
 //   variant self_served_exit: fuse_self_served_exit with the flag: does the
 //                             exit complete?
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -90,6 +91,11 @@ int probe_main(kpc::Probe& p) {
   if (auto st = server.wait_for(10000)) {
     kpc::observe("exit.completed", true);
     kpc::observe("exit.status", kpc::describe_wait_status(*st));
+    // Nobody serves the mount any more. Where kpc's supervisor holds a
+    // /dev/fuse descriptor of it (recovery without root), the connection
+    // is still alive and a request would wait: detach the mount (no
+    // request) before the directory is removed.
+    umount2(dir.path().c_str(), MNT_DETACH);
     return 0;
   }
   kpc::observe("exit.completed", false);

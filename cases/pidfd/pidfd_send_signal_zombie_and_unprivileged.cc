@@ -32,7 +32,9 @@ int probe_main(kpc::Probe& p) {
     kpc::recv_byte(go.read.get(), 10000);
   });
   kpc::Fd target_fd(KPC_SYS(static_cast<int>(syscall(kSysOpen, target.pid(), 0))));
-  if (p.flavor() != "userns") {  // the userns flavor maps one uid only
+  // Another uid to become: only root has one (and not in the userns
+  // flavor, whose user namespace maps a single uid).
+  if (geteuid() == 0 && p.flavor() != "userns") {
     kpc::Child sender = kpc::fork_child([&] {
       KPC_SYS(setresgid(kOther, kOther, kOther));
       KPC_SYS(setresuid(kOther, kOther, kOther));  // drops every capability
