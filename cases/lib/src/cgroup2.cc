@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
@@ -61,6 +62,51 @@ void remove_cgroup(const std::string& path) {
   }
   rmdir(path.c_str());
 }
+// rmdir of `path` and the cgroups below it, deepest first, without killing
+// anything: a cgroup that still has processes stays (EBUSY).
+void rmdir_tree(const std::string& path) {
+  if (DIR* d = opendir(path.c_str())) {
+    std::vector<std::string> subs;
+    while (dirent* e = readdir(d))
+      if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) subs.push_back(e->d_name);
+    closedir(d);
+    for (const auto& s : subs) rmdir_tree(path + "/" + s);
+  }
+  rmdir(path.c_str());
+}
+
+// Scratch cgroups are named "kpc-<name>.<6 characters>" below the probe's
+// own cgroup. One whose probe was SIGKILLed (by the launcher at a timeout, or
+// by a user) is left behind, empty. No run lives longer than a case's
+// maximum timeout (3600 s) plus recovery: an empty scratch cgroup older than
+// two hours is stale, and the next probe that makes one removes it.
+void sweep_stale(const std::string& parent) {
+  DIR* d = opendir(parent.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  const time_t now = time(nullptr);
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    auto dot = n.rfind('.');
+    if (e->d_type != DT_DIR || !n.starts_with("kpc-") || dot == std::string::npos || n.size() - dot != 7) continue;
+    struct stat st{};
+    if (stat((parent + "/" + n).c_str(), &st) == 0 && now - st.st_mtime > 2 * 3600) stale.push_back(n);
+  }
+  closedir(d);
+  for (const auto& n : stale) rmdir_tree(parent + "/" + n);
+}
+
+struct Leftovers {
+  std::string path, mount;
+};
+
+// at_abnormal_exit: skip() and broken() _exit() without destructors.
+void remove_on_abnormal_exit(void* arg) {
+  auto* l = static_cast<Leftovers*>(arg);
+  remove_cgroup(l->path);
+  umount2(l->mount.c_str(), MNT_DETACH);
+  rmdir(l->mount.c_str());
+}
 }  // namespace
 
 std::unique_ptr<Scratch> Scratch::create(const std::string& name) {
@@ -94,6 +140,7 @@ std::unique_ptr<Scratch> Scratch::create(const std::string& name) {
   // the random part of our private mount point's name.
   std::string unique = s->mount_.substr(s->mount_.rfind('.') + 1);
   s->path_ = s->mount_ + (own == "/" ? "" : own) + "/kpc-" + name + "." + unique;
+  sweep_stale(s->path_.substr(0, s->path_.rfind('/')));
   if (mkdir(s->path_.c_str(), 0755) != 0) {
     int err = errno;
     umount2(s->mount_.c_str(), MNT_DETACH);
@@ -101,6 +148,7 @@ std::unique_ptr<Scratch> Scratch::create(const std::string& name) {
     s->mount_.clear();
     kpc::skip("cannot create a cgroup below " + own + ": " + errno_name(err) + " (cgroup2 not writable here)");
   }
+  kpc::at_abnormal_exit(remove_on_abnormal_exit, new Leftovers{s->path_, s->mount_});
   return s;
 }
 

@@ -12,6 +12,12 @@
 // says why. On a hybrid host (v1 controllers, v2 "unified" hierarchy) the
 // v2 core files (cgroup.procs, cgroup.kill, cgroup.freeze, cgroup.events)
 // work; controllers such as memory stay with v1: enable() then says no.
+//
+// Removal: the destructor, or -- when the probe ends through skip() or
+// broken() -- an at_abnormal_exit hook. A probe killed by a signal leaves
+// its (then empty) scratch cgroup behind; the next scratch made below the
+// same cgroup removes such leftovers once they are two hours old (no run
+// outlives the maximum case timeout of one hour).
 #pragma once
 
 #include <memory>
