@@ -56,6 +56,8 @@ int probe_main(kpc::Probe&) {
     ScopedSysctl timeout(kSysctl, "1");
     server = kpc::fork_child([&] {
       auto fs = kpc::testfs::Server::start(dir.path(), kpc::testfs::Serve::thread);
+      // Its waiters will be released by the kernel: not a hang to report.
+      kpc::announce_fuse_connection(fs->connection(), 15);
       struct stat st;
       KPC_SYS(stat(fs->file_path().c_str(), &st));  // INIT has been answered
       KPC_SYS(open(fs->file_path().c_str(), O_RDWR));

@@ -8,9 +8,27 @@
 #include "kpc/probe.h"
 #include "kpc/state.h"
 
+namespace {
+
+// `--block SET` (a lab's per-student parameter, kpc lab --seed) blocks SET
+// instead of SIGUSR1|SIGTERM; the observations' keys stay the same.
+kpc::SigSet to_block(const kpc::Probe& p) {
+  kpc::SigSet set = kpc::SigSet::of({SIGUSR1, SIGTERM});
+  for (size_t i = 0; i < p.args.size(); ++i) {
+    if (p.args[i] != "--block" || i + 1 == p.args.size()) kpc::broken("usage: [--block SIGA|SIGB]");
+    auto parsed = kpc::parse_sigset(p.args[++i]);
+    if (!parsed || parsed->empty()) kpc::broken("--block: not a signal set: " + p.args[i]);
+    set = *parsed;
+  }
+  return set;
+}
+
+}  // namespace
+
 int probe_main(kpc::Probe& p) {
-  // 1. Block SIGUSR1 and SIGTERM, as an init does before reading signalfd.
-  kpc::ScopedSigmask mask(SIG_BLOCK, kpc::SigSet::of({SIGUSR1, SIGTERM}));
+  // 1. Block SIGUSR1 and SIGTERM (or --block's set), as an init does before
+  //    reading signalfd.
+  kpc::ScopedSigmask mask(SIG_BLOCK, to_block(p));
 
   // 2. fork(): the child records its mask, then execs the helper, which
   //    records the mask the new program starts with.

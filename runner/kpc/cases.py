@@ -32,9 +32,12 @@ _NAME = re.compile(r"^[a-z0-9_]+$")
 
 _TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes",
              "runtime_workload", "probe", "args",
-             "requires", "flavor_notes", "provenance", "catalogue"}
+             "requires", "flavor_notes", "provenance", "lab", "catalogue"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
+_LAB_KEYS = {"unit", "difficulty", "prerequisites", "variant", "flavor", "setup", "ask", "forms", "params"}
+_PARAM_KEYS = {"arg", "choices", "default", "rows"}
+DIFFICULTIES = ("easy", "moderate", "hard")
 
 
 class CaseError(Exception):
@@ -49,6 +52,20 @@ class Requires:
     kernel: str = ""  # e.g. ">=5.3"
     files: list = dataclasses.field(default_factory=list)
     commands: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Lab:
+    """[lab]: how the case is taught (runner/kpc/lab.py uses it)."""
+    unit: str = ""            # the course unit, e.g. "basics" (kpc list --course)
+    difficulty: str = ""      # easy, moderate or hard
+    prerequisites: list = dataclasses.field(default_factory=list)  # case ids to do first
+    variant: str = ""         # the variant the lab's question is about
+    flavor: str = ""          # the flavor the question is about (default host)
+    setup: list = dataclasses.field(default_factory=list)  # numbered steps; {param} placeholders
+    ask: list = dataclasses.field(default_factory=list)    # the keys to predict (default: every key)
+    forms: dict = dataclasses.field(default_factory=dict)  # key -> answer form (values.FORMS)
+    params: dict = dataclasses.field(default_factory=dict)  # name -> {arg, choices, default, rows}
 
 
 @dataclasses.dataclass
@@ -72,6 +89,7 @@ class Case:
     runtime_workload: bool = False  # under --runtime: the probe starts the runtime itself (KPC_RUNTIME_PREFIX)
     # Ids of the coverage catalogue's behaviours this case observes (kpc/catalogue.py; bench/coverage.py counts them)
     catalogue: list = dataclasses.field(default_factory=list)
+    lab: Lab = dataclasses.field(default_factory=Lab)
 
     @property
     def timeout_ms(self):
@@ -109,6 +127,8 @@ def _check_type(path, where, value, kind):
         "int": isinstance(value, int) and not isinstance(value, bool),
         "number": isinstance(value, (int, float)) and not isinstance(value, bool),
         "strlist": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "str or strlist": isinstance(value, str) or (isinstance(value, list) and value
+                                                      and all(isinstance(v, str) for v in value)),
         "table": isinstance(value, dict),
     }[kind]
     if not ok:
@@ -182,7 +202,7 @@ def load_case(path):
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
                       ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
-                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("catalogue", "strlist")):
+                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("lab", "table"), ("catalogue", "strlist")):
         if key in data:
             _check_type(rel, key, data[key], kind)
     flavors = data.get("flavors", list(FLAVORS))
@@ -218,16 +238,54 @@ def load_case(path):
     for key in _PROVENANCE_KEYS - {"quote"}:
         if key in prov:
             _check_type(rel, f"provenance.{key}", prov[key], "strlist")
+    if "quote" in prov:  # one quote, or one per source: "page(N): words ... words"
+        _check_type(rel, "provenance.quote", prov["quote"], "str or strlist")
+    lab = _load_lab(rel, data.get("lab", {}), flavors, variants)
 
     case = Case(id=case_id, area=area, summary=data["summary"], metadata_path=path,
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
                 exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
                 runtime_workload=data.get("runtime_workload", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
-                provenance=prov, catalogue=data.get("catalogue", []))
+                provenance=prov, catalogue=data.get("catalogue", []), lab=lab)
     if not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")
     return case
+
+
+def _load_lab(rel, data, flavors, variants):
+    """[lab], checked for shape; what the values mean (units, forms,
+    prerequisites that exist) is checked by `kpc check` (kpc/lab.py)."""
+    _unknown(rel, "[lab]", data.keys(), _LAB_KEYS)
+    for key, kind in (("unit", "str"), ("difficulty", "str"), ("prerequisites", "strlist"), ("variant", "str"),
+                      ("flavor", "str"), ("setup", "strlist"), ("ask", "strlist"), ("forms", "table"),
+                      ("params", "table")):
+        if key in data:
+            _check_type(rel, f"lab.{key}", data[key], kind)
+    lab = Lab(**data)
+    if lab.difficulty and lab.difficulty not in DIFFICULTIES:
+        raise CaseError(f"{rel}: lab.difficulty must be one of {', '.join(DIFFICULTIES)}; got '{lab.difficulty}'")
+    if lab.variant and lab.variant not in variants:
+        raise CaseError(f"{rel}: lab.variant '{lab.variant}' is not a variant of this case "
+                        f"({', '.join(variants) or 'it has none'})")
+    if lab.flavor and lab.flavor not in flavors:
+        raise CaseError(f"{rel}: lab.flavor '{lab.flavor}' is not a flavor of this case ({', '.join(flavors)})")
+    for key, form in lab.forms.items():
+        _check_type(rel, f"lab.forms.{key}", form, "str")
+    for name, param in lab.params.items():
+        where = f"lab.params.{name}"
+        _check_type(rel, where, param, "table")
+        _unknown(rel, f"[{where}]", param.keys(), _PARAM_KEYS)
+        missing = sorted(_PARAM_KEYS - set(param))
+        if missing:
+            raise CaseError(f"{rel}: {where} needs {', '.join(missing)}")
+        for key, kind in (("arg", "str"), ("choices", "strlist"), ("default", "str"), ("rows", "table")):
+            _check_type(rel, f"{where}.{key}", param[key], kind)
+        if param["default"] not in param["choices"]:
+            raise CaseError(f"{rel}: {where}.default must be one of its choices")
+        for key, template in param["rows"].items():
+            _check_type(rel, f"{where}.rows.{key}", template, "str")
+    return lab
 
 
 def load_all(cases_dir=None):

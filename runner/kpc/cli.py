@@ -19,6 +19,10 @@ from . import build, cases, envinfo, paths, report, runtimes, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_JOBS = 1024  # more is a typo (3000000000 overflowed the launcher's int after the run had started)
+# The suite's runs wait far more than they compute: 8 per CPU measured best
+# on 2 cores (host suite 1.4 s at 16, 1.7 s at 8, 2.0 s at 32; verdicts the
+# same as --jobs 1). bench/overhead.py prints the figures.
+DEFAULT_JOBS = min(8 * (os.cpu_count() or 2), 64)
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
 EXIT_BROKEN_PIPE = 128 + 13   # SIGPIPE, as a shell reports a reader that went away
 OUTPUT_HELP = ("Output FILEs: '-' is standard output; a symbolic link is refused (give the file it points to), "
@@ -300,6 +304,9 @@ def cmd_run(args):
 
 def cmd_list(args):
     all_cases = _load_cases_or_fail()
+    if args.course:
+        from . import lab
+        return lab.list_course(all_cases)
     rows = [c for c in all_cases.values() if not args.area or c.area in args.area]
     width = max([len(c.id) for c in rows] + [2])
     for c in rows:
@@ -342,8 +349,9 @@ def cmd_explain(args):
         print(f"catalogue      {', '.join(case.catalogue)}")
     for line in case.provenance_lines():
         print(f"  {line}")
-    if case.provenance.get("quote"):
-        print(f"  quote: {case.provenance['quote']}")
+    from . import manpages
+    for quote in manpages.quotes_of(case):
+        print(f"  quote: {quote}")
     rows = tbl.rows_for(case.id)
     if rows:
         print("\nexpected:")
@@ -371,8 +379,13 @@ def cmd_check(args):
                 missing.append(f"{case.id}: {rel_note} has no question to predict (a '**Predict.**' paragraph)")
             if "see it yourself" not in note.lower() and "/proc" not in note:
                 missing.append(f"{case.id}: {rel_note} does not say how to see it yourself (a '**See it yourself.**' paragraph)")
+    from . import lab
+    missing += lab.lint(all_cases, tbl)
+    quote_problems, quote_note = lab.check_quotes(all_cases)
+    missing += quote_problems
     for m in missing:
         print(m)
+    print(quote_note)
     n_rows = sum(len(r) for r in tbl.rows.values())
     summary = f"{len(all_cases)} cases, {n_rows} expected rows: "
     if not missing:
@@ -410,126 +423,84 @@ def cmd_selftest(args):
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- lab
+# ---------------------------------------------------------------- lab / grade / handout (kpc/lab.py)
 
-def _note_parts(case):
-    """(question, whole note) from the lab note; the question is the text
-    before **Answer.** when the note has one, else its first paragraph."""
+def _lab(fn, args, build=True):
+    """Load cases and tables, then hand over to kpc/lab.py; its LabError is
+    bad input (exit 2)."""
+    from . import lab
+    all_cases, tbl = _load_cases_and_tables()
     try:
-        with open(case.note_path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
-        return case.summary, ""
-    body = text.split("\n", 1)[1].strip() if text.startswith("#") else text
-    for para in body.split("\n\n"):
-        if para.startswith(("**Predict.**", "**Predict:**")):
-            return para.strip(), text.rstrip()
-    if "**Answer.**" in body:
-        q = body.split("**Answer.**", 1)[0].strip()
-    else:
-        q = body.split("\n\n", 1)[0].strip()
-    return q, text.rstrip()
+        if build:
+            return fn(args, all_cases, tbl, lambda: _ensure_build(args.no_build))
+        return fn(args, all_cases, tbl)
+    except lab.LabError as e:
+        raise InputError(str(e)) from None
 
 
 def cmd_lab(args):
     """Predict, run, compare: for a student."""
-    from . import values
-    all_cases, tbl = _load_cases_and_tables()
-    case = all_cases.get(args.id)
-    if case is None:
-        raise InputError(f"unknown case id '{args.id}'; `./kpc list` shows the ids")
-    variant = args.variant or (case.variants[0] if case.variants else "")
-    if args.variant is not None and not case.variants:
-        raise InputError(f"{case.id} has no variants; leave out --variant")
-    if case.variants and variant not in case.variants:
-        raise InputError(f"{case.id} has variants {', '.join(case.variants)}; not '{variant}'")
-    if args.flavor not in case.flavors:
-        raise InputError(f"{case.id} does not run in flavor {args.flavor} (it runs in {', '.join(case.flavors)})")
-    given = {}
-    for p in args.predict or []:
-        k, sep, v = p.partition("=")
-        if not sep:
-            raise InputError(f"--predict wants KEY=VALUE, not '{p}'")
-        given[k.strip()] = v.strip()
-    _ensure_build(args.no_build)
-    env = envinfo.detect()
-    ctx = env.context(args.flavor, variant)
-    keys = []
-    for row in tbl.rows_for(case.id):
-        if row.key not in keys and row.key != "hang" and row.matches(ctx):
-            keys.append(row.key)
-    unknown = [k for k in given if k not in keys]
-    if unknown:
-        raise InputError(f"no observation {', '.join(unknown)} in {case.id}; it records: {', '.join(keys)}")
-    question, note = _note_parts(case)
-    print(f"== {case.id}" + (f" ({variant})" if variant else "") + f", flavor {args.flavor} ==\n")
-    print(f"The setup: {case.summary}\n")
-    print(question + "\n")
-    interactive = not args.predict and sys.stdin.isatty()
-    if interactive:
-        print("Predict what the probe will record (Enter skips a key):")
-        for k in keys:
-            try:
-                ans = input(f"  {k} = ").strip()
-            except EOFError:
-                break
-            if ans:
-                given[k] = ans
-    elif not given:
-        print("(no predictions: give --predict KEY=VALUE, or run on a terminal to be asked)\n")
-    sess = session.Session(all_cases, tbl, env, [case], [args.flavor], jobs=1, slow=True)
-    item = next((i for i in sess.items if i.variant == variant), None)
-    if item is None:
-        raise InputError(f"{case.id} cannot run here")
-    sess.start()
-    try:
-        v = sess.verdict(item)
-    finally:
-        sess.stop()
-    types = {r["obs"]: r["type"] for r in (item.result or {}).get("records", []) if "obs" in r}
-    print(f"\nThe kernel ({env.kernel}) recorded:")
-    right = 0
-    width = max([len(k) for k in keys] + [3])
-    for k in keys:
-        seen = v.observations.get(k, "(not recorded)")
-        table = v.expected.get(k, {}).get("value", "-")
-        mark = ""
-        if k in given:
-            try:
-                mine = values.canonical(types.get(k, "str"), given[k])
-            except values.ValueError_ as e:
-                mine = f"{given[k]} (unreadable: {e})"
-            ok = mine == seen
-            right += ok
-            mark = f"   you: {mine}  {'RIGHT' if ok else 'WRONG'}"
-        print(f"  {k.ljust(width)} = {seen}   (table: {table}){mark}")
-    if given:
-        print(f"\n{right} of {len(given)} predictions right.")
-    print(f"verdict: {v.verdict}" + (f" ({v.reason})" if v.reason else ""))
-    if note:
-        print("\n" + note)
-    if v.verdict in ("error",):
-        return EXIT_FAIL
-    return EXIT_OK if not given or right == len(given) else EXIT_FAIL
+    from . import lab
+    return _lab(lab.run_lab, args)
+
+
+def cmd_grade(args):
+    from . import lab
+    return _lab(lab.grade, args)
+
+
+def cmd_handout(args):
+    from . import lab
+    return _lab(lab.handout, args, build=False)
 
 
 # ---------------------------------------------------------------- decode / inspect
 
 def cmd_decode(args):
+    """Masks as arguments, or (with '-') a pasted /proc/PID/status or some
+    of its lines on standard input."""
     from . import sigstate
-    for mask in args.mask:
+    if args.mask == ["-"]:
+        try:
+            for field, raw, names in sigstate.decode_lines(sys.stdin.read(1 << 20)):
+                print(f"{field}: {raw} = {sigstate.names_of(names)}")
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        return EXIT_OK
+    masks = []
+    i = 0
+    while i < len(args.mask):   # a pasted 'SigBlk: 000...' arrives as two words
+        word = args.mask[i]
+        if word.endswith(":") and i + 1 < len(args.mask):
+            word += " " + args.mask[i + 1]
+            i += 1
+        masks.append(word)
+        i += 1
+    for mask in masks:
         try:
             names = sigstate.decode(mask)
         except ValueError as e:
             raise InputError(str(e)) from None
-        prefix = f"{mask}: " if len(args.mask) > 1 else ""
-        print(prefix + ("|".join(names) or "none"))
+        prefix = f"{mask}: " if len(masks) > 1 else ""
+        print(prefix + ("|".join(names) or "none") + _annotation(names))
     return EXIT_OK
+
+
+def _annotation(names):
+    from . import values
+    odd = [values.signal_number(n) for n in names if values.signal_number(n) >= 32]
+    return ("  (" + ", ".join(f"{values.signal_name(n)} = {values.signal_alias(n)}" for n in odd) + ")") if odd else ""
 
 
 def cmd_inspect(args):
     import json as json_mod
     from . import sigstate
+    sig = None
+    if args.signal:
+        try:
+            sig = sigstate.parse_signal(args.signal)
+        except ValueError as e:
+            raise InputError(str(e)) from None
     rc = EXIT_OK
     for pid in args.pid:
         try:
@@ -542,7 +513,11 @@ def cmd_inspect(args):
             _say(f"cannot read /proc/{pid}: {e.strerror}")
             rc = EXIT_INPUT
             continue
-        print(json_mod.dumps(info, indent=1) if args.json else sigstate.format_inspect(info))
+        if sig is not None:
+            answer = sigstate.what_if(info, sig)
+            print(json_mod.dumps(answer, indent=1) if args.json else sigstate.format_what_if(info, answer))
+        else:
+            print(json_mod.dumps(info, indent=1) if args.json else sigstate.format_inspect(info))
     return rc
 
 
@@ -586,8 +561,10 @@ def parser():
     r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON}). " + OUTPUT_HELP)
     r.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     r.add_argument("-v", "--verbose", action="store_true", help="show skip reasons and every observation")
-    r.add_argument("--jobs", type=_jobs, default=min(os.cpu_count() or 2, MAX_JOBS), metavar="N",
-                   help="runs in parallel (default: CPU count); exclusive cases run alone")
+    r.add_argument("--jobs", type=_jobs, default=DEFAULT_JOBS, metavar="N",
+                   help=f"runs in parallel (default: 8 per CPU, here {DEFAULT_JOBS}: the runs mostly wait -- on "
+                        f"handshakes, deadlines, a deadlock to show -- rather than compute); exclusive cases run "
+                        f"alone")
     r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
     r.add_argument("--runtime", action="append", metavar="SPEC",
                    help="run the runtime cases as the child of each runtime, started by a deliberately dirty "
@@ -641,31 +618,66 @@ def parser():
     df.set_defaults(func=cmd_diff)
 
     lb = sub.add_parser("lab", help="for students: predict a case's observations, run it, compare",
-                        description="Shows the lab note's question, asks for a prediction of each observation "
-                        "(or takes --predict KEY=VALUE), runs the case, prints what the kernel recorded next to "
-                        "your predictions and the table, then the whole lab note. Exit 0 when every prediction "
-                        "was right.")
-    lb.add_argument("id")
+                        description="Shows the lab's question and numbered setup, asks for a prediction of each "
+                        "observation in the form it takes (typed, piped one answer per line, or --predict "
+                        "KEY=VALUE; a bad answer is asked again), runs the variant the question is about in a "
+                        "flavor that works for you (userns without root), prints what the kernel recorded next "
+                        "to your predictions, then the rule and the lab note. A skipped or hung run is never "
+                        "marked wrong. Exit 0 when every gradable prediction was right. `kpc lab init-exercise "
+                        "--init FILE` runs the write-your-own-init exercise (labs/init-exercise).")
+    lb.add_argument("id", help="a case id (kpc list --course) or init-exercise")
     lb.add_argument("--predict", action="append", metavar="KEY=VALUE", help="a prediction (repeatable)")
-    lb.add_argument("--flavor", default="host", choices=cases.FLAVORS)
-    lb.add_argument("--variant", help="which variant (default: the first)")
+    lb.add_argument("--flavor", choices=cases.FLAVORS, help="run in this flavor (default: the question's, or "
+                    "the first that works for this user)")
+    lb.add_argument("--variant", help="which variant (default: the one the question is about)")
+    lb.add_argument("--seed", metavar="TEXT", help="your per-student parameters (e.g. your name): labs with "
+                    "[lab.params] then block other signals, use another exit code, ...")
+    lb.add_argument("--save", metavar="FILE", help="add your answers to this answer file (for kpc grade)")
+    lb.add_argument("--no-reveal", action="store_true", help="do not print the rule, the table values or the note")
+    lb.add_argument("--init", metavar="FILE", help="init-exercise: your init (.py, .c, or an executable)")
     lb.add_argument("--no-build", action="store_true")
     lb.set_defaults(func=cmd_lab)
+    gr = sub.add_parser("grade", help="for teachers: score a class's answer files",
+                        description="Each ANSWERS file is TOML: student = \"name\" (also the seed of the "
+                        "student's parameters) and one [case_id] table of KEY = \"prediction\" per lab. Every "
+                        "lab is run on this machine with each student's parameters and each answer compared "
+                        "with what the kernel recorded. Prints a score per student; --json writes scores per "
+                        "student, lab and key.")
+    gr.add_argument("answers", nargs="+", metavar="ANSWERS", help="answer files (one per student)")
+    gr.add_argument("--json", metavar="OUT", help="write the grades as JSON")
+    gr.add_argument("--flavor", choices=cases.FLAVORS, help="run every lab in this flavor")
+    gr.add_argument("--no-build", action="store_true")
+    gr.set_defaults(func=cmd_grade)
+    ho = sub.add_parser("handout", help="for teachers: a lab sheet without the answers (Markdown, or PDF)",
+                        description="The question, the numbered setup, what to predict and in which form, the "
+                        "commands to see it yourself and how to hand in, in Markdown; no rule, table or note. "
+                        "--pdf renders it with Debian's chromium.")
+    ho.add_argument("id", nargs="+", help="case ids (several: one document)")
+    ho.add_argument("--seed", metavar="TEXT", help="the student's parameters in the setup")
+    ho.add_argument("-o", "--output", metavar="FILE", help="write the Markdown here ('-' = stdout; default stdout)")
+    ho.add_argument("--pdf", metavar="FILE", help="also write a PDF (needs chromium)")
+    ho.set_defaults(func=cmd_handout)
     dc = sub.add_parser("decode", help="turn a SigBlk/SigIgn/SigCgt/SigPnd hex mask into signal names",
                         description="Decode /proc/PID/status signal masks (bit N-1 = signal N), e.g. "
-                        "`kpc decode 0000000000014a02`.")
-    dc.add_argument("mask", nargs="+", help="hex mask, up to 16 digits (0x optional)")
+                        "`kpc decode 0000000000014a02` or a pasted line `kpc decode 'SigBlk: 0000000000004200'`; "
+                        "`kpc decode - < /proc/PID/status` decodes every signal line.")
+    dc.add_argument("mask", nargs="+", help="hex mask, up to 16 digits (0x optional), a pasted 'SigBlk: ...' "
+                    "line, or - for standard input")
     dc.set_defaults(func=cmd_decode)
     ins = sub.add_parser("inspect", help="a live process's signal state per thread, decoded",
                          description="Blocked and pending per thread; ignored, caught and shared-pending per "
                          "process; read from /proc/PID/status and /proc/PID/task/*/status (like FreeBSD's "
-                         "procstat -i/-j).")
+                         "procstat -i/-j). --signal SIG says what would happen if SIG were sent now: blocked, "
+                         "ignored, caught, default action, the PID-namespace init rule.")
     ins.add_argument("pid", nargs="+", type=int)
+    ins.add_argument("--signal", metavar="SIG", help="what would happen if SIG (TERM, 15, SIGRTMIN+2) were sent now")
     ins.add_argument("--json", action="store_true", help="print JSON instead")
     ins.set_defaults(func=cmd_inspect)
 
-    ls = sub.add_parser("list", help="list cases with area and summary")
+    ls = sub.add_parser("list", help="list cases with area and summary (--course: the labs in course order)")
     ls.add_argument("--area", action="append", metavar="AREA")
+    ls.add_argument("--course", action="store_true", help="the course path: units, easy to hard, prerequisites "
+                    "first, with each lab's question (not its answer)")
     ls.set_defaults(func=cmd_list)
 
     ex = sub.add_parser("explain", help="show a case: files, metadata, provenance, expected rows, lab note")

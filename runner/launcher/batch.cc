@@ -26,6 +26,7 @@ namespace kpcl {
 namespace {
 
 constexpr size_t kTailBytes = 16 * 1024;
+constexpr int kRecheckMs = 20;  // a FUSE waiter nobody can answer is looked at again this soon
 
 int64_t now_ns() {
   timespec ts{};
@@ -58,6 +59,8 @@ struct Run {
   json protocol_errors = json::array();
   json marks = json::object();
   std::set<unsigned long> announced_conns;
+  bool fuse_request_timeouts = false;  // a connection the kernel itself will time out
+  std::set<pid_t> unanswerable;        // FUSE waiters nobody could answer at the last scan
   std::optional<int> probe_status;
   std::string shim_error;
 
@@ -125,7 +128,10 @@ void on_obs_line(Run& r, const std::string& line) {
     r.protocol_errors.push_back(line.substr(0, 500));
     return;
   }
-  if (kind == "fuse_conn" && j["fuse_conn"].is_number_unsigned()) r.announced_conns.insert(j["fuse_conn"].get<unsigned long>());
+  if (kind == "fuse_conn" && j["fuse_conn"].is_number_unsigned()) {
+    r.announced_conns.insert(j["fuse_conn"].get<unsigned long>());
+    if (j.value("request_timeout_s", 0) > 0) r.fuse_request_timeouts = true;
+  }
   if (kind == "mark" && j["mark"].is_string())
     r.marks[j["mark"].get<std::string>()] = {{"probe_mono_ns", j.value("mono_ns", int64_t{0})},
                                              {"launcher_ms", ms_between(r.start_ns, now_ns())},
@@ -153,24 +159,6 @@ json describe_status(int st) {
             {"core", static_cast<bool>(WCOREDUMP(st))},
             {"text", kpc::describe_wait_status(st)}};
   return {{"kind", "other"}, {"text", kpc::describe_wait_status(st)}};
-}
-
-// FUSE mounts a host-flavor probe left in the launcher's own mount
-// namespace under its run directory.
-json unmount_leftovers(const std::string& tmpdir) {
-  json out = json::array();
-  auto text = kpc::read_text("/proc/self/mountinfo");
-  if (!text) return out;
-  auto mounts = kpc::parse_mountinfo(*text);
-  // Deepest first.
-  std::sort(mounts.begin(), mounts.end(),
-            [](const auto& a, const auto& b) { return a.mount_point.size() > b.mount_point.size(); });
-  for (const auto& m : mounts) {
-    if (!m.mount_point.starts_with(tmpdir + "/") && m.mount_point != tmpdir) continue;
-    std::string res = umount2(m.mount_point.c_str(), MNT_DETACH) == 0 ? "unmounted" : strerror(errno);
-    out.push_back({{"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"result", res}});
-  }
-  return out;
 }
 
 class Batch {
@@ -270,21 +258,35 @@ void Batch::scan_for_hang(Run& r, int64_t now) {
   std::map<pid_t, TaskHistory> next;
   std::vector<pid_t> stuck;
   int64_t earliest = now;
+  // A FUSE waiter nobody can answer is stuck: seen so at two scans in a
+  // row, not having run in between, it is a hang (the second scan comes
+  // kRecheckMs after the first: a server's exit passes through the same
+  // picture for a moment before the kernel ends its connection). For
+  // everything else, no progress for hang_ms is the sign.
+  const std::set<pid_t> unanswerable =
+      r.fuse_request_timeouts ? std::set<pid_t>{} : unanswerable_fuse_waiters(tasks, r.sp.shim);
+  bool recheck = false;
   for (const auto& t : tasks) {
-    if (!may_be_stuck(t)) continue;
+    if (!may_be_stuck(t) && !unanswerable.count(t.tid)) continue;
     TaskHistory h{t.state, t.exiting, t.ctxt_switches, now};
     auto it = r.history.find(t.tid);
-    if (it != r.history.end() && it->second.state == t.state && it->second.exiting == t.exiting &&
-        it->second.ctxt == t.ctxt_switches)
-      h.since_ns = it->second.since_ns;  // has not run since we last looked
+    bool still = it != r.history.end() && it->second.state == t.state && it->second.exiting == t.exiting &&
+                 it->second.ctxt == t.ctxt_switches;
+    if (still) h.since_ns = it->second.since_ns;  // has not run since we last looked
     next[t.tid] = h;
-    if (ms_between(h.since_ns, now) >= r.spec.hang_ms) {
+    bool structural = unanswerable.count(t.tid) && still && r.unanswerable.count(t.tid);
+    if (unanswerable.count(t.tid) && !structural) recheck = true;
+    if (structural || ms_between(h.since_ns, now) >= r.spec.hang_ms) {
       stuck.push_back(t.tid);
       earliest = std::min(earliest, h.since_ns);
     }
   }
   r.history = std::move(next);
-  if (stuck.empty()) return;
+  r.unanswerable = unanswerable;
+  if (stuck.empty()) {
+    if (recheck) r.last_scan_ns = now - static_cast<int64_t>(opt_.scan_interval_ms - kRecheckMs) * 1000000;
+    return;
+  }
 
   // A hang: capture every task of the tree with its kernel stack.
   json tasks_json = json::array();
@@ -301,6 +303,8 @@ void Batch::scan_for_hang(Run& r, int64_t now) {
                {"detection_latency_ms", ms_between(earliest, now)},
                {"detected_mono_ns", now},
                {"hang_threshold_ms", r.spec.hang_ms},
+               {"how", unanswerable.empty() ? "no progress for hang_threshold_ms"
+                                            : "a FUSE request no task of the run can answer (seen twice)"},
                {"tasks", std::move(tasks_json)}};
   begin_recovery(r, "hang", now);
 }
@@ -457,7 +461,15 @@ int Batch::run() {
     for (auto& r : active_)
       for (Stream* s : {&r->obs, &r->out, &r->err, &r->status})
         if (s->fd >= 0) fds.push_back({s->fd, POLLIN, 0});
-    int rc = poll(fds.data(), fds.size(), opt_.scan_interval_ms);
+    // Wake for the next scan that is due (a recheck comes sooner than the
+    // scan interval).
+    int wait_ms = opt_.scan_interval_ms;
+    int64_t t = now_ns();
+    for (auto& r : active_) {
+      int due = static_cast<int>(opt_.scan_interval_ms - ms_between(r->last_scan_ns, t));
+      wait_ms = std::clamp(due, 1, wait_ms);
+    }
+    int rc = poll(fds.data(), fds.size(), wait_ms);
     if (rc < 0 && errno != EINTR) {
       emit_({{"event", "fatal"}, {"error", std::string("poll: ") + strerror(errno)}});
       break;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <utility>
 
+#include "kpc/fdpass.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
 
@@ -27,43 +28,6 @@ const char* const kFusectlDir = "/sys/fs/fuse/connections";
 
 bool is_fuse(const kpc::MountInfo& m) {
   return m.fs_type == "fuse" || m.fs_type == "fuseblk" || m.fs_type.starts_with("fuse.");
-}
-
-// Receives one descriptor sent with SCM_RIGHTS; -1 on failure.
-int recv_fd(int sock) {
-  char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
-  cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
-  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return -1;
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return fd;
-}
-
-void send_fd(int sock, int fd) {
-  char byte = 'f';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
 }
 
 }  // namespace
@@ -118,17 +82,16 @@ int open_fusectl(std::string* why) {
     else if (mount("fusectl", kFusectlDir, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
       err = std::string("mount fusectl: ") + strerror(errno);
     int fd = err.empty() ? open(kFusectlDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) send_fd(theirs.get(), fd);
+    if (fd < 0 && err.empty()) err = std::string("open fusectl: ") + strerror(errno);
+    if (fd >= 0) kpc::send_fd(theirs.get(), fd, "fusectl");
     else if (write(theirs.get(), err.data(), err.size()) < 0) _exit(2);
     _exit(0);
   }
   theirs.reset();
-  // Peek: a descriptor, or the child's error text.
-  char buf[256];
-  ssize_t n;
-  do n = recv(mine.get(), buf, sizeof buf, MSG_PEEK); while (n < 0 && errno == EINTR);
-  int fd = (n == 1 && buf[0] == 'f') ? recv_fd(mine.get()) : -1;
-  if (fd < 0) *why = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "the fusectl helper ended without an answer";
+  // A descriptor, or the child's error text.
+  auto got = kpc::recv_fd(mine.get());
+  int fd = got ? got->fd : -1;
+  if (fd < 0) *why = got ? got->text : "the fusectl helper ended without an answer";
   while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
   return fd;

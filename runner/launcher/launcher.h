@@ -135,6 +135,16 @@ bool may_be_stuck(const TaskInfo& t);
 
 json task_json(const TaskInfo& t);
 
+// Tasks asleep on a FUSE request that no task of the tree can answer: every
+// task that holds /dev/fuse is exiting or itself waiting on FUSE, or none is
+// left (S's own recovery descriptor does not count). Such a waiter cannot
+// make progress -- a hang as soon as it is seen, no need to wait hang_ms.
+std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pid_t shim);
+
+// Detaches the mounts under `tmpdir` that the caller's mount namespace
+// shows (a host-flavor probe's leftovers), deepest first; one entry each.
+json unmount_leftovers(const std::string& tmpdir);
+
 // libcap's text form of this process's capabilities, e.g. "=ep".
 std::string capabilities_text();
 bool has_effective_cap(const char* name);

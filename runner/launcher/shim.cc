@@ -20,6 +20,7 @@
 #include <list>
 
 #include "fuse_recovery.h"
+#include "kpc/fdpass.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
 #include "kpc/record.h"
@@ -232,33 +233,22 @@ void Shim::on_command() {
 
 // A probe hands over a /dev/fuse descriptor: hold a clone of the connection.
 void Shim::on_deposit() {
-  char body[128] = {};
-  iovec iov{body, sizeof body - 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(fds_.sup, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (n <= 0) {  // the probe side closed: nothing more will come
-    close(fds_.sup);
+  auto got = kpc::recv_fd(fds_.sup, /*nonblocking=*/true);
+  if (!got) {
+    if (errno == EAGAIN || errno == EINTR) return;
+    close(fds_.sup);  // the probe side closed: nothing more will come
     fds_.sup = -1;
     return;
   }
-  int fd = -1;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  std::string text(body, static_cast<size_t>(n)), why;
+  std::string why;
   const std::string prefix = kpc::supervisor::kFuseDevicePrefix;
-  if (fd < 0 || !text.starts_with(prefix)) {
+  if (got->fd < 0 || !got->text.starts_with(prefix)) {
     why = "expected '" + prefix + "N' with a descriptor";
   } else {
-    unsigned long conn = strtoul(text.c_str() + prefix.size(), nullptr, 10);
-    if (auto dev = fuse::DeviceClone::adopt(fd, conn, &why)) devices_.push_back(std::move(*dev));
+    unsigned long conn = strtoul(got->text.c_str() + prefix.size(), nullptr, 10);
+    if (auto dev = fuse::DeviceClone::adopt(got->fd, conn, &why)) devices_.push_back(std::move(*dev));
   }
-  if (fd >= 0) close(fd);
+  if (got->fd >= 0) close(got->fd);
   std::string reply = why.empty() ? std::string(1, kpc::supervisor::kAck) : kpc::supervisor::kNak + why;
   send(fds_.sup, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -304,7 +294,15 @@ void Shim::recover_fuse() {
 void Shim::finish() {
   devices_.clear();  // the run is over: let its connections end
   run_cleanup(spec_, tmpdir_, scope_);
-  if (orphaned_) kpc::remove_tree(tmpdir_);  // L would have; the next L would only if we died too
+  // L may be gone without our having read the news yet (it was killed just
+  // after asking us to recover): look once more.
+  pollfd p{fds_.cmd_r, POLLIN, 0};
+  if (fds_.cmd_r >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) orphaned_ = true;
+  if (orphaned_ && !own_pidns_) unmount_leftovers(tmpdir_);  // L would report and detach them
+  // L removes the run directory too, after reporting what is left in it;
+  // removing it here as well means it goes even if L dies in between.
+  // (A mount L has still to detach keeps it: remove_tree enters no mount.)
+  kpc::remove_tree(tmpdir_);
   _exit(0);
 }
 

@@ -9,7 +9,10 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -92,6 +95,56 @@ bool may_be_stuck(const TaskInfo& t) {
   return t.state == 'S' && (t.exiting || t.sigkill_pending);
 }
 
+namespace {
+// Waiting for a FUSE server's answer. (Not any fuse_* wait: an exiting
+// server's own fuse_wait_aborted, say, is teardown, not a request.) Where
+// wchan says nothing (Debian's 5.10 with the ORC unwinder gives 0), the
+// kernel stack tells, for an exiting or D-state task, when we may read it.
+bool in_fuse_wait(const TaskInfo& t) {
+  if (t.state != 'S' && t.state != 'D') return false;
+  if (t.wchan == "request_wait_answer") return true;
+  if (!t.wchan.empty() || !(t.exiting || t.state == 'D')) return false;
+  auto stack = kpc::read_text(task_file(t.pid, t.tid, "stack"));
+  return stack && stack->find("request_wait_answer") != std::string::npos;
+}
+
+bool holds_devfuse(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  char target[64];
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+    if (n == 9 && std::string_view(target, 9) == "/dev/fuse") {
+      found = true;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+}  // namespace
+
+std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pid_t shim) {
+  std::set<pid_t> waiters;
+  for (const auto& t : tasks)
+    if (in_fuse_wait(t)) waiters.insert(t.tid);
+  if (waiters.empty()) return waiters;
+  // Who could still answer: a task that is neither exiting nor itself
+  // waiting on FUSE, in a process that holds a /dev/fuse descriptor. (A
+  // process whose last thread is exiting has no descriptor table left.)
+  std::map<pid_t, bool> holder;
+  for (const auto& t : tasks) {
+    if (t.pid == shim) continue;  // a device S holds is for recovery: S never serves
+    auto [it, fresh] = holder.try_emplace(t.pid, false);
+    if (fresh) it->second = holds_devfuse(t.pid);
+    if (it->second && !t.exiting && !in_fuse_wait(t) && t.state != 'Z') return {};
+  }
+  return waiters;
+}
+
 json task_json(const TaskInfo& t) {
   json j = {{"pid", t.pid},   {"tid", t.tid},         {"comm", t.comm},
             {"state", std::string(1, t.state)},        {"exiting", t.exiting},
@@ -99,6 +152,24 @@ json task_json(const TaskInfo& t) {
             {"nspid", t.nspid}, {"stack", t.stack}};
   if (!t.stack_error.empty()) j["stack_error"] = t.stack_error;
   return j;
+}
+
+// FUSE mounts a host-flavor probe left in the launcher's own mount
+// namespace under its run directory.
+json unmount_leftovers(const std::string& tmpdir) {
+  json out = json::array();
+  auto text = kpc::read_text("/proc/self/mountinfo");
+  if (!text) return out;
+  auto mounts = kpc::parse_mountinfo(*text);
+  // Deepest first.
+  std::sort(mounts.begin(), mounts.end(),
+            [](const auto& a, const auto& b) { return a.mount_point.size() > b.mount_point.size(); });
+  for (const auto& m : mounts) {
+    if (!m.mount_point.starts_with(tmpdir + "/") && m.mount_point != tmpdir) continue;
+    std::string res = umount2(m.mount_point.c_str(), MNT_DETACH) == 0 ? "unmounted" : strerror(errno);
+    out.push_back({{"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"result", res}});
+  }
+  return out;
 }
 
 std::string capabilities_text() {

@@ -149,3 +149,9 @@ def scope():
     s = Scope()
     yield s
     s.close()
+
+
+# kpc's own tests of what only root can do (a PID namespace, OCI runtimes,
+# mknod, writing root's checkout) skip as another user, saying so; the rest
+# run for everybody (a student's `./kpc selftest`).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import processes
+from conftest import processes, needs_root
 from kpc import guest, kernels, paths
 from test_cli import kpc
 
@@ -104,6 +104,7 @@ def test_a_user_kernel_is_checked_before_booting(tmp_path):
     assert k.release == "6.99.0-mine" and k.version == (6, 99, 0) and k.module_closure(["fuse"]) == []
 
 
+@needs_root
 def test_bad_kernel_options_are_input_errors():
     r = kpc("run", "--no-host", "--case", "sigmask_survives_execve", "--no-build")
     assert r.returncode == 2 and "--no-host needs --kernels" in r.stderr

@@ -27,6 +27,7 @@ import types
 
 import pytest
 
+
 from kpc import kernels, paths
 from test_cli import kpc
 
@@ -570,6 +571,7 @@ def test_user_kernels_that_are_fine(user_kernels):
     assert kernels.from_path(f"{d}/good:{d}/lib/modules/6.99.0-mine").label == "6.99.0-mine"
 
 
+@needs_root
 @pytest.mark.parametrize("spec", ["/etc/passwd:/tmp", "{dir}/fake_bzimage", "", "/dev/null", "/etc/passwd"])
 def test_kernel_garbage_is_one_line_and_exit_2(spec, user_kernels, built):
     r = kpc("run", "--no-host", "--kernel", spec.format(**user_kernels), "--case", "sigmask_survives_execve",

@@ -12,10 +12,13 @@ import time
 
 import pytest
 
-from conftest import run, helper_probe
+from conftest import run, helper_probe, needs_root
 from kpc import paths
 
-FLAVORS = ["host", "pidns", "userns"]
+# A PID namespace of the launcher's own needs CAP_SYS_ADMIN: without root
+# the pidns flavor's tests skip (the userns flavor is the unprivileged one).
+ALL_FLAVORS = ["host", "pidns", "userns"]
+FLAVORS = ["host", pytest.param("pidns", marks=needs_root), "userns"]
 SCOPE = None  # this test's own processes and $TMPDIR (conftest.Scope), set by no_leftovers
 
 
@@ -138,9 +141,10 @@ def test_a_dead_launchers_run_directory_is_swept_without_following_links(tmp_pat
     assert (victim / "keep").exists()
 
 
+@needs_root
 def test_batch_runs_a_plan_and_reports_every_run():
     plan = [{"run": f"r{i}", "case": "noop", "variant": "", "flavor": f, "argv": [helper_probe("noop")],
-             "timeout_ms": 5000, "hang_ms": 1000} for i, f in enumerate(FLAVORS * 3)]
+             "timeout_ms": 5000, "hang_ms": 1000} for i, f in enumerate(ALL_FLAVORS * 3)]
     proc = run([paths.launcher(), "batch", "--jobs", "2"], input="".join(json.dumps(p) + "\n" for p in plan),
                env=SCOPE.env())
     assert proc.returncode == 0, proc.stderr
@@ -163,5 +167,5 @@ def test_batch_rejects_a_bad_plan_clearly(line, message):
 def test_flavors_reports_each_flavor():
     proc = run([paths.launcher(), "flavors"], env=SCOPE.env())
     status = json.loads(proc.stdout)
-    assert set(status) == set(FLAVORS)
+    assert set(status) == set(ALL_FLAVORS)
     assert status["host"] == "ok"

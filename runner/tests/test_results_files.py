@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import run
+from conftest import run, needs_root
 from kpc import evaluate, paths, render, report, safefile
 from test_cli import KPC, kpc
 
@@ -482,6 +482,7 @@ def test_run_writes_no_result_through_a_planted_symlink(tmp_path, built):
     assert json.loads(out_json.read_text())["results"][0]["verdict"] == "pass"
 
 
+@needs_root
 def test_a_fifo_of_another_user_is_refused(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -493,6 +494,7 @@ def test_a_fifo_of_another_user_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- concurrency
 
+@needs_root
 @pytest.mark.parametrize("case", ["sigmask_survives_execve", "inherited_state_by_creation_path"])
 def test_two_runs_in_one_checkout_never_lose_or_corrupt_results(built, case):
     """§10: both runs wrote results/runs/last.json.tmp; a pair lost a run
@@ -536,6 +538,7 @@ def test_concurrent_writers_of_one_file_never_share_a_temporary_file(tmp_path):
     assert os.listdir(tmp_path) == ["last.json"]
 
 
+@needs_root
 def test_a_build_waits_for_another_build_of_the_same_directory(tmp_path, built):
     """§10: two builds at once linked a half-written libkpcprobe.a. Holding
     the build lock here, `./kpc run` (which builds first) must wait."""

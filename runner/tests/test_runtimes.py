@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import make_case, processes
+from conftest import make_case, processes, needs_root
 from kpc import launch, oci_run, paths, runtimes
 from test_cli import kpc
 
@@ -118,6 +118,7 @@ def test_a_clean_init_with_its_own_process_group_passes_the_clean_profile(tmp_pa
     assert r["expected"]["self.pgrp_leader"]["value"] == "*"
 
 
+@needs_root
 def test_a_runtime_leaving_a_signal_pending_fails_the_pid1_duties_naming_it(tmp_path, built):
     """Issue 16, rule 2: a runtime that execs its workload with SIGUSR1
     blocked and pending kills it (the workload unblocks its signals first
@@ -224,6 +225,7 @@ def cleanup_argv(runtime, rid):
     return [runtimes.PYTHON, runtimes.OCI_WRAPPER, "--cleanup", "--runtime", runtime, "--id", rid]
 
 
+@needs_root
 @needs_runc
 def test_a_workload_failure_is_never_a_skip_whatever_its_stderr_says(tmp_path):
     """Audit 12: the workload's stderr said 'error:' and it exited 3; the
@@ -241,6 +243,7 @@ def test_a_workload_failure_is_never_a_skip_whatever_its_stderr_says(tmp_path):
     assert oci_leftovers(rid) == []
 
 
+@needs_root
 @pytest.mark.skipif(CRUN is None, reason="crun is not installed")
 def test_a_runtime_that_refuses_is_a_skip_in_its_own_words(tmp_path):
     """crun 1.8.1 refuses hybrid cgroup hosts before the container starts: a
@@ -259,6 +262,7 @@ def test_a_runtime_that_refuses_is_a_skip_in_its_own_words(tmp_path):
     assert oci_leftovers(rid) == []
 
 
+@needs_root
 @needs_runc
 @pytest.mark.parametrize("kill", ["wrapper", "tree"])
 def test_cleanup_deletes_the_container_of_a_killed_wrapper(kill, built):
@@ -293,6 +297,7 @@ def test_cleanup_deletes_the_container_of_a_killed_wrapper(kill, built):
         subprocess.run(cleanup_argv(RUNC, rid), capture_output=True, timeout=30)
 
 
+@needs_root
 @needs_runc
 def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
     """The runtime_pid1_duties flip (sigkill_of_runtime.workload_survives
@@ -329,6 +334,7 @@ def own_kpc_cgroups():
     return names or set()
 
 
+@needs_root
 @needs_runc
 def test_runc_runs_leave_no_container_cgroup_and_do_not_flip(tmp_path, built):
     """Audit 13: normal --runtime runc runs leaked container cgroups in 4 of
@@ -367,6 +373,7 @@ def _in_use(cid):
         os.close(fd)
 
 
+@needs_root
 @needs_runc
 def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, built):
     out = tmp_path / "r.json"
@@ -428,6 +435,7 @@ def test_bad_wrapper_arguments_are_one_line_and_exit_2(args, message):
     assert message in p.stderr
 
 
+@needs_root
 def test_kpc_oci_directories_are_private_and_never_a_symlink(tmp_path, monkeypatch):
     """Bundles live in /run/kpc-oci/bundles (0700, root's), not /tmp. A
     symlink or someone else's directory in their place is refused; a 0755
@@ -471,6 +479,7 @@ def test_bundle_removal_does_not_follow_symlinks(tmp_path):
     assert not b.exists() and (victim / "keep").read_text() == "x"
 
 
+@needs_root
 @pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed")
 def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built, scope):
     out = tmp_path / "r.json"
@@ -494,6 +503,7 @@ def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, bui
     assert r.returncode == 0 and "runs only under --runtime" in r.stdout
 
 
+@needs_root
 def test_a_command_that_is_no_init_fails_the_pid1_duties(built):
     """env execs the workload: no 128+N, no subreaper, dies with... itself."""
     p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--case", "runtime_pid1_duties")

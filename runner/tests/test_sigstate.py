@@ -20,7 +20,7 @@ def test_decode_names_each_bit():
 
 def test_decode_command_and_bad_input():
     r = kpc("decode", "0000000180000000")
-    assert r.returncode == 0 and r.stdout.strip() == "SIG32|SIG33"
+    assert r.returncode == 0 and r.stdout.startswith("SIG32|SIG33  (SIG32 = glibc-internal SIGCANCEL")
     r = kpc("decode", "nothex")
     assert r.returncode == 2 and "not a signal mask" in r.stderr
 

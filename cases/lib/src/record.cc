@@ -143,10 +143,12 @@ void mark(std::string_view name) {
   emit(o, "mark " + std::string(name) + " at " + std::to_string(ns) + " ns");
 }
 
-void announce_fuse_connection(unsigned long conn) {
+void announce_fuse_connection(unsigned long conn, int request_timeout_s) {
   JsonObject o;
   o.num("fuse_conn", static_cast<int64_t>(conn));
-  emit(o, "fuse connection " + std::to_string(conn));
+  if (request_timeout_s > 0) o.num("request_timeout_s", request_timeout_s);
+  emit(o, "fuse connection " + std::to_string(conn) +
+              (request_timeout_s > 0 ? " (request timeout " + std::to_string(request_timeout_s) + " s)" : ""));
 }
 
 namespace {

@@ -1,6 +1,8 @@
 // The probe's side of kpc/supervisor.h.
 #include "kpc/supervisor.h"
 
+#include "kpc/fdpass.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,27 +32,14 @@ std::string fuse_recovery() {
 std::string deposit_fuse_device(int devfd, unsigned long conn) {
   int sock = channel_fd();
   if (sock < 0) return std::string("no supervisor channel (") + kFdEnv + " is not set)";
-  std::string body = kFuseDevicePrefix + std::to_string(conn);
-  iovec iov{body.data(), body.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &devfd, sizeof(int));
-  ssize_t n;
-  do n = sendmsg(sock, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-  if (n < 0) return std::string("sendmsg to the supervisor: ") + strerror(errno);
+  if (!send_fd(sock, devfd, kFuseDevicePrefix + std::to_string(conn)))
+    return std::string("sendmsg to the supervisor: ") + strerror(errno);
   pollfd p{sock, POLLIN, 0};
   int rc;
   do rc = poll(&p, 1, 5000); while (rc < 0 && errno == EINTR);
   if (rc == 0) return "the supervisor did not acknowledge the FUSE device within 5 s";
   char reply[512];
+  ssize_t n;
   do n = recv(sock, reply, sizeof reply, 0); while (n < 0 && errno == EINTR);
   if (n <= 0) return n == 0 ? "the supervisor closed its channel" : std::string("recv: ") + strerror(errno);
   if (reply[0] == kAck) return "";

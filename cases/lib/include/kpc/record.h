@@ -63,7 +63,10 @@ void mark(std::string_view name);
 
 // Tell the launcher about a FUSE connection this probe created, so recovery
 // can abort it even after the mounting process is gone.
-void announce_fuse_connection(unsigned long conn);
+// `request_timeout_s` > 0: the kernel fails the connection's requests
+// after that long (FUSE request timeouts, 6.14+), so a waiter on it is not
+// stuck for good and the launcher must not call it a hang before then.
+void announce_fuse_connection(unsigned long conn, int request_timeout_s = 0);
 
 // Runs `fn` when this process ends through skip() or broken(), which
 // _exit() without destructors: for state outside the process a probe must
