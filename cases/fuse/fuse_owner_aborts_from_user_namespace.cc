@@ -106,11 +106,16 @@ int probe_main(kpc::Probe& p) {
     if (!owner_aborts) {
       kpc::send_int(conn_pipe.write.get(), static_cast<int>(fs->connection()));
       KPC_CHECK(kpc::recv_byte(stranger_done.read.get(), 5000).has_value());
-      // The server's death ends the connection and releases the reader
-      // (killing the reader would not: a READ the server has taken is
-      // waited for uninterruptibly).
-      fs->kill_server();
+      // The owner releases its reader itself (killing the reader would not:
+      // a READ the server has taken is waited for uninterruptibly). Not by
+      // killing the server: a reader waiting while the server's exit closes
+      // /dev/fuse is, for a moment, a request nobody can answer, and on a
+      // loaded machine the launcher has taken that moment for a deadlock.
+      int fd = KPC_SYS(open(abort_path(fs->connection()).c_str(), O_WRONLY | O_CLOEXEC));
+      KPC_SYS(write(fd, "1", 1));
+      close(fd);
       reader.wait();
+      fs->kill_server();
       return;
     }
     // 2. The owner aborts its own connection.
