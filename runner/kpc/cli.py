@@ -469,6 +469,8 @@ def cmd_explain(args):
                          f"kernel {r.kernel}" if r.kernel else "", *(f"file {p}" for p in r.files),
                          *(f"command {c}" for c in r.commands)) if n]
     print(f"requires       {', '.join(needs) or 'nothing special'}")
+    if case.catalogue:  # the coverage catalogue's behaviours (bench/coverage.py)
+        print(f"catalogue      {', '.join(case.catalogue)}")
     for line in case.provenance_lines():
         print(f"  {line}")
     from . import manpages

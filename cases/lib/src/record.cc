@@ -189,7 +189,33 @@ void announce_fuse_connection(unsigned long conn, int request_timeout_s) {
               (request_timeout_s > 0 ? " (request timeout " + std::to_string(request_timeout_s) + " s)" : ""));
 }
 
+namespace {
+struct ExitHook {
+  pid_t pid;
+  void (*fn)(void*);
+  void* arg;
+};
+ExitHook g_exit_hooks[8];
+int g_exit_hook_count = 0;
+
+// The hooks this process registered, newest first, each once.
+void run_exit_hooks() {
+  static bool running = false;
+  if (running) return;  // skip() or broken() from inside a hook
+  running = true;
+  for (int i = g_exit_hook_count - 1; i >= 0; --i)
+    if (g_exit_hooks[i].pid == getpid()) g_exit_hooks[i].fn(g_exit_hooks[i].arg);
+  g_exit_hook_count = 0;
+}
+}  // namespace
+
+void at_abnormal_exit(void (*fn)(void*), void* arg) {
+  if (g_exit_hook_count == 8) broken("at_abnormal_exit: more than 8 hooks");
+  g_exit_hooks[g_exit_hook_count++] = ExitHook{getpid(), fn, arg};
+}
+
 void skip(std::string_view reason) {
+  run_exit_hooks();
   JsonObject o;
   o.str("skip", truncate(reason, 1000));
   emit(o, "skip: " + std::string(reason));
@@ -197,6 +223,7 @@ void skip(std::string_view reason) {
 }
 
 void broken(std::string_view message) {
+  run_exit_hooks();
   JsonObject o;
   o.str("broken", truncate(message, 2000));
   emit(o, "broken: " + std::string(message));

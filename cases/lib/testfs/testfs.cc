@@ -33,6 +33,7 @@ struct Shared {
   std::atomic<int> counts[static_cast<int>(Op::count_)];
   std::atomic<int> flush_answer, flush_arg, read_answer, read_arg;
   std::atomic<int> unanswered;
+  std::atomic<int> noflush;  // OPEN replies carry FOPEN_NOFLUSH
   // Process mode: the child's startup result.
   std::atomic<int> ready;  // 0 starting, 1 serving, -1 failed (see error)
   std::atomic<unsigned long> conn;
@@ -120,6 +121,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return;
   }
   fi->direct_io = 1;  // every read() reaches the server, none is served from the page cache
+  fi->noflush = S(req)->noflush.load() ? 1 : 0;
   fuse_reply_open(req, fi);
 }
 
@@ -395,6 +397,8 @@ void Server::set_flush(Answer a, int arg) {
   shared_->flush_arg = arg;
   shared_->flush_answer = static_cast<int>(a);
 }
+
+void Server::set_noflush(bool on) { shared_->noflush = on ? 1 : 0; }
 
 void Server::set_read(Answer a, int arg) {
   shared_->read_arg = arg;

@@ -72,6 +72,12 @@ void mark(std::string_view name);
 // stuck for good and the launcher must not call it a hang before then.
 void announce_fuse_connection(unsigned long conn, int request_timeout_s = 0);
 
+// Runs `fn` when this process ends through skip() or broken(), which
+// _exit() without destructors: for state outside the process a probe must
+// not leave behind (kpc/cgroup2.h's scratch cgroup). Only in the process
+// that registered it, not in children forked later; never on a signal.
+void at_abnormal_exit(void (*fn)(void*), void* arg);
+
 // The case cannot run here (missing syscall, flag, feature): verdict skip.
 [[noreturn]] void skip(std::string_view reason);
 // The probe's own setup failed (not the behaviour under test): verdict error.
