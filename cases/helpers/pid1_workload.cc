@@ -1,6 +1,8 @@
 // pid1_workload: the program a runtime/init under test starts, for
 // runtime_pid1_duties. It reports on fd 3 (a pipe from the probe, passed
-// through the runtime), one line per fact:
+// through the runtime), or on the fd $KPC_OBS_FD names (docker cannot pass
+// an fd into a container: there it is 1, stdout, which `docker run` copies
+// to the probe's pipe), one line per fact:
 //
 //   pid1_workload exit N        exit with status N
 //   pid1_workload selfkill SIG  kill itself with SIG (default action: death)
@@ -31,23 +33,25 @@
 
 namespace {
 
+int g_out = 3;  // the report fd: 3, or $KPC_OBS_FD
+
 void say(const std::string& line) {
   std::string l = line + "\n";
-  (void)!write(3, l.data(), l.size());
+  (void)!write(g_out, l.data(), l.size());
 }
 
 volatile sig_atomic_t g_seen = 0;
 void on_signal(int sig) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "sig %d\n", sig);
-  (void)!write(3, buf, n);
+  (void)!write(g_out, buf, n);
   ++g_seen;
 }
 
 void on_group_signal(int sig) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "grp %d\n", sig);
-  (void)!write(3, buf, n);
+  (void)!write(g_out, buf, n);
   g_seen = 1;
 }
 
@@ -55,6 +59,7 @@ void on_group_signal(int sig) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return 64;
+  if (const char* fd = getenv("KPC_OBS_FD"); fd && *fd >= '0' && *fd <= '9') g_out = atoi(fd);
   std::string mode = argv[1];
   sigset_t pending;
   sigpending(&pending);
