@@ -286,7 +286,8 @@ def cleanup(run_id, budget_s=20.0):
             break
         _kill_in(busy, cgroup_parent(run_id))
         time.sleep(0.05)
-    left += busy
+    if busy:
+        left.append(f"{len(busy)} cgroup directories ({busy[-1]} and below)" if len(busy) > 1 else busy[0])
     efd = _open_engines(create=False)
     if efd is not None:
         try:
