@@ -121,7 +121,7 @@ OCI = {"runc", "crun"}
 # the same profile, with a note saying so (results environment, and the
 # runtime line `./kpc run` prints).
 MEASURED = {"tini": ("0.19.0-1+b3",), "dumb-init": ("1.2.5-2",), "catatonit": ("0.1.7-1+b2",),
-            "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ()}
+            "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ("1.8.1-1+deb12u1",)}
 # Container engines (issue 19; ../shared/research/engines.md): kpc runs
 # each container itself through runner/kpc/engine_run.py, in private state.
 # name -> (engine, init binary or None, profile, Debian package, source)
