@@ -44,9 +44,16 @@ tree is gone, however the run ended) SIGKILLs every process left in the
 run's cgroups (each checked through a pidfd), detaches what is still
 mounted under the run's directory, removes the cgroups and the directory.
 Nothing of the engine lives anywhere else.
+
+Sweep. Each wrapper holds a shared flock on the run directory's `lock`
+for its life; `sweep()` (the runner, at the end of a session) removes the
+run directories nobody holds whose cgroups have no process left -- runs
+whose cleanup never ran. A container whose wrapper was killed but which
+still runs (runtime_pid1_duties watches one) is left alone.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -69,6 +76,7 @@ ENGINES = {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}
 DOCKERD = "/usr/sbin/dockerd"
 RUN_ID = oci_run.RUN_ID
 PRIVATE_STATE = "/run/kpc"   # inside the private mount namespace only (private_run)
+SWEEP_MIN_AGE_S = 30
 PODMAN_NPROC_CAP = 32768   # podman lowers its own RLIMIT_NPROC to this at start (strace, research s.1)
 
 
@@ -494,12 +502,76 @@ def run_docker(run_id, top, use_init, probe_argv):
         # what the daemon left mounted is in our private namespace: gone with it
 
 
+def _lock(dir_path, how):
+    """An flock on DIR/lock (created 0600, never through a symlink); the fd,
+    or None when LOCK_NB and someone else holds it."""
+    fd = os.open(f"{dir_path}/lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        return None
+
+
+def sweep(budget_s=15.0):
+    """Remove the runs of dead wrappers with nothing left running (see
+    the module's doc); returns what could not be removed."""
+    efd = _open_engines(create=False)
+    if efd is None:
+        return ""
+    try:
+        ids = [n for n in os.listdir(efd) if RUN_ID.fullmatch(n)]
+    finally:
+        os.close(efd)
+    hexes = {h[len("/kpc-engine-"):] for h in (cgroup_parent(i) for i in ids)}
+    for h in _hierarchies():   # a run whose directory is gone but whose cgroups stayed
+        try:
+            hexes |= {n[len("kpc-engine-"):] for n in os.listdir(h) if re.fullmatch(r"kpc-engine-[0-9a-f]{16}", n)}
+        except OSError:
+            pass
+    left = []
+    deadline = time.monotonic() + budget_s
+    for h in sorted(hexes):
+        rid = "kpc-" + h
+        fd = None
+        if os.path.isdir(run_dir(rid)) and not os.path.islink(run_dir(rid)):
+            try:
+                if time.time() - os.lstat(run_dir(rid)).st_mtime < SWEEP_MIN_AGE_S:
+                    continue   # just made: its wrapper may not hold the lock yet
+                fd = _lock(run_dir(rid), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            if fd is None:
+                continue   # a wrapper of this run lives
+        try:
+            if oci_run._populated(_cgroup_tree(rid)) or any(_procs(d) for d in _cgroup_tree(rid)):
+                continue   # its container still runs (its client was killed: someone watches it)
+            what = cleanup(rid, budget_s=max(1.0, min(5.0, deadline - time.monotonic())))
+            if what:
+                left.append(what)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return ", ".join(left)
+
+
+def _procs(cgroup_dir):
+    try:
+        with open(os.path.join(cgroup_dir, "cgroup.procs")) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
 def run(engine, use_init, run_id, probe_argv):
     efd = _open_engines(create=True)
     try:
         top = _subdirs(efd, f"{oci_run.KPC_OCI}/{ENGINES_DIR}", run_id)
     finally:
         os.close(efd)
+    # held until the wrapper is gone (close-on-exec: the engine does not keep it)
+    _lock(top, fcntl.LOCK_SH)
     private_run(top)
     if engine == "podman":
         rc = run_podman(run_id, top, use_init, probe_argv)

@@ -295,3 +295,52 @@ def test_kill_9_of_kpc_during_engine_runs_leaves_nothing(what, tmp_path, built):
         assert host_state() == before
     finally:
         scope.close()
+
+
+@needs_root
+@needs("podman")
+def test_a_sweep_removes_dead_runs_and_spares_a_running_container(monkeypatch, built):
+    """The session's sweep (behind each run's cleanup): a run whose wrapper
+    and client were killed but whose container still runs is spared; once
+    nothing runs, the sweep removes it."""
+    monkeypatch.setattr(engine_run, "SWEEP_MIN_AGE_S", 0)
+    dead = run_id()
+    token = "kpc-token-" + dead
+    p, r = start_engine("podman", dead, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", token])
+    try:
+        assert read_ready(r, 60).startswith("ready")
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        engine_run.sweep()
+        assert workloads(token) and os.path.isdir(engine_run.run_dir(dead))   # still running: spared
+        for pid in workloads(token):
+            os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and os.path.isdir(engine_run.run_dir(dead)):
+            engine_run.sweep()   # conmon exits once its container is gone
+            time.sleep(0.2)
+        assert engine_leftovers(dead) == []
+    finally:
+        os.close(r)
+        cleanup(dead)
+
+
+@needs_root
+def test_a_sweep_spares_a_run_whose_wrapper_holds_its_lock(monkeypatch):
+    """A wrapper holds a shared lock on its run's directory for its life
+    (before any container or cgroup exists, e.g. while dockerd starts)."""
+    monkeypatch.setattr(engine_run, "SWEEP_MIN_AGE_S", 0)
+    rid = run_id()
+    efd = engine_run._open_engines(create=True)
+    try:
+        top = engine_run._subdirs(efd, f"{engine_run.oci_run.KPC_OCI}/engines", rid)
+    finally:
+        os.close(efd)
+    held = engine_run._lock(top, engine_run.fcntl.LOCK_SH)
+    try:
+        engine_run.sweep()
+        assert os.path.isdir(top)
+    finally:
+        os.close(held)
+    engine_run.sweep()
+    assert not os.path.exists(top)
