@@ -18,6 +18,7 @@ from conftest import make_case, processes, needs_root, Scope
 from kpc import engine_run, launch, paths, runtimes
 from test_cli import kpc
 from test_runtimes import read_ready, run_id, writers_gone
+from test_kill_anytime import ContainerIds
 
 PODMAN_OK = os.access("/usr/bin/podman", os.X_OK) and os.access("/usr/bin/conmon", os.X_OK)
 DOCKER_OK = os.access("/usr/bin/docker", os.X_OK) and os.access("/usr/sbin/dockerd", os.X_OK)
@@ -225,11 +226,15 @@ def test_engines_give_verdicts_judged_by_their_rows_and_leave_nothing(tmp_path, 
     """Every runtime case through each engine: verdicts, not skips. The
     podman rows do not depend on 4.3.1's sig-proxy race (reported)."""
     before = host_state()
-    engines_before = set(os.listdir(f"{engine_run.oci_run.KPC_OCI}/engines")) \
-        if os.path.isdir(f"{engine_run.oci_run.KPC_OCI}/engines") else set()
+    ids = ContainerIds(scope)   # the run IDs in the wrappers' command lines: their state is looked for
+    ids.start()
     out = tmp_path / "e.json"
-    p = kpc("run", "--no-build", "--runtime", "podman,podman:init,docker,docker:init", "--json", str(out),
-            env={"TMPDIR": scope.tmp})
+    try:
+        p = kpc("run", "--no-build", "--runtime", "podman,podman:init,docker,docker:init", "--json", str(out),
+                env={"TMPDIR": scope.tmp})
+    finally:
+        ids.stop.set()
+        ids.join()
     doc = json.loads(out.read_text())
     got = {(x["case"], x["variant"] or None, x["runtime"]): x for x in doc["results"]}
     verdicts = {k: v["verdict"] for k, v in got.items()}
@@ -253,8 +258,8 @@ def test_engines_give_verdicts_judged_by_their_rows_and_leave_nothing(tmp_path, 
     envr = doc["environment"]["runtimes"]
     assert envr["docker"]["engine"] == "docker" and envr["podman"]["oci_runtime"].startswith("runc")
     assert not scope.settle(), scope.leftovers()
-    new = set(os.listdir(f"{engine_run.oci_run.KPC_OCI}/engines")) - engines_before
-    assert not new and not glob.glob("/sys/fs/cgroup/*/kpc-engine-*")
+    assert len(ids.ids) >= 8   # 12 runs, each with its run ID
+    assert not [(i, engine_leftovers(i)) for i in ids.ids if engine_leftovers(i)]
     assert host_state() == before
 
 
@@ -266,6 +271,8 @@ def test_kill_9_of_kpc_during_engine_runs_leaves_nothing(what, tmp_path, built):
     containers run: the shims kill the trees and run each run's cleanup."""
     scope = Scope()
     before = host_state()
+    ids = ContainerIds(scope)
+    ids.start()
     try:
         runner = subprocess.Popen([os.path.join(paths.ROOT, "kpc"), "run", "--no-build", "--runtime", "podman,docker",
                                    "--case", "runtime_pid1_duties", "--json", str(tmp_path / "k.json")],
@@ -286,14 +293,17 @@ def test_kill_9_of_kpc_during_engine_runs_leaves_nothing(what, tmp_path, built):
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait()
         left = scope.settle(60)
+        ids.stop.set()
+        ids.join()
         assert not left, left
+        assert ids.ids
         end = time.monotonic() + 20
-        while time.monotonic() < end and glob.glob("/sys/fs/cgroup/*/kpc-engine-*"):
+        while time.monotonic() < end and any(engine_leftovers(i) for i in ids.ids):
             time.sleep(0.1)
-        assert not glob.glob("/sys/fs/cgroup/*/kpc-engine-*")
-        assert not [d for d in glob.glob(f"{engine_run.oci_run.KPC_OCI}/engines/*")]
+        assert not [(i, engine_leftovers(i)) for i in ids.ids if engine_leftovers(i)]
         assert host_state() == before
     finally:
+        ids.stop.set()
         scope.close()
 
 
