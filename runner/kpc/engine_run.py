@@ -251,17 +251,35 @@ def _kill_in(dirs, mark):
     return any_left
 
 
-def _move_to_cgroup(pid, run_id, leaf):
-    """Put PID (dockerd: its containerd and shims follow) into the run's
-    cgroup LEAF in every hierarchy, so the cleanup finds them all."""
+def _daemon_cgroups(run_id, leaf):
+    """The run's cgroup LEAF in every hierarchy, created: where dockerd
+    goes (its containerd and shims follow), so the cleanup finds them all."""
+    out = []
     for h in _hierarchies():
         path = os.path.join(h, cgroup_parent(run_id).lstrip("/"), leaf)
         try:
             os.makedirs(path, exist_ok=True)
-            with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                f.write(str(pid))
+            out.append(os.path.join(path, "cgroup.procs"))
         except OSError:
-            pass   # a hierarchy that refuses (cpuset without cpus...): the process tree is killed anyway
+            pass
+    return out
+
+
+def _enter_cgroups(procs_files):
+    """preexec_fn: the child moves itself in before it execs (nothing it
+    starts can be born outside)."""
+    def enter():
+        me = str(os.getpid()).encode()
+        for path in procs_files:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, me)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass   # a hierarchy that refuses (a cpuset without cpus): the shim kills the tree anyway
+    return enter
 
 
 # --- cleanup ----------------------------------------------------------------------------------------------------
@@ -450,9 +468,9 @@ def run_docker(run_id, top, use_init, probe_argv):
          "--ip-forward=false", "--ip-masq=false", "--bridge=none", "--userland-proxy=false",
          "--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs",
          "--cgroup-parent", cgroup_parent(run_id), "--log-level=warn", "--shutdown-timeout", "2"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, restore_signals=True, start_new_session=True)
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, restore_signals=True, start_new_session=True,
+        preexec_fn=_enter_cgroups(_daemon_cgroups(run_id, f"dockerd-{did}")))
     log.close()
-    _move_to_cgroup(daemon.pid, run_id, f"dockerd-{did}")
     rc = 0
     try:
         end = time.monotonic() + 30
