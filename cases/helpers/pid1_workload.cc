@@ -15,6 +15,9 @@
 //                               once reparented, then exits; 1.5 s later
 //                               report "orphan_state gone|zombie|running"
 //   pid1_workload sleep         report "pid PID", then sleep 30 s
+//   pid1_workload stubborn      story 004: fork a worker that ignores SIGTERM;
+//                               on SIGTERM report "sig 15", forward it to the
+//                               worker and wait for the worker (forever)
 //
 // Every mode first reports "pending MASK", the signals pending for it when
 // it started (a runtime must leave none: one that is also blocked kills it
@@ -148,6 +151,29 @@ int main(int argc, char** argv) {
       if (n > 0 && rp && rp[1] == ' ') state = rp[2] == 'Z' ? "zombie" : "running";
     }
     say("orphan_state " + state);
+    _exit(0);
+  }
+  if (mode == "stubborn") {
+    int worker_ready[2];
+    if (pipe(worker_ready) != 0) _exit(70);
+    pid_t worker = fork();
+    if (worker == 0) {
+      signal(SIGTERM, SIG_IGN);
+      (void)!write(worker_ready[1], "r", 1);
+      for (int i = 0; i < 60; ++i) sleep(1);
+      _exit(0);
+    }
+    close(worker_ready[1]);
+    char r;
+    if (worker < 0 || read(worker_ready[0], &r, 1) != 1) _exit(71);
+    close(worker_ready[0]);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;   // "sig 15"
+    sigaction(SIGTERM, &sa, nullptr);
+    say("ready " + std::to_string(getpid()));
+    while (!g_seen) usleep(10000);
+    kill(worker, SIGTERM);       // forwarded, and ignored
+    waitpid(worker, nullptr, 0); // the parent that waits for its child (multiprocessing's atexit join)
     _exit(0);
   }
   if (mode == "sleep") {

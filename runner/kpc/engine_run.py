@@ -353,17 +353,35 @@ def _record_skip(reason):
         sys.stderr.write(f"kpc-engine: skip: {reason}\n")
 
 
-def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None):
+def _stop_grace():
+    """KPC_ENGINE_STOP_GRACE=N (engine_stop_grace sets it): SIGUSR2 to the
+    wrapper means `ENGINE stop -t N` of its container, not a signal to
+    forward."""
+    value = os.environ.get("KPC_ENGINE_STOP_GRACE", "")
+    return int(value) if value.isdigit() and 0 <= int(value) <= 300 else None
+
+
+def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None):
     """Start the engine client with the wrapper's signal state (SIGPIPE and
     SIGXFSZ back to default: Python ignores them), forward what the probe
     sends us, wait. Returns (rc, its stderr text)."""
     errf = open(stderr_path, "w+b") if stderr_path else None
+    stops = []
     try:
         proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=stdout,
                                 stderr=errf, restore_signals=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
             signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+        if stop_argv and _stop_grace() is not None:
+            signal.signal(signal.SIGUSR2, lambda signum, _frame: stops.append(subprocess.Popen(
+                stop_argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         rc = proc.wait()
+        for s in stops:
+            try:
+                s.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                s.kill()
+                s.wait()
         text = ""
         if errf:
             errf.seek(0)
@@ -422,7 +440,8 @@ def run_podman(run_id, top, use_init, probe_argv):
     # --rootfs: the next argument is the rootfs, everything after it the command
     argv += ["--rootfs", rootfs, *probe_argv]
     obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr")
+    stop = argv[:argv.index("run")] + ["stop", "-t", str(_stop_grace() or 0), cid]
+    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr", stop_argv=stop)
     if rc in (125, 126, 127) and not os.path.exists(f"{cdir}/pid"):
         _record_skip(f"podman cannot run a container here: {_last_error(err) or f'exit {rc}'}")
         return 0
@@ -504,7 +523,8 @@ def run_docker(run_id, top, use_init, probe_argv):
             argv += ["--init"]
         argv += ["kpc-empty:0", *probe_argv]
         obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-        rc, err = _spawn_and_wait(argv, env, (), stdout=obs_fd, stderr_path=f"{d}/stderr")
+        rc, err = _spawn_and_wait(argv, env, (), stdout=obs_fd, stderr_path=f"{d}/stderr",
+                                  stop_argv=client + ["stop", "-t", str(_stop_grace() or 0), name])
         if rc == 125:   # docker run's own failure: no container ran
             _record_skip(f"docker cannot run a container here: {_last_error(err) or 'exit 125'}")
             rc = 0

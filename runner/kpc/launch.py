@@ -18,6 +18,8 @@ def plan_entry(run_id, case, variant, flavor, runtime=None, probe_dir=None):
     if runtime is not None and case.runtime_workload:
         # The probe plays the engine: it starts the runtime itself.
         env["KPC_RUNTIME_PREFIX"] = "\x1f".join(prefix)
+        if runtime.engine:
+            env["KPC_RUNTIME_ENGINE"] = runtime.engine   # engine_stop_grace asks it to stop its container
         runtime_in_argv = False
     else:
         runtime_in_argv = runtime is not None

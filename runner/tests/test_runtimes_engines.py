@@ -354,3 +354,46 @@ def test_a_sweep_spares_a_run_whose_wrapper_holds_its_lock(monkeypatch):
         os.close(held)
     engine_run.sweep()
     assert not os.path.exists(top)
+
+
+@needs_root
+@pytest.mark.skipif(not (PODMAN_OK and DOCKER_OK), reason="podman and docker.io are not both installed")
+def test_story_004_through_the_engines_is_the_grace_period_then_sigkill(tmp_path, built, scope):
+    out = tmp_path / "s.json"
+    p = kpc("run", "--no-build", "--runtime", "podman,docker:init,tini", "--case", "engine_stop_grace", "--json",
+            str(out), env={"TMPDIR": scope.tmp})
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}
+    for name in ("podman", "docker:init"):
+        r = res[name]
+        assert r["verdict"] == "pass", (name, r["reason"])
+        assert r["observations"]["stop.client_status"] == "exited 137"
+        assert int(r["notes"]["stop.ms"]) >= 1900
+    # not an engine: nothing to ask for a stop
+    assert res["tini"]["verdict"] == "skip" and "container engine" in res["tini"]["reason"]
+    assert not scope.settle(), scope.leftovers()
+
+
+@needs_root
+@needs("podman")
+@pytest.mark.parametrize("grace", [0, 2])
+def test_the_wrappers_stop_request_is_the_engines_stop_with_that_grace(grace, built):
+    """SIGUSR2 to the wrapper with KPC_ENGINE_STOP_GRACE=N is `podman stop
+    -t N`: with 0 the stubborn workload is killed at once, with 2 after 2 s
+    (so engine_stop_grace's timing tells a grace period from none)."""
+    rid = run_id()
+    p, r = start_engine("podman", rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "stubborn",
+                                        "kpc-token-" + rid], env_extra={"KPC_ENGINE_STOP_GRACE": str(grace)})
+    try:
+        assert read_ready(r, 60).startswith("ready")
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGUSR2)
+        assert p.wait(timeout=30) == 137
+        took = time.monotonic() - t0
+        assert (took >= grace - 0.1) and (took < grace + 1.5), took
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        os.close(r)
+        cleanup(rid)
+    assert engine_leftovers(rid) == []
