@@ -399,3 +399,48 @@ def test_the_wrappers_stop_request_is_the_engines_stop_with_that_grace(grace, bu
         os.close(r)
         cleanup(rid)
     assert engine_leftovers(rid) == []
+
+
+@needs_root
+@pytest.mark.parametrize("engine,daemon", [pytest.param("docker", "dockerd", marks=needs("docker")),
+                                           pytest.param("podman", "conmon", marks=needs("podman"))])
+def test_an_engine_crash_leaves_nothing_after_the_cleanup(engine, daemon, built):
+    """kill -9 of the engine's daemon (dockerd; podman's conmon) while the
+    container runs: the wrapper ends, and the cleanup removes the container,
+    whatever the engine left running (containerd, its shim), the cgroups and
+    the run's directory."""
+    rid = run_id()
+    token = "kpc-token-" + rid
+    before = host_state()
+    p, r = start_engine(engine, rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", token])
+    try:
+        assert read_ready(r, 60).startswith("ready")
+        hexid = rid[len("kpc-"):].encode()
+        victims = []
+        for pid, (_, _, comm) in processes().items():
+            if comm == daemon:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read()
+                    if hexid in cmd:
+                        victims.append(pid)
+                except OSError:
+                    pass
+        assert victims, f"no {daemon} of run {rid}"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        p.wait(timeout=60)   # the wrapper ends (its client lost the engine)
+        c = cleanup(rid)
+        assert (c.returncode, c.stderr) == (0, ""), c.stderr
+        assert not workloads(token)
+        end = time.monotonic() + 10
+        while engine_leftovers(rid) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert engine_leftovers(rid) == []
+        assert host_state() == before
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        os.close(r)
+        cleanup(rid)
