@@ -4,20 +4,25 @@ the --runtime prefix for `podman`, `podman:init`, `docker`, `docker:init`.
     /usr/bin/python3 runner/kpc/engine_run.py --engine podman [--init] --id kpc-<16 hex> -- PROBE ARGS...
     /usr/bin/python3 runner/kpc/engine_run.py --cleanup --id kpc-<16 hex>
 
-No image registry, no user state. Everything an engine keeps lives in one
-directory per run, /run/kpc-oci/engines/ID (0700, root's, entered without
-following symlinks), and the engine runs in a private mount namespace with
-a tmpfs on /run (the run's directory bound back at its own path) so what an
-engine writes to fixed places in /run -- runc's state in /run/runc,
-containerd's shim sockets in /run/containerd/s, /run/docker/plugins,
-podman's /run/libpod -- is never the host's, and vanishes with the
-namespace. Its cgroups are under /kpc-engine-<16 hex> in every hierarchy
-(--cgroup-parent; dockerd and its containerd are moved in there too).
+No image registry, no user state. The engine runs in a private mount
+namespace whose /run is an empty tmpfs, with the run's directory
+/run/kpc-oci/engines/ID (0700, root's, entered without following symlinks:
+rootfs directories, logs, pid files, the lock) carried over at its own
+path. The engine's state lives in that namespace's /run/kpc (podman's
+store, run root and tmpdir; dockerd's data root, exec root and socket),
+and so does what an engine writes to fixed places in /run -- runc's state
+in /run/runc, containerd's shim sockets in /run/containerd/s,
+/run/docker/plugins, podman's /run/libpod: none of it is the host's, and
+all of it vanishes with the namespace. /etc/docker is hidden by a tmpfs
+(dockerd writes key.json there). Its cgroups are under
+/kpc-engine-<16 hex> in every hierarchy (--cgroup-parent; dockerd enters
+there before it execs, its containerd and shims follow).
 
 podman 4.3.1 (research: ../shared/research/engines.md s.1):
-  podman --root/--runroot/--tmpdir RUN/podman/... with CONTAINERS_CONF and
-  CONTAINERS_STORAGE_CONF pointing at kpc's own files (file locks in the
-  run directory, not the host's /dev/shm/libpod_lock; no events log),
+  podman --root/--runroot/--tmpdir /run/kpc/podman/... (the runroot must
+  be under 50 characters) with CONTAINERS_CONF and CONTAINERS_STORAGE_CONF
+  pointing at kpc's own files (file locks in the private tmpdir, not the
+  host's /dev/shm/libpod_lock; no events log),
   `run --rm --network none --runtime runc --cgroup-manager cgroupfs`, the
   rlimits given explicitly (podman's defaults need CAP_SYS_RESOURCE, and
   podman caps its own RLIMIT_NPROC at 32768), an empty rootfs directory
