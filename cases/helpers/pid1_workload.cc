@@ -1,6 +1,8 @@
 // pid1_workload: the program a runtime/init under test starts, for
 // runtime_pid1_duties. It reports on fd 3 (a pipe from the probe, passed
-// through the runtime), one line per fact:
+// through the runtime), or on the fd $KPC_OBS_FD names (docker cannot pass
+// an fd into a container: there it is 1, stdout, which `docker run` copies
+// to the probe's pipe), one line per fact:
 //
 //   pid1_workload exit N        exit with status N
 //   pid1_workload selfkill SIG  kill itself with SIG (default action: death)
@@ -13,6 +15,9 @@
 //                               once reparented, then exits; 1.5 s later
 //                               report "orphan_state gone|zombie|running"
 //   pid1_workload sleep         report "pid PID", then sleep 30 s
+//   pid1_workload stubborn      story 004: fork a worker that ignores SIGTERM;
+//                               on SIGTERM report "sig 15", forward it to the
+//                               worker and wait for the worker (forever)
 //
 // Every mode first reports "pending MASK", the signals pending for it when
 // it started (a runtime must leave none: one that is also blocked kills it
@@ -31,23 +36,25 @@
 
 namespace {
 
+int g_out = 3;  // the report fd: 3, or $KPC_OBS_FD
+
 void say(const std::string& line) {
   std::string l = line + "\n";
-  (void)!write(3, l.data(), l.size());
+  (void)!write(g_out, l.data(), l.size());
 }
 
 volatile sig_atomic_t g_seen = 0;
 void on_signal(int sig) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "sig %d\n", sig);
-  (void)!write(3, buf, n);
+  (void)!write(g_out, buf, n);
   ++g_seen;
 }
 
 void on_group_signal(int sig) {
   char buf[32];
   int n = snprintf(buf, sizeof buf, "grp %d\n", sig);
-  (void)!write(3, buf, n);
+  (void)!write(g_out, buf, n);
   g_seen = 1;
 }
 
@@ -55,6 +62,7 @@ void on_group_signal(int sig) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return 64;
+  if (const char* fd = getenv("KPC_OBS_FD"); fd && *fd >= '0' && *fd <= '9') g_out = atoi(fd);
   std::string mode = argv[1];
   sigset_t pending;
   sigpending(&pending);
@@ -143,6 +151,29 @@ int main(int argc, char** argv) {
       if (n > 0 && rp && rp[1] == ' ') state = rp[2] == 'Z' ? "zombie" : "running";
     }
     say("orphan_state " + state);
+    _exit(0);
+  }
+  if (mode == "stubborn") {
+    int worker_ready[2];
+    if (pipe(worker_ready) != 0) _exit(70);
+    pid_t worker = fork();
+    if (worker == 0) {
+      signal(SIGTERM, SIG_IGN);
+      (void)!write(worker_ready[1], "r", 1);
+      for (int i = 0; i < 60; ++i) sleep(1);
+      _exit(0);
+    }
+    close(worker_ready[1]);
+    char r;
+    if (worker < 0 || read(worker_ready[0], &r, 1) != 1) _exit(71);
+    close(worker_ready[0]);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;   // "sig 15"
+    sigaction(SIGTERM, &sa, nullptr);
+    say("ready " + std::to_string(getpid()));
+    while (!g_seen) usleep(10000);
+    kill(worker, SIGTERM);       // forwarded, and ignored
+    waitpid(worker, nullptr, 0); // the parent that waits for its child (multiprocessing's atexit join)
     _exit(0);
   }
   if (mode == "sleep") {

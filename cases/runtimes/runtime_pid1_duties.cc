@@ -158,10 +158,15 @@ Instance start(const std::vector<std::string>& prefix, bool as_pid1, const std::
   }
   Instance in{kpc::Child(pid), std::move(pipe.read), "", "", ""};
   pipe.write.reset();
-  auto ready = in.line(10000);
+  // A container engine starts a container in 1.5-2 s alone, but many at
+  // once on a loaded machine took over 10 s (kpc's docker wrapper starts a
+  // private dockerd per container): give an engine 60 s.
+  const char* engine = getenv("KPC_RUNTIME_ENGINE");
+  const int ready_ms = engine && *engine ? 60000 : 10000;
+  auto ready = in.line(ready_ms);
   if (ready && ready->rfind("pending ", 0) == 0) {
     in.pending = ready->substr(8);
-    ready = in.line(10000);
+    ready = in.line(ready_ms);
   }
   if (!ready || ready->rfind("ready ", 0) != 0) {
     // The runtime did not get its workload running: the runtime's failure,

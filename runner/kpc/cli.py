@@ -710,7 +710,7 @@ def parser():
     r.add_argument("--no-build", action="store_true", help="use the existing build, do not run cmake")
     r.add_argument("--runtime", action="append", metavar="SPEC",
                    help="run the runtime cases as the child of each runtime, started by a deliberately dirty "
-                        "caller: known names (comma-separated: " + ", ".join(runtimes.KNOWN) + ") or one command "
+                        "caller: known names (comma-separated: " + ", ".join(runtimes.NAMES) + ") or one command "
                         "prefix such as 'my-init --' (repeatable)")
     r.add_argument("--profile", choices=runtimes.PROFILES,
                    help="the profile the --runtime(s) promise (default: the known runtime's own; clean for a "

@@ -18,6 +18,8 @@ def plan_entry(run_id, case, variant, flavor, runtime=None, probe_dir=None):
     if runtime is not None and case.runtime_workload:
         # The probe plays the engine: it starts the runtime itself.
         env["KPC_RUNTIME_PREFIX"] = "\x1f".join(prefix)
+        if runtime.engine:
+            env["KPC_RUNTIME_ENGINE"] = runtime.engine   # engine_stop_grace asks it to stop its container
         runtime_in_argv = False
     else:
         runtime_in_argv = runtime is not None
@@ -26,8 +28,13 @@ def plan_entry(run_id, case, variant, flavor, runtime=None, probe_dir=None):
     if variant:
         argv += ["--variant", variant]
     argv += case.args
+    timeout_ms = case.timeout_ms
+    if runtime is not None and runtime.start_ms:
+        # a container engine's start and stop, per container (the probe that
+        # plays the engine starts five)
+        timeout_ms += runtime.start_ms * (5 if case.runtime_workload else 1)
     entry = {"run": run_id, "case": case.id, "variant": variant, "flavor": flavor, "argv": argv,
-             "timeout_ms": case.timeout_ms, "hang_ms": case.hang_ms, "exclusive": case.exclusive}
+             "timeout_ms": timeout_ms, "hang_ms": case.hang_ms, "exclusive": case.exclusive}
     if env:
         entry["env"] = env
     if case.area == "fuse":

@@ -49,6 +49,14 @@ Signals the engine sends the wrapper are forwarded to the runtime process
 (runc run proxies them into the container). The runtime's stderr is the
 wrapper's own: nothing dies of SIGPIPE when the wrapper is killed.
 
+crun on a hybrid cgroup host. crun 1.8.1 refuses every `run` when
+/sys/fs/cgroup is v1 and the cgroup2 mount at /sys/fs/cgroup/unified has
+controllers (here: hugetlb) -- before any option is read, and still so at
+upstream HEAD (../shared/research/engines.md s.3). So crun's `run` is
+started in a mount namespace of its own in which that cgroup2 mount is
+detached: crun then sees a pure v1 host and runs. Nothing of the host
+changes; `delete` and `kill` work from the host's namespace.
+
 Refusal. A runtime that cannot run a container here (crun on a hybrid
 cgroup host, say) leaves a `skip` record with its own error line. That is
 decided by where the failure happened, never by words on stderr: the run
@@ -527,6 +535,38 @@ def cleanup(runtime, run_id, budget_s=15.0):
     return ", ".join(left)
 
 
+# --- crun on a hybrid host -----------------------------------------------------------------------------------------
+
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+def hybrid_with_v2_controllers():
+    """True on a host crun refuses: /sys/fs/cgroup a tmpfs (v1), a cgroup2
+    mount at /sys/fs/cgroup/unified, and controllers in it."""
+    mounts = {(mp, fstype) for fstype, mp, _, _ in _cgroup_mounts()}
+    if ("/sys/fs/cgroup", "cgroup2") in mounts or (UNIFIED, "cgroup2") not in mounts:
+        return False
+    try:
+        with open(os.path.join(UNIFIED, "cgroup.controllers")) as f:
+            return bool(f.read().strip())
+    except OSError:
+        return False
+
+
+def _detach_unified():
+    """preexec_fn for crun's `run`: a private mount namespace without the
+    hybrid cgroup2 mount. Async-signal-safe enough: the wrapper has one
+    thread, and this touches no signal state (the runtime must see the
+    caller's)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000) != 0:                                   # CLONE_NEWNS
+        os._exit(125)
+    if libc.mount(None, b"/", None, ctypes.c_ulong(0x4000 | 0x40000), None) != 0:   # MS_REC|MS_PRIVATE
+        os._exit(125)
+    libc.umount2(UNIFIED.encode(), 2)                                    # MNT_DETACH
+
+
 # --- running ----------------------------------------------------------------------------------------------------
 
 def _record_skip(reason):
@@ -594,7 +634,9 @@ def run(runtime, run_id, probe_argv):
                                                  "run", "--bundle", bundle, "--pid-file", bundle + "/pid",
                                                  "--preserve-fds", "1", cid),
                                     pass_fds=((obs_fd,) if obs_fd == 3 else ()) + (lock_fd,),
-                                    stdin=subprocess.DEVNULL, restore_signals=True)
+                                    stdin=subprocess.DEVNULL, restore_signals=True,
+                                    preexec_fn=_detach_unified if name.startswith("crun") and
+                                    hybrid_with_v2_controllers() else None)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
                 signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
             rc = proc.wait()

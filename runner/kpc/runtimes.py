@@ -43,12 +43,20 @@ class Runtime:
     version: str = ""
     measured: tuple = ()   # the Debian package versions the profile was checked on
     oci: str = ""          # an OCI runtime's binary: the prefix is kpc's wrapper around it
+    engine: str = ""       # a container engine (podman, docker): the prefix is kpc's engine wrapper
+    oci_runtime: str = ""  # the OCI runtime the engine uses, with its version (results environment)
+    start_ms: int = 0      # added to a case's deadline per container start (an engine's start and stop)
 
     def for_run(self):
         """(prefix, cleanup argv or None) for one run. An OCI runtime's
         containers are named after a run ID chosen here, so the launcher
         can delete them once the run's process tree is gone, however it
         ended (runner/kpc/oci_run.py --cleanup)."""
+        if self.engine and not self.unavailable:
+            run_id = "kpc-" + secrets.token_hex(8)
+            return ([PYTHON, ENGINE_WRAPPER, "--engine", self.engine] + (["--init"] if self.name.endswith(":init")
+                                                                          else []) + ["--id", run_id, "--"],
+                    [PYTHON, ENGINE_WRAPPER, "--cleanup", "--id", run_id])
         if not self.oci:
             return list(self.prefix), None
         run_id = "kpc-" + secrets.token_hex(8)
@@ -72,6 +80,9 @@ class Runtime:
             out["profile_note"] = self.profile_note
         if self.unavailable:
             out["unavailable"] = self.unavailable
+        if self.engine:
+            out["engine"] = self.engine
+            out["oci_runtime"] = self.oci_runtime
         return out
 
 
@@ -110,10 +121,35 @@ OCI = {"runc", "crun"}
 # the same profile, with a note saying so (results environment, and the
 # runtime line `./kpc run` prints).
 MEASURED = {"tini": ("0.19.0-1+b3",), "dumb-init": ("1.2.5-2",), "catatonit": ("0.1.7-1+b2",),
-            "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ()}
+            "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ("1.8.1-1+deb12u1",)}
+# Container engines (issue 19; ../shared/research/engines.md): kpc runs
+# each container itself through runner/kpc/engine_run.py, in private state.
+# name -> (engine, init binary or None, profile, Debian package, source)
+ENGINES = {
+    "podman": ("podman", None, "mask-through", "podman",
+               "podman 4.3.1 + runc 1.1.5, measured (research s.4): podman (Go) keeps the caller's mask and SIGHUP "
+               "ignore for its children, runc resets the ignores and keeps the mask"),
+    "podman:init": ("podman", "/usr/libexec/podman/catatonit", "mask-through", "podman",
+                    "podman run --init = catatonit as the container's PID 1, over podman+runc's mask-through: "
+                    "catatonit adds SIGTSTP|SIGTTIN|SIGTTOU to its child's mask (research s.4)"),
+    "docker": ("docker", None, "mask-through", "docker.io",
+               "docker 20.10: the client's state does not matter, the daemon's does; kpc starts its private dockerd "
+               "with the dirty caller's state, and its mask leaks through containerd and runc (research s.4)"),
+    "docker:init": ("docker", "/usr/bin/docker-init", "mask-through", "docker.io",
+                    "docker run --init = tini (docker-init) as PID 1, over the daemon's mask-through: tini passes "
+                    "its state through (research s.4)"),
+}
+MEASURED.update({"podman": ("4.3.1+ds1-8+deb12u1+b3",), "podman:init": ("4.3.1+ds1-8+deb12u1+b3",),
+                 "docker": ("20.10.24+dfsg1-1+deb12u1+b6",), "docker:init": ("20.10.24+dfsg1-1+deb12u1+b6",)})
+NAMES = tuple(KNOWN) + tuple(ENGINES)
+# Measured alone here: podman 1.5 s per container (its store made afresh),
+# docker 2.0 s (a private dockerd started and stopped); four engines in
+# parallel on 2 cores took 5 s and more. Each start adds this to a deadline.
+ENGINE_START_MS = {"podman": 10000, "docker": 15000}
 PYTHON = "/usr/bin/python3"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 OCI_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_run.py")
+ENGINE_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_run.py")
 
 
 def resolve(spec, profile=None):
@@ -129,6 +165,8 @@ def resolve(spec, profile=None):
         raise ValueError(f"--runtime {spec!r}: control characters in a command prefix")
     if spec in KNOWN:
         return _known(spec, profile)
+    if spec in ENGINES:
+        return _engine(spec, profile)
     try:
         words = shlex.split(spec)
     except ValueError as e:
@@ -137,6 +175,8 @@ def resolve(spec, profile=None):
         raise ValueError("an empty --runtime")
     if len(words) == 1 and words[0] in KNOWN:   # a known name in quotes
         return _known(words[0], profile)
+    if len(words) == 1 and words[0] in ENGINES:
+        return _engine(words[0], profile)
     path = shutil.which(words[0])
     if not path:
         raise ValueError(f"--runtime '{spec}': {words[0]} not found (known runtimes: {', '.join(KNOWN)}, "
@@ -165,6 +205,29 @@ def _known(spec, profile):
         rt.oci = path
     rt.version = _package_version(pkg)
     rt.measured = MEASURED.get(spec, ())
+    return rt
+
+
+def _engine(spec, profile):
+    """podman, podman:init, docker, docker:init: what cannot run here is
+    said at once (cheap checks); what the engine itself refuses is a skip
+    in its own words, from the wrapper."""
+    engine, init, prof, pkg, source = ENGINES[spec]
+    rt = Runtime(spec, [PYTHON, ENGINE_WRAPPER, "--engine", engine] + (["--init"] if init else []) + ["--"],
+                 profile or prof, pkg, source, engine=engine, start_ms=ENGINE_START_MS[engine])
+    needs = {"podman": ["/usr/bin/podman", "/usr/bin/conmon"], "docker": ["/usr/bin/docker", "/usr/sbin/dockerd"]}
+    missing = [b for b in needs[engine] + ([init] if init else []) if not os.access(b, os.X_OK)]
+    if missing:
+        rt.unavailable = f"{', '.join(missing)} not installed (Debian package {pkg}" + \
+                         (", catatonit)" if init and "catatonit" in init else ")")
+    elif os.geteuid() != 0:
+        rt.unavailable = f"kpc runs {engine} rootful, in private state: needs root"
+    elif not shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin"):
+        rt.unavailable = f"{engine} runs runc here (crun refuses hybrid cgroups): runc is not installed (Debian package runc)"
+    rt.version = _package_version(pkg)
+    rt.measured = MEASURED.get(spec, ())
+    runc_version = _package_version("runc")
+    rt.oci_runtime = "runc" + (f" {runc_version}" if runc_version else "")
     return rt
 
 

@@ -218,6 +218,12 @@ class Session:
                         oci_run.sweep(rt.oci)
                     except (OSError, oci_run.OciError) as e:
                         sys.stderr.write(f"kpc: sweeping {rt.name} containers: {e}\n")
+            if any(i.runtime.engine and not i.runtime.unavailable for i in self.items if i.runtime):
+                from . import engine_run
+                try:
+                    engine_run.sweep()
+                except (OSError, engine_run.EngineError, oci_run.OciError) as e:
+                    sys.stderr.write(f"kpc: sweeping engine runs: {e}\n")
         self.finished = time.monotonic()
         self.progress.clear()
 

@@ -298,6 +298,34 @@ def test_cleanup_deletes_the_container_of_a_killed_wrapper(kill, built):
 
 
 @needs_root
+@pytest.mark.skipif(CRUN is None, reason="crun is not installed")
+def test_crun_on_a_hybrid_host_runs_without_touching_the_hosts_cgroup_mounts(built):
+    """crun 1.8.1 refuses a hybrid host (cgroup2 at /sys/fs/cgroup/unified
+    with a controller); kpc starts its `run` in a mount namespace without
+    that mount. The host keeps its mount; a killed crun container is
+    removed by the cleanup argv like a runc one."""
+    if not oci_run.hybrid_with_v2_controllers():
+        pytest.skip("not a hybrid cgroup host with v2 controllers: crun runs as it is")
+    mounts_before = [m for m in oci_run._cgroup_mounts() if m[1] == oci_run.UNIFIED]
+    rid = run_id()
+    p, r = start_wrapper(CRUN, rid, [os.path.join(paths.probe_dir(), "pid1_workload"), "sleep", "kpc-token-" + rid])
+    try:
+        ready = read_ready(r, 20)
+        assert ready.startswith("ready"), (ready, p.stderr.read1().decode() if p.poll() is not None else "")
+        assert [m for m in oci_run._cgroup_mounts() if m[1] == oci_run.UNIFIED] == mounts_before
+        p.kill()
+        p.wait()
+        os.killpg(p.pid, signal.SIGKILL)
+        assert not writers_gone(r, 0.5)   # the container lives on
+        c = subprocess.run(cleanup_argv(CRUN, rid), capture_output=True, text=True, timeout=30)
+        assert (c.returncode, c.stderr) == (0, "")
+        assert writers_gone(r, 5) and oci_leftovers(rid) == []
+    finally:
+        os.close(r)
+        subprocess.run(cleanup_argv(CRUN, rid), capture_output=True, timeout=30)
+
+
+@needs_root
 @needs_runc
 def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
     """The runtime_pid1_duties flip (sigkill_of_runtime.workload_survives
@@ -388,10 +416,16 @@ def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, b
     assert by["runc"]["profile"] == "mask-through"
     assert by["runc"]["observations"]["self.blocked"] == "SIGUSR1|SIGALRM"   # the caller's mask leaks in
     if CRUN:
-        # crun runs, or says in its own words why it cannot (a skip, never a fail)
+        # crun runs (on a hybrid cgroup host too: in a mount namespace without
+        # the cgroup2 mount), or says in its own words why it cannot (a skip,
+        # never a fail)
         assert by["crun"]["verdict"] in ("pass", "skip"), by["crun"]
         if by["crun"]["verdict"] == "skip":
             assert by["crun"]["reason"].startswith("crun cannot run a container here: ")
+            assert not oci_run.hybrid_with_v2_controllers(), by["crun"]["reason"]
+        else:
+            assert by["crun"]["observations"]["self.blocked"] == "none"   # crun is clean, runc is not
+            assert duties["crun"]["verdict"] == "xfail", duties["crun"]["reason"]   # as runc: no init
     assert r.returncode in (0, 1)
     state = os.path.join(oci_run.KPC_OCI, "state", "runc")
     left = subprocess.run([RUNC, "--root", state, "list", "-q"], capture_output=True, text=True).stdout.split()

@@ -1,0 +1,687 @@
+"""Run a probe in a container of a real container engine (podman, docker):
+the --runtime prefix for `podman`, `podman:init`, `docker`, `docker:init`.
+
+    /usr/bin/python3 runner/kpc/engine_run.py --engine podman [--init] --id kpc-<16 hex> -- PROBE ARGS...
+    /usr/bin/python3 runner/kpc/engine_run.py --cleanup --id kpc-<16 hex>
+
+No image registry, no user state. The engine runs in a private mount
+namespace whose /run is an empty tmpfs, with the run's directory
+/run/kpc-oci/engines/ID (0700, root's, entered without following symlinks:
+rootfs directories, logs, pid files, the lock) carried over at its own
+path. The engine's state lives in that namespace's /run/kpc (podman's
+store, run root and tmpdir; dockerd's data root, exec root and socket),
+and so does what an engine writes to fixed places in /run -- runc's state
+in /run/runc, containerd's shim sockets in /run/containerd/s,
+/run/docker/plugins, podman's /run/libpod: none of it is the host's, and
+all of it vanishes with the namespace. /etc/docker is hidden by a tmpfs
+(dockerd writes key.json there). Its cgroups are under
+/kpc-engine-<16 hex> in every hierarchy (--cgroup-parent; dockerd enters
+there before it execs, its containerd and shims follow).
+
+podman 4.3.1 (research: ../shared/research/engines.md s.1):
+  podman --root/--runroot/--tmpdir /run/kpc/podman/... (the runroot must
+  be under 50 characters) with CONTAINERS_CONF and CONTAINERS_STORAGE_CONF
+  pointing at kpc's own files (file locks in the private tmpdir, not the
+  host's /dev/shm/libpod_lock; no events log),
+  `run --rm --network none --runtime runc --cgroup-manager cgroupfs`, the
+  rlimits given explicitly (podman's defaults need CAP_SYS_RESOURCE, and
+  podman caps its own RLIMIT_NPROC at 32768), an empty rootfs directory
+  (--rootfs), kpc's build directory bind-mounted read-only, and the
+  observation fd 3 passed with --preserve-fds 1. `--init` = catatonit.
+docker 20.10 (s.2): a private dockerd per container (no bridge, no
+  iptables, no ip_forward, the vfs storage driver, its own data root, exec
+  root, socket, config file), an image made by `docker import` of an empty
+  tar, the build bind-mounted read-only, /tmp a tmpfs. Docker cannot pass a
+  file descriptor into a container: the workload writes its observations
+  to its stdout (KPC_OBS_FD=1), which `docker run` writes to kpc's fd 3.
+  `--init` = tini (docker-init). The daemon is started with the signal
+  state the wrapper inherited (the launcher's dirty caller): it is the
+  daemon's state, not the client's, that a container gets.
+
+The engine client is the wrapper's child; signals sent to the wrapper are
+forwarded to it (both clients proxy them into the container). The engine's
+output is the wrapper's own stderr; a run that fails before any container
+started (exit 125-127 and no container pid) is a `skip` whose reason is the
+engine's own last error line.
+
+Cleanup. `--cleanup --id ID` (the launcher runs it once the run's process
+tree is gone, however the run ended) SIGKILLs every process left in the
+run's cgroups (each checked through a pidfd), detaches what is still
+mounted under the run's directory, removes the cgroups and the directory.
+Nothing of the engine lives anywhere else.
+
+Sweep. Each wrapper holds a shared flock on the run directory's `lock`
+for its life; `sweep()` (the runner, at the end of a session) removes the
+run directories nobody holds whose cgroups have no process left -- runs
+whose cleanup never ran. A container whose wrapper was killed but which
+still runs (runtime_pid1_duties watches one) is left alone.
+"""
+
+import ctypes
+import fcntl
+import json
+import os
+import resource
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tarfile
+import io
+import time
+
+try:
+    from . import oci_run
+except ImportError:   # run as a script (the --runtime prefix): runner/kpc is sys.path[0]
+    import oci_run
+
+ENGINES_DIR = "engines"
+ENGINES = {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}
+DOCKERD = "/usr/sbin/dockerd"
+RUN_ID = oci_run.RUN_ID
+PRIVATE_STATE = "/run/kpc"   # inside the private mount namespace only (private_run)
+SWEEP_MIN_AGE_S = 30
+PODMAN_NPROC_CAP = 32768   # podman lowers its own RLIMIT_NPROC to this at start (strace, research s.1)
+
+
+class EngineError(Exception):
+    """A message for the user (one line)."""
+
+
+def cgroup_parent(run_id):
+    return "/kpc-engine-" + run_id[len("kpc-"):]
+
+
+def run_dir(run_id):
+    return f"{oci_run.KPC_OCI}/{ENGINES_DIR}/{run_id}"
+
+
+# --- directories ------------------------------------------------------------------------------------------------
+
+def _open_engines(create):
+    """fd of /run/kpc-oci/engines (None if absent and create is False)."""
+    parent, name = os.path.split(oci_run.KPC_OCI)
+    pfd = oci_run._open_dir(parent)
+    try:
+        if not create:
+            try:
+                os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+        top = oci_run._private_dir(pfd, name, oci_run.KPC_OCI)
+    finally:
+        os.close(pfd)
+    try:
+        if not create:
+            try:
+                os.stat(ENGINES_DIR, dir_fd=top, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+        return oci_run._private_dir(top, ENGINES_DIR, f"{oci_run.KPC_OCI}/{ENGINES_DIR}")
+    finally:
+        os.close(top)
+
+
+def _subdirs(base_fd, base, *names):
+    """Create (0700) or enter base/NAME/... one level at a time, without
+    following symlinks; returns the path."""
+    fd = os.dup(base_fd)
+    path = base
+    try:
+        for n in names:
+            path = f"{path}/{n}"
+            nfd = oci_run._private_dir(fd, n, path)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    return path
+
+
+def _write_new(path, text, mode=0o600):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _write_once(path, text):
+    try:
+        _write_new(path, text)
+    except FileExistsError:
+        pass
+
+
+# --- a private mount namespace ----------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE, MS_BIND, MS_NOSUID, MS_NODEV = 0x4000, 0x40000, 0x1000, 0x2, 0x4
+MNT_DETACH = 2
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429            # the same number on every architecture
+AT_FDCWD = ctypes.c_int(-100)
+OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+def _check(rc, what):
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise EngineError(f"{what}: {os.strerror(e)}")
+
+
+def _mount(src, target, fstype, flags, data=None):
+    _check(_libc.mount(src and src.encode(), target.encode(), fstype and fstype.encode(), ctypes.c_ulong(flags),
+                       data and data.encode()), f"mount {target}")
+
+
+def private_run(keep):
+    """Enter a new mount namespace in which /run is an empty tmpfs and KEEP
+    (the run's directory, under /run) is bound back at its own path; the
+    host's /run is not touched. /etc/docker, when present, is hidden too
+    (dockerd writes key.json there). The directory is carried over the
+    tmpfs as a detached copy of its mount (open_tree, Linux 5.2): a bind
+    from the old namespace's fd is refused (EINVAL)."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    fd = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, keep.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+    if fd < 0:
+        _check(-1, f"open_tree {keep}")
+    try:
+        _mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+        os.makedirs(keep, 0o700)
+        _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, keep.encode(), MOVE_MOUNT_F_EMPTY_PATH),
+               f"move_mount {keep}")
+        if os.path.isdir("/etc/docker") and not os.path.islink("/etc/docker"):
+            _mount("tmpfs", "/etc/docker", "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
+    finally:
+        os.close(fd)
+
+
+# --- cgroups ----------------------------------------------------------------------------------------------------
+
+def _hierarchies():
+    """Mount points of the host's cgroup hierarchies (root '/' mounts)."""
+    return sorted({mp for fstype, mp, root, _ in oci_run._cgroup_mounts() if root == "/"})
+
+
+def _cgroup_tree(run_id):
+    """Every directory of the run's cgroup parent, deepest first."""
+    name = cgroup_parent(run_id).lstrip("/")
+    out = []
+    for h in _hierarchies():
+        top = os.path.join(h, name)
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        for dirpath, dirnames, _ in os.walk(top, followlinks=False):
+            out.append(dirpath)
+    return sorted(out, key=lambda p: -p.count("/"))
+
+
+def _kill_cgroups(run_id, deadline):
+    """SIGKILL every process in the run's cgroups until none is left."""
+    mark = cgroup_parent(run_id)
+    while True:
+        dirs = _cgroup_tree(run_id)
+        if not _kill_in(dirs, mark) and not oci_run._populated(dirs):
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
+
+
+def _kill_in(dirs, mark):
+    any_left = False
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            try:
+                pfd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    ours = any((":" + mark + "/") in line or line.rstrip("\n").endswith(":" + mark) for line in f)
+                if ours and not oci_run._zombie(pid):
+                    any_left = True
+                    signal.pidfd_send_signal(pfd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(pfd)
+    return any_left
+
+
+def _daemon_cgroups(run_id, leaf):
+    """The run's cgroup LEAF in every hierarchy, created: where dockerd
+    goes (its containerd and shims follow), so the cleanup finds them all."""
+    out = []
+    for h in _hierarchies():
+        path = os.path.join(h, cgroup_parent(run_id).lstrip("/"), leaf)
+        try:
+            os.makedirs(path, exist_ok=True)
+            out.append(os.path.join(path, "cgroup.procs"))
+        except OSError:
+            pass
+    return out
+
+
+def _enter_cgroups(procs_files):
+    """preexec_fn: the child moves itself in before it execs (nothing it
+    starts can be born outside)."""
+    def enter():
+        me = str(os.getpid()).encode()
+        for path in procs_files:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, me)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass   # a hierarchy that refuses (a cpuset without cpus): the shim kills the tree anyway
+    return enter
+
+
+# --- cleanup ----------------------------------------------------------------------------------------------------
+
+def _mounts_under(path):
+    out = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = oci_run._unescape(line.split()[4])
+                if mp == path or mp.startswith(path + "/"):
+                    out.append(mp)
+    except OSError:
+        pass
+    return sorted(out, key=lambda p: -p.count("/"))
+
+
+def cleanup(run_id, budget_s=20.0):
+    """Remove everything of one run; returns what is left ('' if nothing)."""
+    deadline = time.monotonic() + budget_s
+    _kill_cgroups(run_id, deadline)
+    top = run_dir(run_id)
+    for mp in _mounts_under(top):
+        _libc.umount2(mp.encode(), MNT_DETACH)
+    left = []
+    busy = _cgroup_tree(run_id)
+    while busy:
+        busy = [d for d in busy if not oci_run._rmdir_cgroup(d)]
+        if not busy or time.monotonic() >= deadline:
+            break
+        _kill_in(busy, cgroup_parent(run_id))
+        time.sleep(0.05)
+    if busy:
+        left.append(f"{len(busy)} cgroup directories ({busy[-1]} and below)" if len(busy) > 1 else busy[0])
+    efd = _open_engines(create=False)
+    if efd is not None:
+        try:
+            if not oci_run._rmtree_at(efd, run_id):
+                left.append(top)
+        finally:
+            os.close(efd)
+    return ", ".join(left)
+
+
+# --- running ----------------------------------------------------------------------------------------------------
+
+def _kpc_env():
+    env = {"PATH": "/usr/bin:/bin", "KPC_TMPDIR": "/tmp"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("KPC_") and k != "KPC_TMPDIR"})
+    return env
+
+
+def _engine_env(home):
+    """The engine client's environment: no user configuration reaches it."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+
+
+def _last_error(text):
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "rror" in ln:
+            return ln[:400]
+    return lines[-1][:400] if lines else ""
+
+
+def _record_skip(reason):
+    fd = int(os.environ.get("KPC_OBS_FD", "3"))
+    try:
+        os.write(fd, (json.dumps({"skip": reason[:900]}) + "\n").encode())
+    except OSError:
+        sys.stderr.write(f"kpc-engine: skip: {reason}\n")
+
+
+def _stop_grace():
+    """KPC_ENGINE_STOP_GRACE=N (engine_stop_grace sets it): SIGUSR2 to the
+    wrapper means `ENGINE stop -t N` of its container, not a signal to
+    forward."""
+    value = os.environ.get("KPC_ENGINE_STOP_GRACE", "")
+    return int(value) if value.isdigit() and 0 <= int(value) <= 300 else None
+
+
+def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None):
+    """Start the engine client with the wrapper's signal state (SIGPIPE and
+    SIGXFSZ back to default: Python ignores them), forward what the probe
+    sends us, wait. Returns (rc, its stderr text)."""
+    errf = open(stderr_path, "w+b") if stderr_path else None
+    stops = []
+    try:
+        proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=errf, restore_signals=True)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+            signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+        if stop_argv and _stop_grace() is not None:
+            signal.signal(signal.SIGUSR2, lambda signum, _frame: stops.append(subprocess.Popen(
+                stop_argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        rc = proc.wait()
+        for s in stops:
+            try:
+                s.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                s.kill()
+                s.wait()
+        text = ""
+        if errf:
+            errf.seek(0)
+            raw = errf.read()
+            text = raw.decode("utf-8", "replace")
+            sys.stderr.buffer.write(raw)
+            sys.stderr.flush()
+        return rc, text
+    finally:
+        if errf:
+            errf.close()
+
+
+def _rlimits():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nofile = hard if hard != resource.RLIM_INFINITY else 1048576
+    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    nproc = PODMAN_NPROC_CAP if hard == resource.RLIM_INFINITY else min(hard, PODMAN_NPROC_CAP)
+    return nofile, nproc
+
+
+def run_podman(run_id, top, use_init, probe_argv):
+    cid = f"{run_id}-{secrets.token_hex(4)}"
+    cdir = f"{top}/{cid}"
+    os.mkdir(cdir, 0o700)
+    # podman's state is in the namespace's own /run (its runroot must be
+    # under 50 characters): gone with the namespace
+    base = PRIVATE_STATE + "/podman"
+    os.makedirs(base, 0o700)
+    rootfs = f"{cdir}/rootfs"
+    os.mkdir(rootfs, 0o755)
+    # kpc's own configuration (the run's containers share it): file locks
+    # in the run's directory, no events log, nothing from /etc/containers
+    _write_once(f"{base}/containers.conf",
+                '[engine]\nlock_type = "file"\nevents_logger = "none"\ncgroup_manager = "cgroupfs"\n'
+                f'runtime = "runc"\nnetwork_config_dir = "{base}/net"\nvolume_path = "{base}/volumes"\n'
+                f'tmp_dir = "{base}/tmp"\n')
+    _write_once(f"{base}/storage.conf",
+                f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/root"\nrunroot = "{base}/run"\n')
+    _write_once(f"{base}/registries.conf", "")
+    env = _engine_env(base)
+    env.update(CONTAINERS_CONF=f"{base}/containers.conf", CONTAINERS_STORAGE_CONF=f"{base}/storage.conf",
+               CONTAINERS_REGISTRIES_CONF=f"{base}/registries.conf")
+    nofile, nproc = _rlimits()
+    build = oci_run._build_dir()
+    argv = [ENGINES["podman"], "--root", f"{base}/root", "--runroot", f"{base}/run", "--tmpdir", f"{base}/tmp",
+            "--cgroup-manager", "cgroupfs", "--events-backend", "none", "--runtime", "runc",
+            "run", "--rm", "--name", cid, "--label", f"kpc.run={run_id}", "--network", "none",
+            "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}",
+            "--cgroup-parent", cgroup_parent(run_id), "--pidfile", f"{cdir}/pid",
+            "--preserve-fds", "1", "--read-only", "-v", f"{build}:{build}:ro", "--hostname", "kpc"]
+    for k, v in _kpc_env().items():
+        argv += ["-e", f"{k}={v}"]
+    if use_init:
+        argv += ["--init"]
+    # --rootfs: the next argument is the rootfs, everything after it the command
+    argv += ["--rootfs", rootfs, *probe_argv]
+    obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+    stop = argv[:argv.index("run")] + ["stop", "-t", str(_stop_grace() or 0), cid]
+    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr", stop_argv=stop)
+    if rc in (125, 126, 127) and not os.path.exists(f"{cdir}/pid"):
+        _record_skip(f"podman cannot run a container here: {_last_error(err) or f'exit {rc}'}")
+        return 0
+    return rc
+
+
+def _empty_tar():
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w"):
+        pass
+    return buf.getvalue()
+
+
+def _wait_gone(pid, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_docker(run_id, top, use_init, probe_argv):
+    did = secrets.token_hex(4)
+    d = f"{top}/{run_id}-{did}"      # logs, for the cleanup's eyes
+    os.mkdir(d, 0o700)
+    s = PRIVATE_STATE + "/docker"    # the daemon's state: in the namespace's own /run
+    for sub in ("data", "exec", "client", "home"):
+        os.makedirs(f"{s}/{sub}", 0o700)
+    _write_new(f"{d}/daemon.json", "{}\n")
+    sock = f"{s}/docker.sock"
+    env = _engine_env(f"{s}/home")
+    env["DOCKER_CONFIG"] = f"{s}/client"
+    client = [ENGINES["docker"], "-H", f"unix://{sock}"]
+    log = open(f"{d}/dockerd.log", "wb")
+    daemon = subprocess.Popen(
+        [DOCKERD, "--data-root", f"{s}/data", "--exec-root", f"{s}/exec", "--pidfile", f"{s}/dockerd.pid",
+         "-H", f"unix://{sock}", "--config-file", f"{d}/daemon.json", "--iptables=false", "--ip6tables=false",
+         "--ip-forward=false", "--ip-masq=false", "--bridge=none", "--userland-proxy=false",
+         "--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs",
+         "--cgroup-parent", cgroup_parent(run_id), "--log-level=warn", "--shutdown-timeout", "2"],
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, restore_signals=True, start_new_session=True,
+        preexec_fn=_enter_cgroups(_daemon_cgroups(run_id, f"dockerd-{did}")))
+    log.close()
+    rc = 0
+    try:
+        end = time.monotonic() + 30
+        while True:
+            if daemon.poll() is not None:
+                with open(f"{d}/dockerd.log", errors="replace") as f:
+                    _record_skip(f"dockerd cannot start here: {_last_error(f.read()) or f'exit {daemon.returncode}'}")
+                return 0
+            p = subprocess.run(client + ["version", "--format", "{{.Server.Version}}"], env=env,
+                               capture_output=True, stdin=subprocess.DEVNULL)
+            if p.returncode == 0:
+                break
+            if time.monotonic() > end:
+                _record_skip("dockerd did not answer on its socket within 30 s")
+                return 0
+            time.sleep(0.1)
+        p = subprocess.run(client + ["import", "-", "kpc-empty:0"], env=env, input=_empty_tar(),
+                           capture_output=True)
+        if p.returncode != 0:
+            _record_skip(f"docker cannot import an empty image here: {_last_error(p.stderr.decode(errors='replace'))}")
+            return 0
+        build = oci_run._build_dir()
+        name = f"{run_id}-{did}"
+        argv = client + ["run", "--rm", "--name", name, "--label", f"kpc.run={run_id}", "--network", "none",
+                         "--read-only", "--tmpfs", "/tmp", "-v", f"{build}:{build}:ro", "--hostname", "kpc"]
+        kenv = _kpc_env()
+        kenv["KPC_OBS_FD"] = "1"   # no fd can be passed: stdout is the channel
+        for k, v in kenv.items():
+            argv += ["-e", f"{k}={v}"]
+        if use_init:
+            argv += ["--init"]
+        argv += ["kpc-empty:0", *probe_argv]
+        obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+        rc, err = _spawn_and_wait(argv, env, (), stdout=obs_fd, stderr_path=f"{d}/stderr",
+                                  stop_argv=client + ["stop", "-t", str(_stop_grace() or 0), name])
+        if rc == 125:   # docker run's own failure: no container ran
+            _record_skip(f"docker cannot run a container here: {_last_error(err) or 'exit 125'}")
+            rc = 0
+        return rc
+    finally:
+        if daemon.poll() is None:
+            # `run --rm`: the daemon removed the container; one still running
+            # (a probe gave up on it) is stopped by the daemon's shutdown
+            daemon.send_signal(signal.SIGTERM)
+            if not _wait_gone(daemon.pid, 15):
+                daemon.kill()
+                daemon.wait()
+        # what the daemon left mounted is in our private namespace: gone with it
+
+
+def _lock(dir_path, how):
+    """An flock on DIR/lock (created 0600, never through a symlink); the fd,
+    or None when LOCK_NB and someone else holds it."""
+    fd = os.open(f"{dir_path}/lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        return None
+
+
+def sweep(budget_s=15.0):
+    """Remove the runs of dead wrappers with nothing left running (see
+    the module's doc); returns what could not be removed."""
+    efd = _open_engines(create=False)
+    if efd is None:
+        return ""
+    try:
+        ids = [n for n in os.listdir(efd) if RUN_ID.fullmatch(n)]
+    finally:
+        os.close(efd)
+    hexes = {h[len("/kpc-engine-"):] for h in (cgroup_parent(i) for i in ids)}
+    for h in _hierarchies():   # a run whose directory is gone but whose cgroups stayed
+        try:
+            hexes |= {n[len("kpc-engine-"):] for n in os.listdir(h) if re.fullmatch(r"kpc-engine-[0-9a-f]{16}", n)}
+        except OSError:
+            pass
+    left = []
+    deadline = time.monotonic() + budget_s
+    for h in sorted(hexes):
+        rid = "kpc-" + h
+        fd = None
+        if os.path.isdir(run_dir(rid)) and not os.path.islink(run_dir(rid)):
+            try:
+                if time.time() - os.lstat(run_dir(rid)).st_mtime < SWEEP_MIN_AGE_S:
+                    continue   # just made: its wrapper may not hold the lock yet
+                fd = _lock(run_dir(rid), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            if fd is None:
+                continue   # a wrapper of this run lives
+        try:
+            if oci_run._populated(_cgroup_tree(rid)) or any(_procs(d) for d in _cgroup_tree(rid)):
+                continue   # its container still runs (its client was killed: someone watches it)
+            what = cleanup(rid, budget_s=max(1.0, min(5.0, deadline - time.monotonic())))
+            if what:
+                left.append(what)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return ", ".join(left)
+
+
+def _procs(cgroup_dir):
+    try:
+        with open(os.path.join(cgroup_dir, "cgroup.procs")) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def run(engine, use_init, run_id, probe_argv):
+    efd = _open_engines(create=True)
+    try:
+        top = _subdirs(efd, f"{oci_run.KPC_OCI}/{ENGINES_DIR}", run_id)
+    finally:
+        os.close(efd)
+    # held until the wrapper is gone (close-on-exec: the engine does not keep it)
+    _lock(top, fcntl.LOCK_SH)
+    private_run(top)
+    if engine == "podman":
+        rc = run_podman(run_id, top, use_init, probe_argv)
+    else:
+        rc = run_docker(run_id, top, use_init, probe_argv)
+    return rc if rc >= 0 else 128 - rc
+
+
+USAGE = ("usage: engine_run.py --engine podman|docker [--init] --id kpc-<16 hex> -- PROBE [ARGS...] | "
+         "engine_run.py --cleanup --id kpc-<16 hex>")
+
+
+def _parse(argv):
+    mode, engine, use_init, run_id, rest = "run", None, False, None, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest = argv[i + 1:]
+            break
+        if a == "--cleanup":
+            mode = "cleanup"
+            i += 1
+        elif a == "--init":
+            use_init = True
+            i += 1
+        elif a in ("--engine", "--id"):
+            if i + 1 >= len(argv):
+                raise EngineError(f"{a} needs a value ({USAGE})")
+            if a == "--engine":
+                engine = argv[i + 1]
+            else:
+                run_id = argv[i + 1]
+            i += 2
+        else:
+            raise EngineError(f"unknown argument '{a}' ({USAGE})")
+    if run_id is None or not RUN_ID.fullmatch(run_id):
+        raise EngineError(f"--id '{run_id}': expected kpc- and 16 lowercase hex digits" if run_id else
+                          f"--id is required ({USAGE})")
+    if mode == "cleanup":
+        if rest or engine or use_init:
+            raise EngineError(f"--cleanup takes only --id ({USAGE})")
+    else:
+        if engine not in ENGINES:
+            raise EngineError(f"--engine must be podman or docker ({USAGE})")
+        if not rest:
+            raise EngineError(f"no probe after -- ({USAGE})")
+    return mode, engine, use_init, run_id, rest
+
+
+def main(argv):
+    try:
+        mode, engine, use_init, run_id, probe_argv = _parse(argv)
+        if mode == "cleanup":
+            left = cleanup(run_id)
+            if left:
+                sys.stderr.write(f"kpc: engine cleanup of {run_id}: could not remove {left}\n")
+                return 1
+            return 0
+        return run(engine, use_init, run_id, probe_argv)
+    except (EngineError, oci_run.OciError) as e:
+        sys.stderr.write(f"kpc: engine_run: {e}\n")
+        return 2
+    except OSError as e:
+        sys.stderr.write(f"kpc: engine_run: {e}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
