@@ -208,9 +208,19 @@ def totals(doc_text, log_text):
 
 def pytest_summary(log_text):
     """The closing line of pytest ('432 passed, 20 skipped in 303.29s'), or ''."""
-    lines = [ln.strip("= ") for ln in (log_text or "").splitlines()
-             if re.search(r"\d+ (passed|failed)", ln) and " in " in ln]
+    lines = [ln.strip("= ") for ln in (log_text or "").splitlines()]
+    lines = [ln for ln in lines if re.fullmatch(r"\d+ (passed|failed|skipped|errors?)(, \d+ \w+)* in [\d.]+s.*", ln)]
     return re.sub(r" in [\d.]+s.*", "", lines[-1]) if lines else ""
+
+
+def first_complaint(log_text, width=100):
+    """The first `kpc:` line of a log, cut to WIDTH (a build failure's is the
+    whole compiler output on one line), or ''."""
+    for ln in (log_text or "").splitlines():
+        if ln.startswith("kpc: "):
+            ln = ln.split("\\n", 1)[0]
+            return ln if len(ln) <= width else ln[:width - 3] + "..."
+    return ""
 
 
 def green(row):
@@ -250,7 +260,7 @@ def one_suite(suite, refresh, keep, logs):
                 safefile.write(os.path.join(logs, f"{suite}-{name}.log"), text)
         run_log = _read(root, "run.log")
         row["totals"] = totals(_read(root, "run.json"), run_log)
-        row["selftest"] = pytest_summary(_read(root, "selftest.log"))
+        row["selftest"] = pytest_summary(_read(root, "selftest.log")) or first_complaint(_read(root, "selftest.log"))
         row.update(glibc=facts.get("glibc", "?"), python=facts.get("python", "?"), gxx=facts.get("gxx", "?"))
     finally:
         if keep:

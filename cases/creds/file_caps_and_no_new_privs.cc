@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <string>
@@ -62,7 +63,7 @@ void become_nobody(std::vector<cap_value_t> keep) {
 [[noreturn]] void exec_fd(int prog) {
   char* const argv[] = {const_cast<char*>("creds_report"), const_cast<char*>("--prefix"), const_cast<char*>("exec"),
                         nullptr};
-  execveat(prog, "", argv, environ, AT_EMPTY_PATH);
+  syscall(SYS_execveat, prog, "", argv, environ, AT_EMPTY_PATH);  // glibc < 2.34 has no execveat()
   kpc::broken("execveat creds_report: " + kpc::errno_name(errno));
 }
 }  // namespace

@@ -14,6 +14,10 @@
 
 #include "kpc/probe.h"
 
+#ifndef SYS_close_range
+#define SYS_close_range 436  // the same on every architecture; glibc < 2.34 does not name it
+#endif
+
 namespace {
 constexpr unsigned kUnshare = 1u << 1, kCloexec = 1u << 2;  // linux/close_range.h
 long close_range(unsigned first, unsigned last, unsigned flags) {

@@ -50,9 +50,12 @@ bool some_thread_in_read(pid_t pid) {
   kpc::send_byte(ready_fd);
   int r;
   if (mt) {
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    r = fuse_session_loop_mt(se, cfg);
-    fuse_loop_cfg_destroy(cfg);
+    // API 3.4's public struct: libfuse 3.10 (Debian 11) to 3.17 (Debian 13)
+    // all take it; fuse_loop_cfg_create() is API 3.12 only.
+    fuse_loop_config cfg{};
+    cfg.clone_fd = 0;
+    cfg.max_idle_threads = 10;
+    r = fuse_session_loop_mt(se, &cfg);
   } else {
     r = fuse_session_loop(se);
   }

@@ -75,6 +75,9 @@ void close_variant(const std::string& mountpoint) {
 
 int probe_main(kpc::Probe& p) {
   bool exit_variant = p.variant_is("self_served_exit", "close");
+  if (!kpc::testfs::Server::can_noflush())
+    kpc::skip("libfuse " + kpc::testfs::Server::libfuse_version() +
+              " cannot send FOPEN_NOFLUSH (its fuse_file_info has no noflush)");
   kpc::testfs::enter_private_mount_namespace();
   kpc::TempDir dir("fuse");
   if (!exit_variant) {

@@ -4,6 +4,7 @@
 // (/proc/self is not the caller's getpid()); a proc mounted inside shows the
 // namespace's: /proc/self is 1 for its init, and only its members are listed.
 #include <dirent.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>

@@ -32,6 +32,9 @@ TEST_EXTRAS = {
     "python3-yaml": "YAML (the GitHub workflow's test)",
     "gpg": "gpg (the kernel fetch tests sign a local archive)",
     "gpg-agent": "gpg-agent (gpg makes the tests' key through it)",
+    "strace": "strace (lab notes' demos)",
+    "libcap2-bin": "capsh, getcap (lab notes' demos)",
+    "procps": "ps (lab notes' demos)",
 }
 # --kernels: boot Debian kernels under QEMU (runner/kpc/guest.py).
 VM_PACKAGES = {

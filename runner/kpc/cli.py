@@ -80,16 +80,14 @@ def _select(all_cases, patterns, areas):
 
 
 def _ensure_build(no_build, with_tests=False):
-    try:
-        build.check_trusted()
-        if no_build:
-            if not os.path.exists(paths.launcher()):
-                raise InputError(f"--no-build given but {paths.launcher()} does not exist")
-            return
-        build.ensure_packages(with_tests=with_tests)
-        build.build(with_tests=with_tests)
-    except build.BuildError as e:
-        raise InputError(str(e)) from None
+    """A BuildError goes to main(), which prints it with the tool's output."""
+    build.check_trusted()
+    if no_build:
+        if not os.path.exists(paths.launcher()):
+            raise InputError(f"--no-build given but {paths.launcher()} does not exist")
+        return
+    build.ensure_packages(with_tests=with_tests)
+    build.build(with_tests=with_tests)
 
 
 # ---------------------------------------------------------------- run
@@ -203,10 +201,7 @@ def _kernels(args):
         kernels.check_cache()
     except kernels.KernelError as e:
         raise InputError(str(e)) from None
-    try:
-        build.ensure_packages(extra=build.VM_PACKAGES)
-    except build.BuildError as e:
-        raise InputError(str(e)) from None
+    build.ensure_packages(extra=build.VM_PACKAGES)   # a BuildError: main() prints it with apt's output
     try:
         kernels.check_cache()
         found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []
@@ -865,7 +860,12 @@ def main(argv=None):
         build.ensure_toml()   # Python < 3.11: case metadata needs python3-tomli or python3-toml
         return args.func(args)
     except build.BuildError as e:
-        _say(str(e))
+        # A compiler's or apt's output is read as it was printed, a line each
+        # (made printable), under the one line that says what failed.
+        first, _, rest = str(e).partition("\n")
+        _say(first)
+        for line in rest.splitlines():
+            sys.stderr.write(f"  {printable(line)}\n")
         return EXIT_INPUT
     except InputError as e:
         _say(str(e))

@@ -34,6 +34,10 @@ def test_pytest_summary_is_the_closing_line():
     log = "....F\n= 2 failed, 444 passed, 20 skipped in 239.35s (0:03:59) =\nkpc: selftest FAILED\n"
     assert distros.pytest_summary(log) == "2 failed, 444 passed, 20 skipped"
     assert distros.pytest_summary("kpc: missing packages") == ""
+    build = "kpc: cmake --build /project/build --parallel 2 failed:\\n[1/275] Building CXX object ... in 3s\\n"
+    assert distros.pytest_summary(build) == ""   # seen on Debian 13: the compiler's output became the row
+    assert distros.first_complaint(build) == "kpc: cmake --build /project/build --parallel 2 failed:"
+    assert len(distros.first_complaint("kpc: " + "x" * 500)) == 100
 
 
 @pytest.mark.parametrize("row, ok", [

@@ -7,6 +7,7 @@ answers, the init exercise, `kpc inspect --signal`."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -72,6 +73,25 @@ def run_demo(block, timeout=60):
     return results
 
 
+# Commands the demos use beyond a minimal Debian (Essential packages, python3),
+# and their packages: ./kpc selftest installs the small ones as root
+# (build.TEST_EXTRAS); a demo whose command is missing skips naming it.
+DEMO_PACKAGES = {"strace": "strace", "capsh": "libcap2-bin", "getcap": "libcap2-bin", "setcap": "libcap2-bin",
+                 "ps": "procps", "pgrep": "procps", "tini": "tini", "dumb-init": "dumb-init",
+                 "catatonit": "catatonit", "bwrap": "bubblewrap", "busybox": "busybox-static"}
+
+
+def missing_demo_command(block):
+    """(command, package) of the first command a demo needs and this machine
+    lacks, or None."""
+    for d in block:
+        for cmd, pkg in DEMO_PACKAGES.items():
+            if re.search(rf"(?<![\w/.-]){re.escape(cmd)}(?![\w.-])", d.command) and \
+                    shutil.which(cmd, path=DEMO_ENV["PATH"]) is None:
+                return cmd, pkg
+    return None
+
+
 @pytest.mark.parametrize("case_id,block", _blocks())
 def test_note_demos_run_as_written(case_id, block):
     """Every `$ command` of a note's See-it-yourself block runs here and
@@ -80,6 +100,9 @@ def test_note_demos_run_as_written(case_id, block):
     for must succeed. `# command` lines need root."""
     if any(d.root for d in block) and os.geteuid() != 0:
         pytest.skip("the block has '# ' (root) commands and this test is not root")
+    missing = missing_demo_command(block)
+    if missing:
+        pytest.skip(f"the demo runs {missing[0]}: install Debian's {missing[1]}")
     for d, rc, lines in run_demo(block):
         want = [lab.strip_comment(e) for e in d.expected]
         if not want:
@@ -91,6 +114,14 @@ def test_note_demos_run_as_written(case_id, block):
             assert hit is not None, (f"{case_id}: `{d.command}` should print {e!r}; it printed:\n"
                                      + "\n".join(lines))
             at = hit + 1
+
+
+def test_a_demo_needing_a_missing_tool_is_named(monkeypatch):
+    monkeypatch.setitem(DEMO_PACKAGES, "kpc-no-such-tool", "kpc-pkg")
+    block = lab.demo_blocks("**See it yourself.**\n\n    $ kpc-no-such-tool -f x | grep y\n\n")[0]
+    assert missing_demo_command(block) == ("kpc-no-such-tool", "kpc-pkg")
+    block = lab.demo_blocks("**See it yourself.**\n\n    $ ls /usr/bin/kpc-no-such-tool.d xkpc-no-such-tool\n\n")[0]
+    assert missing_demo_command(block) is None
 
 
 def test_demo_blocks_are_found_and_checked():

@@ -559,3 +559,22 @@ def test_a_build_waits_for_another_build_of_the_same_directory(tmp_path, built):
     finally:
         os.close(fd)
     assert p.wait(timeout=300) == 0, err.read_text()
+
+
+def test_a_build_failure_shows_the_compilers_lines(monkeypatch, capsys):
+    """Seen on fresh Debian 13: the compiler's output was one line of '\\n's
+    under 'kpc: cmake --build ... failed:'. Now: that line, then the
+    output a line each (made printable), exit 2."""
+    from kpc import build, cli
+
+    def fail(**_):
+        raise build.BuildError("cmake --build build failed:\nx.cc:29:5: error: 'uint32_t' was not declared\x1b[31m\n"
+                               "ninja: build stopped")
+    monkeypatch.setattr(build, "check_trusted", lambda: None)
+    monkeypatch.setattr(build, "ensure_packages", lambda **_: None)
+    monkeypatch.setattr(build, "build", fail)
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "kpc: cmake --build build failed:"
+    assert err[1].startswith("  x.cc:29:5: error: 'uint32_t' was not declared") and "\x1b" not in err[1]
+    assert err[2] == "  ninja: build stopped"

@@ -114,6 +114,14 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int, fuse_file_inf
   fuse_reply_attr(req, &st, 3600);
 }
 
+template <typename FileInfo>
+constexpr bool kHasNoflush = requires(FileInfo f) { f.noflush = 1; };
+
+template <typename FileInfo>
+void set_noflush_flag(FileInfo* fi, bool on) {
+  if constexpr (kHasNoflush<FileInfo>) fi->noflush = on ? 1 : 0;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   bump(S(req), Op::OPEN);
   if (ino != kFile) {
@@ -121,7 +129,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return;
   }
   fi->direct_io = 1;  // every read() reaches the server, none is served from the page cache
-  fi->noflush = S(req)->noflush.load() ? 1 : 0;
+  set_noflush_flag(fi, S(req)->noflush.load());
   fuse_reply_open(req, fi);
 }
 
@@ -398,7 +406,16 @@ void Server::set_flush(Answer a, int arg) {
   shared_->flush_answer = static_cast<int>(a);
 }
 
-void Server::set_noflush(bool on) { shared_->noflush = on ? 1 : 0; }
+bool Server::can_noflush() { return kHasNoflush<fuse_file_info>; }
+
+std::string Server::libfuse_version() {
+  return std::to_string(FUSE_MAJOR_VERSION) + "." + std::to_string(FUSE_MINOR_VERSION);
+}
+
+void Server::set_noflush(bool on) {
+  if (on && !can_noflush()) kpc::broken("set_noflush: this libfuse cannot send FOPEN_NOFLUSH (check can_noflush() first)");
+  shared_->noflush = on ? 1 : 0;
+}
 
 void Server::set_read(Answer a, int arg) {
   shared_->read_arg = arg;

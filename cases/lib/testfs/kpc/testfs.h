@@ -70,6 +70,10 @@ class Server {
   // Files opened from now on get FOPEN_NOFLUSH (FUSE 7.35, Linux 5.16): the
   // kernel sends no FLUSH when they are closed. An older kernel ignores it.
   void set_noflush(bool on);
+  // Whether this libfuse can send FOPEN_NOFLUSH at all (its fuse_file_info
+  // has `noflush`: not Debian 11's 3.10). A case that needs it skips first.
+  static bool can_noflush();
+  static std::string libfuse_version();  // "3.14", the headers kpc was built with
   int count(Op op) const;
   // Polls (1 ms steps) until count(op) >= n; false on timeout.
   bool wait_count(Op op, int n, int timeout_ms) const;

@@ -1,0 +1,72 @@
+// The structural FUSE hang rule (unanswerable_fuse_waiters): which holders of
+// /dev/fuse could still answer a waiter. The waiter is described; the holder
+// is a real child holding /dev/fuse (the rule reads its /proc/PID/fd).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "launcher.h"
+
+namespace kpcl {
+namespace {
+
+class FuseWaiters : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0) GTEST_SKIP() << "cannot open /dev/fuse: " << strerror(errno);
+    holder_ = fork();
+    ASSERT_GE(holder_, 0);
+    if (holder_ == 0) {
+      pause();
+      _exit(0);
+    }
+    close(fd);
+  }
+  void TearDown() override {
+    if (holder_ > 0) {
+      kill(holder_, SIGKILL);
+      waitpid(holder_, nullptr, 0);
+    }
+  }
+  TaskInfo waiter() const {
+    TaskInfo w;
+    w.pid = w.tid = getpid();
+    w.state = 'S';
+    w.wchan = "request_wait_answer";
+    return w;
+  }
+  TaskInfo holder(char state, bool exiting) const {
+    TaskInfo h;
+    h.pid = h.tid = holder_;
+    h.state = state;
+    h.exiting = exiting;
+    h.wchan = state == 'R' ? "" : "do_exit";
+    return h;
+  }
+  pid_t holder_ = -1;
+};
+
+TEST_F(FuseWaiters, ALiveHolderCanAnswer) {
+  EXPECT_TRUE(unanswerable_fuse_waiters({waiter(), holder('S', false)}, 1).empty());
+}
+
+TEST_F(FuseWaiters, ARunnableExitingHolderIsAboutToEndTheConnection) {
+  EXPECT_TRUE(unanswerable_fuse_waiters({waiter(), holder('R', true)}, 1).empty());
+}
+
+TEST_F(FuseWaiters, AnExitingHolderAsleepAnswersNothing) {
+  EXPECT_EQ(unanswerable_fuse_waiters({waiter(), holder('S', true)}, 1), std::set<pid_t>{getpid()});
+  EXPECT_EQ(unanswerable_fuse_waiters({waiter(), holder('D', true)}, 1), std::set<pid_t>{getpid()});
+}
+
+TEST_F(FuseWaiters, TheShimsDeviceIsForRecoveryNotForAnswers) {
+  EXPECT_EQ(unanswerable_fuse_waiters({waiter(), holder('S', false)}, holder_), std::set<pid_t>{getpid()});
+}
+
+}  // namespace
+}  // namespace kpcl
