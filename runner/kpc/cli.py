@@ -761,7 +761,7 @@ def parser():
                    help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
     r.add_argument("--kernels", action="append", metavar="LIST",
                    help="also run the suite inside these Debian kernels under QEMU, comma-separated version "
-                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 kernel "
+                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 (--arch: cloud-arm64) kernel "
                         "packages are fetched with apt from the Debian archive this machine is configured with, "
                         "verified, and cached in images/cache/")
     r.add_argument("--arch", action="append", metavar="LIST",
@@ -769,7 +769,8 @@ def parser():
                         "arm64. arm64 kernels (linux-image-cloud-arm64) boot under qemu-system-aarch64 -M virt "
                         "(emulated, TCG) with the suite cross-built in build-arm64/ (g++-aarch64-linux-gnu; the "
                         "arm64 libraries and busybox are extracted from Debian's .debs into images/cache/). "
-                        "Columns then name the arch: 6.1-arm64")
+                        "Columns name the arch unless it is amd64 alone: 6.1-arm64, and "
+                        "6.1-amd64 next to it")
     r.add_argument("--kernel", action="append", metavar="BZIMAGE[:MODDIR]",
                    help="also run inside a kernel you built (its lib/modules/RELEASE directory when FUSE or the "
                         "virtio console are modules) (repeatable)")
