@@ -106,6 +106,8 @@ def sysroot(arch, refresh=None):
                     shutil.rmtree(old)
                 elif os.path.lexists(old):
                     os.unlink(old)
+            for stale in glob.glob(os.path.join(top, ".debs.*")):
+                shutil.rmtree(stale, ignore_errors=True)      # a killed fetch's (the lock is ours)
             tmp = tempfile.mkdtemp(prefix=".debs.", dir=top)
             try:
                 dl = apt.download_dir()
