@@ -257,7 +257,7 @@ def _base_image(arch="amd64"):
     c.file("kpc/probe-init", PROBE_INIT.encode(), 0o755)
     c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
     c.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
-    strip = ARCH[arch]["strip"] if arch in ARCH else "strip"
+    strip = ARCH[arch]["strip"] if arch in ARCH and arch != HOST_ARCH else "strip"
     for p, f in bins.items():
         c.file(p, _stripped(f, strip), 0o755)
     _write_atomic(out, c.bytes())
