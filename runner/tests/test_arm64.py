@@ -112,13 +112,16 @@ needs_arm64 = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def arm64_ready(built):
-    """The arm64 kernel and the sysroot, fetched as `--arch arm64` does; no
-    archive: skip. (The cross build itself is the test's: it must work.)"""
+    """The arm64 kernel and the sysroot, fetched as `--arch arm64` does (no
+    archive: skip), and the cross build, made here as `--arch arm64` makes
+    it (a failure fails: the test's kpc run has only 120 s, and a first
+    cross build on a loaded 2-core machine took 4 min)."""
     try:
         kernels.fetch_debian([TEST_KERNEL], arch="arm64")
         cross.sysroot("arm64")
     except (kernels.KernelError, cross.CrossError) as e:
         pytest.skip(f"cannot fetch the arm64 kernel {TEST_KERNEL} or the arm64 .debs: {e}")
+    cross.ensure("arm64")
 
 
 @needs_root
