@@ -12,7 +12,6 @@
 #include <atomic>
 #include <cerrno>
 #include <string>
-#include <thread>
 
 #include "kpc/pidfd.h"
 #include "kpc/probe.h"
@@ -30,7 +29,10 @@ int probe_main(kpc::Probe&) {
   kpc::ScopedSigaction usr1(SIGUSR1, on_usr1, 0);
   kpc::Pipe tid_pipe = kpc::Pipe::make(O_CLOEXEC), ask = kpc::Pipe::make(O_CLOEXEC),
             answer = kpc::Pipe::make(O_CLOEXEC);
-  std::thread worker([&] {
+  // pthread_create, not std::thread: a static binary of glibc < 2.34 (Debian
+  // 11) links libpthread only for strong references, and std::thread's are
+  // weak (it crashed with SIGSEGV there).
+  auto body = [&] {
     sigset_t usr1_set;
     sigemptyset(&usr1_set);
     sigaddset(&usr1_set, SIGUSR1);
@@ -42,7 +44,12 @@ int probe_main(kpc::Probe&) {
       timespec zero{};
       kpc::send_int(answer.write.get(), sigtimedwait(&usr1_set, nullptr, &zero) == SIGUSR1 ? 1 : 0);
     }
-  });
+  };
+  pthread_t worker;
+  KPC_CHECK(pthread_create(&worker, nullptr, [](void* b) -> void* {
+              (*static_cast<decltype(body)*>(b))();
+              return nullptr;
+            }, &body) == 0);
   auto tid = kpc::recv_int(tid_pipe.read.get(), 5000);
   KPC_CHECK(tid.has_value());
 
@@ -93,7 +100,7 @@ int probe_main(kpc::Probe&) {
   } else {
     kpc::send_byte(ask.write.get(), 'q');
   }
-  worker.join();
+  pthread_join(worker, nullptr);
 
   // 6. PIDFD_SIGNAL_THREAD on a process pidfd (our own): the leader thread.
   long self = syscall(kSysOpen, getpid(), 0);

@@ -45,6 +45,7 @@
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
+#include "kpc/signals.h"
 
 namespace {
 
@@ -253,7 +254,7 @@ int probe_main(kpc::Probe& p) {
           }
         }
       }
-      std::string name = std::string("forwards.sig") + sigabbrev_np(sig);
+      std::string name = "forwards." + kpc::signal_name(sig);  // sigabbrev_np is glibc >= 2.32
       for (auto& c : name) c = static_cast<char>(tolower(c));
       kpc::observe(name, got);
     }

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "kpc/probe.h"
+#include "kpc/proc.h"
 #include "kpc/raii.h"
 
 extern char** environ;
@@ -49,8 +50,7 @@ int probe_main(kpc::Probe&) {
   kpc::Child child(kpc::fork_or_broken());
   if (child.pid() == 0) {
     // 1. A /dev without anything in it, in our own mount namespace only.
-    if (unshare(CLONE_NEWNS) != 0) kpc::skip("unshare(CLONE_NEWNS): " + kpc::errno_name(errno));
-    KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+    kpc::enter_private_mount_namespace();
     KPC_SYS(mount("tmpfs", "/dev", "tmpfs", 0, "mode=755"));
     kpc::observe("dev_fd_exists", access("/dev/fd", F_OK) == 0);
     kpc::Fd path_fd(open("/bin/true", O_PATH | O_CLOEXEC));
@@ -68,6 +68,7 @@ int probe_main(kpc::Probe&) {
     _exit(0);
   }
   int st = child.wait();
+  if (WIFEXITED(st) && WEXITSTATUS(st) == kpc::kExitSkip) _exit(kpc::kExitSkip);  // it said why (a chroot)
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) kpc::broken("the child ended " + kpc::describe_wait_status(st));
   return 0;
 }

@@ -18,9 +18,11 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kpc/probe.h"
+#include "kpc/proc.h"
 #include "kpc/state.h"
 
 namespace {
@@ -47,8 +49,7 @@ int probe_main(kpc::Probe& p) {
 
   // 1. A private tmpfs in a private mount namespace, holding a copy of the
   //    helper, set-user-ID root or not.
-  KPC_SYS(unshare(CLONE_NEWNS));
-  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  kpc::enter_private_mount_namespace();
   KPC_SYS(mkdir("suid", 0700));  // the cwd is the run directory (0700)
   KPC_SYS(mount("kpc-suid", "suid", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0700,size=16m"));
   kpc::Fd dir(KPC_SYS(open("suid", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
@@ -65,7 +66,7 @@ int probe_main(kpc::Probe& p) {
     // 3. Exec the copy through its descriptor (65534 cannot even enter the
     //    run directory): the helper records PDEATHSIG and its euid.
     char* const argv[] = {const_cast<char*>("setuid_report"), nullptr};
-    execveat(prog.get(), "", argv, environ, AT_EMPTY_PATH);
+    syscall(SYS_execveat, prog.get(), "", argv, environ, AT_EMPTY_PATH);  // glibc < 2.34 has no execveat()
     kpc::broken(std::string("execveat setuid_report: ") + kpc::errno_name(errno));
   });
   kpc::observe("exec.status", kpc::describe_wait_status(child.wait()));

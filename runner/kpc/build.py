@@ -1,12 +1,13 @@
 """System packages and the CMake build, on first use."""
 
+import importlib
 import os
 import shutil
 import stat
 import subprocess
 import sys
 
-from . import paths, safefile
+from . import paths, safefile, tomlread
 
 # Debian/Ubuntu package -> what it provides (for the message).
 BUILD_PACKAGES = {
@@ -21,6 +22,16 @@ BUILD_PACKAGES = {
 }
 TEST_PACKAGES = {
     "libgtest-dev": "GoogleTest (unit tests)",
+}
+# ./kpc selftest installs these too when it runs as root; otherwise it names
+# them and goes on (the tests that need them skip, naming the package). The
+# large optional ones (chromium, qemu-system-x86, musl-tools, the runtimes)
+# are never installed by selftest: their tests skip, naming the package
+# (pytest -rs lists every skip with its reason).
+TEST_EXTRAS = {
+    "python3-yaml": "YAML (the GitHub workflow's test)",
+    "gpg": "gpg (the kernel fetch tests sign a local archive)",
+    "gpg-agent": "gpg-agent (gpg makes the tests' key through it)",
 }
 # --kernels: boot Debian kernels under QEMU (runner/kpc/guest.py).
 VM_PACKAGES = {
@@ -61,17 +72,63 @@ def ensure_packages(with_tests=False, install=True, extra=None):
                              f"install the equivalents of: {', '.join(wanted)}")
         return
     missing = [p for p in wanted if not _installed(p)]
-    if not missing:
+    can_install = os.geteuid() == 0 and install and shutil.which("apt-get") is not None
+    extras = [p for p in TEST_EXTRAS if with_tests and not _installed(p)]
+    if extras and not can_install:
+        say(f"not installed: {', '.join(f'{p} ({TEST_EXTRAS[p]})' for p in extras)}: the tests that need them "
+            f"skip (sudo apt-get install {' '.join(extras)})")
+    if not missing and not (extras and can_install):
         return
-    described = ", ".join(f"{p} ({wanted[p]})" for p in missing)
-    if os.geteuid() != 0 or not install or shutil.which("apt-get") is None:
+    if missing and not can_install:
+        described = ", ".join(f"{p} ({wanted[p]})" for p in missing)
         raise BuildError(f"missing packages: {described}\n  install them with: sudo apt-get install {' '.join(missing)}")
+    _apt_install(missing + extras)
+
+
+def _apt_env():
+    return dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+
+
+def _apt_update():
+    proc = subprocess.run(["apt-get", "update", "-q"], env=_apt_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"apt-get update -q failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def _apt_install(missing, updated=False):
     say(f"installing missing packages with apt-get: {' '.join(missing)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    if not updated:
+        _apt_update()
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    proc = subprocess.run(cmd, env=_apt_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def _has_candidate(pkg):
+    """apt knows a version of pkg it could install (after apt-get update)."""
+    proc = subprocess.run(["apt-cache", "policy", pkg], capture_output=True, text=True)
+    return any(line.strip().startswith("Candidate:") and "(none)" not in line for line in proc.stdout.splitlines())
+
+
+def ensure_toml():
+    """Python < 3.11 has no tomllib. As root on a dpkg system, install the
+    first of tomlread.PACKAGES apt has (Debian 11 has python3-toml only) and
+    say so; otherwise leave it: loading the cases then says what to install,
+    in one line."""
+    if tomlread.parser() is not None:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None or shutil.which("apt-cache") is None:
+        return
+    _apt_update()
+    pkg = next((p for p in tomlread.PACKAGES if _has_candidate(p)), None)
+    if pkg is None:
+        raise BuildError(f"none of {', '.join(tomlread.PACKAGES)} can be installed with apt-get here: "
+                         f"Python {sys.version_info[0]}.{sys.version_info[1]} needs one to read TOML (or Python >= 3.11)")
+    _apt_install([pkg], updated=True)
+    importlib.invalidate_caches()
+    if tomlread.parser() is None:
+        raise BuildError(f"{pkg} was installed but Python cannot import it")
 
 
 def check_trusted(bdir=None):

@@ -33,8 +33,9 @@ import tempfile
 from . import cases, envinfo, formats, launch, paths, safefile
 
 # The runner modules the device needs (Python >= 3.9, standard library only).
-MODULES = ("__init__", "cases", "dut", "envinfo", "evaluate", "formats", "inputs", "kver", "launch", "paths",
-           "render", "report", "requirements", "runtimes", "safefile", "session", "tables", "targets", "values")
+MODULES = ("__init__", "cases", "catalogue", "dut", "envinfo", "evaluate", "formats", "inputs", "kver", "launch",
+           "paths", "render", "report", "requirements", "runtimes", "safefile", "session", "tables", "targets",
+           "tomlread", "values")
 ROOT_MARK = "@KPC_ROOT@"
 TOP = "kpc"
 

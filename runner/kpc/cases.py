@@ -7,7 +7,7 @@ import os
 import json
 import re
 
-from . import inputs, kver, paths
+from . import catalogue as catalogue_mod, inputs, kver, paths, tomlread
 
 FLAVORS = ("host", "pidns", "userns")
 MAX_TIMEOUT_S = 3600  # a case that needs more is a bug in the case (and the launcher counts ms in an int)
@@ -32,7 +32,7 @@ _NAME = re.compile(r"^[a-z0-9_]+$")
 
 _TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes",
              "runtime_workload", "probe", "args",
-             "requires", "flavor_notes", "provenance", "lab"}
+             "requires", "flavor_notes", "provenance", "lab", "catalogue"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
 _LAB_KEYS = {"unit", "difficulty", "prerequisites", "variant", "flavor", "setup", "ask", "forms", "params"}
@@ -87,6 +87,8 @@ class Case:
     slow: str = ""  # why the case takes long; run only with --slow
     under_runtimes: bool = False  # run by --runtime (as the runtime's child)
     runtime_workload: bool = False  # under --runtime: the probe starts the runtime itself (KPC_RUNTIME_PREFIX)
+    # Ids of the coverage catalogue's behaviours this case observes (kpc/catalogue.py; bench/coverage.py counts them)
+    catalogue: list = dataclasses.field(default_factory=list)
     lab: Lab = dataclasses.field(default_factory=Lab)
 
     @property
@@ -174,28 +176,28 @@ def _check_names(rel, area, case_id, data, req):
                         f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
-def _tomllib():
-    """tomllib (Python 3.11), imported only to read TOML: the bundle's runner
-    reads cases.json and runs on Python 3.9."""
-    try:
-        import tomllib
-    except ImportError:
-        return None
-    return tomllib
-
-
 def read_toml(path):
-    """The metadata file's data (a dict), or CaseError naming the file."""
+    """The metadata file's data (a dict), or CaseError naming the file.
+    TOML is read with tomllib or, on Python < 3.11, tomli or toml
+    (kpc/tomlread.py); the bundle's runner reads cases.json instead."""
     rel = os.path.relpath(path, paths.ROOT)
-    tomllib = _tomllib()
-    if tomllib is None:
-        raise CaseError(f"{rel}: reading case metadata needs Python 3.11 (tomllib)")
     try:
-        return tomllib.loads(inputs.read_text(path))
+        return tomlread.loads(inputs.read_text(path))
     except inputs.InputFileError as e:
         raise CaseError(f"{e.where(rel)}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
+    except tomlread.TOMLError as e:
         raise CaseError(f"{rel}: {e}") from None
+
+
+def _check_catalogue(rel, ids):
+    """A misspelt id would silently count for nothing (or for another
+    behaviour): each must name a catalogue row, once."""
+    unknown = catalogue_mod.unknown_ids(ids)
+    if unknown:
+        raise CaseError(f"{rel}: catalogue: unknown behaviour id {', '.join(repr(i) for i in unknown)} "
+                        f"(ids such as 'S24', 'R06' from runner/kpc/catalogue.py)")
+    if len(set(ids)) != len(ids):
+        raise CaseError(f"{rel}: catalogue: an id is listed twice")
 
 
 def load_case(path):
@@ -216,7 +218,7 @@ def case_from_data(path, data, check_source=True):
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
                       ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
-                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("lab", "table")):
+                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("lab", "table"), ("catalogue", "strlist")):
         if key in data:
             _check_type(rel, key, data[key], kind)
     flavors = data.get("flavors", list(FLAVORS))
@@ -245,6 +247,7 @@ def case_from_data(path, data, check_source=True):
             raise CaseError(f"{rel}: requires.kernel: {e}") from None
     _check_limits(rel, data)
     _check_names(rel, area, case_id, data, req)
+    _check_catalogue(rel, data.get("catalogue", []))
 
     prov = data.get("provenance", {})
     _unknown(rel, "[provenance]", prov.keys(), _PROVENANCE_KEYS)
@@ -260,7 +263,7 @@ def case_from_data(path, data, check_source=True):
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
                 exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
                 runtime_workload=data.get("runtime_workload", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
-                provenance=prov, lab=lab)
+                provenance=prov, catalogue=data.get("catalogue", []), lab=lab)
     if check_source and not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")
     return case
@@ -311,8 +314,8 @@ def load_all(cases_dir=None):
     cases_dir = cases_dir or paths.CASES
     if os.path.isfile(os.path.join(cases_dir, PRECOMPILED)):
         return load_precompiled(os.path.join(cases_dir, PRECOMPILED))
-    if _tomllib() is None:
-        raise CaseError(f"{cases_dir}: reading case metadata needs Python 3.11 (tomllib), or a {PRECOMPILED}")
+    if tomlread.parser() is None:
+        raise CaseError(tomlread.missing_message())
     found = {}
     for area in _list(cases_dir):
         area_dir = os.path.join(cases_dir, area)

@@ -29,6 +29,8 @@ class Environment:
     target: str = "host"     # "host", or the kernel's label under --kernels
     guest: dict = None       # a QEMU guest: its files, commands, boot facts
     fuse_recovery: str = None  # how the launcher can free FUSE deadlocks here (kpc/supervisor.h)
+    chroot: bool = None        # in a chroot (sbuild, schroot): None when it cannot be told
+    root_mount: bool = None    # "/" is a mount point (not in a directory chroot)
 
     def has_file(self, path):
         if self.guest is not None:
@@ -51,15 +53,29 @@ class Environment:
                 "kconfig_source": self.kconfig_source, "flavors": self.flavors,
                 **({"runtimes": self.runtimes} if self.runtimes else {}),
                 **({"fuse_recovery": self.fuse_recovery} if self.fuse_recovery else {}),
+                **({"chroot": True} if self.chroot else {}),
                 **({"target": self.target, "guest": {k: v for k, v in self.guest.items()
                                                      if k not in ("files", "commands")}}
                    if self.guest is not None else {})}
+
+    @property
+    def glibc_version(self):
+        """(2, 36, 0) from "glibc 2.36"; None for another libc or an
+        unreadable version (then no glibc>=/< row matches)."""
+        name, _, version = self.libc.partition(" ")
+        if name != "glibc":
+            return None
+        try:
+            return kver.parse(version)
+        except ValueError:
+            return None
 
     def context(self, flavor, variant="", profile="none", runtime="none"):
         """What expected-table conditions see."""
         libc = "musl" if "musl" in self.libc else "glibc"
         return {"kernel": self.kernel_version, "flavor": flavor, "variant": variant, "profile": profile,
-                "runtime": runtime, "libc": libc, "arch": self.machine, "root": "yes" if self.root else "no"}
+                "runtime": runtime, "libc": libc, "glibc": self.glibc_version if libc == "glibc" else None,
+                "arch": self.machine, "root": "yes" if self.root else "no"}
 
 
 def distro_name():
@@ -78,6 +94,31 @@ def libc_version():
         return os.confstr("CS_GNU_LIBC_VERSION") or "unknown"
     except (ValueError, OSError):
         return "unknown"
+
+
+def in_chroot(root_mount):
+    """True when this process's root is not its mount namespace's. A root
+    that is not a mount point is a directory chroot (a namespace's root
+    always is one); otherwise / is compared with /proc/1/root as
+    ischroot(1) does. None when that cannot be told: /proc/1/root is often
+    unreadable, even to root (EACCES here, and inside a chroot)."""
+    if root_mount is False:
+        return True
+    try:
+        here, init = os.stat("/"), os.stat("/proc/1/root/.")
+    except OSError:
+        return None
+    return (here.st_dev, here.st_ino) != (init.st_dev, init.st_ino)
+
+
+def root_is_mount_point():
+    """Some mount is on "/" (mountinfo lists only what lies under this
+    process's root: in a plain chroot nothing is on "/"). None without /proc."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            return any(len(fields) > 4 and fields[4] == "/" for fields in (line.split() for line in f))
+    except OSError:
+        return None
 
 
 def read_kconfig(release):
@@ -108,10 +149,11 @@ def detect():
     uname = platform.uname()
     caps = launcher_json("caps")
     kconfig, source = read_kconfig(uname.release)
+    root_mount = root_is_mount_point()
     return Environment(kernel=uname.release, machine=uname.machine, distro=distro_name(), libc=libc_version(),
                        root=os.geteuid() == 0, capabilities=caps["text"],
                        effective_caps=frozenset(caps["effective"]), kconfig=kconfig, kconfig_source=source,
-                       flavors=launcher_json("flavors"))
+                       flavors=launcher_json("flavors"), chroot=in_chroot(root_mount), root_mount=root_mount)
 
 
 class EveryCapability(frozenset):

@@ -89,7 +89,8 @@ def unrecovered_advice(result):
 
 
 def _context_text(ctx):
-    return " ".join(f"{k}={kver.show(v) if k == 'kernel' else v}" for k, v in ctx.items() if v not in ("", None))
+    return " ".join(f"{k}={kver.show(v) if k in ('kernel', 'glibc') else v}" for k, v in ctx.items()
+                    if v not in ("", None))
 
 
 def evaluate(case, result, tbl, ctx):

@@ -72,6 +72,33 @@ RECOVERY_ALLOWANCE_S = 20.0   # per case, on top of its timeout: the launcher's 
 FRAME = re.compile(r"@@KPC (\d+) (.*)$")
 CRASH = re.compile(r"(Oops|BUG:|Kernel panic|general protection fault|WARNING: CPU|Call Trace:|"
                    r"kernel BUG at|unable to handle|Tainted: )")
+OOM_REPORT_START = re.compile(r"invoked oom-killer: ")
+OOM_REPORT_END = re.compile(r"(Out of memory: |Memory cgroup out of memory: |oom_reaper: )")
+
+
+class ConsoleWatch:
+    """Which console lines are the kernel complaining (CRASH). The OOM
+    killer's report prints the allocating task's stack as a matter of course
+    (dump_header -> dump_stack): inside such a report "Call Trace:" is not a
+    complaint -- an Oops, BUG or WARNING there still is. Without this an OOM
+    case (oom_group_kill) failed itself and every run in flight with it."""
+
+    REPORT_LINES = 400  # a report longer than this is not an OOM report any more
+
+    def __init__(self):
+        self._in_oom_report = 0
+
+    def complaint(self, line):
+        if OOM_REPORT_START.search(line):
+            self._in_oom_report = self.REPORT_LINES
+            return False
+        m = CRASH.search(line)
+        if self._in_oom_report:
+            self._in_oom_report -= 1
+            if OOM_REPORT_END.search(line):
+                self._in_oom_report = 0
+            return bool(m) and m.group(1) != "Call Trace:"
+        return bool(m)
 
 
 class GuestError(Exception):
@@ -543,7 +570,7 @@ class Guest:
                 r.console.append((now, line))
                 if len(r.console) > 4000:
                     del r.console[:1000]
-                if CRASH.search(line):
+                if self._console_watch.complaint(line):
                     r.crashes.append((now, line))
                     for run_id in self._inflight:
                         self._crash_lines.setdefault(run_id, []).append(line)
@@ -634,6 +661,7 @@ class Guest:
         r = self.run
         self._t_start, self._t_first, self._last_event = t0, None, t0
         self._done, self._garbled, self._crash_lines = threading.Event(), [], {}
+        self._console_watch = ConsoleWatch()
         readers = [threading.Thread(target=self._read_console, daemon=True),
                    threading.Thread(target=self._read_events, args=(sock,), daemon=True)]
         for t in readers:

@@ -31,10 +31,9 @@ import stat
 import subprocess
 import sys
 import tempfile
-import tomllib
 
 from . import cases as cases_mod
-from . import envinfo, manpages, paths, requirements, safefile, session, tables, values
+from . import envinfo, manpages, paths, requirements, safefile, session, tables, tomlread, values
 
 UNITS = (
     ("basics", "Basics: exit status, zombies, signal masks and dispositions across fork and exec"),
@@ -587,10 +586,10 @@ def read_answer_file(path):
     finally:
         os.close(fd)
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        return tomlread.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise LabError(f"{clean(path, 200)}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
+    except tomlread.TOMLError as e:
         raise LabError(f"{clean(path, 200)}: not an answer file (TOML): {clean(e, 200)}") from None
 
 
@@ -963,13 +962,13 @@ def exercise_names():
 
 def load_exercise(name):
     with open(os.path.join(LABS_DIR, name, "checks.toml"), "rb") as f:
-        return tomllib.load(f)
+        return tomlread.loads(f.read().decode("utf-8"))
 
 
 def exercise_summary(name):
     try:
         return load_exercise(name).get("summary", name)
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, tomlread.TOMLError):
         return name
 
 
@@ -1154,7 +1153,7 @@ def lint(all_cases, tbl):
     for name in exercise_names():
         try:
             spec = load_exercise(name)
-        except (OSError, tomllib.TOMLDecodeError) as e:
+        except (OSError, tomlread.TOMLError) as e:
             problems.append(f"labs/{name}/checks.toml: {e}")
             continue
         for st in spec.get("stage", []):

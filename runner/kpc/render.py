@@ -48,7 +48,7 @@ def load(path):
     name = visible(path)
     raw = _read(path, name)
     try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_int=_bounded_int)
     except UnicodeDecodeError as e:
         raise RenderError(f"{name}: not JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except RecursionError:
@@ -90,6 +90,18 @@ def _read(path, name):
 
 class _Constant(ValueError):
     pass
+
+
+# Python 3.11's limit on int/str conversion (3.9 and 3.10 of Debian 11 and
+# Ubuntu 22.04 have none, and a 5000-digit integer was read there).
+MAX_INT_DIGITS = 4300
+
+
+def _bounded_int(text):
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _Constant(f"an integer of {digits} digits (more than {MAX_INT_DIGITS}): not a kpc results file")
+    return int(text)
 
 
 def _no_constant(word):
@@ -324,6 +336,13 @@ def totals(results):
 
 # ------------------------------------------------------------ Markdown
 
+def _libc(env):
+    """', glibc 2.36' from an environment block: which C library the
+    probes ran with (expected rows depend on its version)."""
+    libc = env.get("libc")
+    return f", {libc}" if isinstance(libc, str) and libc else ""
+
+
 def markdown(doc, max_details=40):
     res = doc["results"]
     t = totals(res)
@@ -333,6 +352,7 @@ def markdown(doc, max_details=40):
     kernels = doc.get("kernels", {})
     guests = ", ".join(f"{_code(k)} ({_code(v.get('kernel', '?'))})" for k, v in kernels.items())
     lines.append(f"Host: {_code(env.get('distro', '?'))}, kernel {_code(env.get('kernel', '?'))}"
+                 + (f", {_code(env['libc'])}" if isinstance(env.get("libc"), str) else "")
                  + (f"; guests: {guests}" if kernels else ""))
     lines.append("")
     for name, (cols, rows) in matrices(doc).items():
@@ -505,9 +525,9 @@ def html_report(doc, notes=None, title="kpc matrix"):
     if doc.get("merged_from"):
         where = _h(f"merged from {len(doc['merged_from'])} files: " + ", ".join(
             f"{os.path.basename(m['file'])} ({m['environment'].get('distro', '?')}, "
-            f"kernel {m['environment'].get('kernel', '?')})" for m in doc["merged_from"]))
+            f"kernel {m['environment'].get('kernel', '?')}{_libc(m['environment'])})" for m in doc["merged_from"]))
     else:
-        where = _h(f"host {env.get('distro', '?')}, kernel {env.get('kernel', '?')}")
+        where = _h(f"host {env.get('distro', '?')}, kernel {env.get('kernel', '?')}{_libc(env)}")
     style = "".join(f".v-{v}{{background:{c};color:#fff}}" for v, c in COLORS.items())
     payload = script_json(data)
     return f"""<!DOCTYPE html>

@@ -28,6 +28,11 @@ def skip_reason(case, flavor, env):
     status = env.flavors.get(flavor, "not checked")
     if status != "ok":
         hint = ""
+        if flavor == "userns" and env.chroot and "EPERM" in status:
+            return f"userns flavor unavailable here: user namespaces are refused inside a chroot ({status})"
+        if flavor == "pidns" and env.root_mount is False:
+            return (f"pidns flavor unavailable here: / is not a mount point (a chroot), and the flavor mounts its own "
+                    f"/proc in a private mount namespace ({status})")
         if flavor == "pidns" and "EPERM" in status:
             hint = " (a new PID namespace needs CAP_SYS_ADMIN: run as root, or use the userns flavor)"
         elif flavor == "userns" and ("EPERM" in status or "ENOSPC" in status):

@@ -11,6 +11,8 @@ COND is DIM OP VALUE:
     flavor=pidns|userns  flavor!=host  variant=fork|clone  profile=clean
     variant=posix_spawn*   (shell-style globs in every dimension but kernel)
     runtime=tini  libc=musl  arch=x86_64  root=yes
+    glibc>=2.38  glibc<2.34  glibc=2.36   (the C library's version: such a
+                           condition holds only where the libc is glibc)
 VALUE is read in the observation's type when compared (signal sets in any
 order, `none` for the empty set); quote it ("...") if it holds spaces.
 
@@ -30,14 +32,17 @@ import shlex
 
 from . import inputs, kver, paths, values
 
-DIMENSIONS = ("kernel", "flavor", "variant", "profile", "runtime", "libc", "arch", "root")
+DIMENSIONS = ("kernel", "flavor", "variant", "profile", "runtime", "libc", "glibc", "arch", "root")
+# Compared as versions (intervals), not names. A context's glibc is its
+# glibc's version, None where the libc is another (or its version unknown).
+VERSIONED = ("kernel", "glibc")
 _KEY = re.compile(r"^[a-z0-9_.-]+$")
 _ROW = re.compile(r"^([^\s=]+)\s*=\s*(.*)$")
 _COND = re.compile(r"^([a-z]+)(>=|<=|!=|=|<|>)(.+)$")
 _SIGSET_LIKE = re.compile(r"^SIG[A-Z0-9]+(\|SIG[A-Z0-9]+)*$")  # checked early: a typo is a table error
 _SECTION = re.compile(r"^\[([^\]]*)\]$")
 _GLOB = re.compile(r"[*?[]")  # fnmatch's special characters
-_KERNEL_VALUE = re.compile(r"^\d+(\.\d+){0,2}$")  # whole: kver.parse alone reads '5.x' as 5.0
+_VERSION_VALUE = re.compile(r"^\d+(\.\d+){0,2}$")  # whole: kver.parse alone reads '5.x' as 5.0
 OTHER = "(other)"  # a value of a free-form dimension that no row names
 # A row's value that accepts whatever was observed: the observation is shown
 # in the results, not judged (a fact no profile promises, for a runtime kpc
@@ -61,14 +66,14 @@ class Condition:
     dim: str
     text: str
     negate: bool = False
-    choices: tuple = ()          # non-kernel dimensions
-    lo: tuple = None             # kernel: half-open interval [lo, hi)
+    choices: tuple = ()          # dimensions of names
+    lo: tuple = None             # VERSIONED: half-open interval [lo, hi)
     hi: tuple = None
 
     def matches(self, ctx):
-        if self.dim == "kernel":
-            v = ctx["kernel"]
-            return (self.lo is None or v >= self.lo) and (self.hi is None or v < self.hi)
+        if self.dim in VERSIONED:
+            v = ctx.get(self.dim)
+            return v is not None and (self.lo is None or v >= self.lo) and (self.hi is None or v < self.hi)
         value = ctx[self.dim]
         inside = any(fnmatch.fnmatchcase(value, c) for c in self.choices)
         return not inside if self.negate else inside
@@ -81,12 +86,13 @@ def parse_condition(token, case, where):
     dim, op, value = m.groups()
     if dim not in DIMENSIONS:
         raise TableError(where, f"unknown condition '{dim}' (known: {', '.join(DIMENSIONS)})")
-    if dim == "kernel":
-        if not _KERNEL_VALUE.match(value):
-            raise TableError(where, f"bad kernel version in '{token}' (want e.g. 6.1 or 5.10.3)")
+    if dim in VERSIONED:
+        if not _VERSION_VALUE.match(value):
+            raise TableError(where, f"bad {dim} version in '{token}' (want e.g. "
+                                    f"{'6.1 or 5.10.3' if dim == 'kernel' else '2.38'})")
         v = kver.parse(value)
         if op == "!=":
-            raise TableError(where, "kernel!= is not supported; use two rows with < and >")
+            raise TableError(where, f"{dim}!= is not supported; use two rows with < and >")
         if op == "=":
             parts = value.split(".")
             if len(parts) == 1:
@@ -117,6 +123,21 @@ def parse_condition(token, case, where):
     return Condition(dim, token, negate=op == "!=", choices=choices)
 
 
+def _implied(conditions, where):
+    """A glibc version condition also says libc=glibc, as a condition of
+    its own (with no text of its own): the overlap linter takes the
+    dimensions one by one, and without it would pair 'glibc<2.38' with
+    'libc=musl' in a context that cannot exist (musl with a glibc
+    version). A row that names another libc as well never matches."""
+    if not any(c.dim == "glibc" for c in conditions):
+        return []
+    implied = Condition("libc", "", choices=("glibc",))
+    for c in conditions:
+        if c.dim == "libc" and not c.matches({"libc": "glibc"}):
+            raise TableError(where, f"'{c.text}' and a glibc version condition never hold together")
+    return [implied]
+
+
 @dataclasses.dataclass
 class Row:
     case: str
@@ -133,7 +154,7 @@ class Row:
     def describe(self):
         text = f"{self.key} = {self.value}"
         if self.conditions:
-            text += " if " + " ".join(c.text for c in self.conditions)
+            text += " if " + " ".join(c.text for c in self.conditions if c.text)
         return text + (" xfail" if self.xfail else "")
 
 
@@ -164,6 +185,7 @@ def _parse_row(text, case, where):
         if len(tail) == 1:
             raise TableError(where, "'if' without a condition")
         conditions = [parse_condition(t, case, where) for t in tail[1:]]
+        conditions += _implied(conditions, where)
     if (conditions or xfail) and not reason:
         raise TableError(where, "a row with a condition or xfail needs a reason: add ' -- why'")
     if value == REPORTED:
@@ -248,13 +270,14 @@ def _domain(dim, case, rows):
         return ["yes", "no"]
     if dim == "libc":
         return sorted(named | {"glibc", "musl"})
-    if dim == "kernel":
+    if dim in VERSIONED:
         points = {(0, 0, 0)}
         for r in rows:
             for c in r.conditions:
-                if c.dim == "kernel":
+                if c.dim == dim:
                     points.update(p for p in (c.lo, c.hi) if p is not None)
-        return sorted(points)
+        # glibc: None first, the context of another libc (or of an unknown version)
+        return ([None] if dim == "glibc" else []) + sorted(points)
     return sorted(named | {OTHER, "none"})
 
 
@@ -263,9 +286,10 @@ def _condition_mask(cond, domain, index):
     domain[k]) — what Condition.matches says for each value, without
     asking it once per value: a kernel range is a run of the sorted
     points, a plain choice one value; only globs are matched one by one."""
-    if cond.dim == "kernel":
-        lo = 0 if cond.lo is None else bisect.bisect_left(domain, cond.lo)
-        hi = len(domain) if cond.hi is None else bisect.bisect_left(domain, cond.hi)
+    if cond.dim in VERSIONED:
+        first = 1 if domain and domain[0] is None else 0   # None matches no version condition
+        lo = first if cond.lo is None else bisect.bisect_left(domain, cond.lo, first)
+        hi = len(domain) if cond.hi is None else bisect.bisect_left(domain, cond.hi, first)
         return ((1 << hi) - 1) & ~((1 << lo) - 1)
     mask = 0
     for choice in cond.choices:
@@ -326,7 +350,8 @@ def find_overlaps(case, rows):
 def describe_context(ctx):
     parts = []
     for dim, v in sorted(ctx.items()):
-        parts.append(f"{dim}={kver.show(v) if dim == 'kernel' else v}")
+        if v is not None:
+            parts.append(f"{dim}={kver.show(v) if dim in VERSIONED else v}")
     return " ".join(parts) or "every context"
 
 

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +50,10 @@ void write_str(int fd, const std::string& s) {
     left -= static_cast<size_t>(n);
   }
 }
+
+#ifndef SYS_close_range
+#define SYS_close_range 436  // Linux 5.9, one number on every architecture; glibc < 2.32 does not name it
+#endif
 
 void close_from(int lowest) {
   if (syscall(SYS_close_range, lowest, ~0U, 0) == 0) return;
@@ -191,6 +196,7 @@ class Shim {
  private:
   void fail(const std::string& what) {
     write_str(fds_.status_w, "error " + what + ": " + strerror(errno) + "\n");
+    if (made_dir_ && probe_ <= 0) kpc::remove_tree(tmpdir_);  // nothing of the run is in it
     _exit(1);
   }
   void on_command();
@@ -203,6 +209,7 @@ class Shim {
   const RunSpec& spec_;
   ShimFds fds_;
   std::string tmpdir_;
+  bool made_dir_ = false;
   RecoveryScope scope_;
   const bool own_pidns_;
   kpc::Fd sigfd_;
@@ -322,10 +329,14 @@ void Shim::run() {
   sigfd_.reset(signalfd(-1, &waitset, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!sigfd_) fail("signalfd");
 
-  // 2. Wait for L's go (after it wrote our uid/gid maps). EOF: L is gone.
+  // 2. Wait for L's go (after it wrote our uid/gid maps). EOF: L is gone,
+  //    and nothing of the run exists yet. Then make the run directory: S
+  //    removes it at the end whatever happened to L (L only names it).
   char go = 0;
   if (read(fds_.sync_r, &go, 1) != 1) _exit(1);
   close(fds_.sync_r);
+  if (mkdir(tmpdir_.c_str(), 0700) != 0) fail("mkdir run directory " + tmpdir_);
+  made_dir_ = true;
 
   // 3. A PID namespace gets its own /proc, in a private mount namespace;
   //    on the host, S is the subreaper of everything the probe starts.

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -104,6 +105,18 @@ bool write_file(const std::string& path, const std::string& text, std::string* e
 }  // namespace
 
 namespace {
+// 12 letters from getrandom: the run directory's name, made by S with
+// mkdir (EEXIST is a failure, never a reuse).
+std::string random_suffix() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  unsigned char bytes[12];
+  if (getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes))
+    throw std::runtime_error(std::string("getrandom: ") + strerror(errno));
+  std::string out;
+  for (unsigned char b : bytes) out += kAlphabet[b % (sizeof kAlphabet - 1)];
+  return out;
+}
+
 std::string run_dir_base() {
   const char* base = getenv("TMPDIR");
   return base && *base ? base : "/tmp";
@@ -158,14 +171,10 @@ std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope
     *error = "run directory base: " + why;
     return std::nullopt;
   }
-  std::string tmpl = run_dir_base() + "/kpc-run." + std::to_string(getpid()) + ".XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (!mkdtemp(buf.data())) {
-    *error = "mkdtemp " + tmpl + ": " + strerror(errno);
-    return std::nullopt;
-  }
-  std::string tmpdir = buf.data();
+  // S makes the directory (after L's go) and removes it whatever happens;
+  // L only names it. Made here, it would outlive an L killed before S
+  // existed or before the go byte (test_kill_anytime, seed 151974).
+  std::string tmpdir = run_dir_base() + "/kpc-run." + std::to_string(getpid()) + "." + random_suffix();
 
   // Every descriptor is closed again on every path out of here.
   std::vector<kpc::Fd> owned;
@@ -194,7 +203,6 @@ std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope
   }
   if (!ok) {
     *error = std::string("pipe2/socketpair: ") + strerror(errno);
-    kpc::remove_tree(tmpdir);
     return std::nullopt;
   }
 
@@ -212,10 +220,7 @@ std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope
   std::set<int> keep{obs_r, out_r, err_r, status_r, sync_w, cmd_w};
   for (auto& fd : owned)
     if (!keep.count(fd.get())) fd.reset();
-  auto cleanup = [&] {
-    owned.clear();
-    kpc::remove_tree(tmpdir);
-  };
+  auto cleanup = [&] { owned.clear(); };  // S made no directory: it never had the go
   if (pid < 0) {
     *error = std::string("clone(") + flavor_name(spec.flavor) + "): " + kpc::errno_name(clone_err) + " (" +
              strerror(clone_err) + ")";

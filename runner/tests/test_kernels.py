@@ -331,8 +331,12 @@ def test_an_index_that_fails_to_download_is_an_error(debian, monkeypatch, serve)
 
 @needs_root
 def test_a_cache_apt_cannot_reach_is_refused_not_fetched_unsandboxed(debian, monkeypatch, tmp_path, no_apt):
-    # pytest's tmp_path is under a 0700 directory: apt would download as root
-    monkeypatch.setattr(kernels, "CACHE", str(tmp_path / "cache"))
+    # a 0700 directory on the way: apt would download as root. Made here, not
+    # taken from pytest (its own are 0700 from 7.3; Debian 11's 6.0 makes 0755)
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    monkeypatch.setattr(kernels, "CACHE", str(private / "cache"))
     with pytest.raises(kernels.KernelError) as e:
         kernels.fetch_debian(["6.66"])
     assert "_apt" in one_line(e.value) and "KPC_CACHE_DIR" in str(e.value)

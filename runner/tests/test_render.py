@@ -33,6 +33,17 @@ def test_markdown_shows_only_rows_that_are_not_all_pass_and_lists_failures():
     assert "- **fail** `b@host#6.1`: `x: expected 1, observed 2 | pipe`" in md
 
 
+def test_markdown_and_html_name_the_c_library():
+    """Expected rows depend on glibc's version (glibc>=2.38): a report says
+    which one the probes ran with."""
+    doc = _doc([_r("a", "pass")])
+    doc["environment"]["libc"] = "glibc 2.41"
+    assert "Host: `Debian 12`, kernel `6.18.0`, `glibc 2.41`" in render.markdown(doc)
+    assert "host Debian 12, kernel 6.18.0, glibc 2.41" in render.html_report(doc)
+    del doc["environment"]["libc"]
+    assert "Host: `Debian 12`, kernel `6.18.0`\n" in render.markdown(doc)
+
+
 def test_tap_is_version_13_with_skip_and_todo_directives():
     doc = _doc([_r("a", "pass"), _r("b", "skip", reason="needs root"), _r("c", "xfail", reason="known #1"),
                 _r("d", "hang", reason="stuck")])

@@ -368,7 +368,7 @@ document.body.dataset.panel = document.getElementById('panel-body').textContent.
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
 
 
-@pytest.mark.skipif(_chromium() is None, reason="/usr/bin/chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_no_script_from_a_results_file_runs_in_a_real_browser(tmp_path):
     dom = _dump_dom(tmp_path, render.html_report(_hostile_doc()))
     assert "<body" in dom, dom[:500]

@@ -49,6 +49,10 @@ def test_plain_rows_load_and_match(write_table, demo_cases):
     ("[demo]\na = 1 if kernel>=5.x -- x\n", 2, "bad kernel version"),      # once read as 5.0
     ("[demo]\na = 1 if kernel<6.1.2.3 -- x\n", 2, "bad kernel version"),
     ("[demo]\na = 1 if kernel!=6.1 -- x\n", 2, "kernel!= is not supported"),
+    ("[demo]\na = 1 if glibc>=two -- x\n", 2, "bad glibc version"),
+    ("[demo]\na = 1 if glibc<2.x -- x\n", 2, "bad glibc version"),
+    ("[demo]\na = 1 if glibc!=2.36 -- x\n", 2, "glibc!= is not supported"),
+    ("[demo]\na = 1 if glibc>=2.38 libc=musl -- x\n", 2, "never hold together"),
     ("[demo]\na = 1 if flavor>host -- x\n", 2, "takes = or !="),
     ("[demo]\na = 1 if flavor=host| -- x\n", 2, "empty alternative"),
     ("[demo]\na = SIGBOGUS\n", 2, "SIGBOGUS"),
@@ -75,6 +79,9 @@ def test_section_in_the_wrong_area_file(write_table, demo_cases):
     "a = 1 if kernel=6.1 -- x\na = 2 if kernel>=6.1.50 -- y\n",         # 6.1.50.. is inside 6.1
     "a = 1 if flavor!=host -- x\na = 2 if flavor=userns -- y\n",        # != against =
     "a = 1 if runtime=tini -- x\na = 2 if profile=clean -- y\n",         # different dimensions
+    "a = 1 if glibc<2.38 -- x\na = 2 if glibc>=2.36 -- y\n",             # overlapping glibc ranges
+    "a = 1 if glibc=2.36 -- x\na = 2 if libc=glibc -- y\n",              # a version is inside its libc
+    "a = 1 if glibc>=2.38 -- x\na = 2 if libc!=musl -- y\n",
 ])
 def test_two_rows_that_both_match_are_an_error_at_load(write_table, demo_cases, rows):
     err = error_of(write_table, demo_cases, "[demo]\n" + rows)
@@ -87,6 +94,10 @@ def test_two_rows_that_both_match_are_an_error_at_load(write_table, demo_cases, 
     "a = 1 if flavor=host -- h\na = 2 if flavor!=host -- other\n",
     "a = 1 if flavor=host|pidns -- h\na = 2 if flavor=userns -- u\n",
     "a = 1 if runtime=tini kernel<6.3 -- x\na = 2 if runtime=tini kernel>=6.3 -- y\na = 3 if runtime!=tini -- z\n",
+    # musl has no glibc version: these are not a context where both hold
+    "a = 1 if glibc<2.38 -- old\na = 2 if glibc>=2.38 -- new\na = 3 if libc=musl -- m\n",
+    "a = 1 if glibc<2.38 -- old\na = 2 if glibc>=2.38 kernel>=5.5 -- new\na = 3 if glibc>=2.38 kernel<5.5 -- f\n"
+    "a = 4 if libc!=glibc -- other\n",
 ])
 def test_exclusive_rows_load(write_table, demo_cases, rows):
     load(write_table, demo_cases, "[demo]\n" + rows)
@@ -103,6 +114,64 @@ def test_kernel_equals_means_the_whole_series(write_table, demo_cases):
     t = load(write_table, demo_cases, "[demo]\na = x if kernel=6.1 -- bookworm only\n")
     assert t.match("demo", "a", ctx(kernel=kver.parse("6.1.158"))).value == "x"
     assert t.match("demo", "a", ctx(kernel=kver.parse("6.10.0"))) is None
+
+
+def test_glibc_versions_compare_as_versions_and_only_on_glibc(write_table, demo_cases):
+    t = load(write_table, demo_cases, "[demo]\na = old if glibc<2.38 -- before\na = new if glibc>=2.38 -- after\n"
+                                      "a = musl if libc=musl -- m\n")
+    assert t.match("demo", "a", ctx(glibc=(2, 36, 0))).value == "old"
+    assert t.match("demo", "a", ctx(glibc=(2, 38, 0))).value == "new"
+    assert t.match("demo", "a", ctx(glibc=(2, 41, 0))).value == "new"
+    assert t.match("demo", "a", ctx(glibc=(2, 9, 0))).value == "old"      # 2.9 < 2.38: numbers, not text
+    assert t.match("demo", "a", ctx(libc="musl", glibc=None)).value == "musl"
+    assert t.match("demo", "a", ctx(glibc=None)) is None                   # glibc of unknown version: no guess
+    assert t.rows_for("demo", "a")[0].describe() == "a = old if glibc<2.38"
+
+
+def test_the_context_carries_the_glibc_version():
+    from kpc import envinfo
+
+    def env(libc):
+        return envinfo.Environment(kernel="6.1.0", machine="x86_64", distro="d", libc=libc, root=True,
+                                   capabilities="=ep", effective_caps=frozenset(), kconfig=None, kconfig_source="",
+                                   flavors={})
+    assert env("glibc 2.36").context("host")["glibc"] == (2, 36, 0)
+    assert env("glibc 2.41").context("host")["libc"] == "glibc"
+    assert env("musl 1.2.3").context("host")["glibc"] is None
+    assert env("unknown").context("host")["glibc"] is None
+
+
+@pytest.mark.parametrize("glibc, kernel, ignored, xfail", [
+    ((2, 31, 0), "5.10.0", "SIGUSR2|SIG32|SIG33", True),   # Debian 11
+    ((2, 36, 0), "6.18.0", "SIGUSR2|SIG32|SIG33", True),   # Debian 12
+    ((2, 41, 0), "6.18.0", "SIGUSR2", False),              # Debian 13: 2053c11331 (2.38)
+    ((2, 41, 0), "5.4.0", "SIGUSR2|SIG32|SIG33", True),    # no CLONE_CLEAR_SIGHAND: glibc's fallback
+    (None, "6.18.0", "SIGUSR2", False),                    # musl
+])
+def test_shipped_posix_spawn_rows_follow_glibc_and_kernel(glibc, kernel, ignored, xfail):
+    from kpc import cases
+    t = tables.load(cases.load_all())
+    c = ctx(variant="posix_spawn", glibc=glibc, libc="glibc" if glibc else "musl", kernel=kver.parse(kernel))
+    for key in ("exec.ignored", "exec2.ignored"):
+        row = t.match("inherited_state_by_creation_path", key, c)
+        assert (row.value, row.xfail) == (ignored, xfail), row.where
+    expected_setsigdef = ignored.replace("SIGUSR2|", "").replace("SIGUSR2", "none")
+    row = t.match("inherited_state_by_creation_path", "exec.ignored", dict(c, variant="posix_spawn_setsigdef"))
+    assert (row.value, row.xfail) == (expected_setsigdef, xfail)
+
+
+@pytest.mark.parametrize("glibc, libc, caught", [
+    ((2, 31, 0), "glibc", "SIGTERM|SIG32|SIG33"),   # Debian 11: libpthread's start-up handlers
+    ((2, 34, 0), "glibc", "SIGTERM"),               # 2f69522d46, 41c7295617: installed on first use
+    ((2, 41, 0), "glibc", "SIGTERM"),
+    (None, "musl", "SIGTERM"),
+])
+def test_shipped_handler_rows_follow_glibc(glibc, libc, caught):
+    from kpc import cases
+    t = tables.load(cases.load_all())
+    c = ctx(variant="fork", glibc=glibc, libc=libc)
+    for key in ("parent.caught", "child.caught"):
+        assert t.match("inherited_state_by_creation_path", key, c).value == caught
 
 
 def test_xfail_rows_keep_their_reason(write_table, demo_cases):
@@ -204,7 +273,8 @@ _RANDOM_CONDITIONS = ["kernel>=5.10", "kernel<6.1", "kernel=6.1", "kernel>6.1.5"
                       "variant!=clone", "variant=f*", "variant=posix_spawn|clone", "runtime=tini", "runtime!=tini",
                       "runtime=none", "runtime=t*", "runtime=tini|runc", "runtime=[bc]*", "profile=clean",
                       "profile!=clean|pass-through", "libc=musl", "libc!=glibc", "root=yes", "root!=yes",
-                      "arch=x86_64", "arch=aarch64|x86_64", "arch!=?86*"]
+                      "arch=x86_64", "arch=aarch64|x86_64", "arch!=?86*", "glibc>=2.38", "glibc<2.34",
+                      "glibc=2.36", "glibc<=2.38", "libc=glibc", "libc=glibc|musl"]
 
 
 def test_overlap_linter_agrees_with_the_walk_over_every_context_on_random_tables():
@@ -216,9 +286,14 @@ def test_overlap_linter_agrees_with_the_walk_over_every_context_on_random_tables
     for n in range(1500):
         rows = []
         for i in range(rng.randint(2, 6)):
-            conds = rng.sample(_RANDOM_CONDITIONS, rng.choice([0, 1, 1, 2, 2, 3, 4]))
-            text = f"{rng.choice('ab')} = {i}" + (f" if {' '.join(conds)} -- r" if conds else "")
-            rows.append(tables._parse_row(text, case, f"r{n}.exp:{i + 1}"))
+            while True:
+                conds = rng.sample(_RANDOM_CONDITIONS, rng.choice([0, 1, 1, 2, 2, 3, 4]))
+                text = f"{rng.choice('ab')} = {i}" + (f" if {' '.join(conds)} -- r" if conds else "")
+                try:
+                    rows.append(tables._parse_row(text, case, f"r{n}.exp:{i + 1}"))
+                    break
+                except tables.TableError as e:   # glibc>=2.38 with libc=musl: refused, draw again
+                    assert "never hold together" in str(e)
         _same(case, rows)
         found += bool(tables.find_overlaps(case, rows))
     assert 150 < found < 1450   # both kinds of table were compared

@@ -2,10 +2,13 @@
 #include "kpc/raii.h"
 
 #include "kpc/check.h"
+#include "kpc/record.h"
 
 #include <dirent.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -235,6 +238,23 @@ char wait_for_state(pid_t pid, char want, int timeout_ms) {
     if (last == want || monotonic_ms() >= deadline) return last;
     usleep(1000);
   }
+}
+
+bool root_is_mount_point(std::string_view mountinfo_text) {
+  auto mounts = parse_mountinfo(mountinfo_text);
+  return std::any_of(mounts.begin(), mounts.end(), [](const MountInfo& m) { return m.mount_point == "/"; });
+}
+
+void enter_private_mount_namespace() {
+  if (unshare(CLONE_NEWNS) != 0)
+    skip("unshare(CLONE_NEWNS): " + errno_name(errno) + " (a private mount namespace needs CAP_SYS_ADMIN)");
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) return;
+  const int err = errno;
+  auto text = read_text("/proc/self/mountinfo");
+  if (err == EINVAL && text && !root_is_mount_point(*text))
+    skip("/ is not a mount point here (a chroot): the case needs its mounts private, and mount(2) cannot make / "
+         "private where it is not a mount point");
+  broken("mount(nullptr, \"/\", nullptr, MS_REC | MS_PRIVATE, nullptr) failed: " + errno_name(err));
 }
 
 std::vector<pid_t> list_children(pid_t pid) {

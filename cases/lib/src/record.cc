@@ -82,9 +82,47 @@ std::string truncate(std::string_view s, size_t n) {
 
 }  // namespace
 
+const char* errno_symbol(int err) {
+  // Linux's errnos (asm-generic/errno-base.h, errno.h), each by its first
+  // name: EAGAIN not EWOULDBLOCK, EDEADLK not EDEADLOCK, as glibc names them.
+  switch (err) {
+#define KPC_E(name) \
+  case name:        \
+    return #name;
+    KPC_E(EPERM) KPC_E(ENOENT) KPC_E(ESRCH) KPC_E(EINTR) KPC_E(EIO) KPC_E(ENXIO) KPC_E(E2BIG) KPC_E(ENOEXEC)
+    KPC_E(EBADF) KPC_E(ECHILD) KPC_E(EAGAIN) KPC_E(ENOMEM) KPC_E(EACCES) KPC_E(EFAULT) KPC_E(ENOTBLK)
+    KPC_E(EBUSY) KPC_E(EEXIST) KPC_E(EXDEV) KPC_E(ENODEV) KPC_E(ENOTDIR) KPC_E(EISDIR) KPC_E(EINVAL)
+    KPC_E(ENFILE) KPC_E(EMFILE) KPC_E(ENOTTY) KPC_E(ETXTBSY) KPC_E(EFBIG) KPC_E(ENOSPC) KPC_E(ESPIPE)
+    KPC_E(EROFS) KPC_E(EMLINK) KPC_E(EPIPE) KPC_E(EDOM) KPC_E(ERANGE) KPC_E(EDEADLK) KPC_E(ENAMETOOLONG)
+    KPC_E(ENOLCK) KPC_E(ENOSYS) KPC_E(ENOTEMPTY) KPC_E(ELOOP) KPC_E(ENOMSG) KPC_E(EIDRM) KPC_E(ECHRNG)
+    KPC_E(EL2NSYNC) KPC_E(EL3HLT) KPC_E(EL3RST) KPC_E(ELNRNG) KPC_E(EUNATCH) KPC_E(ENOCSI) KPC_E(EL2HLT)
+    KPC_E(EBADE) KPC_E(EBADR) KPC_E(EXFULL) KPC_E(ENOANO) KPC_E(EBADRQC) KPC_E(EBADSLT) KPC_E(EBFONT)
+    KPC_E(ENOSTR) KPC_E(ENODATA) KPC_E(ETIME) KPC_E(ENOSR) KPC_E(ENONET) KPC_E(ENOPKG) KPC_E(EREMOTE)
+    KPC_E(ENOLINK) KPC_E(EADV) KPC_E(ESRMNT) KPC_E(ECOMM) KPC_E(EPROTO) KPC_E(EMULTIHOP) KPC_E(EDOTDOT)
+    KPC_E(EBADMSG) KPC_E(EOVERFLOW) KPC_E(ENOTUNIQ) KPC_E(EBADFD) KPC_E(EREMCHG) KPC_E(ELIBACC) KPC_E(ELIBBAD)
+    KPC_E(ELIBSCN) KPC_E(ELIBMAX) KPC_E(ELIBEXEC) KPC_E(EILSEQ) KPC_E(ERESTART) KPC_E(ESTRPIPE) KPC_E(EUSERS)
+    KPC_E(ENOTSOCK) KPC_E(EDESTADDRREQ) KPC_E(EMSGSIZE) KPC_E(EPROTOTYPE) KPC_E(ENOPROTOOPT)
+    KPC_E(EPROTONOSUPPORT) KPC_E(ESOCKTNOSUPPORT) KPC_E(EOPNOTSUPP) KPC_E(EPFNOSUPPORT) KPC_E(EAFNOSUPPORT)
+    KPC_E(EADDRINUSE) KPC_E(EADDRNOTAVAIL) KPC_E(ENETDOWN) KPC_E(ENETUNREACH) KPC_E(ENETRESET)
+    KPC_E(ECONNABORTED) KPC_E(ECONNRESET) KPC_E(ENOBUFS) KPC_E(EISCONN) KPC_E(ENOTCONN) KPC_E(ESHUTDOWN)
+    KPC_E(ETOOMANYREFS) KPC_E(ETIMEDOUT) KPC_E(ECONNREFUSED) KPC_E(EHOSTDOWN) KPC_E(EHOSTUNREACH)
+    KPC_E(EALREADY) KPC_E(EINPROGRESS) KPC_E(ESTALE) KPC_E(EUCLEAN) KPC_E(ENOTNAM) KPC_E(ENAVAIL) KPC_E(EISNAM)
+    KPC_E(EREMOTEIO) KPC_E(EDQUOT) KPC_E(ENOMEDIUM) KPC_E(EMEDIUMTYPE) KPC_E(ECANCELED) KPC_E(ENOKEY)
+    KPC_E(EKEYEXPIRED) KPC_E(EKEYREVOKED) KPC_E(EKEYREJECTED) KPC_E(EOWNERDEAD) KPC_E(ENOTRECOVERABLE)
+    KPC_E(ERFKILL) KPC_E(EHWPOISON)
+#undef KPC_E
+  }
+  return nullptr;
+}
+
 std::string errno_name(int err) {
   if (err == 0) return "0";
-  if (const char* n = strerrorname_np(err)) return n;
+#if __GLIBC_PREREQ(2, 32)
+  const char* n = strerrorname_np(err);
+#else
+  const char* n = errno_symbol(err);  // glibc < 2.32 has no strerrorname_np
+#endif
+  if (n) return n;
   return "E" + std::to_string(err);
 }
 
@@ -151,7 +189,33 @@ void announce_fuse_connection(unsigned long conn, int request_timeout_s) {
               (request_timeout_s > 0 ? " (request timeout " + std::to_string(request_timeout_s) + " s)" : ""));
 }
 
+namespace {
+struct ExitHook {
+  pid_t pid;
+  void (*fn)(void*);
+  void* arg;
+};
+ExitHook g_exit_hooks[8];
+int g_exit_hook_count = 0;
+
+// The hooks this process registered, newest first, each once.
+void run_exit_hooks() {
+  static bool running = false;
+  if (running) return;  // skip() or broken() from inside a hook
+  running = true;
+  for (int i = g_exit_hook_count - 1; i >= 0; --i)
+    if (g_exit_hooks[i].pid == getpid()) g_exit_hooks[i].fn(g_exit_hooks[i].arg);
+  g_exit_hook_count = 0;
+}
+}  // namespace
+
+void at_abnormal_exit(void (*fn)(void*), void* arg) {
+  if (g_exit_hook_count == 8) broken("at_abnormal_exit: more than 8 hooks");
+  g_exit_hooks[g_exit_hook_count++] = ExitHook{getpid(), fn, arg};
+}
+
 void skip(std::string_view reason) {
+  run_exit_hooks();
   JsonObject o;
   o.str("skip", truncate(reason, 1000));
   emit(o, "skip: " + std::string(reason));
@@ -159,6 +223,7 @@ void skip(std::string_view reason) {
 }
 
 void broken(std::string_view message) {
+  run_exit_hooks();
   JsonObject o;
   o.str("broken", truncate(message, 2000));
   emit(o, "broken: " + std::string(message));

@@ -33,6 +33,7 @@ struct Shared {
   std::atomic<int> counts[static_cast<int>(Op::count_)];
   std::atomic<int> flush_answer, flush_arg, read_answer, read_arg;
   std::atomic<int> unanswered;
+  std::atomic<int> noflush;  // OPEN replies carry FOPEN_NOFLUSH
   // Process mode: the child's startup result.
   std::atomic<int> ready;  // 0 starting, 1 serving, -1 failed (see error)
   std::atomic<unsigned long> conn;
@@ -120,6 +121,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return;
   }
   fi->direct_io = 1;  // every read() reaches the server, none is served from the page cache
+  fi->noflush = S(req)->noflush.load() ? 1 : 0;
   fuse_reply_open(req, fi);
 }
 
@@ -396,6 +398,8 @@ void Server::set_flush(Answer a, int arg) {
   shared_->flush_answer = static_cast<int>(a);
 }
 
+void Server::set_noflush(bool on) { shared_->noflush = on ? 1 : 0; }
+
 void Server::set_read(Answer a, int arg) {
   shared_->read_arg = arg;
   shared_->read_answer = static_cast<int>(a);
@@ -435,9 +439,7 @@ void Server::kill_server() {
 }
 
 void enter_private_mount_namespace() {
-  if (unshare(CLONE_NEWNS) != 0)
-    kpc::skip(std::string("unshare(CLONE_NEWNS): ") + strerror(errno) + " (a private mount namespace needs CAP_SYS_ADMIN)");
-  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  kpc::enter_private_mount_namespace();   // skips in a chroot, where / is not a mount point
   g_private_mount_namespace = true;
 }
 

@@ -108,6 +108,17 @@ TEST(ParseMountinfo, FuseMountWithOptionalFields) {
   EXPECT_EQ(mounts[1].source, "kpctestfs");
 }
 
+TEST(RootIsMountPoint, AChrootSeesNoMountOnSlash) {
+  // A plain chroot (observed: `chroot DIR` into an unpacked Debian rootfs):
+  // only what lies under the root is listed, and nothing is mounted on "/".
+  EXPECT_FALSE(root_is_mount_point("116 80 0:53 / /proc rw,relatime - proc proc rw\n"));
+  EXPECT_FALSE(root_is_mount_point(""));
+  EXPECT_TRUE(root_is_mount_point("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+                                  "116 27 0:53 / /proc rw,relatime - proc proc rw\n"));
+  // A bind mount of a subdirectory on / (schroot's, a container's): a mount point.
+  EXPECT_TRUE(root_is_mount_point("300 299 254:0 /srv/chroot / rw - ext4 /dev/vda rw\n"));
+}
+
 TEST(ParseMountinfo, UnescapesOctalInPaths) {
   auto mounts = parse_mountinfo("30 1 8:1 / /mnt/with\\040space rw - ext4 /dev/sda1 rw\n");
   ASSERT_EQ(mounts.size(), 1u);

@@ -55,6 +55,17 @@ struct MountInfo {
 };
 
 std::vector<MountInfo> parse_mountinfo(std::string_view text);
+// Some entry of this mountinfo text is mounted on "/". In a chroot whose
+// directory is not itself a mount point (a plain chroot, sbuild's and
+// schroot's directory chroots) none is: mountinfo lists only what lies
+// under the process's root, and mount(2) on "/" is EINVAL.
+bool root_is_mount_point(std::string_view mountinfo_text);
+
+// unshare(CLONE_NEWNS), then every mount private (MS_REC | MS_PRIVATE on
+// "/"), so that nothing the case mounts propagates out. The case skips
+// where this cannot be done, saying why: no CAP_SYS_ADMIN, or "/" not a
+// mount point (a chroot); any other failure makes the probe broken.
+void enter_private_mount_namespace();
 
 // Readers. `tid` < 0 reads /proc/PID/..., else /proc/PID/task/TID/...
 std::optional<std::string> read_text(const std::string& path);

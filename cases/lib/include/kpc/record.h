@@ -24,6 +24,10 @@ struct Errno {
 
 // "ENOMEM" for 12; "E<n>" for numbers without a name.
 std::string errno_name(int err);
+// The symbol of err from kpc's own table of Linux's errnos ("ENOENT"), or
+// nullptr: errno_name's source where glibc has no strerrorname_np (< 2.32,
+// Debian 11). Its unit test holds it to strerrorname_np where both exist.
+const char* errno_symbol(int err);
 
 // Values a probe can observe. Each carries its type to the evaluator, which
 // compares it with the expected table in that type's canonical form.
@@ -67,6 +71,12 @@ void mark(std::string_view name);
 // after that long (FUSE request timeouts, 6.14+), so a waiter on it is not
 // stuck for good and the launcher must not call it a hang before then.
 void announce_fuse_connection(unsigned long conn, int request_timeout_s = 0);
+
+// Runs `fn` when this process ends through skip() or broken(), which
+// _exit() without destructors: for state outside the process a probe must
+// not leave behind (kpc/cgroup2.h's scratch cgroup). Only in the process
+// that registered it, not in children forked later; never on a signal.
+void at_abnormal_exit(void (*fn)(void*), void* arg);
 
 // The case cannot run here (missing syscall, flag, feature): verdict skip.
 [[noreturn]] void skip(std::string_view reason);

@@ -67,6 +67,9 @@ class Server {
 
   void set_flush(Answer a, int arg = 0);  // arg: delay ms (late) or errno (fail)
   void set_read(Answer a, int arg = 0);
+  // Files opened from now on get FOPEN_NOFLUSH (FUSE 7.35, Linux 5.16): the
+  // kernel sends no FLUSH when they are closed. An older kernel ignores it.
+  void set_noflush(bool on);
   int count(Op op) const;
   // Polls (1 ms steps) until count(op) >= n; false on timeout.
   bool wait_count(Op op, int n, int timeout_ms) const;
