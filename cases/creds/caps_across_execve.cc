@@ -46,8 +46,7 @@ void become_nobody(std::vector<cap_value_t> p, std::vector<cap_value_t> e, std::
   set_caps(p, e, i);
 }
 
-void exec_report(const kpc::Probe& probe, bool twice) {
-  std::string h = probe.helper("creds_report");
+void exec_report(const std::string& h, bool twice) {
   if (twice) kpc::exec_or_broken({h, "--prefix", "exec", "--then-exec", h, "--prefix", "exec2"});
   kpc::exec_or_broken({h, "--prefix", "exec"});
 }
@@ -68,21 +67,22 @@ int probe_main(kpc::Probe& p) {
   if (nonroot && p.flavor() == "userns")
     kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
   kpc::Child child = kpc::fork_child([&] {
+    std::string h = p.helper_for_any_uid("creds_report");  // before becoming nobody
     if (p.variant == "root_exec") {
-      exec_report(p, false);
+      exec_report(h, false);
     } else if (p.variant == "root_bounding_drop") {
       KPC_CHECK_MSG(cap_drop_bound(kY) == 0, "cap_drop_bound: " + kpc::errno_name(errno));
-      exec_report(p, false);
+      exec_report(h, false);
     } else if (p.variant == "nonroot_exec") {
       become_nobody({kX}, {kX}, {});
-      exec_report(p, false);
+      exec_report(h, false);
     } else if (p.variant == "nonroot_inheritable") {
       become_nobody({kX}, {kX}, {kX});
-      exec_report(p, false);
+      exec_report(h, false);
     } else if (p.variant == "nonroot_ambient") {
       become_nobody({kX}, {kX}, {kX});
       KPC_CHECK_MSG(cap_set_ambient(kX, CAP_SET) == 0, "cap_set_ambient: " + kpc::errno_name(errno));
-      exec_report(p, true);
+      exec_report(h, true);
     } else {
       kpc::broken("unknown variant '" + p.variant + "'");
     }

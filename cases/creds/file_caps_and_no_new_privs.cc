@@ -82,8 +82,7 @@ int probe_main(kpc::Probe& p) {
   }
   if (p.flavor() == "userns") kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
   // 1. The capability-carrying copy, in a mount namespace of our own.
-  KPC_SYS(unshare(CLONE_NEWNS));
-  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  kpc::enter_private_mount_namespace();
   KPC_SYS(mkdir("fcaps", 0700));  // the cwd is the run directory
   KPC_SYS(mount("kpc-fcaps", "fcaps", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0755,size=16m"));  // not nosuid: that ignores file capabilities
   kpc::Fd dir(KPC_SYS(open("fcaps", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));

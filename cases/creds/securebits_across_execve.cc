@@ -41,7 +41,7 @@ int probe_main(kpc::Probe& p) {
   if (p.variant == "keep_caps" && p.flavor() == "userns")
     kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
   kpc::Child child = kpc::fork_child([&] {
-    std::string h = p.helper("creds_report");
+    std::string h = p.helper_for_any_uid("creds_report");
     if (p.variant == "keep_caps") {
       set_bits(SECBIT_KEEP_CAPS);
       KPC_SYS(setgroups(0, nullptr));

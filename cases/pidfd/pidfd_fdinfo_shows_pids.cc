@@ -35,6 +35,7 @@ std::string fdinfo_field(int fd, const std::string& field) {
 }  // namespace
 
 int probe_main(kpc::Probe&) {
+  kpc::skip_unless_root_is_mount_point();  // the namespace's init mounts its own /proc
   // 1. A process that is PID 1 of a namespace of its own, and a pidfd for it.
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
   kpc::Child a = kpc::fork_child_in_new_pidns([&] {

@@ -60,6 +60,7 @@ void mount_own_proc() {
 }  // namespace
 
 int probe_main(kpc::Probe&) {
+  kpc::skip_unless_root_is_mount_point();  // the namespace's init mounts its own /proc
   if (!per_namespace_pid_max())
     kpc::skip("before 6.14 kernel.pid_max is global: writing it would change the whole machine's limit");
   const long outer_before = read_long("/proc/sys/kernel/pid_max");

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kpc/probe.h"
+#include "kpc/proc.h"
 
 namespace {
 std::string self_link() {
@@ -31,6 +32,7 @@ int numeric_entries() {
 }  // namespace
 
 int probe_main(kpc::Probe&) {
+  kpc::skip_unless_root_is_mount_point();  // the namespace's init mounts its own /proc
   kpc::Child init = kpc::fork_child_in_new_pidns([] {
     // 1. The inherited /proc: the outer namespace's numbers.
     kpc::observe("old_proc.self_is_getpid", self_link() == std::to_string(getpid()));

@@ -110,8 +110,7 @@ void remove_on_abnormal_exit(void* arg) {
 }  // namespace
 
 std::unique_ptr<Scratch> Scratch::create(const std::string& name) {
-  if (unshare(CLONE_NEWNS) != 0) kpc::skip("unshare(CLONE_NEWNS): " + errno_name(errno) + " (cgroup2 is mounted in a private mount namespace)");
-  KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  kpc::enter_private_mount_namespace();  // cgroup2 is mounted where only this probe sees it
   std::unique_ptr<Scratch> s(new Scratch());
   char tmpl[] = "/tmp/kpc-cgroup2.XXXXXX";
   const char* tmpdir = getenv("KPC_TMPDIR");

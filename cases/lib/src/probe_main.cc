@@ -29,6 +29,13 @@ std::string Probe::helper(std::string_view name) const {
   return dir + "/" + std::string(name);
 }
 
+std::string Probe::helper_for_any_uid(std::string_view name) const {
+  std::string path = helper(name);
+  int fd = open(path.c_str(), O_PATH);  // kept: exec'd by its /proc/self/fd path
+  KPC_CHECK_MSG(fd >= 0, "open " + path + ": " + errno_name(errno));
+  return "/proc/self/fd/" + std::to_string(fd);
+}
+
 int Probe::dispatch(const std::map<std::string, std::function<int()>, std::less<>>& variants) const {
   auto it = variants.find(variant);
   if (it == variants.end()) {

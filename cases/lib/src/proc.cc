@@ -245,15 +245,24 @@ bool root_is_mount_point(std::string_view mountinfo_text) {
   return std::any_of(mounts.begin(), mounts.end(), [](const MountInfo& m) { return m.mount_point == "/"; });
 }
 
+namespace {
+constexpr const char* kChrootReason =
+    "/ is not a mount point here (a chroot): the case needs its mounts private, and mount(2) cannot make / "
+    "private where it is not a mount point";
+}  // namespace
+
+void skip_unless_root_is_mount_point() {
+  auto text = read_text("/proc/self/mountinfo");
+  if (text && !root_is_mount_point(*text)) skip(kChrootReason);
+}
+
 void enter_private_mount_namespace() {
   if (unshare(CLONE_NEWNS) != 0)
     skip("unshare(CLONE_NEWNS): " + errno_name(errno) + " (a private mount namespace needs CAP_SYS_ADMIN)");
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) return;
   const int err = errno;
   auto text = read_text("/proc/self/mountinfo");
-  if (err == EINVAL && text && !root_is_mount_point(*text))
-    skip("/ is not a mount point here (a chroot): the case needs its mounts private, and mount(2) cannot make / "
-         "private where it is not a mount point");
+  if (err == EINVAL && text && !root_is_mount_point(*text)) skip(kChrootReason);
   broken("mount(nullptr, \"/\", nullptr, MS_REC | MS_PRIVATE, nullptr) failed: " + errno_name(err));
 }
 

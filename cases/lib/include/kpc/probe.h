@@ -32,6 +32,12 @@ struct Probe {
   std::string flavor() const;
   // Absolute path of another kpc binary (helpers live beside the probes).
   std::string helper(std::string_view name) const;
+  // The same helper as a path any uid can exec: /proc/self/fd/N of an O_PATH
+  // descriptor opened now and kept open across exec (no O_CLOEXEC, so the
+  // helper can exec it again). For a process about to become another uid:
+  // the checkout may sit under a directory only its owner may search (a
+  // 0700 home, a private bundle directory), and exec by path would be EACCES.
+  std::string helper_for_any_uid(std::string_view name) const;
 
   // Run the function registered for the current variant; an unknown or
   // missing variant is a broken probe (the metadata and the code disagree).

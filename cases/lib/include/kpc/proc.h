@@ -66,6 +66,10 @@ bool root_is_mount_point(std::string_view mountinfo_text);
 // where this cannot be done, saying why: no CAP_SYS_ADMIN, or "/" not a
 // mount point (a chroot); any other failure makes the probe broken.
 void enter_private_mount_namespace();
+// Skips, with the reason enter_private_mount_namespace gives, where "/" is
+// not a mount point (a chroot): for a case that makes its mounts private
+// later, in a child (a new PID namespace's init mounting its own /proc).
+void skip_unless_root_is_mount_point();
 
 // Readers. `tid` < 0 reads /proc/PID/..., else /proc/PID/task/TID/...
 std::optional<std::string> read_text(const std::string& path);
