@@ -12,7 +12,7 @@ the host, as one `./kpc run --kernels ...`. Prints figures, asserts nothing.
 
 The target on a 2-core machine under TCG: 4 kernels + host in <= 60 s.
 
-Usage: bench/matrix.py [--kernels 5.10,6.1,6.12,7.2] [--runs N] [--slow]
+Usage: bench/matrix.py [--kernels 5.10,6.1,6.12,7.2] [--arch amd64,arm64] [--runs N] [--slow]
 """
 
 import argparse
@@ -26,12 +26,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def once(kernels, slow):
+def once(kernels, slow, arch=None):
     with tempfile.TemporaryDirectory(prefix="kpc-bench-") as d:
         out = os.path.join(d, "r.json")
         cmd = [os.path.join(ROOT, "kpc"), "run", "--no-build", "--kernels", kernels, "--json", out]
         if slow:
             cmd.append("--slow")
+        if arch:
+            cmd += ["--arch", arch]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         wall = time.monotonic() - t0
@@ -45,24 +47,26 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", default="5.10,6.1,6.12,7.2")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--arch", help="the kernels' architectures (kpc run --arch), e.g. amd64,arm64")
     ap.add_argument("--slow", action="store_true", help="include slow cases (the FUSE request timeout: 15 s)")
     args = ap.parse_args()
-    subprocess.run([os.path.join(ROOT, "kpc"), "run", "--kernels", args.kernels, "--case", "sigmask_survives_execve",
+    subprocess.run([os.path.join(ROOT, "kpc"), "run", "--kernels", args.kernels,
+                    *(["--arch", args.arch] if args.arch else []), "--case", "sigmask_survives_execve",
                     "--json", os.path.join(tempfile.gettempdir(), "kpc-bench-warmup.json")], capture_output=True, cwd=ROOT)  # fetch + build caches
     print(f"cpus {os.cpu_count()}; kernels {args.kernels}; slow cases {'on' if args.slow else 'off'}")
     for i in range(args.runs):
-        wall, doc, rc = once(args.kernels, args.slow)
+        wall, doc, rc = once(args.kernels, args.slow, args.arch)
         host = [r for r in doc["results"] if r["target"] == "host"]
         print(f"\nrun {i + 1}: exit {rc}, {len(doc['results'])} runs, totals {doc['totals']}")
-        print(f"  {'kernel':<8} {'release':<30} {'accel':<5} {'boot s':>7} {'suite s':>8} {'wall s':>7} {'runs':>5}")
+        print(f"  {'kernel':<11} {'release':<30} {'accel':<5} {'boot s':>7} {'suite s':>8} {'wall s':>7} {'runs':>5}")
         for label, k in doc.get("kernels", {}).items():
             b = k.get("boot", {})
             n = sum(r["target"] == label for r in doc["results"])
             fmt = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else "-"
-            print(f"  {label:<8} {k['kernel']:<30} {b.get('accel', '-'):<5} {fmt(b.get('boot_s')):>7} "
+            print(f"  {label:<11} {k['kernel']:<30} {b.get('accel', '-'):<5} {fmt(b.get('boot_s')):>7} "
                   f"{fmt(b.get('suite_s')):>8} {fmt(b.get('wall_s')):>7} {n:>5}"
                   + (f"  FAILED: {b['failure']}" if b.get("failure") else ""))
-        print(f"  host     {doc['environment']['kernel']:<30} -     {'':>7} "
+        print(f"  host        {doc['environment']['kernel']:<30} -     {'':>7} "
               f"{sum(r['duration_ms'] for r in host) / 1000:>8.2f} {'':>7} {len(host):>5}  (summed run durations)")
         print(f"  total wall {wall:.2f} s (kpc's own measure of the suite: {doc['wall_s']:.2f} s)")
 

@@ -13,7 +13,7 @@ asserts nothing (issue 16's targets are all "0").
   selftest  N x `./kpc selftest --no-build` alone, then N beside a running
             `./kpc run` loop: how many were green
 
-Usage: bench/stability.py [--host N] [--pairs N] [--kernels LIST] [--kernel-runs N] [--selftest N]
+Usage: bench/stability.py [--host N] [--pairs N] [--kernels LIST] [--arch LIST] [--kernel-runs N] [--selftest N]
 A count of 0 skips that part. Defaults: --host 50 --pairs 10 --kernel-runs 0 --selftest 0.
 """
 
@@ -104,16 +104,18 @@ def pairs(n, base):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def kernels(n, klist):
-    base, _, _ = suite(extra=["--kernels", klist, "--no-host"])
+def kernels(n, klist, arch=None):
+    extra = ["--kernels", klist, "--no-host", *(["--arch", arch] if arch else [])]
+    base, _, _ = suite(extra=extra)
     differing = 0
     for _ in range(n - 1):
-        v, _, _ = suite(extra=["--kernels", klist, "--no-host"])
+        v, _, _ = suite(extra=extra)
         f = flips(base, v or {})
         differing += bool(f)
         for k in f:
             print(f"  flipped: {k}")
-    print(f"kernels {klist}: {n} suites of {len(base)} runs; {differing} differ from the first")
+    print(f"kernels {klist}{' --arch ' + arch if arch else ''}: {n} suites of {len(base)} runs; "
+          f"{differing} differ from the first")
 
 
 def selftest(n):
@@ -140,6 +142,8 @@ def main():
     ap.add_argument("--host", type=int, default=50)
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--kernels", default="5.10,6.1,6.12,7.2")
+    ap.add_argument("--arch", help="--kernels' architectures, e.g. arm64 or amd64,arm64 (run once with --arch first: "
+                                   "the suites use --no-build)")
     ap.add_argument("--kernel-runs", type=int, default=0)
     ap.add_argument("--selftest", type=int, default=0)
     args = ap.parse_args()
@@ -148,7 +152,7 @@ def main():
     if args.pairs:
         pairs(args.pairs, base)
     if args.kernel_runs:
-        kernels(args.kernel_runs, args.kernels)
+        kernels(args.kernel_runs, args.kernels, args.arch)
     if args.selftest:
         selftest(args.selftest)
 

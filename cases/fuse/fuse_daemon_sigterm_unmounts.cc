@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -32,7 +33,7 @@ bool some_thread_in_read(pid_t pid) {
   for (int i = 0; i < 5000; ++i) {
     for (pid_t tid : kpc::list_tasks(pid)) {
       auto sc = kpc::read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/syscall");
-      if (sc && sc->rfind("0 ", 0) == 0) return true;
+      if (sc && sc->rfind(std::to_string(SYS_read) + " ", 0) == 0) return true;  // 0 on x86_64, 63 on aarch64
     }
     usleep(1000);
   }
@@ -91,7 +92,7 @@ int probe_main(kpc::Probe& p) {
     if (m.mount_point == dir.path()) kpc::announce_fuse_connection(m.minor);
   kpc::observe("before.mounted", mounted(dir.path()));
   // 2. Wait until a thread of the daemon sits in read(2) on /dev/fuse
-  //    (/proc/PID/task/TID/syscall starts with 0): a SIGTERM that comes
+  //    (/proc/PID/task/TID/syscall starts with SYS_read): a SIGTERM that comes
   //    while the loop is between its exit check and the read is lost
   //    (seen once under QEMU when the probe signalled right after the mount).
   KPC_CHECK_MSG(some_thread_in_read(daemon.pid()), "the daemon never blocked in read()");

@@ -241,7 +241,7 @@ int probe_main(kpc::Probe& p) {
       {"posix_spawn", [&] { return via_spawn(a, 0); }},
       {"posix_spawn_setsigmask", [&] { return via_spawn(a, POSIX_SPAWN_SETSIGMASK); }},
       {"posix_spawn_setsigdef", [&] { return via_spawn(a, POSIX_SPAWN_SETSIGDEF); }},
-      {"sys_fork", [&] {
+      {"sys_fork", [&]() -> int {
 #ifdef SYS_fork
          long pid = syscall(SYS_fork);
          if (pid == 0) record_child_then_exec(a);
@@ -251,13 +251,13 @@ int probe_main(kpc::Probe& p) {
          kpc::skip("this architecture has no fork system call (only clone)");
 #endif
        }},
-      {"sys_vfork", [&] {
+      {"sys_vfork", [&]() -> int {
 #if defined(__x86_64__)
          pid_t pid = raw_vfork_exec(a.path(), a.argv(), environ);
          if (pid < 0) kpc::broken(std::string("SYS_vfork: ") + strerror(errno));
          return wait_and_record(pid);
 #else
-         kpc::skip("raw vfork is implemented for x86_64 only");
+         kpc::skip("raw vfork is implemented for x86_64 only (aarch64 has no vfork system call)");
 #endif
        }},
       {"fork_execveat", [&] {

@@ -2,12 +2,14 @@
 // PTRACE_O_TRACEFORK|TRACEVFORK|TRACECLONE watches a tracee create a
 // process (or thread) by each path and records, per path:
 //   event    which ptrace event stop it got: fork, vfork, clone, or none
-//   syscall  which system call the tracee was in (x86_64 orig_rax): a tracer
+//   syscall  which system call the tracee was in (x86_64: orig_rax; aarch64:
+//            NT_ARM_SYSTEM_CALL, as arm64 has no fork/vfork syscall): a tracer
 //            that keys on the syscall number sees "fork" from musl's fork()
 //            but "clone" from glibc's (the story's lost container metadata);
 //            the musl_* variants run a musl-built tracee to show it
 //   same_namespaces / same_cgroup  the new task's /proc/PID/ns/* links and
 //            /proc/PID/cgroup equal its creator's
+#include <elf.h>
 #include <linux/sched.h>
 #include <pthread.h>
 #include <sched.h>
@@ -15,6 +17,7 @@
 #include <spawn.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,15 +48,35 @@ std::string ns_links(pid_t pid) {
 }
 
 std::string syscall_name(long nr) {
-#if defined(__x86_64__)
   switch (nr) {
+#ifdef SYS_fork
     case SYS_fork: return "fork";
+#endif
+#ifdef SYS_vfork
     case SYS_vfork: return "vfork";
+#endif
     case SYS_clone: return "clone";
     case SYS_clone3: return "clone3";
   }
-#endif
   return "nr" + std::to_string(nr);
+}
+
+// The system call a tracee in a ptrace event stop is in. (PTRACE_GET_SYSCALL_INFO
+// is arch-neutral but reports no number at event stops: op NONE.)
+long syscall_number(pid_t who) {
+#if defined(__x86_64__)
+  user_regs_struct regs{};
+  KPC_SYS(ptrace(PTRACE_GETREGS, who, nullptr, &regs));
+  return static_cast<long>(regs.orig_rax);
+#elif defined(__aarch64__)
+  int nr = -1;  // pt_regs->syscallno
+  iovec iov{&nr, sizeof nr};
+  KPC_SYS(ptrace(PTRACE_GETREGSET, who, reinterpret_cast<void*>(NT_ARM_SYSTEM_CALL), &iov));
+  return nr;
+#else
+  (void)who;
+  kpc::skip("reading the system call number at a ptrace event stop is implemented for x86_64 and aarch64 only");
+#endif
 }
 
 void* thread_body(void*) { return nullptr; }
@@ -104,12 +127,12 @@ int exit_now(void*) { _exit(0); }
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-#if !defined(__x86_64__)
-  kpc::skip("the syscall decoding is implemented for x86_64 only");
+#if !defined(__x86_64__) && !defined(__aarch64__)
+  kpc::skip("the syscall decoding is implemented for x86_64 and aarch64 only");
 #endif
   if (p.variant == "sys_fork") {
 #ifndef SYS_fork
-    kpc::skip("this architecture has no fork system call");
+    kpc::skip("this architecture has no fork system call (only clone), e.g. aarch64");
 #endif
   }
   // musl_* variants: the tracee is cases/helpers/musl/musl_tracee.c, built
@@ -168,9 +191,7 @@ int probe_main(kpc::Probe& p) {
     if (ev == PTRACE_EVENT_FORK || ev == PTRACE_EVENT_VFORK || ev == PTRACE_EVENT_CLONE) {
       if (event == "none") {
         event = ev == PTRACE_EVENT_FORK ? "fork" : ev == PTRACE_EVENT_VFORK ? "vfork" : "clone";
-        user_regs_struct regs{};
-        KPC_SYS(ptrace(PTRACE_GETREGS, who, nullptr, &regs));
-        sys = syscall_name(static_cast<long>(regs.orig_rax));
+        sys = syscall_name(syscall_number(who));
         unsigned long msg = 0;
         KPC_SYS(ptrace(PTRACE_GETEVENTMSG, who, nullptr, &msg));
         auto newpid = static_cast<pid_t>(msg);

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-from . import build, cases, envinfo, paths, report, runtimes, session, tables
+from . import build, cases, cross, envinfo, paths, report, runtimes, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_JOBS = 1024  # more is a typo (3000000000 overflowed the launcher's int after the run had started)
@@ -178,6 +178,42 @@ def _check_kernel_args(args):
         raise InputError("--kernels: give version series or suites, e.g. --kernels 6.1,6.12")
     if any(not spec for spec in args.kernel or []):
         raise InputError("--kernel: give a path, e.g. --kernel arch/x86/boot/bzImage")
+    arches = _arches(args)
+    if getattr(args, "arch", None) is not None and not args.kernels:
+        raise InputError("--arch needs --kernels (it chooses the Debian kernels' architecture)")
+    if args.kernel and "amd64" not in arches:
+        raise InputError("--kernel boots an x86_64 bzImage; --arch applies to --kernels (add amd64 to --arch)")
+
+
+def guest_mod():
+    from . import guest
+    return guest
+
+
+def _arches(args):
+    """--arch LIST: Debian architecture names, amd64 when not given. Checked
+    from the words alone (one line and exit 2)."""
+    from .kernels import ARCHES
+    if getattr(args, "arch", None) is None:
+        return ["amd64"]
+    out = []
+    for spec in args.arch:
+        for a in spec.split(","):
+            a = a.strip()
+            if a not in ARCHES:
+                shown = render_visible(a)[:40] if a else "''"
+                raise InputError(f"--arch {shown}: give {' or '.join(ARCHES)} (comma-separated), "
+                                 f"e.g. --arch amd64,arm64")
+            if a in out:
+                raise InputError(f"--arch: {a} given twice")
+            out.append(a)
+    return out
+
+
+def _kernel_label(req, arch, arches):
+    """A --kernels column's name: the request, with the arch when it is not
+    amd64 or when the matrix has more than one (6.1, 6.1-arm64, 6.1-amd64)."""
+    return req if arches == ["amd64"] else f"{req}-{arch}"
 
 
 def _kernel_requests(args):
@@ -202,18 +238,35 @@ def _kernels(args):
     except kernels.KernelError as e:
         raise InputError(str(e)) from None
     build.ensure_packages(extra=build.VM_PACKAGES)   # a BuildError: main() prints it with apt's output
+    arches = _arches(args)
+    foreign = [a for a in arches if a != guest_mod().HOST_ARCH] if requests else []
+    extra = {}
+    for a in foreign:
+        extra.update(cross.HOST_PACKAGES.get(a, {}))
+    if extra:
+        build.ensure_packages(extra=dict(build.VM_PACKAGES, **extra))
     try:
         kernels.check_cache()
-        found = kernels.fetch_debian(requests, refresh=args.refresh_kernels) if requests else []
+        found = []
+        for a in arches if requests else []:
+            found += kernels.fetch_debian(requests, refresh=args.refresh_kernels, arch=a,
+                                          label=lambda r, a=a: _kernel_label(r, a, arches))
         found += given
+        for a in foreign:
+            if a not in cross.TRIPLET:
+                raise InputError(f"--arch {a}: kpc cannot cross-build for it on this {os.uname().machine} host")
+            _say(f"{a}: the suite cross-built in {os.path.relpath(cross.build_dir(a), paths.ROOT)}/")
+            guest_mod().CROSS[a] = cross.ensure(a, no_build=args.no_build, refresh=args.refresh_kernels)
     except kernels.KernelError as e:
         raise InputError(str(e)) from None
+    except cross.CrossError as e:
+        raise InputError(f"--arch: {e}") from None
     labels = [k.label for k in found]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise InputError(f"kernel {', '.join(dup)} given twice")
     for k in found:
-        _say(f"kernel {k.label}: {k.release} ({k.origin})"
+        _say(f"kernel {k.label}: {k.release} ({k.arch}; {k.origin})"
              + (f"; booted with {args.kernel_append}" if args.kernel_append else ""))
     return found
 
@@ -714,9 +767,16 @@ def parser():
                    help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
     r.add_argument("--kernels", action="append", metavar="LIST",
                    help="also run the suite inside these Debian kernels under QEMU, comma-separated version "
-                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 kernel "
+                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 (--arch: cloud-arm64) kernel "
                         "packages are fetched with apt from the Debian archive this machine is configured with, "
                         "verified, and cached in images/cache/")
+    r.add_argument("--arch", action="append", metavar="LIST",
+                   help="with --kernels: the kernels' architectures, comma-separated: amd64 (the default) and/or "
+                        "arm64. arm64 kernels (linux-image-cloud-arm64) boot under qemu-system-aarch64 -M virt "
+                        "(emulated, TCG) with the suite cross-built in build-arm64/ (g++-aarch64-linux-gnu; the "
+                        "arm64 libraries and busybox are extracted from Debian's .debs into images/cache/). "
+                        "Columns name the arch unless it is amd64 alone: 6.1-arm64, and "
+                        "6.1-amd64 next to it")
     r.add_argument("--kernel", action="append", metavar="BZIMAGE[:MODDIR]",
                    help="also run inside a kernel you built (its lib/modules/RELEASE directory when FUSE or the "
                         "virtio console are modules) (repeatable)")

@@ -178,7 +178,11 @@ def for_kernel(kernel, host):
     files = {"/bin/sh", "/bin/true", "/proc/self"}
     if kernel.config is None or (kernel.config.get("CONFIG_FUSE_FS") in ("y", "m")):
         files.add("/dev/fuse")
-    return Environment(kernel=kernel.release, machine="x86_64", distro=f"kpc guest ({kernel.origin})",
+    from .kernels import MACHINE
+    # (busybox applets: the host's busybox-static is the same Debian version as
+    # the arm64 guest's, so its list stands for both)
+    return Environment(kernel=kernel.release, machine=MACHINE.get(getattr(kernel, "arch", "amd64"), "x86_64"),
+                       distro=f"kpc guest ({kernel.origin})",
                        libc=host.libc, root=True, capabilities="=ep",
                        effective_caps=EveryCapability(),
                        kconfig=kernel.config, kconfig_source=kernel.config_source,

@@ -1,17 +1,21 @@
 """Running the suite inside a kernel booted under QEMU.
 
-The guest: `qemu-system-x86_64 -M microvm`, no disk, an initramfs made of
-concatenated newc archives (the kernel unpacks them in order):
+The guest: `qemu-system-x86_64 -M microvm` (amd64) or `qemu-system-aarch64
+-M virt -cpu cortex-a57` (arm64, always TCG on an x86_64 host), no disk, an
+initramfs made of concatenated newc archives (the kernel unpacks them in
+order):
 
   base      busybox, /init, kpc-launch and the probes, stripped, at the
             same absolute paths as in the host's build directory (so a plan
-            made on the host runs unchanged). Cached by content hash.
+            made on the host runs unchanged). Cached by content hash, one
+            per architecture: an arm64 guest gets the cross build
+            (build-arm64/, cross.py) and busybox-static:arm64 at those paths.
   modules   this kernel's modules the cases need (fuse on 5.10/6.1) and the
             virtio console's, decompressed (.ko.xz/.zst) and in dependency
             order. Cached by kernel release.
   plan      the plan (JSON lines) and how many jobs. Made per run.
 
-Channels: the kernel's console is the serial port (ttyS0), read into the
+Channels: the kernel's console is the serial port (ttyS0; ttyAMA0 on arm64), read into the
 console log; the launcher's events go over a virtio console (hvc0) as
 `@@KPC <len> <json>` frames — a separate channel, so kernel messages
 cannot corrupt them, and framed, so a torn line is detected rather than
@@ -48,6 +52,20 @@ from . import kernels, paths
 CACHE = paths.CACHE
 QEMU = "qemu-system-x86_64"
 BUSYBOX = "/bin/busybox"
+# What differs per guest architecture (Debian's names). arm64: cortex-a57,
+# not plain "max" (emulating pointer authentication with QARMA made it 4-5x
+# slower; "max,pauth-impdef=on" is as fast); virtio over virtio-mmio as on
+# microvm; PSCI reset ends QEMU (-no-reboot) without x86's reboot=t.
+ARCH = {
+    "amd64": {"qemu": QEMU, "machine": ["-M", "microvm"], "console": "ttyS0", "cmdline": " reboot=t",
+              "strip": "strip"},
+    "arm64": {"qemu": "qemu-system-aarch64", "machine": ["-M", "virt", "-cpu", "cortex-a57"],
+              "console": "ttyAMA0", "cmdline": "", "strip": "aarch64-linux-gnu-strip"},
+}
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+# arch -> (cross build directory, sysroot), set by the runner after
+# cross.ensure(): the arm64 guests' binaries and busybox come from there.
+CROSS = {}
 GUEST_MODULES = ("fuse", "virtio_mmio", "virtio_console")
 BOOT_DEADLINE_S = 60.0        # first frame from the guest's init (TCG, slow hosts)
 RECOVERY_ALLOWANCE_S = 20.0   # per case, on top of its timeout: the launcher's own recovery
@@ -148,9 +166,12 @@ for m in $(cat /kpc/modules 2>/dev/null); do
   insmod "$m" || echo "kpc-guest: insmod $m failed"
 done
 out=/dev/console
-for i in 1 2 3 4 5 6 7 8 9 10; do
+# hvc0: registered (/sys/class/tty/hvc0) before devtmpfs shows it. A built-in
+# virtio_console (6.12, 7.2) has no /sys/module/virtio_console: waiting only
+# while that exists gave up at once there, and events went to the serial line.
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   [ -e /dev/hvc0 ] && { out=/dev/hvc0; break; }
-  [ -e /sys/module/virtio_console ] || break
+  [ -e /sys/module/virtio_console ] || [ -e /sys/class/tty/hvc0 ] || [ $i -le 3 ] || break
   sleep 0.1
 done
 frame() { printf '@@KPC %d %s\n' "${#1}" "$1" > $out; }
@@ -184,20 +205,29 @@ def _sha(*chunks):
     return h.hexdigest()[:16]
 
 
-def _stripped(path):
+def _stripped(path, strip="strip"):
     """The binary without symbols and debug info (a third of the size);
-    the binary itself when strip is missing or fails."""
+    the binary itself when strip is missing or fails. `strip`: the
+    architecture's (the host's strip cannot read an aarch64 binary and
+    would leave it whole: 119 MB of probes)."""
     with tempfile.TemporaryDirectory(prefix="kpc-strip-") as d:
         out = os.path.join(d, "x")
-        proc = subprocess.run(["strip", "-o", out, path], capture_output=True) if shutil.which("strip") else None
+        proc = subprocess.run([strip, "-o", out, path], capture_output=True) if shutil.which(strip) else None
         with open(out if proc and proc.returncode == 0 else path, "rb") as f:
             return f.read()
 
 
-def _binaries():
-    """Every executable in the build directory a plan can name (the launcher's
-    test probes too: the guest tests run some)."""
-    out = []
+def _binaries(arch="amd64"):
+    """{path in the guest: file} for every executable in the build
+    directory a plan can name (the launcher's test probes too: the guest
+    tests run some). A foreign architecture's come from its cross build,
+    at the host build's paths."""
+    if arch != HOST_ARCH:
+        from . import cross
+        if arch not in CROSS:
+            raise GuestError(f"no {arch} build: the runner makes one with --arch {arch}")
+        return cross.binaries(CROSS[arch][0])
+    out = {}
     testprobes = os.path.join(paths.build_dir(), "testprobes")
     for d in (paths.probe_dir(), os.path.dirname(paths.launcher()), testprobes):
         if not os.path.isdir(d):
@@ -205,46 +235,58 @@ def _binaries():
         for n in sorted(os.listdir(d)):
             p = os.path.join(d, n)
             if os.path.isfile(p) and os.access(p, os.X_OK):
-                out.append(p)
+                out[p] = p
     return out
 
 
 _IMAGE_LOCK = threading.Lock()   # guests boot in parallel threads: one builder at a time
 
 
-def base_image():
-    """images/cache/initramfs/base-<hash>.cpio; rebuilt only when busybox,
-    /init or a binary changed."""
+def busybox(arch="amd64"):
+    if arch == HOST_ARCH:
+        return BUSYBOX
+    from . import cross
+    if arch not in CROSS:
+        raise GuestError(f"no {arch} busybox: the runner fetches busybox-static:{arch} with --arch {arch}")
+    return cross.busybox(CROSS[arch][1])
+
+
+def base_image(arch="amd64"):
+    """images/cache/initramfs/base-<arch>-<hash>.cpio; rebuilt only when
+    busybox, /init or a binary changed. One per architecture is kept."""
     with _IMAGE_LOCK:
-        return _base_image()
+        return _base_image(arch)
 
 
-def _base_image():
-    if not os.path.exists(BUSYBOX):
-        raise GuestError(f"{BUSYBOX} is missing: install busybox-static")
-    bins = _binaries()
+def _base_image(arch="amd64"):
+    bb = busybox(arch)
+    if not os.path.exists(bb):
+        raise GuestError(f"{bb} is missing: install busybox-static")
+    bins = _binaries(arch)
     init = INIT.replace("@LAUNCHER@", paths.launcher())
-    key = _sha(init, PROBE_INIT, BUSYBOX, os.stat(BUSYBOX).st_mtime_ns,
-               *[f"{p}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in bins])
-    out = os.path.join(CACHE, "initramfs", f"base-{key}.cpio")
+    key = _sha(init, PROBE_INIT, bb, os.stat(bb).st_mtime_ns,
+               *[f"{p}:{f}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for p, f in bins.items()])
+    out = os.path.join(CACHE, "initramfs", f"base-{arch}-{key}.cpio")
     if os.path.exists(out):
         return out
     os.makedirs(os.path.dirname(out), exist_ok=True)
     for old in os.listdir(os.path.dirname(out)):
-        if old.startswith("base-"):
+        # this architecture's older images (and those from before the arch was in the name)
+        if old.startswith(f"base-{arch}-") or re.fullmatch(r"base-[0-9a-f]{16}\.cpio", old):
             os.unlink(os.path.join(os.path.dirname(out), old))
     c = Cpio()
     for d in ("proc", "sys", "dev", "tmp", "run", "mnt", "root", "etc", "kpc"):
         c.dir(d)
-    with open(BUSYBOX, "rb") as f:
+    with open(bb, "rb") as f:
         c.file("bin/busybox", f.read(), 0o755)
     c.symlink("bin/sh", "busybox")
     c.file("init", init.encode(), 0o755)
     c.file("kpc/probe-init", PROBE_INIT.encode(), 0o755)
     c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
     c.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
-    for p in bins:
-        c.file(p, _stripped(p), 0o755)
+    strip = ARCH[arch]["strip"] if arch in ARCH and arch != HOST_ARCH else "strip"
+    for p, f in bins.items():
+        c.file(p, _stripped(f, strip), 0o755)
     _write_atomic(out, c.bytes())
     return out
 
@@ -303,15 +345,20 @@ def _write_atomic(path, data):
 _ACCEL = {}
 
 
-def accelerator(kernel_image, boot_image):
+def accelerator(kernel_image, boot_image, arch="amd64"):
     """'kvm' when KVM boots a kernel to its first frame quickly, else 'tcg'.
     Nested KVM can exist and hang: the probe boots for real with a short
     deadline. KPC_ACCEL=kvm|tcg skips the probe. Remembered per boot of
-    this host (images/cache/accel.json)."""
+    this host (images/cache/accel.json). Another architecture's guest is
+    always TCG."""
     forced = os.environ.get("KPC_ACCEL")
+    if forced and forced not in ("kvm", "tcg"):
+        raise GuestError(f"KPC_ACCEL={forced}: use kvm or tcg")
+    if arch != HOST_ARCH:
+        if forced == "kvm":
+            raise GuestError(f"KPC_ACCEL=kvm: an {arch} guest cannot use KVM on this {os.uname().machine} host")
+        return "tcg", f"an {arch} guest on an {os.uname().machine} host (emulated)"
     if forced:
-        if forced not in ("kvm", "tcg"):
-            raise GuestError(f"KPC_ACCEL={forced}: use kvm or tcg")
         return forced, f"KPC_ACCEL={forced}"
     if "accel" in _ACCEL:
         return _ACCEL["accel"]
@@ -425,6 +472,7 @@ class Guest:
         self.on_event = on_event
         self.memory_mb, self.cpus = memory_mb, cpus
         self.run = GuestRun(kernel)
+        self.arch = getattr(kernel, "arch", "amd64")
         self._proc = None
         self._lock = threading.Lock()
         self._inflight = {}      # run id -> (host start time, deadline_s)
@@ -432,7 +480,7 @@ class Guest:
         self._stop = threading.Event()
 
     def _initrd(self):
-        base = base_image()
+        base = base_image(self.arch)
         mods = modules_image(self.kernel)
         c = Cpio()
         c.file("kpc/plan.jsonl", "".join(json.dumps(p) + "\n" for p in self.plan).encode())
@@ -448,9 +496,10 @@ class Guest:
         return base, path
 
     def argv(self, initrd, accel):
-        cmdline = ("console=ttyS0 loglevel=5 panic=-1 oops=panic rdinit=/init "
-                   "hung_task_timeout_secs=0 nokaslr reboot=t")
-        if accel == "tcg":
+        a = ARCH[self.arch]
+        cmdline = (f"console={a['console']} loglevel=5 panic=-1 oops=panic rdinit=/init "
+                   f"hung_task_timeout_secs=0 nokaslr{a['cmdline']}")
+        if accel == "tcg" and self.arch == "amd64":
             # Under TCG, calibrating the TSC against the emulated PIT fails
             # often (more so with parallel guests) and the boot then hangs:
             # tell the kernel the frequency (TCG's TSC is the host's).
@@ -464,7 +513,7 @@ class Guest:
         # 5.10/6.1/6.12 never failed either way (25 boots each). Measured
         # 2026-11-24, QEMU 7.2 on Debian 12; see images/README.md.
         accel_arg = f"tcg,thread={TCG_THREAD}" if accel == "tcg" else accel
-        argv = [QEMU, "-M", "microvm", "-accel", accel_arg, "-m", str(self.memory_mb), "-smp", str(self.cpus),
+        argv = [a["qemu"], *a["machine"], "-accel", accel_arg, "-m", str(self.memory_mb), "-smp", str(self.cpus),
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-serial", "stdio",
                 "-device", "virtio-serial-device", "-chardev", "socket,id=kpc,path=@SOCK@,server=on,wait=off",
@@ -488,7 +537,7 @@ class Guest:
         tmpdir = tempfile.mkdtemp(prefix=f"kpc-guest-{os.getpid()}-")
         try:
             base, initrd = self._initrd()
-            r.accel, r.accel_why = accelerator(self.kernel.image, base)
+            r.accel, r.accel_why = accelerator(self.kernel.image, base, self.arch)
             sock = os.path.join(tmpdir, "events.sock")
             argv = [a.replace("@SOCK@", sock) for a in self.argv(initrd, r.accel)]
             with self._lock:

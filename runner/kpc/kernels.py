@@ -1,7 +1,9 @@
-"""Kernels to boot: Debian's cloud-amd64 kernel packages, fetched by version
-series through a private apt configuration, or a kernel the user built.
+"""Kernels to boot: Debian's cloud-amd64 (or, with --arch arm64, cloud-arm64)
+kernel packages, fetched by version series through a private apt
+configuration, or a kernel the user built.
 
     ./kpc run --kernels 5.10,6.1,6.12,7.2
+    ./kpc run --kernels 6.1 --arch amd64,arm64
     ./kpc run --kernel path/to/bzImage[:modules-dir]
 
 Debian packages: the apt sources are built from the Debian archive URI this
@@ -11,9 +13,12 @@ file: URI, nothing else). apt verifies the suites' signatures
 (debian-archive-keyring) and every package's checksum; an index that fails
 to download or verify fails the fetch. apt's downloads run in its own
 sandbox (user _apt), as for the system's apt. State lives in
-images/cache/apt/ and never touches the system's apt.
+images/cache/apt/ (amd64) and images/cache/apt-arm64/ (APT::Architecture=arm64)
+and never touches the system's apt.
 
-Extracted kernels are cached by package version in images/cache/kernels/,
+Extracted kernels are cached by package version in images/cache/kernels/
+(<suite>-<version> for amd64, arm64-<suite>-<version> for arm64: the two
+architectures' packages have the same version numbers),
 with a stamp (kpc-kernel.json) holding the .debs' SHA256 from the signed
 index and the SHA256 of every extracted file; the kernel image and each
 module kpc loads are checked against it before use. The cache is trusted
@@ -48,6 +53,12 @@ CACHE = paths.CACHE
 # request is matched against every suite's cloud-amd64 kernel.
 SUITES = ("bullseye", "bookworm", "trixie", "sid")
 META = "linux-image-cloud-amd64"
+ARCHES = ("amd64", "arm64")   # Debian's names; uname -m: x86_64, aarch64
+MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+def meta(arch="amd64"):
+    return f"linux-image-cloud-{arch}"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE_S = 12 * 3600
 SANDBOX_USER = "_apt"     # apt's default APT::Sandbox::User
@@ -76,6 +87,7 @@ class Kernel:
     config: dict            # CONFIG_X -> value, or None
     config_source: str
     origin: str             # "debian bookworm linux-image-... 6.1.176-1" or the path given
+    arch: str = "amd64"     # Debian's architecture name: amd64 or arm64
     home: str = None        # a cached Debian kernel's directory
     files: dict = None      # its files (relative to home) -> SHA256 at extraction; None: a user's kernel
     _checked: set = dataclasses.field(default_factory=set, repr=False, compare=False)
@@ -386,8 +398,11 @@ class Apt:
     apt's partial/ directories and the download directory belong to
     _apt, which apt's download methods run as."""
 
-    def __init__(self, root=None):
-        self.root = root or _cache("apt")
+    def __init__(self, root=None, arch="amd64"):
+        if arch not in ARCHES:
+            raise KernelError(f"architecture {arch!r}: kpc knows {', '.join(ARCHES)}")
+        self.arch = arch
+        self.root = root or _cache("apt" if arch == "amd64" else f"apt-{arch}")
         self.user = _sandbox_user()
         for d in ("etc", "lists", "archives"):
             try:
@@ -411,7 +426,8 @@ class Apt:
                 "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::Cache={r}", "-o", f"Dir::Cache::Archives={r}/archives",
                 # apt-cache reads the lists once into pkgcache.bin, not on each call (Docker images turn it off)
                 "-o", "Dir::Cache::pkgcache=pkgcache.bin", "-o", "Dir::Cache::srcpkgcache=",
-                "-o", "Dir::State::status=/dev/null", "-o", "APT::Architecture=amd64", "-o", "Acquire::Languages=none",
+                "-o", "Dir::State::status=/dev/null", "-o", f"APT::Architecture={self.arch}",
+                "-o", f"APT::Architectures::={self.arch}", "-o", "Acquire::Languages=none",
                 # downloads in apt's sandbox and kpc's sources signed, whatever the machine's apt.conf says
                 "-o", f"APT::Sandbox::User={SANDBOX_USER}",
                 "-o", "Acquire::AllowInsecureRepositories=false",
@@ -545,49 +561,58 @@ def _matches(request, version, suite):
     return version == request or version.startswith(request + ".") or version.startswith(request + "-")
 
 
-def resolve(requests, refresh=None, apt=None, uri=None):
-    """Map each request (a version series like "6.1" or "7", or a suite
-    name like "trixie") to (suite, version) of linux-image-cloud-amd64.
-    A failed refresh is an error, except the periodic one of lists that
-    were complete and verified before (then they are used, and said so)."""
-    apt = apt or Apt()
+def fresh_lists(apt, refresh=None, uri=None):
+    """`apt` with its lists written and refreshed when missing, changed or
+    older than LISTS_MAX_AGE_S (the caller holds the cache's lock)."""
     changed = apt.write_sources(uri or debian_uri())
     age = apt.lists_age_s()
     if refresh or changed or age is None or age > LISTS_MAX_AGE_S:
-        say(f"apt: refreshing the package lists of {', '.join(SUITES)} (kpc's own, in {os.path.relpath(apt.root)})")
+        say(f"apt: refreshing the {apt.arch} package lists of {', '.join(SUITES)} (kpc's own, in "
+            f"{os.path.relpath(apt.root)})")
         try:
             apt.update()
         except KernelError as e:
             if refresh or changed or age is None:
                 raise
             say(f"{e}; using the lists verified {age / 3600:.0f} h ago")
-    available = apt.madison(META)
+    return apt
+
+
+def resolve(requests, refresh=None, apt=None, uri=None):
+    """Map each request (a version series like "6.1" or "7", or a suite
+    name like "trixie") to (suite, version) of linux-image-cloud-<apt.arch>.
+    A failed refresh is an error, except the periodic one of lists that
+    were complete and verified before (then they are used, and said so)."""
+    apt = fresh_lists(apt or Apt(), refresh, uri)
+    available = apt.madison(meta(apt.arch))
     chosen = []
     for req in requests:
         hits = [(v, s) for v, s in available if _matches(req, v, s)]
         if not hits:
             have = ", ".join(f"{v} ({s})" for v, s in available) or "none"
-            raise KernelError(f"no Debian cloud-amd64 kernel matches '{req}'; available: {have}")
+            raise KernelError(f"no Debian cloud-{apt.arch} kernel matches '{req}'; available: {have}")
         chosen.append((req, *hits[0]))
     return apt, chosen
 
 
-def fetch_debian(requests, refresh=None):
+def fetch_debian(requests, refresh=None, arch="amd64", label=None):
     """Kernels for version requests, downloading and extracting what is not
     in the cache yet, one kpc at a time per cache. The mirror is checked
-    before anything is created or run."""
+    before anything is created or run. `label(request)`: the column's name
+    (default: the request)."""
     uri = debian_uri()
     cache = check_cache()
     with _locked(cache):
-        apt, chosen = resolve(requests, refresh, Apt(_cache("apt")), uri)
-        return [_fetch_one(apt, req, version, suite, refresh) for req, version, suite in chosen]
+        apt, chosen = resolve(requests, refresh, Apt(arch=arch), uri)
+        return [_fetch_one(apt, label(req) if label else req, version, suite, refresh)
+                for req, version, suite in chosen]
 
 
 def _packages(apt, version):
     """{"pkg=version": SHA256 in the signed index} of the packages that make
     up the kernel: the meta package's pinned dependencies, followed down
     (meta packages, no version in the name, hold nothing)."""
-    todo, seen, debs = [(META, version)], [], {}
+    todo, seen, debs = [(meta(apt.arch), version)], [], {}
     while todo:
         pkg, ver = todo.pop()
         if (pkg, ver) in seen:
@@ -602,8 +627,14 @@ def _packages(apt, version):
     return debs
 
 
+def cache_name(suite, version, arch="amd64"):
+    """kernels/<this>: amd64 keeps the names older kpcs made."""
+    return f"{suite}-{version}" if arch == "amd64" else f"{arch}-{suite}-{version}"
+
+
 def _fetch_one(apt, label, version, suite, refresh=None):
-    cache = os.path.join(_cache("kernels"), f"{suite}-{version}")
+    name = cache_name(suite, version, apt.arch)
+    cache = os.path.join(_cache("kernels"), name)
     debs = _packages(apt, version)
     if os.path.lexists(cache):
         try:
@@ -614,15 +645,15 @@ def _fetch_one(apt, label, version, suite, refresh=None):
             if not refresh:
                 raise
             say(f"kernel {label}: {e}; fetching it again (--refresh-kernels)")
-    for stale in glob.glob(os.path.join(os.path.dirname(cache), f".{glob.escape(suite)}-{glob.escape(version)}.*")):
+    for stale in glob.glob(os.path.join(os.path.dirname(cache), f".{glob.escape(name)}.*")):
         shutil.rmtree(stale, ignore_errors=True)      # a killed fetch's (the lock is ours)
-    tmp = tempfile.mkdtemp(prefix=f".{suite}-{version}.", dir=os.path.dirname(cache))
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=os.path.dirname(cache))
     try:
-        say(f"kernel {label}: downloading {', '.join(p.split('=')[0] for p in debs)} ({suite} {version})")
+        say(f"kernel {label}: downloading {', '.join(p.split('=')[0] for p in debs)} ({suite} {version} {apt.arch})")
         dl = apt.download_dir()
         files = [_take(apt.download(*p.split("=", 1), dl), tmp, sha) for p, sha in debs.items()]
         shutil.rmtree(dl, ignore_errors=True)
-        info = _extract(files, tmp, suite, version, debs)
+        info = _extract(files, tmp, suite, version, debs, apt.arch)
         if os.path.islink(cache) or os.path.isfile(cache):
             os.unlink(cache)
         elif os.path.lexists(cache):
@@ -633,7 +664,7 @@ def _fetch_one(apt, label, version, suite, refresh=None):
     return _kernel_from(cache, info, label)
 
 
-def _extract(debs_files, tmp, suite, version, debs):
+def _extract(debs_files, tmp, suite, version, debs, arch="amd64"):
     """Unpack the .debs in tmp/root, keep what booting needs in tmp/keep
     (image, config, modules tree) with its stamp; returns the stamp."""
     root = os.path.join(tmp, "root")
@@ -670,7 +701,7 @@ def _extract(debs_files, tmp, suite, version, debs):
             mods = cand
     if mods:
         shutil.move(mods, os.path.join(keep, "modules"))
-    info = {"format": STAMP_FORMAT, "release": release, "suite": suite, "version": version,
+    info = {"format": STAMP_FORMAT, "release": release, "suite": suite, "version": version, "arch": arch,
             "packages": list(debs), "debs": debs, "files": _hash_tree(keep)}
     with open(os.path.join(keep, STAMP), "x") as f:
         json.dump(info, f, indent=1)
@@ -729,7 +760,7 @@ def _kernel_from(cache, info, label):
                modules=mods if os.path.isdir(mods) else None, config=None,
                config_source="no config in the package",
                origin=f"debian {info['suite']} {' '.join(info['packages'])}",
-               home=cache, files=info["files"])
+               arch=info.get("arch", "amd64"), home=cache, files=info["files"])
     k.checked(k.image)
     if os.path.exists(cfg):
         k.config = read_config(k.checked(cfg))

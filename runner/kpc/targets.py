@@ -188,6 +188,7 @@ class GuestTarget(Target):
 
     def report(self, append=""):
         doc = self.env.to_json()
+        doc["arch"] = getattr(self.kernel, "arch", "amd64")
         r = self.run
         if r is not None:
             doc["boot"] = {"accel": r.accel, "accel_why": r.accel_why,

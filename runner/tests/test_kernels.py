@@ -359,9 +359,12 @@ def test_fetches_into_one_cache_take_turns(tmp_path):
         os.close(holder)
     assert got.wait(10)
     t.join()
-    opts = kernels.Apt._opts(types.SimpleNamespace(root="/r", sources="/r/etc/sources.list"))
+    opts = kernels.Apt._opts(types.SimpleNamespace(root="/r", sources="/r/etc/sources.list", arch="amd64"))
     assert "Debug::NoLocking=1" not in opts and "APT::Sandbox::User=_apt" in opts
     assert "APT::Sandbox::User=root" not in opts
+    assert "APT::Architecture=amd64" in opts and "APT::Architectures::=amd64" in opts
+    arm = kernels.Apt._opts(types.SimpleNamespace(root="/r", sources="/r/etc/sources.list", arch="arm64"))
+    assert "APT::Architecture=arm64" in arm and "APT::Architectures::=arm64" in arm and "amd64" not in " ".join(arm)
 
 
 # ------------------------------------------------------------ the kernel cache (audit §8)
