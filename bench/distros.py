@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -229,6 +230,37 @@ def green(row):
             and t.get("fail", 0) == 0 and t.get("error", 0) == 0)
 
 
+def kill_inside(root, rounds=50):
+    """SIGKILL every process whose root directory is ROOT (what the two
+    commands started there and left running: a killed bench, a timeout --
+    kpc's launcher runs in a session of its own, so killing the session
+    of `bash` is not enough), until none is left."""
+    try:
+        want = os.stat(root)
+    except OSError:
+        return
+    for _ in range(rounds):
+        found = False
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                st = os.stat(f"/proc/{pid}/root")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino) and int(pid) != os.getpid():
+                found = True
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if not found:
+            return
+        time.sleep(0.1)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def one_suite(suite, refresh, keep, logs):
     row = {"suite": suite}
     t0 = time.monotonic()
@@ -263,6 +295,7 @@ def one_suite(suite, refresh, keep, logs):
         row["selftest"] = pytest_summary(_read(root, "selftest.log")) or first_complaint(_read(root, "selftest.log"))
         row.update(glibc=facts.get("glibc", "?"), python=facts.get("python", "?"), gxx=facts.get("gxx", "?"))
     finally:
+        kill_inside(root)
         if keep:
             say(f"{suite}: kept {root}")
         else:
@@ -302,6 +335,8 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     suites = args.suites or list(SUITES)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
         bad = [s for s in suites if not re.fullmatch(r"[a-z]+", s)]
         if bad:
@@ -319,6 +354,9 @@ def main(argv=None):
     except Refused as e:
         say(str(e))
         return 2
+    except KeyboardInterrupt:
+        say("interrupted (what ran in the rootfs was killed and the rootfs removed)")
+        return 130
     print(table(rows))
     if args.json:
         safefile.write(args.json, json.dumps(rows, indent=1) + "\n")
