@@ -343,6 +343,10 @@ void Shim::run() {
   if (own_pidns_) {
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("make / private");
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) fail("mount /proc");
+    // What this copy of L's mount namespace holds before P runs is the
+    // machine's, never the run's: a FUSE mount someone made after L started
+    // (L's list is from then) is in it too, and must not be aborted.
+    scope_.foreign.merge(fuse::connections_in("/proc/thread-self/mountinfo"));
   } else if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     fail("PR_SET_CHILD_SUBREAPER");
   }
