@@ -58,7 +58,7 @@ struct Run {
   json records = json::array();
   json protocol_errors = json::array();
   json marks = json::object();
-  std::set<unsigned long> announced_conns;
+  std::set<unsigned long> announced_conns;  // the probe's own mounts, as it said (reported; never aborted by id)
   bool fuse_request_timeouts = false;  // a connection the kernel itself will time out
   std::set<pid_t> unanswerable;        // FUSE waiters nobody could answer at the last scan
   std::optional<int> probe_status;
@@ -338,9 +338,12 @@ void Batch::recover_step(Run& r, int64_t now) {
     procs.erase(std::remove(procs.begin(), procs.end(), r.sp.shim), procs.end());
     std::set<unsigned long> foreign = r.foreign;
     foreign.merge(fuse::connections_in("/proc/self/mountinfo"));
+    // Only what the run's tasks see now. Not the ids its probe announced:
+    // a connection that has ended frees its id (the mount's minor), and the
+    // next FUSE mount on the machine gets it -- another run's, another kpc's,
+    // anyone's. Aborting an announced id aborted fresh mounts of other runs
+    // (ENOTCONN/ECONNABORTED on their first open, beside a second kpc).
     std::set<unsigned long> conns = fuse::run_connections(procs, foreign);
-    for (auto c : r.announced_conns)
-      if (!foreign.count(c)) conns.insert(c);
     for (auto c : conns) {
       if (!r.aborted.insert(c).second) continue;
       std::string err = fuse::abort_connection(scope_.fusectl_fd, c);
@@ -403,6 +406,7 @@ void Batch::finish(Run& r) {
     r.trouble["recovered"] = !r.gave_up;
     r.trouble["recovery_ms"] = ms_between(r.recover_start_ns, end);
     r.trouble["aborted_fuse_connections"] = std::vector<unsigned long>(r.aborted.begin(), r.aborted.end());
+    r.trouble["announced_fuse_connections"] = std::vector<unsigned long>(r.announced_conns.begin(), r.announced_conns.end());
     if (!r.abort_errors.empty()) r.trouble["abort_errors"] = r.abort_errors;
     if (r.gave_up) {
       json left = json::array();
