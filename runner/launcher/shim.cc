@@ -22,6 +22,7 @@
 
 #include "fuse_recovery.h"
 #include "kpc/fdpass.h"
+#include "kpc/pidfd.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
 #include "kpc/record.h"
@@ -274,13 +275,42 @@ void Shim::reap() {
   }
 }
 
+// SIGKILL P only if it is still our descendant. Between listing the tree
+// and the kill, a grandchild can be reaped by its parent and its PID given
+// to a stranger (pid_max is 32768 here, and a suite forks thousands): kill
+// by a pidfd opened first, after checking that the process it names has
+// its parent chain through us. (A kill by PID number killed other runs'
+// FUSE servers: their fresh mounts said ENOTCONN beside a second kpc.)
+void kill_if_descendant(pid_t p) {
+  int fd = static_cast<int>(syscall(kpc::pidfd::kSysOpen, p, 0));
+  if (fd < 0 && errno != ENOSYS) return;  // gone
+  pid_t self = getpid(), at = p;
+  bool ours = false;
+  for (int depth = 0; depth < 64 && at > 1; ++depth) {
+    auto st = kpc::read_status(at);
+    if (!st) break;
+    if (st->ppid == self) {
+      ours = true;
+      break;
+    }
+    at = st->ppid;
+  }
+  if (ours) {
+    if (fd >= 0)
+      syscall(kpc::pidfd::kSysSendSignal, fd, SIGKILL, nullptr, 0);
+    else
+      kill(p, SIGKILL);  // no pidfds (before 5.3): the old way
+  }
+  if (fd >= 0) close(fd);
+}
+
 void Shim::kill_tree() {
   if (own_pidns_) {
-    kill(-1, SIGKILL);  // every other member of our namespace
+    kill(-1, SIGKILL);  // every other member of our namespace: nobody else's
     return;
   }
   for (pid_t p : tree_processes(getpid()))
-    if (p != getpid()) kill(p, SIGKILL);
+    if (p != getpid()) kill_if_descendant(p);
 }
 
 // Frees what waits on the run's FUSE connections (never on anyone else's).
