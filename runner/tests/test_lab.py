@@ -103,7 +103,10 @@ def test_note_demos_run_as_written(case_id, block):
     missing = missing_demo_command(block)
     if missing:
         pytest.skip(f"the demo runs {missing[0]}: install Debian's {missing[1]}")
-    for d, rc, lines in run_demo(block):
+    # A demo that boots kernels fetches and boots them first on a fresh
+    # machine (a fresh Debian 13 rootfs took over 60 s): give it the time.
+    boots = any("--kernels" in d.command for d in block)
+    for d, rc, lines in run_demo(block, timeout=900 if boots else 60):
         want = [lab.strip_comment(e) for e in d.expected]
         if not want:
             assert rc == 0, f"{case_id}: `{d.command}` exited {rc}:\n" + "\n".join(lines)
