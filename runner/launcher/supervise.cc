@@ -142,18 +142,19 @@ std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pi
   // Who could still answer: a task that is neither exiting nor itself
   // waiting on FUSE, in a process that holds a /dev/fuse descriptor. (A
   // process whose last thread is exiting has no descriptor table left.)
-  // An exiting holder that is runnable is on its way to closing the device,
-  // which ends the connection: a killed server preempted between its exit's
-  // start and its files' release, for longer than the recheck under load
-  // (cgroup_freezer_states:fuse_stuck was a hang once in a fresh Debian 12's
-  // selftest). One asleep in its exit (a namespace's init waiting for its
-  // members, itself) answers nothing.
+  // An exiting holder that still has the device in its descriptor table
+  // has not reached exit_files: it is on its way to closing it, which ends
+  // the connection (a killed server, preempted or in exit_mm under load,
+  // outlasted the 20 ms recheck: cgroup_freezer_states:fuse_stuck was a
+  // hang twice on a loaded machine). Unless it waits on FUSE itself -- the
+  // self-served deadlock. (A namespace's init in zap_pid_ns_processes has
+  // closed its files already: no descriptor table, not a holder.)
   std::map<pid_t, bool> holder;
   for (const auto& t : tasks) {
     if (t.pid == shim) continue;  // a device S holds is for recovery: S never serves
     auto [it, fresh] = holder.try_emplace(t.pid, false);
     if (fresh) it->second = holds_devfuse(t.pid);
-    if (it->second && (!t.exiting || t.state == 'R') && !in_fuse_wait(t) && t.state != 'Z') return {};
+    if (it->second && !in_fuse_wait(t) && t.state != 'Z') return {};
   }
   return waiters;
 }
