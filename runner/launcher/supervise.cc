@@ -12,6 +12,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <climits>
 #include <map>
 #include <cerrno>
 #include <cstring>
