@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <list>
 
 #include "fuse_recovery.h"
@@ -329,6 +330,65 @@ void Shim::recover_fuse() {
   for (auto& d : devices_) d.answer_pending();
 }
 
+// A probe killed before its destructors ran (a hang, a timeout) leaves its
+// scratch cgroups behind, empty: kpc::cgroup2::Scratch names them
+// "kpc-<what>.<6 letters>" below the probe's cgroup -- ours -- where the
+// letters are those of the cgroup2 mount point it made in the run
+// directory ("cg.<6 letters>"). Remove those, deepest first (rmdir only:
+// a cgroup with members or children is never removed), and nothing else.
+namespace {
+void remove_scratch_cgroups(const std::string& rundir) {
+  std::vector<std::string> suffixes;
+  if (DIR* d = opendir(rundir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string n = e->d_name;
+      if (n.size() == 9 && n.starts_with("cg.")) suffixes.push_back(n.substr(2));  // ".XXXXXX"
+    }
+    closedir(d);
+  }
+  if (suffixes.empty()) return;
+  std::string mount_point, own;
+  if (auto text = kpc::read_text("/proc/thread-self/mountinfo"))
+    for (const auto& m : kpc::parse_mountinfo(*text))
+      if (m.fs_type == "cgroup2" && m.root == "/") mount_point = m.mount_point;
+  if (auto text = kpc::read_text("/proc/thread-self/cgroup")) {
+    size_t at = text->starts_with("0::") ? 0 : text->find("\n0::");
+    if (at != std::string::npos) {
+      at += text->starts_with("0::") ? 3 : 4;
+      own = text->substr(at, text->find('\n', at) - at);
+    }
+  }
+  if (mount_point.empty() || own.empty()) return;
+  kpc::Fd parent(open((mount_point + (own == "/" ? "" : own)).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!parent) return;
+  std::vector<std::string> names;
+  if (DIR* d = fdopendir(dup(parent.get()))) {
+    while (dirent* e = readdir(d)) {
+      std::string n = e->d_name;
+      if (!n.starts_with("kpc-")) continue;
+      for (const auto& sfx : suffixes)
+        if (n.size() > sfx.size() + 4 && n.ends_with(sfx)) names.push_back(n);
+    }
+    closedir(d);
+  }
+  // Depth first, by descriptor: a cgroup directory holds only files and
+  // cgroups (no symlinks), and none is followed anyway.
+  std::function<void(int, const std::string&)> remove = [&](int dirfd, const std::string& name) {
+    kpc::Fd fd(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return;
+    std::vector<std::string> subs;
+    if (DIR* d = fdopendir(dup(fd.get()))) {
+      while (dirent* e = readdir(d))
+        if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) subs.push_back(e->d_name);
+      closedir(d);
+    }
+    for (const auto& s : subs) remove(fd.get(), s);
+    unlinkat(dirfd, name.c_str(), AT_REMOVEDIR);
+  };
+  for (const auto& n : names) remove(parent.get(), n);
+}
+}  // namespace
+
 void Shim::finish() {
   devices_.clear();  // the run is over: let its connections end
   run_cleanup(spec_, tmpdir_, scope_);
@@ -337,6 +397,7 @@ void Shim::finish() {
   pollfd p{fds_.cmd_r, POLLIN, 0};
   if (fds_.cmd_r >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) orphaned_ = true;
   if (orphaned_ && !own_pidns_) unmount_leftovers(tmpdir_);  // L would report and detach them
+  remove_scratch_cgroups(tmpdir_);
   // L removes the run directory too, after reporting what is left in it;
   // removing it here as well means it goes even if L dies in between.
   // (A mount L has still to detach keeps it: remove_tree enters no mount.)
