@@ -69,6 +69,7 @@ import subprocess
 import sys
 import tarfile
 import io
+import threading
 import time
 
 try:
@@ -366,27 +367,94 @@ def _stop_grace():
     return int(value) if value.isdigit() and 0 <= int(value) <= 300 else None
 
 
-def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None):
+def _kill_request():
+    """KPC_ENGINE_KILL=1 (engine_fuse_kill sets it): SIGUSR2 to the wrapper
+    means `ENGINE kill` of its container (SIGKILL), not a signal to forward."""
+    return os.environ.get("KPC_ENGINE_KILL", "") == "1"
+
+
+def _request(cid):
+    """What SIGUSR2 asks of the engine, as the engine's arguments, or None."""
+    if _kill_request():
+        return ["kill", cid]
+    grace = _stop_grace()
+    return ["stop", "-t", str(grace), cid] if grace is not None else None
+
+
+def _fuse_options():
+    """KPC_ENGINE_FUSE=1 (engine_fuse_kill): the container may mount FUSE
+    itself -- /dev/fuse, and CAP_SYS_ADMIN (the engines' default seccomp
+    profiles allow mount and unshare with it)."""
+    if os.environ.get("KPC_ENGINE_FUSE", "") != "1":
+        return []
+    return ["--device", "/dev/fuse", "--cap-add", "SYS_ADMIN"]
+
+
+def _report(lines):
+    """Facts about the engine for the probe that plays its user (after the
+    client ended): one line each on the observation fd."""
+    fd = int(os.environ.get("KPC_OBS_FD", "3"))
+    for ln in lines:
+        try:
+            os.write(fd, (ln + "\n").encode())
+        except OSError:
+            pass
+
+
+def _after_request(requests, ps_argv, env):
+    """Once the client has ended, when the probe made a request: how the
+    engine's own command ended and how long it took, and how many
+    containers the engine still lists (`ps -a`)."""
+    if not requests:
+        return
+    out = []
+    for rq in requests:
+        rc, ms = rq
+        out.append(f"engine request {'exited ' + str(rc) if rc is not None else 'still running'} {ms}")
+    p = subprocess.run(ps_argv, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    listed = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.strip()]
+    out.append(f"engine ps_a {len(listed) if p.returncode == 0 else 'failed ' + str(p.returncode)}")
+    _report(out)
+
+
+def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None, requests=None):
     """Start the engine client with the wrapper's signal state (SIGPIPE and
     SIGXFSZ back to default: Python ignores them), forward what the probe
-    sends us, wait. Returns (rc, its stderr text)."""
+    sends us, wait. STOP_ARGV: the engine command SIGUSR2 runs instead (a
+    stop or a kill); (rc, ms) of each is appended to REQUESTS. Returns (rc,
+    its stderr text)."""
     errf = open(stderr_path, "w+b") if stderr_path else None
     stops = []
+
+    def request(_signum, _frame):
+        t0 = time.monotonic()
+        child = subprocess.Popen(stop_argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        slot = [None, None]
+
+        def waiter():
+            slot[0] = child.wait()
+            slot[1] = round((time.monotonic() - t0) * 1000)
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        stops.append((child, t, slot))
+
     try:
         proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=stdout,
                                 stderr=errf, restore_signals=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
             signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-        if stop_argv and _stop_grace() is not None:
-            signal.signal(signal.SIGUSR2, lambda signum, _frame: stops.append(subprocess.Popen(
-                stop_argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        if stop_argv:
+            signal.signal(signal.SIGUSR2, request)
         rc = proc.wait()
-        for s in stops:
-            try:
-                s.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                s.kill()
-                s.wait()
+        for child, t, slot in stops:
+            t.join(timeout=30)
+            if t.is_alive():   # the engine's own kill/stop is stuck: report it, then end it
+                child.kill()
+                t.join()
+                slot[0] = None
+            if requests is not None:
+                requests.append((slot[0], slot[1]))
         text = ""
         if errf:
             errf.seek(0)
@@ -442,14 +510,19 @@ def run_podman(run_id, top, use_init, probe_argv):
         argv += ["-e", f"{k}={v}"]
     if use_init:
         argv += ["--init"]
+    argv += _fuse_options()
     # --rootfs: the next argument is the rootfs, everything after it the command
     argv += ["--rootfs", rootfs, *probe_argv]
     obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-    stop = argv[:argv.index("run")] + ["stop", "-t", str(_stop_grace() or 0), cid]
-    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr", stop_argv=stop)
+    engine = argv[:argv.index("run")]
+    stop = engine + _request(cid) if _request(cid) else None
+    requests = []
+    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr", stop_argv=stop,
+                              requests=requests)
     if rc in (125, 126, 127) and not os.path.exists(f"{cdir}/pid"):
         _record_skip(f"podman cannot run a container here: {_last_error(err) or f'exit {rc}'}")
         return 0
+    _after_request(requests, engine + ["ps", "-a", "-q"], env)
     return rc
 
 
@@ -526,13 +599,17 @@ def run_docker(run_id, top, use_init, probe_argv):
             argv += ["-e", f"{k}={v}"]
         if use_init:
             argv += ["--init"]
+        argv += _fuse_options()
         argv += ["kpc-empty:0", *probe_argv]
         obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+        requests = []
         rc, err = _spawn_and_wait(argv, env, (), stdout=obs_fd, stderr_path=f"{d}/stderr",
-                                  stop_argv=client + ["stop", "-t", str(_stop_grace() or 0), name])
+                                  stop_argv=client + _request(name) if _request(name) else None, requests=requests)
         if rc == 125:   # docker run's own failure: no container ran
             _record_skip(f"docker cannot run a container here: {_last_error(err) or 'exit 125'}")
             rc = 0
+        else:
+            _after_request(requests, client + ["ps", "-a", "-q"], env)
         return rc
     finally:
         if daemon.poll() is None:
