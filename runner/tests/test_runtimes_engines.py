@@ -444,3 +444,71 @@ def test_an_engine_crash_leaves_nothing_after_the_cleanup(engine, daemon, built)
             p.wait()
         os.close(r)
         cleanup(rid)
+
+
+def _fuse_connection(path):
+    return os.minor(os.stat(path).st_dev)
+
+
+@needs_root
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+@pytest.mark.skipif(not (PODMAN_OK or DOCKER_OK), reason="neither podman nor docker.io is installed")
+def test_story_002_through_the_engines_hangs_aborts_only_its_connection_and_the_engine_reaps(tmp_path, built, scope):
+    """A container serving its own FUSE mount, killed by its engine: kpc
+    reports the hang with the stuck task's stack (fuse_flush), aborts the
+    container's connection and no other (a bystander FUSE mount made on
+    the host before the run still answers afterwards), and the engine then
+    finishes by itself: its kill returns, its `run` client says 137, it
+    lists no container. Nothing is left (processes, mounts, cgroups, the
+    run directories, the host's engine places)."""
+    from conftest import helper_probe
+    engines = [n for n in runtimes.ENGINES if HAVE[n.split(":")[0]]]
+    mnt = tmp_path / "bystander"
+    mnt.mkdir()
+    fs = subprocess.Popen([helper_probe("bystander_fs"), str(mnt)], stdout=subprocess.PIPE, text=True)
+    before = host_state()
+    ids = ContainerIds(scope)
+    try:
+        assert fs.stdout.readline().strip() == "ready"
+        hello = mnt / "hello"
+        assert hello.read_text() == "hello from a bystander\n"
+        bystander = _fuse_connection(mnt)
+        ids.start()
+        out = tmp_path / "f.json"
+        t0 = time.monotonic()
+        p = kpc("run", "--no-build", "--runtime", ",".join(engines), "--case", "engine_fuse_kill", "--json", str(out),
+                env={"TMPDIR": scope.tmp})
+        took = time.monotonic() - t0
+        ids.stop.set()
+        ids.join()
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        res = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}
+        assert set(res) == set(engines)
+        for name, r in res.items():
+            assert r["verdict"] == "xfail", (name, r["verdict"], r["reason"])
+            h = r["hang"]
+            stuck = [t for t in h["tasks"] if t.get("stuck")]
+            assert stuck and all("fuse_flush" in "".join(t["stack"]) for t in stuck), (name, stuck)
+            assert h["recovered"] is True
+            assert h["aborted_fuse_connections"] == [int(r["notes"]["container.fuse_connection"])], (name, h)
+            assert bystander not in h["aborted_fuse_connections"]
+            o = r["observations"]
+            assert (o["kill.engine_kill"], o["kill.client_status"], o["kill.containers_listed_after"],
+                    o["kill.workload_left"]) == ("exited 0", "exited 137", "0", "false"), (name, o)
+            if name.endswith(":init"):   # the story's picture: the init waits for the stuck process
+                assert any("zap_pid_ns_processes" in "".join(t["stack"]) for t in h["tasks"]), name
+        assert hello.read_text() == "hello from a bystander\n", "kpc broke a FUSE mount it did not make"
+        assert _fuse_connection(mnt) == bystander
+        assert not scope.settle(), scope.leftovers()
+        assert ids.ids
+        end = time.monotonic() + 20
+        while time.monotonic() < end and any(engine_leftovers(i) for i in ids.ids):
+            time.sleep(0.1)
+        assert not [(i, engine_leftovers(i)) for i in ids.ids if engine_leftovers(i)]
+        assert host_state() == before
+        print(f"engine_fuse_kill through {', '.join(engines)}: {took:.1f} s")
+    finally:
+        ids.stop.set()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        fs.kill()
+        fs.wait()
