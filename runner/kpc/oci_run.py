@@ -66,6 +66,7 @@ crun 1.8 once the container is set up and released) and logged an error
 to its own --log file, which the workload cannot write to.
 """
 
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -75,6 +76,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 KPC_OCI = "/run/kpc-oci"
@@ -639,7 +641,12 @@ def run(runtime, run_id, probe_argv):
                                     hybrid_with_v2_controllers() else None)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
                 signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+            series = _kill_series(root, runtime, cid, obs_fd)
+            if series:
+                signal.signal(signal.SIGUSR2, series)
             rc = proc.wait()
+            for t in (series.threads if series else ()):
+                t.join(timeout=30)   # its last lines ("kills done") before we are gone
             started = _read_at(bundle_fd, "pid") is not None
             error = _logged_error(_read_at(bundle_fd, "runtime.log"))
             if rc > 0 and not started and error:
@@ -652,6 +659,46 @@ def run(runtime, run_id, probe_argv):
         os.close(lock_fd)
         _close_tree(tree)
     return rc if rc >= 0 else 128 - rc
+
+
+def _kill_series(root, runtime, cid, obs_fd):
+    """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal): a SIGUSR2
+    handler that runs `RUNTIME kill ID N` for each N in turn (from the
+    host's namespace: crun too), writing "kill N RC" per signal and then
+    "kills done" on the observation fd. None when not asked."""
+    sigs = [int(w) for w in os.environ.get("KPC_KILL_SIGNALS", "").split(",") if w.isdigit() and 1 <= int(w) <= 64]
+    if not sigs:
+        return None
+
+    def say(line):
+        try:
+            os.write(obs_fd, (line + "\n").encode())
+        except OSError:
+            pass
+
+    def one(n):
+        p = subprocess.run(_runtime_cmd(root, runtime, "kill", cid, str(n)), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        say(f"kill {n} {p.returncode}")
+
+    def series():
+        # a few at a time (each signal is distinct: the order does not matter)
+        # SIGCONT and the stop signals one at a time, last (signal(7): SIGCONT
+        # discards a pending stop signal, and a stop signal a pending SIGCONT)
+        job_control = (18, 20, 21, 22)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(one, [n for n in sigs if n not in job_control]))
+        for n in sigs:
+            if n in job_control:
+                one(n)
+        say("kills done")
+
+    def handler(_signum, _frame):
+        t = threading.Thread(target=series, daemon=True)
+        t.start()
+        handler.threads.append(t)
+    handler.threads = []
+    return handler
 
 
 USAGE = ("usage: oci_run.py --runtime PATH [--id kpc-<16 hex>] -- PROBE [ARGS...] | "
