@@ -512,3 +512,65 @@ def test_story_002_through_the_engines_hangs_aborts_only_its_connection_and_the_
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
         fs.kill()
         fs.wait()
+
+
+def test_the_signal_trap_workload_cannot_trap_a_signal_ignored_on_entry(built):
+    """crun#2058's class, without a runtime: started with SIGPIPE ignored
+    (what the regression passed into containers), sigtrap_workload says so
+    and does not trap it -- as a shell's `trap ... 13` would not -- while
+    every other catchable signal arrives."""
+    r, w = os.pipe()
+    p = subprocess.Popen([os.path.join(paths.probe_dir(), "sigtrap_workload")], env={"KPC_OBS_FD": "3"},
+                         preexec_fn=lambda: (os.dup2(w, 3), signal.signal(signal.SIGPIPE, signal.SIG_IGN)),
+                         close_fds=False, stdin=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        f = os.fdopen(r, "r")
+        ign = f.readline().split()
+        assert ign[0] == "ignored" and int(ign[1], 16) == 1 << (signal.SIGPIPE - 1), ign
+        assert f.readline().startswith("ready ")
+        sent = [s for s in range(1, 65) if s not in (9, 19, 32, 33)]
+        for s in sent:
+            os.kill(p.pid, s)
+            time.sleep(0.002)
+        assert p.wait(timeout=30) == 0
+        got = {int(ln.split()[1]) for ln in f.read().splitlines() if ln.startswith("sig ")}
+        assert got == set(sent) - {signal.SIGPIPE}
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@needs_root
+@pytest.mark.skipif(not (PODMAN_OK and DOCKER_OK), reason="podman and docker.io are not both installed")
+def test_every_signal_reaches_the_workload_through_each_engine_and_oci_runtime(tmp_path, built, scope):
+    """podman's 130-kill.bats through podman, docker (with and without
+    their init), runc and crun, with a clean caller and with one ignoring
+    what Go keeps ignored for its children: every signal arrives without an
+    init; the inits hold back the synchronous signals, SIGCHLD and job
+    control (xfail rows); nothing the caller ignored reaches the workload."""
+    rts = ["podman", "podman:init", "docker", "docker:init", "runc", "crun"]
+    out = tmp_path / "s.json"
+    t0 = time.monotonic()
+    p = kpc("run", "--no-build", "--runtime", ",".join(rts), "--case", "runtime_delivers_every_signal", "--json",
+            str(out), env={"TMPDIR": scope.tmp})
+    took = time.monotonic() - t0
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res = {(r["runtime"], r["variant"]): r for r in json.loads(out.read_text())["results"]}
+    for (rt, variant), r in res.items():
+        if rt == "crun" and r["verdict"] == "skip":
+            continue   # crun not installed here
+        want = "xfail" if rt.endswith(":init") else "pass"
+        assert r["verdict"] == want, (rt, variant, r["verdict"], r["reason"])
+        o = r["observations"]
+        assert o["workload.ignored_on_entry"] == "none" and o["kills.sent_all"] == "true"
+        if want == "pass":
+            assert o["delivered.missing"] == "none"
+        else:
+            assert "SIGSEGV" in o["delivered.missing"] and "SIGTERM" not in o["delivered.missing"]
+        if variant == "go_ignored_caller":
+            assert o["go_ignores.kept"] == "none"
+    assert len(res) == 12
+    assert not scope.settle(), scope.leftovers()
+    print(f"runtime_delivers_every_signal through {', '.join(rts)}: {took:.1f} s")
