@@ -106,19 +106,15 @@ def run_dir(run_id):
 
 # --- directories ------------------------------------------------------------------------------------------------
 
-def _open_engines(create):
-    """fd of /run/kpc-oci/engines (None if absent and create is False)."""
-    parent, name = os.path.split(oci_run.KPC_OCI)
-    pfd = oci_run._open_dir(parent)
-    try:
-        if not create:
-            try:
-                os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-        top = oci_run._private_dir(pfd, name, oci_run.KPC_OCI)
-    finally:
-        os.close(pfd)
+def _open_engines(create, keep_top=None):
+    """fd of /run/kpc-oci/engines (None if absent and create is False).
+    KEEP_TOP: a list that gets the top's fd, left open -- its shared lock
+    keeps remove_empty_layout away until the caller has made its entry."""
+    top = oci_run.open_top(create)
+    if top is None:
+        return None
+    if keep_top is not None:
+        keep_top.append(os.dup(top))
     try:
         if not create:
             try:
@@ -728,11 +724,14 @@ def _procs(cgroup_dir):
 
 
 def run(engine, use_init, run_id, probe_argv):
-    efd = _open_engines(create=True)
+    held = []
+    efd = _open_engines(create=True, keep_top=held)
     try:
         top = _subdirs(efd, f"{oci_run.KPC_OCI}/{ENGINES_DIR}", run_id)
     finally:
         os.close(efd)
+        for fd in held:
+            os.close(fd)
     # held until the wrapper is gone (close-on-exec: the engine does not keep it)
     _lock(top, fcntl.LOCK_SH)
     private_run(top)

@@ -155,25 +155,110 @@ def _private_dir(parent_fd, name, shown):
     return fd
 
 
+def open_top(create):
+    """fd of /run/kpc-oci, holding a shared flock on it for as long as the
+    fd is open (remove_empty_layout takes it exclusively: it never removes
+    the layout under a kpc that is using it); None when it does not exist
+    and create is False. A directory removed between our mkdir and our lock
+    is made again."""
+    parent, name = os.path.split(KPC_OCI)
+    for _ in range(20):
+        pfd = _open_dir(parent)
+        try:
+            if not create:
+                try:
+                    os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+            try:
+                top = _private_dir(pfd, name, KPC_OCI)
+            except OciError:
+                if not os.path.lexists(KPC_OCI):
+                    if not create:
+                        return None
+                    continue   # removed between the mkdir and the open
+                raise
+        finally:
+            os.close(pfd)
+        fcntl.flock(top, fcntl.LOCK_SH)
+        if os.fstat(top).st_nlink > 0:
+            return top
+        os.close(top)   # removed before we held it
+        if not create:
+            return None
+    raise OciError(f"{KPC_OCI} keeps being removed under kpc")
+
+
 def _open_tree(create):
     """fds of /run/kpc-oci and its three subdirectories (None when the tree
-    does not exist and create is False: nothing to clean)."""
-    parent, name = os.path.split(KPC_OCI)
-    pfd = _open_dir(parent)
-    try:
-        if not create:
-            try:
-                os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-        top = _private_dir(pfd, name, KPC_OCI)
-    finally:
-        os.close(pfd)
+    does not exist and create is False: nothing to clean). The top's fd
+    holds the shared lock (open_top) until _close_tree."""
+    top = open_top(create)
+    if top is None:
+        return None
     try:
         return {"top": top, **{d: _private_dir(top, d, f"{KPC_OCI}/{d}") for d in (STATE_DIR, BUNDLES_DIR, LOCKS_DIR)}}
     except BaseException:
         os.close(top)
         raise
+
+
+def _rmdir_own(dir_fd, name):
+    """rmdir DIR_FD/NAME if it is a directory of ours, 0700 (as kpc makes
+    them), empty: never through a symlink (unlinkat does not follow the
+    last component, and the parent is an fd opened with O_NOFOLLOW)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            return False
+        os.rmdir(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
+
+
+def remove_empty_layout():
+    """At the end of a session: remove kpc's directories under /run/kpc-oci
+    (state/<runtime>, state, bundles, locks, engines, then kpc-oci itself)
+    that are empty, with rmdir only, when no kpc holds the layout (its
+    shared lock). Anything else -- a file, a symlink, a directory not ours
+    or not 0700, a container's state -- stays, and with it its parents.
+    True when /run/kpc-oci is gone."""
+    parent, name = os.path.split(KPC_OCI)
+    try:
+        pfd = _open_dir(parent)
+    except OSError:
+        return False
+    try:
+        try:
+            top = _open_dir(name, pfd)
+        except OSError:
+            return not os.path.lexists(KPC_OCI)   # absent; or a symlink / not a directory: not ours to touch
+        try:
+            st = os.fstat(top)
+            if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+                return False
+            try:
+                fcntl.flock(top, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False   # a kpc is using it
+            try:
+                sfd = _open_dir(STATE_DIR, top)
+            except OSError:
+                sfd = None
+            if sfd is not None:
+                try:
+                    for n in os.listdir(sfd):
+                        _rmdir_own(sfd, n)
+                finally:
+                    os.close(sfd)
+            for n in (STATE_DIR, BUNDLES_DIR, LOCKS_DIR, "engines"):
+                _rmdir_own(top, n)
+            return _rmdir_own(pfd, name)
+        finally:
+            os.close(top)
+    finally:
+        os.close(pfd)
 
 
 def _close_tree(tree):

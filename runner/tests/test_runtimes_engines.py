@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -574,3 +575,109 @@ def test_every_signal_reaches_the_workload_through_each_engine_and_oci_runtime(t
     assert len(res) == 12
     assert not scope.settle(), scope.leftovers()
     print(f"runtime_delivers_every_signal through {', '.join(rts)}: {took:.1f} s")
+
+
+# --- the empty layout in /run/kpc-oci ----------------------------------------------------------------------------
+
+from kpc import oci_run   # noqa: E402
+
+
+@pytest.fixture
+def layout_at(tmp_path, monkeypatch):
+    """kpc's /run/kpc-oci, moved under tmp_path."""
+    base = tmp_path / "run"
+    base.mkdir(mode=0o755)
+    monkeypatch.setattr(oci_run, "KPC_OCI", str(base / "kpc-oci"))
+    return str(base / "kpc-oci")
+
+
+def _make_layout():
+    """What a session with runc, crun and an engine leaves: state/{runc,crun}, bundles, locks, engines."""
+    tree = oci_run._open_tree(create=True)
+    try:
+        for rt in ("/usr/sbin/runc", "/usr/bin/crun"):
+            oci_run._state_root(tree, rt)
+    finally:
+        oci_run._close_tree(tree)
+    os.close(engine_run._open_engines(create=True))
+
+
+def test_an_empty_layout_is_removed_at_the_end(layout_at):
+    _make_layout()
+    assert sorted(os.listdir(layout_at)) == ["bundles", "engines", "locks", "state"]
+    assert sorted(os.listdir(layout_at + "/state")) == ["crun", "runc"]
+    assert oci_run.remove_empty_layout() is True
+    assert not os.path.lexists(layout_at)
+    assert oci_run.remove_empty_layout() is True   # nothing left to do
+
+
+def test_only_empty_directories_of_kpcs_go_never_through_a_symlink(layout_at, tmp_path):
+    _make_layout()
+    (tmp_path / "run" / "kpc-oci" / "bundles" / "keep").write_text("x")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "inner").mkdir(mode=0o700, parents=True)
+    os.chmod(elsewhere, 0o700)
+    os.rmdir(layout_at + "/locks")
+    os.symlink(elsewhere, layout_at + "/locks")
+    os.symlink(elsewhere / "inner", layout_at + "/state/linked")
+    os.chmod(layout_at + "/state/crun", 0o755)   # not as kpc makes them: not kpc's to remove
+    assert oci_run.remove_empty_layout() is False
+    assert (elsewhere / "inner").is_dir() and os.path.islink(layout_at + "/locks")
+    assert os.path.islink(layout_at + "/state/linked")
+    assert (tmp_path / "run" / "kpc-oci" / "bundles" / "keep").read_text() == "x"
+    assert os.path.isdir(layout_at + "/state/crun")
+    assert not os.path.exists(layout_at + "/state/runc") and not os.path.exists(layout_at + "/engines")
+
+
+def test_a_layout_some_kpc_holds_is_left_alone(layout_at):
+    _make_layout()
+    held = oci_run.open_top(create=False)
+    try:
+        assert oci_run.remove_empty_layout() is False
+        assert sorted(os.listdir(layout_at)) == ["bundles", "engines", "locks", "state"]
+    finally:
+        os.close(held)
+    assert oci_run.remove_empty_layout() is True
+
+
+def test_a_symlink_in_place_of_the_layout_is_not_followed(layout_at, tmp_path):
+    target = tmp_path / "target"
+    (target / "state").mkdir(mode=0o700, parents=True)
+    os.chmod(target, 0o700)
+    os.symlink(target, layout_at)
+    assert oci_run.remove_empty_layout() is False
+    assert (target / "state").is_dir() and os.path.islink(layout_at)
+
+
+def test_a_layout_removed_between_mkdir_and_lock_is_made_again(layout_at, monkeypatch):
+    """A kpc starting while another one removes the empty layout: open_top
+    makes it again instead of failing."""
+    real = oci_run._private_dir
+    calls = []
+
+    def racing(parent_fd, name, shown):
+        fd = real(parent_fd, name, shown)
+        if shown == layout_at and not calls:
+            calls.append(1)
+            assert oci_run.remove_empty_layout() is True   # the other kpc wins the race once
+        return fd
+    monkeypatch.setattr(oci_run, "_private_dir", racing)
+    top = oci_run.open_top(create=True)
+    try:
+        assert os.fstat(top).st_nlink > 0 and os.path.isdir(layout_at)
+    finally:
+        os.close(top)
+
+
+@needs_root
+@needs("podman")
+def test_a_session_with_runtimes_leaves_no_empty_layout_in_run(tmp_path, built, scope):
+    """After `kpc run --runtime runc,podman` nothing of kpc's is left in
+    /run: the session removes its empty layout (another kpc still using it
+    holds its lock, and then it stays for that kpc to remove)."""
+    rts = "runc,podman" if shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin") else "podman"
+    p = kpc("run", "--no-build", "--runtime", rts, "--case", "inherited_signal_state", "--json",
+            str(tmp_path / "l.json"), env={"TMPDIR": scope.tmp})
+    assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
+    existed = os.path.lexists(oci_run.KPC_OCI)
+    assert not (existed and oci_run.remove_empty_layout()), "the session left its empty layout in /run"
