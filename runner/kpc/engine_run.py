@@ -39,7 +39,15 @@ docker 20.10 (s.2): a private dockerd per container (no bridge, no
   daemon's state, not the client's, that a container gets.
 
 The engine client is the wrapper's child; signals sent to the wrapper are
-forwarded to it (both clients proxy them into the container). The engine's
+forwarded to it (both clients proxy them into the container). SIGUSR2 is
+a request to the engine instead when the probe set one of:
+KPC_ENGINE_STOP_GRACE=N (`ENGINE stop -t N`, engine_stop_grace),
+KPC_ENGINE_KILL=1 (`ENGINE kill`, engine_fuse_kill; once the client has
+ended the wrapper reports "engine request exited RC MS" and "engine ps_a N"
+on the observation fd), KPC_KILL_SIGNALS=1,2,... (`ENGINE kill -s N` for
+each, reported "kill N RC" and "kills done"; runtime_delivers_every_signal).
+KPC_ENGINE_FUSE=1 gives the container /dev/fuse and CAP_SYS_ADMIN (its
+process mounts FUSE itself: story 002). The engine's
 output is the wrapper's own stderr; a run that fails before any container
 started (exit 125-127 and no container pid) is a `skip` whose reason is the
 engine's own last error line.
