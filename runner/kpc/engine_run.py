@@ -458,8 +458,11 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
         slot = [None, None, None]   # rc, ms, the running command
 
         def one_kill(one):
-            rc = subprocess.run(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, timeout=60).returncode
+            try:
+                rc = subprocess.run(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, timeout=60).returncode
+            except subprocess.TimeoutExpired:   # killed by run(): reported as a refusal
+                rc = -1
             _report([f"kill {one[one.index('-s') + 1]} {rc}"])
 
         def waiter():

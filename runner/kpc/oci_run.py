@@ -762,9 +762,12 @@ def _kill_series(root, runtime, cid, obs_fd):
             pass
 
     def one(n):
-        p = subprocess.run(_runtime_cmd(root, runtime, "kill", cid, str(n)), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        say(f"kill {n} {p.returncode}")
+        try:
+            rc = subprocess.run(_runtime_cmd(root, runtime, "kill", cid, str(n)), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
+        except subprocess.TimeoutExpired:   # killed by run(): reported as a refusal
+            rc = -1
+        say(f"kill {n} {rc}")
 
     def series():
         # a few at a time (each signal is distinct: the order does not matter)
