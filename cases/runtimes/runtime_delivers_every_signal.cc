@@ -14,7 +14,9 @@
 // inherited ignore of the first five for its children (Go's runtime
 // respects SIG_IGN for SIGHUP and SIGINT, and never touches the job-control
 // three) and resets SIGUSR2 (it installs its own handler): does the
-// container's process start with them ignored?
+// container's process start with them ignored? (kpc's own wrapper catches
+// SIGHUP, SIGINT and SIGUSR2 to forward them: only the job-control three
+// reach the engine or runc ignored.)
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
