@@ -575,6 +575,11 @@ def cmd_check(args):
 def cmd_selftest(args):
     """The project's own tests: GoogleTest (ctest), pytest for the runner,
     then the suite end to end on this host."""
+    bdir = paths.build_dir()
+    if os.path.isdir(bdir) and not os.access(bdir, os.W_OK):
+        # ctest writes its logs and GoogleTest's test list there.
+        raise InputError(f"selftest writes to the build directory {bdir}, which this user cannot write: run it as "
+                         f"the checkout's owner, or in a clone of your own")
     _ensure_build(args.no_build, with_tests=True)
     # ctest in the build directory: CMake 3.18 (Debian 11) has no --test-dir and
     # took the source tree for it, finding no tests and passing (--no-tests=error).

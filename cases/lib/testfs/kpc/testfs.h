@@ -17,6 +17,8 @@
 
 #include <atomic>
 #include <memory>
+#include <pthread.h>
+
 #include <string>
 #include <thread>
 
@@ -52,7 +54,8 @@ class Server {
   // and starts serving. Skips the probe (kpc::skip) when /dev/fuse is
   // missing or mounting FUSE is not permitted here.
   static std::unique_ptr<Server> start(const std::string& mountpoint, Serve how);
-  // Stops serving, detaches the mount and reaps the server process.
+  // Stops serving, detaches the mount and reaps the server process (thread
+  // mode: stops the thread first, then detaches).
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -87,6 +90,10 @@ class Server {
   // Forget the server without stopping it (the probe is about to exit with
   // it, on purpose). The destructor then does nothing.
   void abandon() { abandoned_ = true; }
+  // Thread mode, for kpc's own tests: the serving thread lingers `ms` after
+  // its loop ends, as it can on a loaded machine (the destructor must not
+  // act on the connection's number meanwhile: runner/tests/test_security.py).
+  void delay_thread_exit_for_test(int ms);
 
  private:
   Server() = default;
@@ -96,7 +103,9 @@ class Server {
   pid_t server_pid_ = -1;
   Shared* shared_ = nullptr;
   ::fuse_session* session_ = nullptr;  // thread mode
-  std::thread thread_;                      // thread mode
+  static void* serve_thread(void* self);
+  pthread_t thread_{};                      // thread mode
+  bool serving_ = false;                    // thread_ runs
   bool abandoned_ = false;
 };
 
