@@ -30,7 +30,7 @@ _KERNEL_REQUIREMENT = re.compile(r"^>=(\d+(\.\d+){0,2})$")
 # table sections: plain names only.
 _NAME = re.compile(r"^[a-z0-9_]+$")
 
-_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "exclusive", "slow", "under_runtimes",
+_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "hang_grace_ms", "exclusive", "slow", "under_runtimes",
              "runtime_workload", "probe", "args",
              "requires", "flavor_notes", "provenance", "lab", "catalogue"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
@@ -87,6 +87,9 @@ class Case:
     slow: str = ""  # why the case takes long; run only with --slow
     under_runtimes: bool = False  # run by --runtime (as the runtime's child)
     runtime_workload: bool = False  # under --runtime: the probe starts the runtime itself (KPC_RUNTIME_PREFIX)
+    # after a hang, how long the launcher only aborts the run's FUSE
+    # connections and lets the run end by itself before killing its tree
+    hang_grace_ms: int = 0
     # Ids of the coverage catalogue's behaviours this case observes (kpc/catalogue.py; bench/coverage.py counts them)
     catalogue: list = dataclasses.field(default_factory=list)
     lab: Lab = dataclasses.field(default_factory=Lab)
@@ -164,6 +167,9 @@ def _check_limits(rel, data):
     if not 0 < hang_ms <= timeout_ms:
         got = f"got {hang_ms}" if "hang_ms" in data else f"the default is {hang_ms}: set hang_ms"
         raise CaseError(f"{rel}: hang_ms must be more than 0 and at most the timeout ({timeout_ms} ms); {got}")
+    grace = data.get("hang_grace_ms", 0)
+    if not 0 <= grace <= min(timeout_ms, 120000):
+        raise CaseError(f"{rel}: hang_grace_ms must be 0 to the timeout ({timeout_ms} ms, at most 120000); got {grace}")
 
 
 def _check_names(rel, area, case_id, data, req):
@@ -217,7 +223,7 @@ def case_from_data(path, data, check_source=True):
     if "summary" not in data:
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
-                      ("hang_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
+                      ("hang_ms", "int"), ("hang_grace_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
                       ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("lab", "table"), ("catalogue", "strlist")):
         if key in data:
             _check_type(rel, key, data[key], kind)
@@ -262,7 +268,8 @@ def case_from_data(path, data, check_source=True):
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
                 exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
-                runtime_workload=data.get("runtime_workload", False), requires=req, flavor_notes=data.get("flavor_notes", {}),
+                runtime_workload=data.get("runtime_workload", False), hang_grace_ms=data.get("hang_grace_ms", 0),
+                requires=req, flavor_notes=data.get("flavor_notes", {}),
                 provenance=prov, catalogue=data.get("catalogue", []), lab=lab)
     if check_source and not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")

@@ -511,7 +511,9 @@ def cmd_explain(args):
         print(f"  not {f}: {why}")
     if case.variants:
         print(f"variants       {', '.join(case.variants)}")
-    print(f"timeout        {case.timeout_s:g} s (hang threshold {case.hang_ms} ms)")
+    print(f"timeout        {case.timeout_s:g} s (hang threshold {case.hang_ms} ms" +
+          (f"; after a hang, {case.hang_grace_ms} ms with only its FUSE connections aborted before its tree is "
+           f"killed)" if case.hang_grace_ms else ")"))
     r = case.requires
     needs = [n for n in ("root" if r.root else "", *(f"cap {c}" for c in r.caps), *r.kconfig,
                          f"kernel {r.kernel}" if r.kernel else "", *(f"file {p}" for p in r.files),

@@ -39,7 +39,15 @@ docker 20.10 (s.2): a private dockerd per container (no bridge, no
   daemon's state, not the client's, that a container gets.
 
 The engine client is the wrapper's child; signals sent to the wrapper are
-forwarded to it (both clients proxy them into the container). The engine's
+forwarded to it (both clients proxy them into the container). SIGUSR2 is
+a request to the engine instead when the probe set one of:
+KPC_ENGINE_STOP_GRACE=N (`ENGINE stop -t N`, engine_stop_grace),
+KPC_ENGINE_KILL=1 (`ENGINE kill`, engine_fuse_kill; once the client has
+ended the wrapper reports "engine request exited RC MS" and "engine ps_a N"
+on the observation fd), KPC_KILL_SIGNALS=1,2,... (`ENGINE kill -s N` for
+each, reported "kill N RC" and "kills done"; runtime_delivers_every_signal).
+KPC_ENGINE_FUSE=1 gives the container /dev/fuse and CAP_SYS_ADMIN (its
+process mounts FUSE itself: story 002). The engine's
 output is the wrapper's own stderr; a run that fails before any container
 started (exit 125-127 and no container pid) is a `skip` whose reason is the
 engine's own last error line.
@@ -57,6 +65,7 @@ whose cleanup never ran. A container whose wrapper was killed but which
 still runs (runtime_pid1_duties watches one) is left alone.
 """
 
+import concurrent.futures
 import ctypes
 import fcntl
 import json
@@ -69,6 +78,7 @@ import subprocess
 import sys
 import tarfile
 import io
+import threading
 import time
 
 try:
@@ -82,6 +92,11 @@ DOCKERD = "/usr/sbin/dockerd"
 RUN_ID = oci_run.RUN_ID
 PRIVATE_STATE = "/run/kpc"   # inside the private mount namespace only (private_run)
 SWEEP_MIN_AGE_S = 30
+KILL_SERIES_JOBS = 6   # engine kill commands at a time (runtime_delivers_every_signal)
+# SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU: sent alone, after the others (signal(7):
+# generating SIGCONT discards pending stop signals, and a stop signal a
+# pending SIGCONT -- two of them sent at once can lose one)
+JOB_CONTROL = (18, 20, 21, 22)
 PODMAN_NPROC_CAP = 32768   # podman lowers its own RLIMIT_NPROC to this at start (strace, research s.1)
 
 
@@ -99,19 +114,15 @@ def run_dir(run_id):
 
 # --- directories ------------------------------------------------------------------------------------------------
 
-def _open_engines(create):
-    """fd of /run/kpc-oci/engines (None if absent and create is False)."""
-    parent, name = os.path.split(oci_run.KPC_OCI)
-    pfd = oci_run._open_dir(parent)
-    try:
-        if not create:
-            try:
-                os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-        top = oci_run._private_dir(pfd, name, oci_run.KPC_OCI)
-    finally:
-        os.close(pfd)
+def _open_engines(create, keep_top=None):
+    """fd of /run/kpc-oci/engines (None if absent and create is False).
+    KEEP_TOP: a list that gets the top's fd, left open -- its shared lock
+    keeps remove_empty_layout away until the caller has made its entry."""
+    top = oci_run.open_top(create)
+    if top is None:
+        return None
+    if keep_top is not None:
+        keep_top.append(os.dup(top))
     try:
         if not create:
             try:
@@ -366,27 +377,133 @@ def _stop_grace():
     return int(value) if value.isdigit() and 0 <= int(value) <= 300 else None
 
 
-def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None):
+def _kill_request():
+    """KPC_ENGINE_KILL=1 (engine_fuse_kill sets it): SIGUSR2 to the wrapper
+    means `ENGINE kill` of its container (SIGKILL), not a signal to forward."""
+    return os.environ.get("KPC_ENGINE_KILL", "") == "1"
+
+
+def kill_signals():
+    """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal sets it):
+    SIGUSR2 to the wrapper means `ENGINE kill -s N` of its container for
+    each N in turn, each reported as "kill N RC" on the observation fd,
+    then "kills done" (podman's test/system/130-kill.bats)."""
+    text = os.environ.get("KPC_KILL_SIGNALS", "")
+    out = []
+    for w in text.split(","):
+        if w.isdigit() and 1 <= int(w) <= 64:
+            out.append(int(w))
+    return out
+
+
+def _request(cid):
+    """What SIGUSR2 asks of the engine: a list of the engine's argument
+    lists, run in turn, or None."""
+    if kill_signals():
+        return [["kill", "-s", str(n), cid] for n in kill_signals()]
+    if _kill_request():
+        return [["kill", cid]]
+    grace = _stop_grace()
+    return [["stop", "-t", str(grace), cid]] if grace is not None else None
+
+
+def _fuse_options():
+    """KPC_ENGINE_FUSE=1 (engine_fuse_kill): the container may mount FUSE
+    itself -- /dev/fuse, and CAP_SYS_ADMIN (the engines' default seccomp
+    profiles allow mount and unshare with it)."""
+    if os.environ.get("KPC_ENGINE_FUSE", "") != "1":
+        return []
+    return ["--device", "/dev/fuse", "--cap-add", "SYS_ADMIN"]
+
+
+def _report(lines):
+    """Facts about the engine for the probe that plays its user (after the
+    client ended): one line each on the observation fd."""
+    fd = int(os.environ.get("KPC_OBS_FD", "3"))
+    for ln in lines:
+        try:
+            os.write(fd, (ln + "\n").encode())
+        except OSError:
+            pass
+
+
+def _after_request(requests, ps_argv, env):
+    """Once the client has ended, when the probe made a request: how the
+    engine's own command ended and how long it took, and how many
+    containers the engine still lists (`ps -a`)."""
+    if not requests or kill_signals():
+        return
+    out = []
+    for rq in requests:
+        rc, ms = rq
+        out.append(f"engine request {'exited ' + str(rc) if rc is not None else 'still running'} {ms}")
+    p = subprocess.run(ps_argv, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    listed = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.strip()]
+    out.append(f"engine ps_a {len(listed) if p.returncode == 0 else 'failed ' + str(p.returncode)}")
+    _report(out)
+
+
+def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None, requests=None):
     """Start the engine client with the wrapper's signal state (SIGPIPE and
     SIGXFSZ back to default: Python ignores them), forward what the probe
-    sends us, wait. Returns (rc, its stderr text)."""
+    sends us, wait. STOP_ARGV: the engine command SIGUSR2 runs instead (a
+    stop or a kill); (rc, ms) of each is appended to REQUESTS. Returns (rc,
+    its stderr text)."""
     errf = open(stderr_path, "w+b") if stderr_path else None
     stops = []
+    series = bool(kill_signals())
+
+    def request(_signum, _frame):
+        t0 = time.monotonic()
+        slot = [None, None, None]   # rc, ms, the running command
+
+        def one_kill(one):
+            try:
+                rc = subprocess.run(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, timeout=60).returncode
+            except subprocess.TimeoutExpired:   # killed by run(): reported as a refusal
+                rc = -1
+            _report([f"kill {one[one.index('-s') + 1]} {rc}"])
+
+        def waiter():
+            if series:
+                # 60 engine commands one after the other took ~1 s each
+                # (podman 4.3.1 here): a few at a time; which one lands
+                # first does not matter, each signal is distinct
+                rest = [a for a in stop_argv if int(a[a.index("-s") + 1]) not in JOB_CONTROL]
+                with concurrent.futures.ThreadPoolExecutor(max_workers=KILL_SERIES_JOBS) as pool:
+                    list(pool.map(one_kill, rest))
+                for a in stop_argv:   # one at a time: SIGCONT discards a pending stop signal, and back
+                    if int(a[a.index("-s") + 1]) in JOB_CONTROL:
+                        one_kill(a)
+                slot[1] = round((time.monotonic() - t0) * 1000)
+                _report(["kills done"])
+                return
+            for one in stop_argv:
+                slot[2] = subprocess.Popen(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+                slot[0] = slot[2].wait()
+            slot[1] = round((time.monotonic() - t0) * 1000)
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        stops.append((t, slot))
+
     try:
         proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=stdout,
                                 stderr=errf, restore_signals=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
             signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-        if stop_argv and _stop_grace() is not None:
-            signal.signal(signal.SIGUSR2, lambda signum, _frame: stops.append(subprocess.Popen(
-                stop_argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        if stop_argv:
+            signal.signal(signal.SIGUSR2, request)
         rc = proc.wait()
-        for s in stops:
-            try:
-                s.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                s.kill()
-                s.wait()
+        for t, slot in stops:
+            t.join(timeout=30)
+            if t.is_alive() and slot[2] is not None:   # the engine's own kill/stop is stuck: report it, then end it
+                slot[2].kill()
+                t.join(timeout=30)
+                slot[0] = None
+            if requests is not None:
+                requests.append((slot[0], slot[1]))
         text = ""
         if errf:
             errf.seek(0)
@@ -442,14 +559,19 @@ def run_podman(run_id, top, use_init, probe_argv):
         argv += ["-e", f"{k}={v}"]
     if use_init:
         argv += ["--init"]
+    argv += _fuse_options()
     # --rootfs: the next argument is the rootfs, everything after it the command
     argv += ["--rootfs", rootfs, *probe_argv]
     obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-    stop = argv[:argv.index("run")] + ["stop", "-t", str(_stop_grace() or 0), cid]
-    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr", stop_argv=stop)
+    engine = argv[:argv.index("run")]
+    stop = [engine + r for r in _request(cid)] if _request(cid) else None
+    requests = []
+    rc, err = _spawn_and_wait(argv, env, (3,) if obs_fd == 3 else (), stderr_path=f"{cdir}/stderr", stop_argv=stop,
+                              requests=requests)
     if rc in (125, 126, 127) and not os.path.exists(f"{cdir}/pid"):
         _record_skip(f"podman cannot run a container here: {_last_error(err) or f'exit {rc}'}")
         return 0
+    _after_request(requests, engine + ["ps", "-a", "-q"], env)
     return rc
 
 
@@ -526,13 +648,18 @@ def run_docker(run_id, top, use_init, probe_argv):
             argv += ["-e", f"{k}={v}"]
         if use_init:
             argv += ["--init"]
+        argv += _fuse_options()
         argv += ["kpc-empty:0", *probe_argv]
         obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+        requests = []
         rc, err = _spawn_and_wait(argv, env, (), stdout=obs_fd, stderr_path=f"{d}/stderr",
-                                  stop_argv=client + ["stop", "-t", str(_stop_grace() or 0), name])
+                                  stop_argv=[client + r for r in _request(name)] if _request(name) else None,
+                                  requests=requests)
         if rc == 125:   # docker run's own failure: no container ran
             _record_skip(f"docker cannot run a container here: {_last_error(err) or 'exit 125'}")
             rc = 0
+        else:
+            _after_request(requests, client + ["ps", "-a", "-q"], env)
         return rc
     finally:
         if daemon.poll() is None:
@@ -608,11 +735,14 @@ def _procs(cgroup_dir):
 
 
 def run(engine, use_init, run_id, probe_argv):
-    efd = _open_engines(create=True)
+    held = []
+    efd = _open_engines(create=True, keep_top=held)
     try:
         top = _subdirs(efd, f"{oci_run.KPC_OCI}/{ENGINES_DIR}", run_id)
     finally:
         os.close(efd)
+        for fd in held:
+            os.close(fd)
     # held until the wrapper is gone (close-on-exec: the engine does not keep it)
     _lock(top, fcntl.LOCK_SH)
     private_run(top)

@@ -35,6 +35,8 @@ def plan_entry(run_id, case, variant, flavor, runtime=None, probe_dir=None):
         timeout_ms += runtime.start_ms * (5 if case.runtime_workload else 1)
     entry = {"run": run_id, "case": case.id, "variant": variant, "flavor": flavor, "argv": argv,
              "timeout_ms": timeout_ms, "hang_ms": case.hang_ms, "exclusive": case.exclusive}
+    if case.hang_grace_ms:
+        entry["hang_grace_ms"] = case.hang_grace_ms
     if env:
         entry["env"] = env
     if case.area == "fuse":

@@ -66,6 +66,7 @@ crun 1.8 once the container is set up and released) and logged an error
 to its own --log file, which the workload cannot write to.
 """
 
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -75,6 +76,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 KPC_OCI = "/run/kpc-oci"
@@ -153,25 +155,110 @@ def _private_dir(parent_fd, name, shown):
     return fd
 
 
+def open_top(create):
+    """fd of /run/kpc-oci, holding a shared flock on it for as long as the
+    fd is open (remove_empty_layout takes it exclusively: it never removes
+    the layout under a kpc that is using it); None when it does not exist
+    and create is False. A directory removed between our mkdir and our lock
+    is made again."""
+    parent, name = os.path.split(KPC_OCI)
+    for _ in range(20):
+        pfd = _open_dir(parent)
+        try:
+            if not create:
+                try:
+                    os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+            try:
+                top = _private_dir(pfd, name, KPC_OCI)
+            except OciError:
+                if not os.path.lexists(KPC_OCI):
+                    if not create:
+                        return None
+                    continue   # removed between the mkdir and the open
+                raise
+        finally:
+            os.close(pfd)
+        fcntl.flock(top, fcntl.LOCK_SH)
+        if os.fstat(top).st_nlink > 0:
+            return top
+        os.close(top)   # removed before we held it
+        if not create:
+            return None
+    raise OciError(f"{KPC_OCI} keeps being removed under kpc")
+
+
 def _open_tree(create):
     """fds of /run/kpc-oci and its three subdirectories (None when the tree
-    does not exist and create is False: nothing to clean)."""
-    parent, name = os.path.split(KPC_OCI)
-    pfd = _open_dir(parent)
-    try:
-        if not create:
-            try:
-                os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-        top = _private_dir(pfd, name, KPC_OCI)
-    finally:
-        os.close(pfd)
+    does not exist and create is False: nothing to clean). The top's fd
+    holds the shared lock (open_top) until _close_tree."""
+    top = open_top(create)
+    if top is None:
+        return None
     try:
         return {"top": top, **{d: _private_dir(top, d, f"{KPC_OCI}/{d}") for d in (STATE_DIR, BUNDLES_DIR, LOCKS_DIR)}}
     except BaseException:
         os.close(top)
         raise
+
+
+def _rmdir_own(dir_fd, name):
+    """rmdir DIR_FD/NAME if it is a directory of ours, 0700 (as kpc makes
+    them), empty: never through a symlink (unlinkat does not follow the
+    last component, and the parent is an fd opened with O_NOFOLLOW)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            return False
+        os.rmdir(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
+
+
+def remove_empty_layout():
+    """At the end of a session: remove kpc's directories under /run/kpc-oci
+    (state/<runtime>, state, bundles, locks, engines, then kpc-oci itself)
+    that are empty, with rmdir only, when no kpc holds the layout (its
+    shared lock). Anything else -- a file, a symlink, a directory not ours
+    or not 0700, a container's state -- stays, and with it its parents.
+    True when /run/kpc-oci is gone."""
+    parent, name = os.path.split(KPC_OCI)
+    try:
+        pfd = _open_dir(parent)
+    except OSError:
+        return False
+    try:
+        try:
+            top = _open_dir(name, pfd)
+        except OSError:
+            return not os.path.lexists(KPC_OCI)   # absent; or a symlink / not a directory: not ours to touch
+        try:
+            st = os.fstat(top)
+            if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+                return False
+            try:
+                fcntl.flock(top, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False   # a kpc is using it
+            try:
+                sfd = _open_dir(STATE_DIR, top)
+            except OSError:
+                sfd = None
+            if sfd is not None:
+                try:
+                    for n in os.listdir(sfd):
+                        _rmdir_own(sfd, n)
+                finally:
+                    os.close(sfd)
+            for n in (STATE_DIR, BUNDLES_DIR, LOCKS_DIR, "engines"):
+                _rmdir_own(top, n)
+            return _rmdir_own(pfd, name)
+        finally:
+            os.close(top)
+    finally:
+        os.close(pfd)
 
 
 def _close_tree(tree):
@@ -639,7 +726,12 @@ def run(runtime, run_id, probe_argv):
                                     hybrid_with_v2_controllers() else None)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
                 signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+            series = _kill_series(root, runtime, cid, obs_fd)
+            if series:
+                signal.signal(signal.SIGUSR2, series)
             rc = proc.wait()
+            for t in (series.threads if series else ()):
+                t.join(timeout=30)   # its last lines ("kills done") before we are gone
             started = _read_at(bundle_fd, "pid") is not None
             error = _logged_error(_read_at(bundle_fd, "runtime.log"))
             if rc > 0 and not started and error:
@@ -652,6 +744,49 @@ def run(runtime, run_id, probe_argv):
         os.close(lock_fd)
         _close_tree(tree)
     return rc if rc >= 0 else 128 - rc
+
+
+def _kill_series(root, runtime, cid, obs_fd):
+    """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal): a SIGUSR2
+    handler that runs `RUNTIME kill ID N` for each N in turn (from the
+    host's namespace: crun too), writing "kill N RC" per signal and then
+    "kills done" on the observation fd. None when not asked."""
+    sigs = [int(w) for w in os.environ.get("KPC_KILL_SIGNALS", "").split(",") if w.isdigit() and 1 <= int(w) <= 64]
+    if not sigs:
+        return None
+
+    def say(line):
+        try:
+            os.write(obs_fd, (line + "\n").encode())
+        except OSError:
+            pass
+
+    def one(n):
+        try:
+            rc = subprocess.run(_runtime_cmd(root, runtime, "kill", cid, str(n)), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
+        except subprocess.TimeoutExpired:   # killed by run(): reported as a refusal
+            rc = -1
+        say(f"kill {n} {rc}")
+
+    def series():
+        # a few at a time (each signal is distinct: the order does not matter)
+        # SIGCONT and the stop signals one at a time, last (signal(7): SIGCONT
+        # discards a pending stop signal, and a stop signal a pending SIGCONT)
+        job_control = (18, 20, 21, 22)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(one, [n for n in sigs if n not in job_control]))
+        for n in sigs:
+            if n in job_control:
+                one(n)
+        say("kills done")
+
+    def handler(_signum, _frame):
+        t = threading.Thread(target=series, daemon=True)
+        t.start()
+        handler.threads.append(t)
+    handler.threads = []
+    return handler
 
 
 USAGE = ("usage: oci_run.py --runtime PATH [--id kpc-<16 hex>] -- PROBE [ARGS...] | "

@@ -224,6 +224,12 @@ class Session:
                     engine_run.sweep()
                 except (OSError, engine_run.EngineError, oci_run.OciError) as e:
                     sys.stderr.write(f"kpc: sweeping engine runs: {e}\n")
+            # what is left of kpc's layout in /run, when empty and no kpc uses it
+            if any(i.runtime.oci or i.runtime.engine for i in self.items if i.runtime):
+                try:
+                    oci_run.remove_empty_layout()
+                except OSError as e:
+                    sys.stderr.write(f"kpc: removing the empty {oci_run.KPC_OCI}: {e}\n")
         self.finished = time.monotonic()
         self.progress.clear()
 

@@ -329,7 +329,13 @@ void Batch::begin_recovery(Run& r, const std::string& outcome, int64_t now) {
 // and whatever S leaves when it dies is reparented to L and killed as a
 // stray. L never kills S (that would lose the devices and the cleanup).
 void Batch::recover_step(Run& r, int64_t now) {
-  if (!r.asked_shim && r.sp.cmd_w >= 0) {
+  // A hang with a grace period (RunSpec::hang_grace_ms): L aborts the run's
+  // FUSE connections below and lets the run end by itself for that long;
+  // only then is S asked to kill the tree. Without fusectl L cannot undo
+  // anything itself: S at once.
+  const bool grace = r.outcome == "hang" && r.spec.hang_grace_ms > 0 && scope_.fusectl_fd >= 0 && !interrupted_ &&
+                     ms_between(r.recover_start_ns, now) < r.spec.hang_grace_ms;
+  if (!r.asked_shim && r.sp.cmd_w >= 0 && !grace) {
     char c = kRecoverByte;
     r.asked_shim = write(r.sp.cmd_w, &c, 1) == 1;
   }
@@ -351,7 +357,8 @@ void Batch::recover_step(Run& r, int64_t now) {
       if (!err.empty()) r.abort_errors.push_back(err);
     }
   }
-  if (ms_between(r.recover_start_ns, now) > opt_.recovery_ms) r.gave_up = true;
+  const int granted = r.outcome == "hang" && scope_.fusectl_fd >= 0 ? r.spec.hang_grace_ms : 0;
+  if (ms_between(r.recover_start_ns, now) > opt_.recovery_ms + granted) r.gave_up = true;
 }
 
 void Batch::supervise(Run& r, int64_t now) {

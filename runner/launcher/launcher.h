@@ -48,6 +48,11 @@ struct RunSpec {
   int timeout_ms = 10000;  // deadline for the whole run
   int hang_ms = 1000;      // a task asleep without running this long is stuck
   bool exclusive = false;  // run alone (timing-sensitive cases)
+  // After a hang: for this long only the run's FUSE connections are
+  // aborted (by L, through fusectl) and the run may end by itself -- a
+  // container engine reaps its container once the deadlock is undone
+  // (engine_fuse_kill) -- before S is asked to kill the tree. 0: at once.
+  int hang_grace_ms = 0;
   // The "dirty caller": signals blocked and ignored when argv[0] starts
   // (a runtime under test shows whether it passes them on). Empty: clean.
   std::vector<int> caller_blocked, caller_ignored;

@@ -32,7 +32,7 @@ const char* const kUsage =
     "        run one probe and print its observations and outcome\n"
     "  batch [--jobs N] [--plan FILE] [--recovery-ms N] [--frame]\n"
     "        read a plan (JSON lines: run, case, variant, flavor, argv, env,\n"
-    "        timeout_ms, hang_ms, exclusive) from FILE or stdin; print one JSON\n"
+    "        timeout_ms, hang_ms, hang_grace_ms, exclusive) from FILE or stdin; print one JSON\n"
     "        line per event on stdout\n"
     "  flavors\n"
     "        try each flavor once; print {\"host\": \"ok\", \"pidns\": \"...error...\"}\n"

@@ -60,6 +60,8 @@ RunSpec spec_from_json(const json& j) {
   s.timeout_ms = j.value("timeout_ms", s.timeout_ms);
   s.hang_ms = j.value("hang_ms", s.hang_ms);
   s.exclusive = j.value("exclusive", false);
+  s.hang_grace_ms = j.value("hang_grace_ms", 0);
+  if (s.hang_grace_ms < 0 || s.hang_grace_ms > 120000) throw std::runtime_error("hang_grace_ms must be 0..120000");
   if (j.contains("caller")) {
     const auto& c = j.at("caller");
     s.caller_blocked = c.value("blocked", std::vector<int>{});

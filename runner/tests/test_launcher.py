@@ -157,6 +157,8 @@ def test_batch_runs_a_plan_and_reports_every_run():
     ("not json", "-:1: "),
     ('{"run": "x", "flavor": "host", "argv": ["relative/path"]}', "absolute"),
     ('{"run": "x", "flavor": "vm", "argv": ["/bin/true"]}', "flavor"),
+    ('{"run": "x", "flavor": "host", "argv": ["/bin/true"], "hang_grace_ms": -1}', "hang_grace_ms"),
+    ('{"run": "x", "flavor": "host", "argv": ["/bin/true"], "hang_grace_ms": 120001}', "hang_grace_ms"),
 ])
 def test_batch_rejects_a_bad_plan_clearly(line, message):
     proc = run([paths.launcher(), "batch"], input=line + "\n", env=SCOPE.env())

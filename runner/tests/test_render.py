@@ -149,3 +149,23 @@ def test_merge_of_two_machines_on_one_kernel_keeps_both():
     # a runtime run from the same machine does not clash with its kernel column
     c = render.merge([("a.json", a), ("r.json", _doc([_r("y", "pass", runtime="tini")], kernel="6.1.0"))])
     assert [r["column"] for r in c["results"]] == ["6.1.0", "6.1.0"]
+
+
+def test_engines_are_columns_beside_the_runtimes_in_the_html_matrix():
+    """Issue 19: one case × runtime matrix whose columns are the runtimes
+    and the container engines of the run, side by side; a case that runs
+    only under engines has cells there and '–' under the others."""
+    import re
+    names = ["tini", "runc", "crun", "podman", "podman:init", "docker", "docker:init"]
+    results = [_r("inherited_signal_state", "pass", runtime=n) for n in names]
+    results += [_r("engine_fuse_kill", "xfail", runtime=n, area="runtimes") for n in ("podman", "docker:init")]
+    results += [_r("engine_fuse_kill", "skip", runtime="tini", area="runtimes")]
+    results += [_r("sig_ign_survives_execve", "pass")]   # a kernel run: the other matrix
+    page = render.html_report(_doc(results))
+    table = re.search(r"<table class='matrix' id='m-runtimes'>(.*?)</table>", page, re.S).group(1)
+    head = re.findall(r"<th>([^<]*)</th>", table.split("</thead>")[0])
+    assert head == ["case @ flavor", *names]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"<th class='rowh'>([^<]*)</th>(.*?)</tr>", table)}
+    cells = re.findall(r"<td class='([^']*)'[^>]*>([^<]*)</td>", rows["engine_fuse_kill@host"])
+    assert [c[1] for c in cells] == ["skip", "–", "–", "xfail", "–", "–", "xfail"]
+    assert "sig_ign_survives_execve" not in table and "id='m-kernels'" in page
