@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-from . import build, cases, cross, envinfo, paths, report, runtimes, session, tables
+from . import build, cases, cross, envinfo, evaluate, paths, report, runtimes, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_JOBS = 1024  # more is a typo (3000000000 overflowed the launcher's int after the run had started)
@@ -410,7 +410,7 @@ def cmd_run(args):
              f"FUSE connections they wait on (echo 1 > /sys/fs/fuse/connections/N/abort)")
     for label, why in sess.guest_failures.items():
         _say(f"{'kernel ' if label in [k.label for k in sess.kernels] else 'target '}{label}: {why}")
-    bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
+    bad = [i for i in done if i.verdict.verdict in evaluate.BAD]
     return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures or sess.unrecovered else EXIT_OK
 
 
@@ -468,7 +468,7 @@ def cmd_evaluate(args):
         raise InputError(f"cannot write results: {e}") from None
     if t.failure:
         _say(t.failure)
-    bad = [i for i in sess.items if i.verdict.verdict in ("fail", "hang", "error")]
+    bad = [i for i in sess.items if i.verdict.verdict in evaluate.BAD]
     return EXIT_FAIL if bad or t.failure else EXIT_OK
 
 

@@ -23,10 +23,7 @@ def paint(text, verdict, color):
 
 
 def totals(items):
-    counts = {v: 0 for v in evaluate.VERDICTS}
-    for item in items:
-        counts[item.verdict.verdict] += 1
-    return counts
+    return evaluate.totals(item.verdict.verdict for item in items)
 
 
 def totals_line(items, wall_s):
@@ -82,7 +79,7 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
         if verbose or v.verdict != "xfail":
             for line in v.details:
                 stream.write(f"    {line}\n")
-        if v.verdict in ("fail", "hang", "error"):
+        if v.verdict in evaluate.BAD:
             if v.hang:
                 for line in v.hang.get("kernel_messages", [])[:10]:
                     stream.write(f"    kernel: {line}\n")
@@ -151,7 +148,7 @@ def result_json(item, env):
         out["hang"] = v.hang
     if v.marks:
         out["marks"] = v.marks
-    if v.verdict in ("fail", "hang", "error"):
+    if v.verdict in evaluate.BAD:
         out["provenance"] = item.case.provenance_lines()
     return out
 
@@ -197,7 +194,7 @@ def write_junit(path, items, env, wall_s):
         tc = ET.SubElement(suite, "testcase", classname=f"kpc.{item.case.area}.{item.case.id}", name=name,
                            time=f"{v.duration_ms / 1000:.3f}")
         body = "\n".join([v.reason, *v.details, *item.case.provenance_lines()])
-        if v.verdict in ("fail", "hang"):
+        if v.verdict in evaluate.FAILURES:
             el = ET.SubElement(tc, "failure", message=v.reason, type=v.verdict)
             el.text = body + ("\n" + json.dumps(v.hang, indent=1) if v.hang else "")
         elif v.verdict == "error":

@@ -27,10 +27,8 @@ class Item:
 
     @property
     def run_id(self):
-        v = f":{self.variant}" if self.variant else ""
-        r = f"+{self.runtime.name}" if self.runtime else ""
-        k = f"#{self.target}" if self.target != "host" else ""
-        return f"{self.case.id}{v}@{self.flavor}{r}{k}"
+        return evaluate.run_id(self.case.id, self.variant, self.flavor,
+                               self.runtime.name if self.runtime else None, self.target)
 
     @property
     def column(self):
