@@ -366,8 +366,9 @@ def cmd_run(args):
     from .pytest_plugin import KpcPlugin
 
     plugin = KpcPlugin(sess)
-    pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"), "--rootdir", os.path.join(paths.RUNNER, "suite"),
-                   "-c", os.devnull, "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise"]
+    pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"),
+                   "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull,
+                   "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise"]
     try:
         pytest_rc = pytest.main(pytest_args, plugins=[plugin])
     except KeyboardInterrupt:
@@ -550,7 +551,8 @@ def cmd_check(args):
             if not any(m in note for m in ("**Predict.**", "**Predict:**", "**Question.**")):
                 missing.append(f"{case.id}: {rel_note} has no question to predict (a '**Predict.**' paragraph)")
             if "see it yourself" not in note.lower() and "/proc" not in note:
-                missing.append(f"{case.id}: {rel_note} does not say how to see it yourself (a '**See it yourself.**' paragraph)")
+                missing.append(f"{case.id}: {rel_note} does not say how to see it yourself "
+                               f"(a '**See it yourself.**' paragraph)")
     from . import lab
     missing += lab.lint(all_cases, tbl)
     quote_problems, quote_note = lab.check_quotes(all_cases)
@@ -735,10 +737,11 @@ def _origin(text):
 
 
 def parser():
-    p = _Parser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
-                                "what the kernel does; expected tables in results/expected/ say what it should do.",
-                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
-                                "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
+    p = _Parser(prog="kpc",
+                description="kpc: Linux process-lifecycle conformance suite. Probes record "
+                            "what the kernel does; expected tables in results/expected/ say what it should do.",
+                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
+                       "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -767,7 +770,8 @@ def parser():
                    help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
     r.add_argument("--kernels", action="append", metavar="LIST",
                    help="also run the suite inside these Debian kernels under QEMU, comma-separated version "
-                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 (--arch: cloud-arm64) kernel "
+                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 "
+                        "(--arch: cloud-arm64) kernel "
                         "packages are fetched with apt from the Debian archive this machine is configured with, "
                         "verified, and cached in images/cache/")
     r.add_argument("--arch", action="append", metavar="LIST",

@@ -137,8 +137,10 @@ def _print_differences(rows, cols, stream):
 def result_json(item, env):
     v = item.verdict
     out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
-           "kernel": (item.env or env).kernel, "target": item.target, "runtime": item.runtime.name if item.runtime else "none",
-           "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict, "observations": v.observations,
+           "kernel": (item.env or env).kernel, "target": item.target,
+           "runtime": item.runtime.name if item.runtime else "none",
+           "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict,
+           "observations": v.observations,
            "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
     if v.details:
         out["details"] = v.details
@@ -163,12 +165,12 @@ def write_json(path, items, env, wall_s, kernels=None):
 def document(items, env, wall_s, kernels=None):
     """The results document of judged ITEMS (what write_json writes)."""
     return {"schema": SCHEMA_VERSION,
-           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "environment": env.to_json(),
-           **({"kernels": kernels} if kernels else {}),
-           "wall_s": round(wall_s, 3),
-           "totals": totals(items),
-           "results": [result_json(i, env) for i in items]}
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "environment": env.to_json(),
+            **({"kernels": kernels} if kernels else {}),
+            "wall_s": round(wall_s, 3),
+            "totals": totals(items),
+            "results": [result_json(i, env) for i in items]}
 
 
 def results_lock(directory):
@@ -202,7 +204,8 @@ def write_junit(path, items, env, wall_s):
         elif v.verdict in ("skip", "xfail"):
             ET.SubElement(tc, "skipped", message=f"{v.verdict}: {v.reason}")
         if v.observations:
-            ET.SubElement(tc, "system-out").text = "\n".join(f"{k} = {val}" for k, val in sorted(v.observations.items()))
+            obs = sorted(v.observations.items())
+            ET.SubElement(tc, "system-out").text = "\n".join(f"{k} = {val}" for k, val in obs)
     for el in suite.iter():
         el.text = _xml_text(el.text)
         for k, val in el.attrib.items():

@@ -1,7 +1,6 @@
 """Reports from results JSON: Markdown, TAP, HTML, merge and diff."""
 
 import json
-import os
 import shutil
 import subprocess
 
@@ -107,8 +106,8 @@ def test_html_report_renders_in_a_real_browser(tmp_path):
     """Headless chromium: the page's script must run (the DOM it dumps has
     the cells and a working filter), and the screenshot is a real picture."""
     doc = _doc([_r("sigmask_survives_execve", "pass"), _r("sigmask_survives_execve", "fail", target="6.1",
-                                                           reason="mask: expected SIGUSR1, observed none",
-                                                           obs={"mask": "none"}),
+                                                          reason="mask: expected SIGUSR1, observed none",
+                                                          obs={"mask": "none"}),
                 _r("inherited_signal_state", "pass", runtime="tini", area="signals"),
                 _r("fuse_self_served_exit", "xfail", area="fuse")])
     doc["results"][1]["expected"] = {"mask": {"value": "SIGUSR1", "where": "signals.exp:3", "xfail": False}}

@@ -98,7 +98,7 @@ INPUTS = {
                                                                "pwned='verdict-xss'\">")])),
          [REPORT_HTML, MERGE, ("report", "{out}.merged.json", "--html", "{out}")]),
     17: ("a case id ending in # TODO", json.dumps(_doc([_r(case="sigmask_survives_execve # TODO",
-                                                          verdict="fail")])), [REPORT_TAP]),
+                                                           verdict="fail")])), [REPORT_TAP]),
     18: ("a case id with a backtick and <img>",
          json.dumps(_doc([_r(case="x` <img src=https://attacker.example/pixel.png> @octocat `y", verdict="fail")])),
          [REPORT_MD]),
@@ -323,7 +323,7 @@ def _hostile_doc():
     """A document that load() would refuse (the verdict), rendered anyway:
     escaping must not depend on validation."""
     return _doc([_r(verdict=XSS_VERDICT), _r(case="b", verdict="fail", reason=COMMENT, area="a'><b>",
-                                            target="t'<x>", details=["<!--"], provenance=["</script>"])])
+                                             target="t'<x>", details=["<!--"], provenance=["</script>"])])
 
 
 def test_html_escapes_every_string_even_an_invalid_verdict():
