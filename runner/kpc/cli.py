@@ -919,6 +919,23 @@ def parser():
 
 
 def main(argv=None):
+    """Every command, --help and usage errors included: a reader that goes
+    away (`kpc explain X | head`) ends kpc quietly with 128+SIGPIPE. kpc
+    keeps Python's SIGPIPE ignored (a launcher that dies must be an EPIPE
+    kpc handles, not kpc's death), so it is BrokenPipeError, caught here:
+    from the command, from argparse's --help, and from the last flush."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # say nothing more to the reader; Python's exit-time flush would complain
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv):
     args = parser().parse_args(argv)
     try:
         build.ensure_toml()   # Python < 3.11: case metadata needs python3-tomli or python3-toml
@@ -938,9 +955,7 @@ def main(argv=None):
         _say("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `kpc diff A B | head`: the reader left; say nothing more to it
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        raise   # main() ends quietly
     except Exception as e:  # noqa: BLE001 - exit 1 would read as a fail or a regression
         from .render import visible
         _say(f"internal error: {type(e).__name__}: {visible(e)} (a bug in kpc; please report it with the command "
