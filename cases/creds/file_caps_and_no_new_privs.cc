@@ -85,7 +85,8 @@ int probe_main(kpc::Probe& p) {
   // 1. The capability-carrying copy, in a mount namespace of our own.
   kpc::enter_private_mount_namespace();
   KPC_SYS(mkdir("fcaps", 0700));  // the cwd is the run directory
-  KPC_SYS(mount("kpc-fcaps", "fcaps", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0755,size=16m"));  // not nosuid: that ignores file capabilities
+  KPC_SYS(mount("kpc-fcaps", "fcaps", "tmpfs", MS_NODEV | MS_NOATIME,
+                "mode=0755,size=16m"));  // not nosuid: that ignores file capabilities
   kpc::Fd dir(KPC_SYS(open("fcaps", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
   copy_into(p.helper("creds_report"), dir.get(), "creds_report");
   cap_t fcaps = cap_from_text("cap_net_bind_service+ep");

@@ -21,11 +21,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/socket.h>
 #include <fuse_lowlevel.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,7 +112,7 @@ int probe_main(kpc::Probe& p) {
   kpc::observe("before.mounted", mounted(dir.path()));
   // The daemon has answered INIT once anything on the mount is answered
   // (until then a request waits for INIT, not for its answer).
-  struct stat sb{};
+  struct stat sb {};
   KPC_CHECK_MSG(stat(dir.path().c_str(), &sb) == 0 || errno != ENOTCONN, "the new mount is not connected");
   if (outlives) watched.reset();  // the daemon's death wakes the watcher
   else dev.reset();               // the daemon's death ends the connection
@@ -141,12 +141,11 @@ int probe_main(kpc::Probe& p) {
   //    remaining children is waiting for it. With the plain mount there is
   //    none, and nothing else would remove the mount.
   int st;
-  while (wait(&st) > 0) {
-  }
+  while (wait(&st) > 0) {}
   bool still = mounted(dir.path());
   kpc::observe("after.mounted", still);
   if (still) {
-    struct stat sb{};
+    struct stat sb {};
     KPC_OBSERVE_CALL("after.stat", stat(dir.path().c_str(), &sb));
     umount2(dir.path().c_str(), MNT_DETACH);
   }

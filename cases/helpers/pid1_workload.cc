@@ -168,12 +168,12 @@ int main(int argc, char** argv) {
     if (worker < 0 || read(worker_ready[0], &r, 1) != 1) _exit(71);
     close(worker_ready[0]);
     struct sigaction sa {};
-    sa.sa_handler = on_signal;   // "sig 15"
+    sa.sa_handler = on_signal;  // "sig 15"
     sigaction(SIGTERM, &sa, nullptr);
     say("ready " + std::to_string(getpid()));
     while (!g_seen) usleep(10000);
-    kill(worker, SIGTERM);       // forwarded, and ignored
-    waitpid(worker, nullptr, 0); // the parent that waits for its child (multiprocessing's atexit join)
+    kill(worker, SIGTERM);        // forwarded, and ignored
+    waitpid(worker, nullptr, 0);  // the parent that waits for its child (multiprocessing's atexit join)
     _exit(0);
   }
   if (mode == "sleep") {

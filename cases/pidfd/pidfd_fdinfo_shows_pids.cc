@@ -50,12 +50,14 @@ int probe_main(kpc::Probe&) {
   kpc::observe("live.pid_is_child", fdinfo_field(pidfd.get(), "Pid:") == std::to_string(a.pid()));
   kpc::observe("live.nspid_is_here_and_1", fdinfo_field(pidfd.get(), "NSpid:") == std::to_string(a.pid()) + " 1");
   // 3. Read through the proc of a sibling namespace.
-  kpc::Child b = kpc::fork_child_in_new_pidns([&] {
-    KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
-    KPC_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
-    kpc::observe("sibling.pid", fdinfo_field(pidfd.get(), "Pid:"));
-    kpc::observe("sibling.nspid", fdinfo_field(pidfd.get(), "NSpid:"));
-  }, CLONE_NEWNS);
+  kpc::Child b = kpc::fork_child_in_new_pidns(
+      [&] {
+        KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+        KPC_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+        kpc::observe("sibling.pid", fdinfo_field(pidfd.get(), "Pid:"));
+        kpc::observe("sibling.nspid", fdinfo_field(pidfd.get(), "NSpid:"));
+      },
+      CLONE_NEWNS);
   b.wait();
   // 4. Exited, not yet reaped; then reaped.
   go.write.reset();

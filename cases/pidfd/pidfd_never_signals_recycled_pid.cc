@@ -70,8 +70,8 @@ int probe_main(kpc::Probe&) {
     kpc::observe("old_pidfd.send_signal_0", result(syscall(kSysSendSignal, pidfd.get(), 0, nullptr, 0)));
     kpc::observe("old_pidfd.send_sigkill", result(syscall(kSysSendSignal, pidfd.get(), SIGKILL, nullptr, 0)));
     siginfo_t si{};
-    kpc::observe("old_pidfd.waitid", result(syscall(SYS_waitid, kPPidfd, pidfd.get(), &si, WEXITED | WNOHANG,
-                                                   nullptr)));
+    kpc::observe("old_pidfd.waitid",
+                 result(syscall(SYS_waitid, kPPidfd, pidfd.get(), &si, WEXITED | WNOHANG, nullptr)));
     pollfd pfd{pidfd.get(), POLLIN, 0};
     kpc::observe("old_pidfd.readable", poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN));
     kpc::observe("kill_by_number.reaches_newcomer", kill(old_pid, 0) == 0);

@@ -38,10 +38,8 @@ int probe_main(kpc::Probe& p) {
     kpc::Child sender = kpc::fork_child([&] {
       KPC_SYS(setresgid(kOther, kOther, kOther));
       KPC_SYS(setresuid(kOther, kOther, kOther));  // drops every capability
-      kpc::observe("unprivileged.send_signal_0",
-                   result(syscall(kSysSendSignal, target_fd.get(), 0, nullptr, 0)));
-      kpc::observe("unprivileged.send_sigterm",
-                   result(syscall(kSysSendSignal, target_fd.get(), SIGTERM, nullptr, 0)));
+      kpc::observe("unprivileged.send_signal_0", result(syscall(kSysSendSignal, target_fd.get(), 0, nullptr, 0)));
+      kpc::observe("unprivileged.send_sigterm", result(syscall(kSysSendSignal, target_fd.get(), SIGTERM, nullptr, 0)));
     });
     sender.wait();
   }

@@ -46,10 +46,13 @@ int probe_main(kpc::Probe&) {
     }
   };
   pthread_t worker;
-  KPC_CHECK(pthread_create(&worker, nullptr, [](void* b) -> void* {
-              (*static_cast<decltype(body)*>(b))();
-              return nullptr;
-            }, &body) == 0);
+  KPC_CHECK(pthread_create(
+                &worker, nullptr,
+                [](void* b) -> void* {
+                  (*static_cast<decltype(body)*>(b))();
+                  return nullptr;
+                },
+                &body) == 0);
   auto tid = kpc::recv_int(tid_pipe.read.get(), 5000);
   KPC_CHECK(tid.has_value());
 
@@ -62,7 +65,8 @@ int probe_main(kpc::Probe&) {
     const bool main_got = g_main_handled.load() > handled_before;
     if (main_got && worker_had == 0) return std::string("process");
     if (!main_got && worker_had == 1) return std::string("thread");
-    return std::string("main=") + (main_got ? "1" : "0") + " worker=" + (worker_had ? std::to_string(*worker_had) : "?");
+    return std::string("main=") + (main_got ? "1" : "0") +
+           " worker=" + (worker_had ? std::to_string(*worker_had) : "?");
   };
 
   // 2. A non-leader TID is not a process: pidfd_open without PIDFD_THREAD refuses it.

@@ -72,10 +72,8 @@ int probe_main(kpc::Probe& p) {
   kpc::observe("stop.exit_wait_sees", w.ask(WEXITED | WNOHANG));
 
   // 3. Continue it (through the pidfd in that variant): WCONTINUED reports it once.
-  if (p.variant == "pidfd")
-    KPC_SYS(syscall(kSysSendSignal, w.pidfd, SIGCONT, nullptr, 0));
-  else
-    KPC_SYS(kill(child.pid(), SIGCONT));
+  if (p.variant == "pidfd") KPC_SYS(syscall(kSysSendSignal, w.pidfd, SIGCONT, nullptr, 0));
+  else KPC_SYS(kill(child.pid(), SIGCONT));
   kpc::observe("continue.report", w.ask(WCONTINUED));
   kpc::observe("continue.report_again", w.ask(WCONTINUED | WNOHANG));
 

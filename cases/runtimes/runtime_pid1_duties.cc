@@ -219,7 +219,10 @@ int probe_main(kpc::Probe& p) {
   const std::vector<std::string> prefix = runtime_prefix();
   const std::string workload = p.helper("pid1_workload");
   bool as_pid1 = false;
-  KPC_CHECK(p.dispatch({{"child", [] { return 0; }}, {"pid1", [&] { as_pid1 = true; return 0; }}}) == 0);
+  KPC_CHECK(p.dispatch({{"child", [] { return 0; }}, {"pid1", [&] {
+                                                        as_pid1 = true;
+                                                        return 0;
+                                                      }}}) == 0);
   if (as_pid1) kpc::skip_unless_root_is_mount_point();  // the workload, as PID 1, mounts its own /proc
   auto start = [&](const std::vector<std::string>& args) { return ::start(prefix, as_pid1, workload, args); };
 
@@ -279,7 +282,7 @@ int probe_main(kpc::Probe& p) {
         // variant; a workload that is PID 1 itself (runc) says so first.
         std::string ppid = l->substr(l->rfind(' ') + 1);
         const std::string runtime_pid = as_pid1 ? "1" : std::to_string(in.runtime.pid());
-        adopted = ppid == in.workload    ? "the workload (PID 1 of its namespace)"
+        adopted = ppid == in.workload   ? "the workload (PID 1 of its namespace)"
                   : ppid == runtime_pid ? "the runtime"
                                         : "another process";
       } else if (l->rfind("orphan_state ", 0) == 0) {

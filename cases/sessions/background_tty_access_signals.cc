@@ -65,7 +65,7 @@ int probe_main(kpc::Probe& p) {
     KPC_SYS(waitpid(b, &st, WUNTRACED));
     std::string outcome = WIFEXITED(st) && WEXITSTATUS(st) >= 100 ? kpc::errno_name(WEXITSTATUS(st) - 100)
                           : WIFEXITED(st) && WEXITSTATUS(st) == 0 ? std::string("ok")
-                                                                   : kpc::describe_wait_status(st);
+                                                                  : kpc::describe_wait_status(st);
     kpc::observe("background.outcome", outcome);
     kpc::observe("background.now_foreground", tcgetpgrp(t) == b);
     if (WIFSTOPPED(st)) {

@@ -92,8 +92,7 @@ int open_fusectl(std::string* why) {
   auto got = kpc::recv_fd(mine.get());
   int fd = got ? got->fd : -1;
   if (fd < 0) *why = got ? got->text : "the fusectl helper ended without an answer";
-  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
   return fd;
 }
 

@@ -1,4 +1,5 @@
-"""Habits the code keeps: flake8 (.flake8) for Python. Each test skips, naming the Debian
+"""Habits the code keeps: clang-format's style (.clang-format) for C and
+C++, flake8 (.flake8) for Python. Each test skips, naming the Debian
 package, where the tool is not installed."""
 
 import os
@@ -9,6 +10,7 @@ import pytest
 
 from kpc import paths
 
+C_ENDINGS = (".cc", ".h", ".c")
 PY_SCRIPTS = ("kpc", "labs/init-exercise")   # Python without a .py ending
 
 
@@ -26,6 +28,19 @@ def tracked(endings):
     return sorted(n for n in names if n.endswith(endings) and os.path.isfile(os.path.join(paths.ROOT, n)))
 
 
+def test_cpp_is_clang_formatted():
+    tool = shutil.which("clang-format")
+    if tool is None:
+        pytest.skip("clang-format is not installed (Debian package clang-format)")
+    files = tracked(C_ENDINGS)
+    assert len(files) > 100   # the probes, the library, the launcher
+    r = subprocess.run([tool, "--dry-run", "-Werror", "--style=file", *files], cwd=paths.ROOT,
+                       capture_output=True, text=True)
+    wrong = sorted({line.split(":")[0] for line in r.stderr.splitlines() if ": error:" in line})
+    assert r.returncode == 0 and not wrong, \
+        f"not in .clang-format's style (fix: clang-format -i FILE): {wrong}\n{r.stderr[-3000:]}"
+
+
 def test_python_passes_flake8():
     if shutil.which("flake8") is None:
         pytest.skip("flake8 is not installed (Debian package flake8)")
@@ -36,6 +51,7 @@ def test_python_passes_flake8():
 
 
 @pytest.mark.parametrize("tool, bad, config", [
+    ("clang-format", ("x.cc", "int  main( ) {return 0;}\n"), ".clang-format"),
     ("flake8", ("x.py", "import os\nx=1\n"), ".flake8"),
 ])
 def test_the_checkers_see_a_violation(tmp_path, tool, bad, config):

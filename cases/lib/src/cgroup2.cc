@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <ctime>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
+#include <ctime>
 #include <thread>
 #include <vector>
 
@@ -89,7 +89,7 @@ void sweep_stale(const std::string& parent) {
     std::string n = e->d_name;
     auto dot = n.rfind('.');
     if (e->d_type != DT_DIR || !n.starts_with("kpc-") || dot == std::string::npos || n.size() - dot != 7) continue;
-    struct stat st{};
+    struct stat st {};
     if (stat((parent + "/" + n).c_str(), &st) == 0 && now - st.st_mtime > 2 * 3600) stale.push_back(n);
   }
   closedir(d);
@@ -130,8 +130,9 @@ std::unique_ptr<Scratch> Scratch::create(const std::string& name) {
     rmdir(s->mount_.c_str());
     s->mount_.clear();
     kpc::skip("mounting cgroup2: " + errno_name(err) +
-              (err == EPERM ? " (in a user namespace cgroup2 mounts need a cgroup namespace of its own)" :
-               err == ENODEV ? " (no cgroup2 in this kernel)" : ""));
+              (err == EPERM    ? " (in a user namespace cgroup2 mounts need a cgroup namespace of its own)"
+               : err == ENODEV ? " (no cgroup2 in this kernel)"
+                               : ""));
   }
   std::string own = own_cgroup();
   if (own.empty()) kpc::skip("no cgroup v2 entry in /proc/self/cgroup");

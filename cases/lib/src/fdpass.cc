@@ -22,7 +22,8 @@ bool send_fd(int sock, int fd, std::string_view text) {
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   ssize_t n;
-  do n = sendmsg(sock, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  do n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
   return n >= 0;
 }
 
@@ -36,7 +37,8 @@ std::optional<ReceivedFd> recv_fd(int sock, bool nonblocking) {
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
-  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0)); while (n < 0 && errno == EINTR);
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0));
+  while (n < 0 && errno == EINTR);
   if (n == 0) errno = 0;  // EOF: not a stale EAGAIN
   if (n <= 0) return std::nullopt;
   ReceivedFd out{std::string(body, static_cast<size_t>(n)), -1};

@@ -1,19 +1,19 @@
 #include "kpc/proc.h"
-#include "kpc/raii.h"
-
-#include "kpc/check.h"
-#include "kpc/record.h"
 
 #include <dirent.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+
+#include "kpc/check.h"
+#include "kpc/raii.h"
+#include "kpc/record.h"
 
 namespace kpc {
 namespace {
@@ -87,8 +87,10 @@ std::optional<ProcStatus> parse_status(std::string_view text) {
       st.state_text = std::string(val);
       st.state = val.empty() ? '?' : val[0];
     } else if (key == "Tgid") ok = to_int(val, st.tgid);
-    else if (key == "Pid") { ok = to_int(val, st.pid); saw_pid = ok; }
-    else if (key == "PPid") ok = to_int(val, st.ppid);
+    else if (key == "Pid") {
+      ok = to_int(val, st.pid);
+      saw_pid = ok;
+    } else if (key == "PPid") ok = to_int(val, st.ppid);
     else if (key == "TracerPid") ok = to_int(val, st.tracer_pid);
     else if (key == "Threads") ok = to_int(val, st.threads);
     else if (key == "NSpid") {
@@ -97,14 +99,29 @@ std::optional<ProcStatus> parse_status(std::string_view text) {
         if (!to_int(f, p)) return std::nullopt;
         st.nspid.push_back(p);
       }
-    } else if (key == "SigPnd") { ok = to_mask(val, st.sig_pnd); ++signal_fields; }
-    else if (key == "ShdPnd") { ok = to_mask(val, st.shd_pnd); ++signal_fields; }
-    else if (key == "SigBlk") { ok = to_mask(val, st.sig_blk); ++signal_fields; }
-    else if (key == "SigIgn") { ok = to_mask(val, st.sig_ign); ++signal_fields; }
-    else if (key == "SigCgt") { ok = to_mask(val, st.sig_cgt); ++signal_fields; }
-    else if (key == "NoNewPrivs") { int v; ok = to_int(val, v); st.no_new_privs = v; }
-    else if (key == "voluntary_ctxt_switches") { ok = to_int(val, st.voluntary_ctxt_switches); st.has_ctxt_switches = ok; }
-    else if (key == "nonvoluntary_ctxt_switches") ok = to_int(val, st.nonvoluntary_ctxt_switches);
+    } else if (key == "SigPnd") {
+      ok = to_mask(val, st.sig_pnd);
+      ++signal_fields;
+    } else if (key == "ShdPnd") {
+      ok = to_mask(val, st.shd_pnd);
+      ++signal_fields;
+    } else if (key == "SigBlk") {
+      ok = to_mask(val, st.sig_blk);
+      ++signal_fields;
+    } else if (key == "SigIgn") {
+      ok = to_mask(val, st.sig_ign);
+      ++signal_fields;
+    } else if (key == "SigCgt") {
+      ok = to_mask(val, st.sig_cgt);
+      ++signal_fields;
+    } else if (key == "NoNewPrivs") {
+      int v;
+      ok = to_int(val, v);
+      st.no_new_privs = v;
+    } else if (key == "voluntary_ctxt_switches") {
+      ok = to_int(val, st.voluntary_ctxt_switches);
+      st.has_ctxt_switches = ok;
+    } else if (key == "nonvoluntary_ctxt_switches") ok = to_int(val, st.nonvoluntary_ctxt_switches);
     if (!ok) return std::nullopt;
   }
   if (!saw_pid) return std::nullopt;
@@ -125,9 +142,8 @@ std::optional<ProcStat> parse_stat(std::string_view text) {
   // f[0] is field 3 (state); field N is f[N-3].
   if (f.size() < 36 || f[0].size() != 1) return std::nullopt;
   st.state = f[0][0];
-  bool ok = to_int(f[1], st.ppid) && to_int(f[2], st.pgrp) && to_int(f[3], st.session) &&
-            to_int(f[4], st.tty_nr) && to_int(f[6], st.flags) && to_int(f[19], st.start_time) &&
-            to_int(f[35], st.exit_signal);
+  bool ok = to_int(f[1], st.ppid) && to_int(f[2], st.pgrp) && to_int(f[3], st.session) && to_int(f[4], st.tty_nr) &&
+            to_int(f[6], st.flags) && to_int(f[19], st.start_time) && to_int(f[35], st.exit_signal);
   if (!ok) return std::nullopt;
   return st;
 }
@@ -209,9 +225,7 @@ std::optional<ProcStat> read_stat(pid_t pid, pid_t tid) {
   return parse_stat(*text);
 }
 
-std::vector<pid_t> list_tasks(pid_t pid) {
-  return list_numeric_dir("/proc/" + std::to_string(pid) + "/task");
-}
+std::vector<pid_t> list_tasks(pid_t pid) { return list_numeric_dir("/proc/" + std::to_string(pid) + "/task"); }
 
 std::optional<ProcStatus> read_self_status() {
   auto text = read_text("/proc/thread-self/status");

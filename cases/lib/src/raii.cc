@@ -1,13 +1,12 @@
 #include "kpc/raii.h"
 
-#include <sched.h>
-#include <sys/syscall.h>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -107,8 +106,7 @@ std::optional<char> recv_byte(int fd, int timeout_ms) {
 
 std::string describe_wait_status(int status) {
   if (WIFEXITED(status)) return "exited " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return "killed " + signal_name(WTERMSIG(status)) + (WCOREDUMP(status) ? " (core)" : "");
+  if (WIFSIGNALED(status)) return "killed " + signal_name(WTERMSIG(status)) + (WCOREDUMP(status) ? " (core)" : "");
   if (WIFSTOPPED(status)) return "stopped " + signal_name(WSTOPSIG(status));
   if (WIFCONTINUED(status)) return "continued";
   return "status " + std::to_string(status);
@@ -126,8 +124,7 @@ Child::~Child() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
   int st;
-  while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
-  }
+  while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {}
 }
 
 int Child::wait(int options) {

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -73,10 +73,17 @@ struct stat attr_of(fuse_ino_t ino) {
 bool answer(fuse_req_t req, const std::atomic<int>& how, const std::atomic<int>& arg, int* err_out) {
   *err_out = 0;
   switch (static_cast<Answer>(how.load())) {
-    case Answer::now: return true;
-    case Answer::late: std::this_thread::sleep_for(std::chrono::milliseconds(arg.load())); return true;
-    case Answer::never: S(req)->unanswered.fetch_add(1); return false;
-    case Answer::fail: *err_out = arg.load(); return true;
+    case Answer::now:
+      return true;
+    case Answer::late:
+      std::this_thread::sleep_for(std::chrono::milliseconds(arg.load()));
+      return true;
+    case Answer::never:
+      S(req)->unanswered.fetch_add(1);
+      return false;
+    case Answer::fail:
+      *err_out = arg.load();
+      return true;
   }
   return true;
 }
@@ -90,7 +97,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_reply_err(req, ENOENT);
     return;
   }
-  fuse_entry_param e {};
+  fuse_entry_param e{};
   e.ino = kFile;
   e.attr = attr_of(kFile);
   e.attr_timeout = e.entry_timeout = 3600;
@@ -115,7 +122,9 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int, fuse_file_inf
 }
 
 template <typename FileInfo>
-constexpr bool kHasNoflush = requires(FileInfo f) { f.noflush = 1; };
+constexpr bool kHasNoflush = requires(FileInfo f) {
+  f.noflush = 1;
+};
 
 template <typename FileInfo>
 void set_noflush_flag(FileInfo* fi, bool on) {
@@ -197,7 +206,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 }
 
 const fuse_lowlevel_ops kOps = [] {
-  fuse_lowlevel_ops o {};
+  fuse_lowlevel_ops o{};
   o.init = op_init;
   o.destroy = op_destroy;
   o.lookup = op_lookup;
@@ -224,7 +233,7 @@ std::string devfuse_problem() {
     return "";
   }
   return std::string("/dev/fuse: ") + strerror(errno) +
-         (errno == ENOENT  ? " (no FUSE device here; load the fuse module or add the device)"
+         (errno == ENOENT   ? " (no FUSE device here; load the fuse module or add the device)"
           : errno == EACCES ? " (the device's permissions exclude this user)"
                             : "");
 }
@@ -284,15 +293,17 @@ void require_recovery_for_self_serving() {
   if (!how.empty()) kpc::broken("unknown " + std::string(supervisor::kFuseRecoveryEnv) + "=" + how);
   // Run by hand: only our own abort (fusectl) can free it.
   if (!fusectl_mounted() && !may_mount_fusectl())
-    kpc::skip("a self-served FUSE mount can deadlock, and nothing here could undo that: run it under kpc-launch "
-              "(./kpc run), or as root");
+    kpc::skip(
+        "a self-served FUSE mount can deadlock, and nothing here could undo that: run it under kpc-launch "
+        "(./kpc run), or as root");
 }
 
 }  // namespace
 
 const char* op_name(Op op) {
-  static const char* const names[] = {"INIT", "DESTROY", "LOOKUP", "FORGET", "GETATTR", "SETATTR", "OPEN", "READ",
-                                      "WRITE", "FLUSH", "RELEASE", "OPENDIR", "READDIR", "RELEASEDIR", "STATFS"};
+  static const char* const names[] = {"INIT",    "DESTROY", "LOOKUP",  "FORGET",     "GETATTR",
+                                      "SETATTR", "OPEN",    "READ",    "WRITE",      "FLUSH",
+                                      "RELEASE", "OPENDIR", "READDIR", "RELEASEDIR", "STATFS"};
   static_assert(sizeof names / sizeof *names == static_cast<size_t>(Op::count_));
   return names[static_cast<int>(op)];
 }
@@ -351,7 +362,8 @@ std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) 
       int st;
       if (waitpid(pid, &st, WNOHANG) == pid) {
         s->server_pid_ = -1;
-        if (shared->ready == 0) kpc::broken("the FUSE server process ended during startup: " + describe_wait_status(st));
+        if (shared->ready == 0)
+          kpc::broken("the FUSE server process ended during startup: " + describe_wait_status(st));
       }
       KPC_CHECK_MSG(monotonic_ms() < deadline, "the FUSE server process did not start within 5 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -413,7 +425,8 @@ std::string Server::libfuse_version() {
 }
 
 void Server::set_noflush(bool on) {
-  if (on && !can_noflush()) kpc::broken("set_noflush: this libfuse cannot send FOPEN_NOFLUSH (check can_noflush() first)");
+  if (on && !can_noflush())
+    kpc::broken("set_noflush: this libfuse cannot send FOPEN_NOFLUSH (check can_noflush() first)");
   shared_->noflush = on ? 1 : 0;
 }
 
@@ -456,14 +469,16 @@ void Server::kill_server() {
 }
 
 void enter_private_mount_namespace() {
-  kpc::enter_private_mount_namespace();   // skips in a chroot, where / is not a mount point
+  kpc::enter_private_mount_namespace();  // skips in a chroot, where / is not a mount point
   g_private_mount_namespace = true;
 }
 
 void skip_unless_abort_recovery(const std::string& why) {
   if (supervisor::fuse_recovery() == supervisor::kDevice)
-    kpc::skip("without root (and with no fusectl mounted) kpc can free a FUSE deadlock only by holding a /dev/fuse "
-              "descriptor of the connection, and here that would decide the outcome: " + why);
+    kpc::skip(
+        "without root (and with no fusectl mounted) kpc can free a FUSE deadlock only by holding a /dev/fuse "
+        "descriptor of the connection, and here that would decide the outcome: " +
+        why);
 }
 
 std::string abort_connection(unsigned long conn) {

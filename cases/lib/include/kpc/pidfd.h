@@ -15,12 +15,11 @@
 
 namespace kpc::pidfd {
 
-constexpr long kSysSendSignal = 424, kSysOpen = 434, kSysClone3 = 435, kSysGetfd = 438,
-               kSysProcessMrelease = 448;
+constexpr long kSysSendSignal = 424, kSysOpen = 434, kSysClone3 = 435, kSysGetfd = 438, kSysProcessMrelease = 448;
 constexpr int kPPidfd = 3;                                     // waitid idtype, 5.4
 constexpr unsigned kThread = O_EXCL, kNonblock = O_NONBLOCK;   // pidfd_open flags
 constexpr unsigned kSignalThread = 1, kSignalThreadGroup = 2,  // pidfd_send_signal flags, 6.9
-                   kSignalProcessGroup = 4;
+    kSignalProcessGroup = 4;
 constexpr uint64_t kClonePidfd = 0x1000;
 // clone3 flags of Linux 7.1 (include/uapi/linux/sched.h).
 constexpr uint64_t kCloneAutoreap = 1ULL << 34, kCloneNnp = 1ULL << 35, kClonePidfdAutokill = 1ULL << 36;

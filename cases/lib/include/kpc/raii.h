@@ -4,14 +4,13 @@
 
 #include <signal.h>
 #include <sys/types.h>
-
 #include <unistd.h>
 
-#include <functional>
-#include <type_traits>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kpc/signals.h"
@@ -169,7 +168,7 @@ class ScopedSigmask {
   ScopedSigmask& operator=(const ScopedSigmask&) = delete;
 
  private:
-  sigset_t old_ {};
+  sigset_t old_{};
 };
 
 // mkdtemp under $KPC_TMPDIR (the launcher's per-run directory) or /tmp;

@@ -25,8 +25,12 @@ struct SigSet {
   sigset_t to_sigset() const;  // glibc may refuse to carry 32/33; see sigset.cc
 
   bool has(int sig) const { return sig >= 1 && sig <= kMaxSignal && (bits >> (sig - 1)) & 1; }
-  void add(int sig) { if (sig >= 1 && sig <= kMaxSignal) bits |= uint64_t{1} << (sig - 1); }
-  void remove(int sig) { if (sig >= 1 && sig <= kMaxSignal) bits &= ~(uint64_t{1} << (sig - 1)); }
+  void add(int sig) {
+    if (sig >= 1 && sig <= kMaxSignal) bits |= uint64_t{1} << (sig - 1);
+  }
+  void remove(int sig) {
+    if (sig >= 1 && sig <= kMaxSignal) bits &= ~(uint64_t{1} << (sig - 1));
+  }
   bool empty() const { return bits == 0; }
   friend bool operator==(SigSet, SigSet) = default;
 };

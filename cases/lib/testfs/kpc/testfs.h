@@ -34,8 +34,22 @@ enum class Answer : int {
 
 // The requests the server counts (FUSE opcode names).
 enum class Op : int {
-  INIT, DESTROY, LOOKUP, FORGET, GETATTR, SETATTR, OPEN, READ, WRITE, FLUSH, RELEASE,
-  OPENDIR, READDIR, RELEASEDIR, STATFS, count_
+  INIT,
+  DESTROY,
+  LOOKUP,
+  FORGET,
+  GETATTR,
+  SETATTR,
+  OPEN,
+  READ,
+  WRITE,
+  FLUSH,
+  RELEASE,
+  OPENDIR,
+  READDIR,
+  RELEASEDIR,
+  STATFS,
+  count_
 };
 const char* op_name(Op op);
 
@@ -96,7 +110,7 @@ class Server {
   pid_t server_pid_ = -1;
   Shared* shared_ = nullptr;
   ::fuse_session* session_ = nullptr;  // thread mode
-  std::thread thread_;                      // thread mode
+  std::thread thread_;                 // thread mode
   bool abandoned_ = false;
 };
 
