@@ -89,7 +89,7 @@ int probe_main(kpc::Probe&) {
     r = syscall(kSysSendSignal, tfd.get(), SIGUSR1, nullptr, kSignalThreadGroup);
     kpc::observe("thread_pidfd.send_signal_thread_group", result(r));
     if (r == 0) kpc::observe("thread_pidfd.thread_group_target", where(before));
-    // 7. The worker exits: its thread pidfd becomes readable. POLLHUP comes
+    // 6. The worker exits: its thread pidfd becomes readable. POLLHUP comes
     //    once the thread is released, a moment later (seen both ways at the
     //    first poll on 7.2), so it is waited for separately, 2 s at most.
     kpc::send_byte(ask.write.get(), 'q');
@@ -106,7 +106,7 @@ int probe_main(kpc::Probe&) {
   }
   pthread_join(worker, nullptr);
 
-  // 6. PIDFD_SIGNAL_THREAD on a process pidfd (our own): the leader thread.
+  // 7. PIDFD_SIGNAL_THREAD on a process pidfd (our own): the leader thread.
   long self = syscall(kSysOpen, getpid(), 0);
   KPC_CHECK(self >= 0);
   kpc::Fd sfd(static_cast<int>(self));

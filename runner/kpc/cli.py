@@ -573,8 +573,9 @@ def cmd_check(args):
 # ---------------------------------------------------------------- selftest
 
 def cmd_selftest(args):
-    """The project's own tests: GoogleTest (ctest), pytest for the runner,
-    then the suite end to end on this host."""
+    """The project's own tests: GoogleTest (ctest), pytest for the runner
+    (its tests run the suite end to end on this host, and clang-format and
+    flake8 over the code), then `kpc check` (cases, tables, lab notes)."""
     _ensure_build(args.no_build, with_tests=True)
     # ctest in the build directory: CMake 3.18 (Debian 11) has no --test-dir and
     # took the source tree for it, finding no tests and passing (--no-tests=error).

@@ -1,4 +1,5 @@
-// kpc-launch: the only place that creates namespaces and supervises probes.
+// kpc-launch: the only place that creates the runs' namespaces (a probe may
+// make more inside its run) and supervises probes.
 //
 // Process structure of one run:
 //

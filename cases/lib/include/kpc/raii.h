@@ -91,8 +91,6 @@ pid_t fork_or_broken();
 // other end makes the probe broken, naming `what` and the child's status.
 void expect_ready(Child& child, int fd, int timeout_ms, std::string_view what);
 
-// fork(); the child runs fn and _exit()s with its return value (0 when fn
-// returns void). The child never returns into the caller's stack.
 // Runs a child's body and _exit()s with its result (0 for void).
 template <typename F>
 [[noreturn]] void run_child_body(F&& fn) {
@@ -104,6 +102,8 @@ template <typename F>
   }
 }
 
+// fork(); the child runs fn and _exit()s with its return value (0 when fn
+// returns void). The child never returns into the caller's stack.
 template <typename F>
 Child fork_child(F&& fn) {
   pid_t pid = fork_or_broken();
