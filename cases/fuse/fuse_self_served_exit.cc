@@ -35,10 +35,7 @@ namespace {
   kpc::note("file_fd", file);
   kpc::note("devfuse_fd", fs->devfuse_fd());
   // 2. Exit (exit_group: the serving thread dies first) with the file open.
-  fs->abandon();
-  kpc::send_byte(ready_fd);
-  kpc::mark("deadlock-armed");
-  _exit(0);
+  fs->exit_holding_files(ready_fd);
 }
 
 }  // namespace

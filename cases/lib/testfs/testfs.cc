@@ -240,13 +240,10 @@ std::string devfuse_problem() {
 
 // The mount's device minor from our mountinfo: no request to the server.
 unsigned long connection_of(const std::string& mountpoint) {
-  auto text = read_text("/proc/thread-self/mountinfo");
-  KPC_CHECK(text.has_value());
-  unsigned long conn = 0;
-  for (const auto& m : parse_mountinfo(*text))
-    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) conn = m.minor;  // last one wins
-  KPC_CHECK_MSG(conn != 0, "the FUSE mount on " + mountpoint + " is not in mountinfo");
-  return conn;
+  KPC_CHECK(read_text("/proc/thread-self/mountinfo").has_value());
+  auto conns = connections_at(mountpoint);
+  KPC_CHECK_MSG(!conns.empty(), "the FUSE mount on " + mountpoint + " is not in mountinfo");
+  return conns.back();  // last one wins
 }
 
 // Creates the session and mounts; "" or an error text (libfuse prints its
@@ -494,11 +491,24 @@ std::string abort_connection(unsigned long conn) {
   return "";
 }
 
+void Server::exit_holding_files(int ready_fd) {
+  abandon();
+  send_byte(ready_fd);
+  mark("deadlock-armed");
+  _exit(0);
+}
+
 std::string abort_mount(const std::string& mountpoint) {
   std::string errors;
-  for (const auto& m : parse_mountinfo(read_text("/proc/self/mountinfo").value_or("")))
-    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) errors += abort_connection(m.minor);
+  for (unsigned long conn : connections_at(mountpoint)) errors += abort_connection(conn);
   return errors;
+}
+
+std::vector<unsigned long> connections_at(const std::string& mountpoint) {
+  std::vector<unsigned long> out;
+  for (const auto& m : parse_mountinfo(read_text("/proc/thread-self/mountinfo").value_or("")))
+    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) out.push_back(m.minor);
+  return out;
 }
 
 }  // namespace kpc::testfs

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 struct fuse_session;  // libfuse's
 
@@ -101,6 +102,10 @@ class Server {
   // Forget the server without stopping it (the probe is about to exit with
   // it, on purpose). The destructor then does nothing.
   void abandon() { abandoned_ = true; }
+  // abandon(), tell the probe on ready_fd, mark "deadlock-armed" and
+  // _exit(0) with whatever files of the mount this process holds: the
+  // self-served exit that deadlocks while the server is a thread of it.
+  [[noreturn]] void exit_holding_files(int ready_fd);
 
  private:
   Server() = default;
@@ -140,5 +145,13 @@ std::string abort_connection(unsigned long conn);
 // mountinfo shows it): how a probe run by hand frees a task it saw stuck.
 // Returns "" or what failed.
 std::string abort_mount(const std::string& mountpoint);
+
+// The FUSE connections (device minors) mounted on `mountpoint`, oldest
+// first, as the calling thread's mountinfo shows them; empty when none.
+std::vector<unsigned long> connections_at(const std::string& mountpoint);
+
+// Whether a FUSE filesystem is mounted on `mountpoint` (any server: the
+// test filesystem or a libfuse daemon of the probe's own).
+inline bool fuse_mounted(const std::string& mountpoint) { return !connections_at(mountpoint).empty(); }
 
 }  // namespace kpc::testfs
