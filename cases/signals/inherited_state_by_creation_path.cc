@@ -194,6 +194,16 @@ pid_t raw_vfork_exec(const char* path, char* const* argv, char* const* envp) {
 }
 #endif
 
+// clone() on a stack of its own with `flags`: the child records child.*
+// and execs; then the parent waits and records.
+int clone_and_record(ExecArgv& a, int flags) {
+  static char stack[256 * 1024] alignas(16);
+  pid_t pid = clone([](void* arg) -> int { record_child_then_exec(*static_cast<ExecArgv*>(arg)); },
+                    stack + sizeof stack, flags, &a);
+  if (pid < 0) kpc::broken(std::string("clone: ") + strerror(errno));
+  return wait_and_record(pid);
+}
+
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
@@ -220,24 +230,10 @@ int probe_main(kpc::Probe& p) {
          if (pid < 0) kpc::broken(std::string("vfork: ") + strerror(errno));
          return wait_and_record(pid);
        }},
-      {"clone",
-       [&] {
-         static char stack[256 * 1024] alignas(16);
-         pid_t pid = clone([](void* arg) -> int { record_child_then_exec(*static_cast<ExecArgv*>(arg)); },
-                           stack + sizeof stack, SIGCHLD, &a);
-         if (pid < 0) kpc::broken(std::string("clone: ") + strerror(errno));
-         return wait_and_record(pid);
-       }},
-      {"clone_vm",
-       [&] {
-         // CLONE_VM without CLONE_VFORK: shares memory, runs concurrently;
-         // clone(2) says its alternate signal stack is cleared.
-         static char stack[256 * 1024] alignas(16);
-         pid_t pid = clone([](void* arg) -> int { record_child_then_exec(*static_cast<ExecArgv*>(arg)); },
-                           stack + sizeof stack, CLONE_VM | SIGCHLD, &a);
-         if (pid < 0) kpc::broken(std::string("clone: ") + strerror(errno));
-         return wait_and_record(pid);
-       }},
+      {"clone", [&] { return clone_and_record(a, SIGCHLD); }},
+      // CLONE_VM without CLONE_VFORK: shares memory, runs concurrently;
+      // clone(2) says its alternate signal stack is cleared.
+      {"clone_vm", [&] { return clone_and_record(a, CLONE_VM | SIGCHLD); }},
       {"clone3", [&] { return via_clone3(a, 0, true); }},
       {"clone3_clear_sighand", [&] { return via_clone3(a, CLONE_CLEAR_SIGHAND, true); }},
       {"clone3_clear_sighand_sighand",

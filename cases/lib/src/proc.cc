@@ -82,7 +82,17 @@ std::optional<ProcStatus> parse_status(std::string_view text) {
     std::string_view key = line.substr(0, colon);
     std::string_view val = trim(line.substr(colon + 1));
     bool ok = true;
-    if (key == "Name") st.name = std::string(val);
+    // The five signal masks, SigPnd to SigCgt: has_signals wants all five.
+    const std::pair<std::string_view, SigSet*> masks[] = {{"SigPnd", &st.sig_pnd},
+                                                          {"ShdPnd", &st.shd_pnd},
+                                                          {"SigBlk", &st.sig_blk},
+                                                          {"SigIgn", &st.sig_ign},
+                                                          {"SigCgt", &st.sig_cgt}};
+    auto mask = std::find_if(std::begin(masks), std::end(masks), [&](const auto& m) { return m.first == key; });
+    if (mask != std::end(masks)) {
+      ok = to_mask(val, *mask->second);
+      ++signal_fields;
+    } else if (key == "Name") st.name = std::string(val);
     else if (key == "State") {
       st.state_text = std::string(val);
       st.state = val.empty() ? '?' : val[0];
@@ -99,21 +109,6 @@ std::optional<ProcStatus> parse_status(std::string_view text) {
         if (!to_int(f, p)) return std::nullopt;
         st.nspid.push_back(p);
       }
-    } else if (key == "SigPnd") {
-      ok = to_mask(val, st.sig_pnd);
-      ++signal_fields;
-    } else if (key == "ShdPnd") {
-      ok = to_mask(val, st.shd_pnd);
-      ++signal_fields;
-    } else if (key == "SigBlk") {
-      ok = to_mask(val, st.sig_blk);
-      ++signal_fields;
-    } else if (key == "SigIgn") {
-      ok = to_mask(val, st.sig_ign);
-      ++signal_fields;
-    } else if (key == "SigCgt") {
-      ok = to_mask(val, st.sig_cgt);
-      ++signal_fields;
     } else if (key == "NoNewPrivs") {
       int v;
       ok = to_int(val, v);
@@ -251,6 +246,17 @@ char wait_for_state(pid_t pid, char want, int timeout_ms) {
     char last = st ? st->state : '-';
     if (last == want || monotonic_ms() >= deadline) return last;
     usleep(1000);
+  }
+}
+
+void set_ns_last_pid(long last) {
+  Fd fd(open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC));
+  if (!fd && errno == ENOENT) skip("no /proc/sys/kernel/ns_last_pid (CONFIG_CHECKPOINT_RESTORE)");
+  KPC_CHECK_MSG(fd, "open /proc/sys/kernel/ns_last_pid: " + errno_name(errno));
+  std::string text = std::to_string(last);
+  if (write(fd.get(), text.data(), text.size()) < 0) {
+    if (errno == EPERM) skip("writing ns_last_pid needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (EPERM)");
+    broken("write ns_last_pid: " + errno_name(errno));
   }
 }
 

@@ -216,21 +216,20 @@ void at_abnormal_exit(void (*fn)(void*), void* arg) {
   g_exit_hooks[g_exit_hook_count++] = ExitHook{getpid(), fn, arg};
 }
 
-void skip(std::string_view reason) {
+namespace {
+// The probe's last record ({"skip": ...} or {"broken": ...}), then _exit.
+[[noreturn]] void end_with(const char* what, std::string_view text, size_t limit, int code) {
   run_exit_hooks();
   JsonObject o;
-  o.str("skip", truncate(reason, 1000));
-  emit(o, "skip: " + std::string(reason));
-  _exit(kExitSkip);
+  o.str(what, truncate(text, limit));
+  emit(o, what + (": " + std::string(text)));
+  _exit(code);
 }
+}  // namespace
 
-void broken(std::string_view message) {
-  run_exit_hooks();
-  JsonObject o;
-  o.str("broken", truncate(message, 2000));
-  emit(o, "broken: " + std::string(message));
-  _exit(kExitBroken);
-}
+void skip(std::string_view reason) { end_with("skip", reason, 1000, kExitSkip); }
+
+void broken(std::string_view message) { end_with("broken", message, 2000, kExitBroken); }
 
 void finish() {
   JsonObject o;

@@ -6,11 +6,15 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <string>
 
+#include "kpc/check.h"
+#include "kpc/raii.h"
 #include "kpc/record.h"
 
 namespace kpc::pidfd {
@@ -34,6 +38,15 @@ struct Info {
 };
 constexpr uint64_t kInfoExit = 1u << 3;  // PIDFD_INFO_EXIT, 6.15
 inline const unsigned long kGetInfo = _IOWR(0xFF, 11, Info);
+
+// pidfd_open(pid, flags) as an owned descriptor. Skips the probe where the
+// kernel has no pidfd_open (ENOSYS, before 5.3); any other failure is a
+// broken probe.
+inline Fd open_or_skip(pid_t pid, unsigned flags = 0) {
+  long fd = syscall(kSysOpen, pid, flags);
+  if (fd < 0 && errno == ENOSYS) skip("no pidfd_open (Linux 5.3)");
+  return Fd(static_cast<int>(KPC_SYS(fd)));
+}
 
 // "ok", or the errno name; call it on a raw call's return value at once.
 inline std::string result(long rc) { return rc >= 0 ? std::string("ok") : errno_name(errno); }

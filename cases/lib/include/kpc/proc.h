@@ -85,6 +85,11 @@ std::optional<ProcStatus> read_self_status();
 pid_t pid_in_mounted_proc();
 // kill(pid, 0) says ESRCH: no process (or zombie) has this PID.
 bool pid_gone(pid_t pid);
+// Writes /proc/sys/kernel/ns_last_pid of the caller's PID namespace: the
+// next process created there gets `last + 1` if it is free (how CRIU and
+// LTP recycle a PID on purpose). Skips the probe where the file is missing
+// (no CONFIG_CHECKPOINT_RESTORE) or the write is refused (EPERM).
+void set_ns_last_pid(long last);
 // Poll /proc/PID/stat (1 ms steps) until the state letter is `want` or
 // timeout_ms passes; returns the last state seen ('-' when PID is gone).
 char wait_for_state(pid_t pid, char want, int timeout_ms = 2000);

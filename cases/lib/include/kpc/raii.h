@@ -39,7 +39,21 @@ class Fd {
 struct Pipe {
   Fd read, write;
   static Pipe make(int flags = 0);  // pipe2() flags, e.g. O_CLOEXEC
+  // In a child that shares the pipe: close this copy of the write end, then
+  // wait until the parent writes a byte or closes its end (or timeout_ms).
+  void wait_for_go(int timeout_ms = 10000);
 };
+
+// A new pseudo-terminal: its master (O_NOCTTY, close-on-exec), granted and
+// unlocked; *slave is the slave's path. Skips the probe where there is no
+// /dev/ptmx or devpts.
+Fd open_pty_or_skip(std::string* slave);
+
+// A new file `name` in `dirfd` (never an existing one, never through a
+// link) with the bytes of `from`, then chmod `mode` (after writing: a write
+// clears S_ISUID). How a probe makes its own copy of a helper to give it
+// file capabilities or a set-user-ID bit.
+void copy_file_into(const std::string& from, int dirfd, const char* name, mode_t mode);
 
 // Milliseconds on CLOCK_MONOTONIC, for deadlines.
 int64_t monotonic_ms();
