@@ -449,12 +449,7 @@ def cmd_evaluate(args):
                            slow=t.slow, host=False, targets=[t])
     if not sess.items:
         raise InputError(f"the selected cases do not run in flavor(s) {', '.join(args.flavor or [])}")
-    sess.start()
-    try:
-        for item in sess.items:
-            sess.verdict(item)
-    finally:
-        sess.stop()
+    sess.run_all()
     report.print_table(sess.items, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     kernels = sess.kernel_report()
     try:

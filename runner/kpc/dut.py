@@ -116,12 +116,7 @@ def _run(args):
                                slow=args.slow)
     if not sess.items:
         raise UsageError("nothing to run in the selected flavors")
-    sess.start()
-    try:
-        for item in sess.items:
-            sess.verdict(item)
-    finally:
-        sess.stop()
+    sess.run_all()
     if args.ltp:
         return ltp_report(sess.items[0])
     report.print_table(sess.items, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)

@@ -354,11 +354,7 @@ def run(ex, all_cases, tbl, env, requested_flavor=None, say=None):
         item = sess.items[0] if sess.items else None
         if item is None:
             raise LabError(f"{ex.case.id} does not run in flavor {flavor}")
-        sess.start()
-        try:
-            verdict = sess.verdict(item)
-        finally:
-            sess.stop()
+        verdict, = sess.run_all([item])
         if verdict.verdict != "skip" or requested_flavor:
             break
         tried.append(f"{flavor}: {verdict.reason}")
@@ -1021,11 +1017,7 @@ def init_exercise(args, all_cases, tbl, ensure_build, out=sys.stdout):
         out.flush()
         sess = session.Session(all_cases, tbl, env, selected, ["host"], jobs=2, slow=True, runtimes=[rt])
         sess.progress.enabled = False
-        sess.start()
-        try:
-            verdicts = {(i.case.id, i.variant): (sess.verdict(i), i) for i in sess.items}
-        finally:
-            sess.stop()
+        verdicts = {(i.case.id, i.variant): (v, i) for i, v in zip(sess.items, sess.run_all())}
     return report_stages(spec, verdicts, out)
 
 

@@ -142,14 +142,7 @@ def result_json(item, env):
            "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict,
            "observations": v.observations,
            "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
-    if v.details:
-        out["details"] = v.details
-    if v.notes:
-        out["notes"] = v.notes
-    if v.hang:
-        out["hang"] = v.hang
-    if v.marks:
-        out["marks"] = v.marks
+    out.update({k: getattr(v, k) for k in ("details", "notes", "hang", "marks") if getattr(v, k)})
     if v.verdict in evaluate.BAD:
         out["provenance"] = item.case.provenance_lines()
     return out

@@ -74,12 +74,9 @@ class Runtime:
     def describe(self):
         """For the results environment."""
         out = {"prefix": self.prefix, "profile": self.profile, "version": self.version, "source": self.source}
-        if self.measured:
-            out["profile_measured_on"] = list(self.measured)
-        if self.profile_note:
-            out["profile_note"] = self.profile_note
-        if self.unavailable:
-            out["unavailable"] = self.unavailable
+        out.update({k: val for k, val in (("profile_measured_on", list(self.measured or ())),
+                                          ("profile_note", self.profile_note), ("unavailable", self.unavailable))
+                    if val})
         if self.engine:
             out["engine"] = self.engine
             out["oci_runtime"] = self.oci_runtime

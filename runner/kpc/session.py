@@ -198,6 +198,15 @@ class Session:
     def guest_failures(self):
         return {label: t.failure for label, t in self.targets.items() if label != "host" and t.failure}
 
+    def run_all(self, items=None):
+        """start(), a verdict for each of ITEMS (default: every item),
+        stop() however that ends: a whole run. Returns the verdicts."""
+        self.start()
+        try:
+            return [self.verdict(i) for i in (self.items if items is None else items)]
+        finally:
+            self.stop()
+
     def stop(self):
         self._stopping.set()
         for label, t in self.targets.items():
