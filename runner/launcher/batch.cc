@@ -347,16 +347,17 @@ void Batch::recover_step(Run& r, int64_t now) {
   if (scope_.fusectl_fd >= 0) {
     auto procs = tree_processes(r.sp.shim);
     procs.erase(std::remove(procs.begin(), procs.end(), r.sp.shim), procs.end());
+    // Only what the run's tasks see now, pinned until aborted. Not the ids
+    // its probe announced: a connection that has ended frees its id (the
+    // mount's minor), and the next FUSE mount on the machine gets it --
+    // another run's, another kpc's, anyone's. Aborting an announced id
+    // aborted fresh mounts of other runs (ENOTCONN/ECONNABORTED on their
+    // first open, beside a second kpc).
+    fuse::PinnedConnections conns = fuse::run_connections(procs);
     std::set<unsigned long> foreign = r.foreign;
     foreign.merge(fuse::connections_in("/proc/self/mountinfo"));
-    // Only what the run's tasks see now. Not the ids its probe announced:
-    // a connection that has ended frees its id (the mount's minor), and the
-    // next FUSE mount on the machine gets it -- another run's, another kpc's,
-    // anyone's. Aborting an announced id aborted fresh mounts of other runs
-    // (ENOTCONN/ECONNABORTED on their first open, beside a second kpc).
-    std::set<unsigned long> conns = fuse::run_connections(procs, foreign);
-    for (auto c : conns) {
-      if (!r.aborted.insert(c).second) continue;
+    for (auto c : conns.ids) {
+      if (foreign.count(c) || !r.aborted.insert(c).second) continue;
       std::string err = fuse::abort_connection(scope_.fusectl_fd, c);
       if (!err.empty()) r.abort_errors.push_back(err);
     }

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,15 +42,28 @@ std::set<unsigned long> connections_in(const std::string& mountinfo_path) {
   return out;
 }
 
-std::set<unsigned long> run_connections(const std::vector<pid_t>& procs, const std::set<unsigned long>& foreign) {
-  std::set<unsigned long> out;
+PinnedConnections run_connections(const std::vector<pid_t>& procs) {
+  PinnedConnections out;
+  std::set<std::pair<dev_t, ino_t>> read;
   // Per task, not per process: in story 002's deadlock the leader is a
   // zombie (no namespaces left) while another thread holds the file.
   for (pid_t p : procs)
-    for (pid_t tid : kpc::list_tasks(p))
-      for (unsigned long c :
-           connections_in("/proc/" + std::to_string(p) + "/task/" + std::to_string(tid) + "/mountinfo"))
-        if (!foreign.count(c)) out.insert(c);
+    for (pid_t tid : kpc::list_tasks(p)) {
+      const std::string task = "/proc/" + std::to_string(p) + "/task/" + std::to_string(tid);
+      kpc::Fd ns(open((task + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+      struct stat pinned, now;
+      if (!ns || fstat(ns.get(), &pinned) != 0) continue;                 // gone
+      if (!read.insert({pinned.st_dev, pinned.st_ino}).second) continue;  // that namespace is read and held
+      std::set<unsigned long> seen = connections_in(task + "/mountinfo");
+      // What was read is the pinned namespace's only if the task (or a
+      // process that reused its number) is still in it.
+      if (stat((task + "/ns/mnt").c_str(), &now) != 0 || now.st_dev != pinned.st_dev || now.st_ino != pinned.st_ino) {
+        read.erase({pinned.st_dev, pinned.st_ino});
+        continue;
+      }
+      out.ids.merge(seen);
+      out.namespaces.push_back(std::move(ns));
+    }
   return out;
 }
 

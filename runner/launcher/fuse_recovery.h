@@ -21,13 +21,28 @@
 #include <string>
 #include <vector>
 
+#include "kpc/raii.h"
+
 namespace kpcl::fuse {
 
 // The FUSE connections of the FUSE mounts in one mountinfo file.
 std::set<unsigned long> connections_in(const std::string& mountinfo_path);
 
-// Connections of the mounts any task of `procs` sees, except `foreign`.
-std::set<unsigned long> run_connections(const std::vector<pid_t>& procs, const std::set<unsigned long>& foreign);
+// The connections of the FUSE mounts any task of `procs` sees, pinned: the
+// tasks' mount namespaces are held open, so none of those mounts -- and no
+// connection found -- can end and free its number while this lives. (A
+// connection's number is its superblock's minor, handed out lowest-free:
+// the next FUSE mount on the machine, anyone's, gets an ended connection's
+// number. Found, then killed with the run, then aborted by number: a
+// stranger's fresh mount aborted.) Abort while holding it; subtract what is
+// foreign *after* finding (a mount that reached the tasks' namespace by
+// propagation is in the launcher's view by then). Not covered: a task of
+// the run unmounting a FUSE mount between the finding and the abort.
+struct PinnedConnections {
+  std::set<unsigned long> ids;
+  std::vector<kpc::Fd> namespaces;  // the mount namespaces read
+};
+PinnedConnections run_connections(const std::vector<pid_t>& procs);
 
 // A descriptor of fusectl's root (the connections/ directory), or -1 and
 // *why. Uses the system's fusectl when it is mounted; otherwise, with

@@ -314,14 +314,15 @@ void Shim::kill_tree() {
 // Frees what waits on the run's FUSE connections (never on anyone else's).
 void Shim::recover_fuse() {
   if (scope_.fusectl_fd >= 0) {
+    std::vector<pid_t> procs = tree_processes(getpid());
+    procs.erase(std::remove(procs.begin(), procs.end(), getpid()), procs.end());
+    fuse::PinnedConnections conns = fuse::run_connections(procs);  // held until aborted
     std::set<unsigned long> foreign = scope_.foreign;
     // On the host S shares L's mount namespace: what it sees is the
     // machine's, never the run's (probes mount in namespaces of their own).
     if (!own_pidns_) foreign.merge(fuse::connections_in("/proc/thread-self/mountinfo"));
-    std::vector<pid_t> procs = tree_processes(getpid());
-    procs.erase(std::remove(procs.begin(), procs.end(), getpid()), procs.end());
-    for (unsigned long c : fuse::run_connections(procs, foreign))
-      if (aborted_.insert(c).second) fuse::abort_connection(scope_.fusectl_fd, c);
+    for (unsigned long c : conns.ids)
+      if (!foreign.count(c) && aborted_.insert(c).second) fuse::abort_connection(scope_.fusectl_fd, c);
   }
   for (auto& d : devices_) d.answer_pending();
 }

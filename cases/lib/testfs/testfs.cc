@@ -37,6 +37,7 @@ struct Shared {
   // Process mode: the child's startup result.
   std::atomic<int> ready;  // 0 starting, 1 serving, -1 failed (see error)
   std::atomic<unsigned long> conn;
+  std::atomic<int> exit_delay_ms;  // delay_thread_exit_for_test()
   char error[512];
 };
 
@@ -334,8 +335,8 @@ std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) 
     struct sigaction sa {};
     sa.sa_handler = ignore_wake;  // no SA_RESTART: the read returns EINTR
     sigaction(kWakeSignal, &sa, nullptr);
-    fuse_session* se = s->session_;
-    s->thread_ = std::thread([se] { fuse_session_loop(se); });
+    s->serving_ = pthread_create(&s->thread_, nullptr, serve_thread, s.get()) == 0;
+    KPC_CHECK_MSG(s->serving_, "pthread_create failed");
   } else {
     Shared* shared = s->shared_;
     pid_t pid = fork_or_broken();
@@ -374,20 +375,26 @@ std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) 
 
 Server::~Server() {
   if (abandoned_) return;
-  // Detach first: once nothing holds a file of it, the kernel ends the
-  // connection and the server's read() returns.
-  umount2(mountpoint_.c_str(), MNT_DETACH);
   if (server_pid_ > 0) {
+    // Detach first: once nothing holds a file of it, the kernel ends the
+    // connection and the server's read() returns; the kill ends it anyway.
+    umount2(mountpoint_.c_str(), MNT_DETACH);
     kill(server_pid_, SIGKILL);
     waitpid(server_pid_, nullptr, 0);
   }
-  if (thread_.joinable()) {
+  if (serving_) {
+    // Thread mode: stop the thread while the mount is still attached. The
+    // thread may sit in read(/dev/fuse) of a connection that files still
+    // pin: wake it (EINTR ends the loop), and if it is still serving after
+    // a while, end the connection itself -- through the mount, which pins
+    // the connection's number. (Detaching first and aborting N later
+    // aborted *another* mount: a connection that ends frees its number, the
+    // next FUSE mount on the machine gets it, and on a loaded machine the
+    // thread can take 200 ms to notice. Other runs' fresh mounts said
+    // ENOTCONN or ECONNABORTED beside a second kpc.)
     fuse_session_exit(session_);
-    // The thread may sit in read(/dev/fuse) of a connection that files
-    // still pin: wake it (EINTR ends the loop), and if it is still
-    // serving after a while, end the connection itself.
     for (int i = 0;; ++i) {
-      pthread_kill(thread_.native_handle(), kWakeSignal);
+      pthread_kill(thread_, kWakeSignal);
       timespec deadline;
       clock_gettime(CLOCK_REALTIME, &deadline);
       deadline.tv_nsec += 20'000'000;
@@ -395,19 +402,28 @@ Server::~Server() {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1'000'000'000;
       }
-      if (pthread_timedjoin_np(thread_.native_handle(), nullptr, &deadline) == 0) {
-        thread_.detach();  // joined already; std::thread must not join again
-        break;
-      }
-      if (i == 10) abort_connection(conn_);
+      if (pthread_timedjoin_np(thread_, nullptr, &deadline) == 0) break;
+      if (i == 10) abort_mount(mountpoint_);
       if (i == 100) {
-        thread_.detach();  // give up; the process's exit ends it
+        pthread_detach(thread_);  // give up; the process's exit ends it
         break;
       }
     }
     fuse_session_destroy(session_);
+    umount2(mountpoint_.c_str(), MNT_DETACH);
   }
   if (shared_) munmap(shared_, sizeof(Shared));
+}
+
+void Server::delay_thread_exit_for_test(int ms) { shared_->exit_delay_ms = ms; }
+
+// A pthread, not a std::thread: the destructor joins it with a deadline
+// (pthread_timedjoin_np), which std::thread cannot be told about.
+void* Server::serve_thread(void* self) {
+  auto* s = static_cast<Server*>(self);
+  fuse_session_loop(s->session_);
+  if (int ms = s->shared_->exit_delay_ms.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return nullptr;
 }
 
 void Server::set_flush(Answer a, int arg) {

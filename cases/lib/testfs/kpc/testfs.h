@@ -13,6 +13,7 @@
 // the server is a thread of the probe or a separate process.
 #pragma once
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -67,7 +68,8 @@ class Server {
   // and starts serving. Skips the probe (kpc::skip) when /dev/fuse is
   // missing or mounting FUSE is not permitted here.
   static std::unique_ptr<Server> start(const std::string& mountpoint, Serve how);
-  // Stops serving, detaches the mount and reaps the server process.
+  // Stops serving, detaches the mount and reaps the server process (thread
+  // mode: stops the thread first, then detaches).
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -106,6 +108,10 @@ class Server {
   // _exit(0) with whatever files of the mount this process holds: the
   // self-served exit that deadlocks while the server is a thread of it.
   [[noreturn]] void exit_holding_files(int ready_fd);
+  // Thread mode, for kpc's own tests: the serving thread lingers `ms` after
+  // its loop ends, as it can on a loaded machine (the destructor must not
+  // act on the connection's number meanwhile: runner/tests/test_security.py).
+  void delay_thread_exit_for_test(int ms);
 
  private:
   Server() = default;
@@ -115,7 +121,9 @@ class Server {
   pid_t server_pid_ = -1;
   Shared* shared_ = nullptr;
   ::fuse_session* session_ = nullptr;  // thread mode
-  std::thread thread_;                 // thread mode
+  static void* serve_thread(void* self);
+  pthread_t thread_{};    // thread mode
+  bool serving_ = false;  // thread_ runs
   bool abandoned_ = false;
 };
 
