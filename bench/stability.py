@@ -43,8 +43,20 @@ def suite(kpc=KPC, extra=(), cwd=ROOT):
                 doc = json.load(f)
         except (OSError, ValueError):
             return None, proc.returncode, wall
-    return {f"{r['case']}:{r.get('variant', '')}@{r['flavor']}+{r.get('runtime', 'none')}#{r.get('target', 'host')}":
-            r["verdict"] for r in doc["results"]}, proc.returncode, wall
+    verdicts = {}
+    for r in doc["results"]:
+        key = f"{r['case']}:{r.get('variant', '')}@{r['flavor']}+{r.get('runtime', 'none')}#{r.get('target', 'host')}"
+        verdicts[key] = r["verdict"]
+        REASONS[key, r["verdict"]] = (r.get("reason") or "")[:300]
+    return verdicts, proc.returncode, wall
+
+
+REASONS = {}  # (run key, verdict) -> its reason, the last one seen: printed beside a flip
+
+
+def show(k, base, other):
+    """One flipped run: the verdicts and the reason of the odd one."""
+    return f"{k}: {base.get(k)} -> {other.get(k)} ({REASONS.get((k, other.get(k)), '')})"
 
 
 def flips(base, other):
@@ -62,6 +74,7 @@ def host(n):
         differing += bool(f)
         for k in f:
             flipped[k] = flipped.get(k, 0) + 1
+            print(f"  flip: {show(k, base, v or {})}", flush=True)
     print(f"host: {n} suites of {len(base)} runs; {differing} differ from the first; "
           f"wall {min(walls):.1f}-{max(walls):.1f} s")
     for k, c in sorted(flipped.items()):
@@ -98,7 +111,7 @@ def pairs(n, base):
                     f = flips(base, v)
                     differences += len(f)
                     for k in f:
-                        print(f"  differs: {k}: {base.get(k)} -> {v.get(k)}")
+                        print(f"  differs: {show(k, base, v)}", flush=True)
         print(f"pairs: {n} concurrent pairs from two clones; {differences} verdict differences, {lost} results lost")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -113,7 +126,7 @@ def kernels(n, klist, arch=None):
         f = flips(base, v or {})
         differing += bool(f)
         for k in f:
-            print(f"  flipped: {k}")
+            print(f"  flipped: {show(k, base, v or {})}", flush=True)
     print(f"kernels {klist}{' --arch ' + arch if arch else ''}: {n} suites of {len(base)} runs; "
           f"{differing} differ from the first")
 

@@ -571,6 +571,11 @@ def cmd_selftest(args):
     """The project's own tests: GoogleTest (ctest), pytest for the runner
     (its tests run the suite end to end on this host, and clang-format and
     flake8 over the code), then `kpc check` (cases, tables, lab notes)."""
+    bdir = paths.build_dir()
+    if os.path.isdir(bdir) and not os.access(bdir, os.W_OK):
+        # ctest writes its logs and GoogleTest's test list there.
+        raise InputError(f"selftest writes to the build directory {bdir}, which this user cannot write: run it as "
+                         f"the checkout's owner, or in a clone of your own")
     _ensure_build(args.no_build, with_tests=True)
     # ctest in the build directory: CMake 3.18 (Debian 11) has no --test-dir and
     # took the source tree for it, finding no tests and passing (--no-tests=error).

@@ -70,3 +70,12 @@ def test_the_whole_suite_as_an_ordinary_user_leaves_nothing_behind(fuse_open_to_
         assert decided and all(r["verdict"] == "skip" and "would decide the outcome" in r["reason"]
                                for r in decided), decided
     assert any(r["verdict"] == "pass" and r["flavor"] == "userns" for r in fuse)
+
+
+def test_selftest_on_a_checkout_this_user_cannot_write_says_so_in_one_line(built):
+    """ctest writes its logs and the test list into the build directory: as
+    an ordinary user on root's checkout it failed with CMake errors."""
+    p = kpc("selftest", "--no-build", user=NOBODY, env={"HOME": "/tmp"})
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.stderr.startswith("kpc: ") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert "cannot write" in p.stderr and "clone of your own" in p.stderr
