@@ -43,6 +43,10 @@ def once(kernels, slow, arch=None):
             return wall, json.load(f), proc.returncode
 
 
+def fmt(x):
+    return f"{x:.2f}" if isinstance(x, (int, float)) else "-"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", default="5.10,6.1,6.12,7.2")
@@ -52,7 +56,8 @@ def main():
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "kpc"), "run", "--kernels", args.kernels,
                     *(["--arch", args.arch] if args.arch else []), "--case", "sigmask_survives_execve",
-                    "--json", os.path.join(tempfile.gettempdir(), "kpc-bench-warmup.json")], capture_output=True, cwd=ROOT)  # fetch + build caches
+                    "--json", os.path.join(tempfile.gettempdir(), "kpc-bench-warmup.json")],
+                   capture_output=True, cwd=ROOT)  # fetch + build caches
     print(f"cpus {os.cpu_count()}; kernels {args.kernels}; slow cases {'on' if args.slow else 'off'}")
     for i in range(args.runs):
         wall, doc, rc = once(args.kernels, args.slow, args.arch)
@@ -62,7 +67,6 @@ def main():
         for label, k in doc.get("kernels", {}).items():
             b = k.get("boot", {})
             n = sum(r["target"] == label for r in doc["results"])
-            fmt = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else "-"
             print(f"  {label:<11} {k['kernel']:<30} {b.get('accel', '-'):<5} {fmt(b.get('boot_s')):>7} "
                   f"{fmt(b.get('suite_s')):>8} {fmt(b.get('wall_s')):>7} {n:>5}"
                   + (f"  FAILED: {b['failure']}" if b.get("failure") else ""))

@@ -24,12 +24,11 @@ int probe_main(kpc::Probe&) {
     KPC_SYS(setrlimit(RLIMIT_CPU, &rl));
     kpc::Child burner = kpc::fork_child([&] {
       g_fd = xcpu.write.get();
-      struct sigaction sa{};
+      struct sigaction sa {};
       sa.sa_handler = on_xcpu;
       sa.sa_flags = SA_RESTART;
       KPC_SYS(sigaction(SIGXCPU, &sa, nullptr));
-      for (volatile unsigned long i = 0;; ++i) {
-      }
+      for (volatile unsigned long i = 0;; ++i) {}
     });
     kpc::observe("burner.status", kpc::describe_wait_status(burner.wait()));
   });

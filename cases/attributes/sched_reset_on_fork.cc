@@ -36,7 +36,9 @@ int probe_main(kpc::Probe& p) {
       kpc::broken("sched_setscheduler: " + kpc::errno_name(errno));
     }
     // The child is forked now: that is where RESET_ON_FORK acts.
-    kpc::Child child = kpc::fork_child([&] { kpc::exec_or_broken({p.helper("attrs_report"), "--prefix", "child", "--record", "sched_policy,nice"}); });
+    kpc::Child child = kpc::fork_child([&] {
+      kpc::exec_or_broken({p.helper("attrs_report"), "--prefix", "child", "--record", "sched_policy,nice"});
+    });
     child.wait();
     kpc::exec_or_broken({p.helper("attrs_report"), "--prefix", "self_after_exec", "--record", "sched_policy,nice"});
   });

@@ -38,7 +38,8 @@ int probe_main(kpc::Probe&) {
   kpc::observe("cgroup_kill", r.empty() ? std::string("ok") : r);
   if (!r.empty()) return 0;  // (the scratch cgroup is emptied on the way out)
   const char* names[] = {"member_top", "member_sub", "member_deeper_ignoring_all"};
-  for (int i = 0; i < 3; ++i) kpc::observe(std::string(names[i]) + ".status", kpc::describe_wait_status(members[i].wait()));
+  for (int i = 0; i < 3; ++i)
+    kpc::observe(std::string(names[i]) + ".status", kpc::describe_wait_status(members[i].wait()));
   kpc::observe("populated_after", cg->wait_key("cgroup.events", "populated", 0, 2000).value_or(-1));
   return 0;
 }

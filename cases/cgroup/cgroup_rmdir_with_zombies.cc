@@ -16,10 +16,7 @@ int probe_main(kpc::Probe&) {
   auto cg = kpc::cgroup2::Scratch::create("zombies");
   cg->make("z");
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child member = kpc::fork_child([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 10000);
-  });
+  kpc::Child member = kpc::fork_child([&] { go.wait_for_go(); });
   cg->move(member.pid(), "z");
   kpc::observe("alive.populated", cg->key("z/cgroup.events", "populated").value_or(-1));
   // 1. The member exits; we do not reap it.

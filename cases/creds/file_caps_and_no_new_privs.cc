@@ -30,17 +30,6 @@ namespace {
 constexpr uid_t kNobody = 65534;
 const cap_value_t kX = CAP_NET_BIND_SERVICE, kY = CAP_NET_RAW;
 
-void copy_into(const std::string& from, int dirfd, const char* name) {
-  kpc::Fd in(KPC_SYS(open(from.c_str(), O_RDONLY | O_CLOEXEC)));
-  kpc::Fd out(KPC_SYS(openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755)));
-  char buf[65536];
-  for (;;) {
-    ssize_t n = KPC_SYS(read(in.get(), buf, sizeof buf));
-    if (n == 0) break;
-    KPC_CHECK(write(out.get(), buf, static_cast<size_t>(n)) == n);
-  }
-}
-
 void set_caps(std::vector<cap_value_t> pei) {
   cap_t c = cap_init();
   if (!pei.empty())
@@ -85,9 +74,10 @@ int probe_main(kpc::Probe& p) {
   // 1. The capability-carrying copy, in a mount namespace of our own.
   kpc::enter_private_mount_namespace();
   KPC_SYS(mkdir("fcaps", 0700));  // the cwd is the run directory
-  KPC_SYS(mount("kpc-fcaps", "fcaps", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0755,size=16m"));  // not nosuid: that ignores file capabilities
+  KPC_SYS(mount("kpc-fcaps", "fcaps", "tmpfs", MS_NODEV | MS_NOATIME,
+                "mode=0755,size=16m"));  // not nosuid: that ignores file capabilities
   kpc::Fd dir(KPC_SYS(open("fcaps", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
-  copy_into(p.helper("creds_report"), dir.get(), "creds_report");
+  kpc::copy_file_into(p.helper("creds_report"), dir.get(), "creds_report", 0755);
   cap_t fcaps = cap_from_text("cap_net_bind_service+ep");
   int r = cap_set_file("fcaps/creds_report", fcaps);
   cap_free(fcaps);

@@ -20,9 +20,7 @@
 
 namespace {
 constexpr unsigned kUnshare = 1u << 1, kCloexec = 1u << 2;  // linux/close_range.h
-long close_range(unsigned first, unsigned last, unsigned flags) {
-  return syscall(SYS_close_range, first, last, flags);
-}
+long close_range(unsigned first, unsigned last, unsigned flags) { return syscall(SYS_close_range, first, last, flags); }
 std::string state(int fd) {
   int f = fcntl(fd, F_GETFD);
   if (f < 0) return "closed";

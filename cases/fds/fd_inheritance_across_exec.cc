@@ -28,7 +28,7 @@ void place(int fd, int at, bool cloexec) {
   close(fd);
 }
 std::string lock_seen_by_child(int fd, int getlk) {
-  struct flock q{};
+  struct flock q {};
   q.l_type = F_WRLCK;
   q.l_whence = SEEK_SET;
   KPC_SYS(fcntl(fd, getlk, &q));
@@ -42,12 +42,12 @@ int probe_main(kpc::Probe& p) {
   int f = KPC_SYS(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   KPC_CHECK(write(f, "0123456789", 10) == 10);
   // 1. Fork: the same open files (shared offset), POSIX vs OFD locks.
-  struct flock posix{};
+  struct flock posix {};
   posix.l_type = F_WRLCK;
   posix.l_whence = SEEK_SET;
   KPC_SYS(fcntl(f, F_SETLK, &posix));
   int g = KPC_SYS(open(path2.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  struct flock ofd{};
+  struct flock ofd {};
   ofd.l_type = F_WRLCK;
   ofd.l_whence = SEEK_SET;
   KPC_SYS(fcntl(g, F_OFD_SETLK, &ofd));
@@ -77,7 +77,9 @@ int probe_main(kpc::Probe& p) {
   place(KPC_SYS(open(path.c_str(), O_RDONLY)), 18, false);
   KPC_SYS(fcntl(18, F_SETFD, FD_CLOEXEC));
   kpc::observe("pidfd_open", pfd >= 0 ? "ok" : kpc::errno_name(errno));
-  kpc::Child e = kpc::fork_child([&] { kpc::exec_or_broken({p.helper("exec_report"), "--prefix", "exec", "--record", "fds"}); });
+  kpc::Child e = kpc::fork_child([&] {
+    kpc::exec_or_broken({p.helper("exec_report"), "--prefix", "exec", "--record", "fds"});
+  });
   kpc::observe("exec.status", kpc::describe_wait_status(e.wait()));
   for (int fd = 10; fd <= 18; ++fd) close(fd);
   close(f);

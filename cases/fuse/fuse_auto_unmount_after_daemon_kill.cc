@@ -21,11 +21,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/socket.h>
 #include <fuse_lowlevel.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,11 +39,6 @@
 #include "kpc/testfs.h"
 
 namespace {
-bool mounted(const std::string& path) {
-  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/thread-self/mountinfo").value_or("")))
-    if (m.mount_point == path && m.fs_type.starts_with("fuse")) return true;
-  return false;
-}
 
 // Descriptors of this process that are sockets.
 std::set<int> socket_fds() {
@@ -107,12 +102,11 @@ int probe_main(kpc::Probe& p) {
   }
   if (!dev) kpc::skip("the daemon could not mount (with auto_unmount libfuse needs fusermount3)");
   KPC_CHECK_MSG(!autou || watched, "no new socket in the daemon after an auto_unmount mount");
-  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/thread-self/mountinfo").value_or("")))
-    if (m.mount_point == dir.path()) kpc::announce_fuse_connection(m.minor);
-  kpc::observe("before.mounted", mounted(dir.path()));
+  for (unsigned long conn : kpc::testfs::connections_at(dir.path())) kpc::announce_fuse_connection(conn);
+  kpc::observe("before.mounted", kpc::testfs::fuse_mounted(dir.path()));
   // The daemon has answered INIT once anything on the mount is answered
   // (until then a request waits for INIT, not for its answer).
-  struct stat sb{};
+  struct stat sb {};
   KPC_CHECK_MSG(stat(dir.path().c_str(), &sb) == 0 || errno != ENOTCONN, "the new mount is not connected");
   if (outlives) watched.reset();  // the daemon's death wakes the watcher
   else dev.reset();               // the daemon's death ends the connection
@@ -141,12 +135,11 @@ int probe_main(kpc::Probe& p) {
   //    remaining children is waiting for it. With the plain mount there is
   //    none, and nothing else would remove the mount.
   int st;
-  while (wait(&st) > 0) {
-  }
-  bool still = mounted(dir.path());
+  while (wait(&st) > 0) {}
+  bool still = kpc::testfs::fuse_mounted(dir.path());
   kpc::observe("after.mounted", still);
   if (still) {
-    struct stat sb{};
+    struct stat sb {};
     KPC_OBSERVE_CALL("after.stat", stat(dir.path().c_str(), &sb));
     umount2(dir.path().c_str(), MNT_DETACH);
   }

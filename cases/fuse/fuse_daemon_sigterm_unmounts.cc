@@ -11,8 +11,8 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -23,11 +23,6 @@
 #include "kpc/testfs.h"
 
 namespace {
-bool mounted(const std::string& path) {
-  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/thread-self/mountinfo").value_or("")))
-    if (m.mount_point == path && m.fs_type.starts_with("fuse")) return true;
-  return false;
-}
 
 bool some_thread_in_read(pid_t pid) {
   for (int i = 0; i < 5000; ++i) {
@@ -88,9 +83,8 @@ int probe_main(kpc::Probe& p) {
     if (WIFEXITED(st) && WEXITSTATUS(st) == 11) kpc::skip("the daemon could not mount FUSE here");
     kpc::broken("the daemon never got ready: " + kpc::describe_wait_status(st));
   }
-  for (const auto& m : kpc::parse_mountinfo(kpc::read_text("/proc/thread-self/mountinfo").value_or("")))
-    if (m.mount_point == dir.path()) kpc::announce_fuse_connection(m.minor);
-  kpc::observe("before.mounted", mounted(dir.path()));
+  for (unsigned long conn : kpc::testfs::connections_at(dir.path())) kpc::announce_fuse_connection(conn);
+  kpc::observe("before.mounted", kpc::testfs::fuse_mounted(dir.path()));
   // 2. Wait until a thread of the daemon sits in read(2) on /dev/fuse
   //    (/proc/PID/task/TID/syscall starts with SYS_read): a SIGTERM that comes
   //    while the loop is between its exit check and the read is lost
@@ -107,6 +101,6 @@ int probe_main(kpc::Probe& p) {
     return 0;
   }
   kpc::observe("daemon.status", kpc::describe_wait_status(daemon.wait()));
-  kpc::observe("after.mounted", mounted(dir.path()));
+  kpc::observe("after.mounted", kpc::testfs::fuse_mounted(dir.path()));
   return 0;
 }

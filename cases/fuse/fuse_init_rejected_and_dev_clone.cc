@@ -7,9 +7,9 @@
 // with a protocol major version other than 7 makes the connection unusable:
 // every later request fails with ECONNREFUSED.
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <poll.h>
 #include <signal.h>
-#include <linux/fuse.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -73,7 +73,7 @@ int probe_main(kpc::Probe&) {
   //    what is queued if it has not returned within 3 s.)
   kpc::Pipe r = kpc::Pipe::make(O_CLOEXEC);
   kpc::Child c = kpc::fork_child([&] {
-    struct stat st{};
+    struct stat st {};
     kpc::send_int(r.write.get(), stat(dir.path().c_str(), &st) == 0 ? 0 : errno);
     int fd = open((dir.path() + "/x").c_str(), O_RDONLY | O_CLOEXEC);
     kpc::send_int(r.write.get(), fd >= 0 ? 0 : errno);
@@ -82,7 +82,8 @@ int probe_main(kpc::Probe&) {
   if (!st_err) {
     kpc::observe("after_bad_init.stat", "waits");
     pollfd p{dev.get(), POLLIN, 0};
-    bool queued = poll(&p, 1, 0) == 1 && read(dev.get(), buf, sizeof buf) >= static_cast<ssize_t>(sizeof(fuse_in_header));
+    bool queued =
+        poll(&p, 1, 0) == 1 && read(dev.get(), buf, sizeof buf) >= static_cast<ssize_t>(sizeof(fuse_in_header));
     if (queued) memcpy(&in, buf, sizeof in);
     kpc::observe("after_bad_init.next_request", queued ? std::to_string(in.opcode) : std::string("none"));
     c.kill(SIGKILL);

@@ -65,10 +65,7 @@ void close_variant(const std::string& mountpoint) {
   KPC_SYS(close(placeholder));
   int file = KPC_SYS(open(fs->file_path().c_str(), O_RDWR));
   KPC_CHECK_MSG(file < fs->devfuse_fd(), "file fd " + std::to_string(file) + " not below /dev/fuse");
-  fs->abandon();
-  kpc::send_byte(ready_fd);
-  kpc::mark("deadlock-armed");
-  _exit(0);
+  fs->exit_holding_files(ready_fd);
 }
 
 }  // namespace

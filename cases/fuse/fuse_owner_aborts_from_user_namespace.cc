@@ -99,7 +99,7 @@ int probe_main(kpc::Probe& p) {
       kpc::send_int(result.write.get(), rc < 0 ? errno : 0);
     });
     KPC_CHECK_MSG(fs->wait_unanswered(1, 5000), "the reader's READ never reached the server");
-    struct stat st{};
+    struct stat st {};
     KPC_SYS(stat(abort_path(fs->connection()).c_str(), &st));
     kpc::observe("abort_file.owner_in_user_namespace", static_cast<int64_t>(st.st_uid));
     kpc::observe("abort_file.mode", (st.st_mode & 07777) == 0200 ? "0200" : std::to_string(st.st_mode & 07777));

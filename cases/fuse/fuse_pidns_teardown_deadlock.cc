@@ -32,8 +32,9 @@ int probe_main(kpc::Probe&) {
   // The member's file is above its /dev/fuse descriptor: a /dev/fuse
   // descriptor held by the supervisor would keep the connection alive past
   // the member's exit, which is what this case watches.
-  kpc::testfs::skip_unless_abort_recovery("the member's file is above its /dev/fuse descriptor, so whether the "
-                                          "exit releases /dev/fuse first is part of what is observed");
+  kpc::testfs::skip_unless_abort_recovery(
+      "the member's file is above its /dev/fuse descriptor, so whether the "
+      "exit releases /dev/fuse first is part of what is observed");
   kpc::testfs::enter_private_mount_namespace();
   kpc::TempDir dir("fuse");
   kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC), go = kpc::Pipe::make(O_CLOEXEC);

@@ -35,10 +35,7 @@ namespace {
   kpc::note("file_fd", file);
   kpc::note("devfuse_fd", fs->devfuse_fd());
   // 2. Exit (exit_group: the serving thread dies first) with the file open.
-  fs->abandon();
-  kpc::send_byte(ready_fd);
-  kpc::mark("deadlock-armed");
-  _exit(0);
+  fs->exit_holding_files(ready_fd);
 }
 
 }  // namespace
@@ -51,8 +48,9 @@ int probe_main(kpc::Probe& p) {
   // keep it alive and answer the question itself. Below, the file is
   // closed first either way.
   if (!file_below)
-    kpc::testfs::skip_unless_abort_recovery("this variant asks whether the kernel releases the exiting process's "
-                                            "/dev/fuse before the file's FLUSH");
+    kpc::testfs::skip_unless_abort_recovery(
+        "this variant asks whether the kernel releases the exiting process's "
+        "/dev/fuse before the file's FLUSH");
   kpc::testfs::enter_private_mount_namespace();
   kpc::TempDir dir("fuse");
   kpc::Pipe ready = kpc::Pipe::make(O_CLOEXEC);
@@ -71,7 +69,8 @@ int probe_main(kpc::Probe& p) {
   // Run by hand: say where it is stuck, then free it (abort the connection).
   kpc::observe("exit.completed", false);
   for (pid_t tid : kpc::list_tasks(server.pid()))  // the leader is a zombie; the stuck one is another thread
-    if (auto stack = kpc::read_text("/proc/" + std::to_string(server.pid()) + "/task/" + std::to_string(tid) + "/stack"))
+    if (auto stack =
+            kpc::read_text("/proc/" + std::to_string(server.pid()) + "/task/" + std::to_string(tid) + "/stack"))
       if (!stack->empty()) kpc::note("stuck_stack." + std::to_string(tid), *stack);
   kpc::note("abort", kpc::testfs::abort_mount(dir.path()));
   server.wait();

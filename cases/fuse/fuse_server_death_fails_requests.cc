@@ -33,7 +33,7 @@ int probe_main(kpc::Probe&) {
   // 3. Kill the server: the pending READ ends, with an error.
   fs->kill_server();
   auto pending_err = kpc::recv_int(result.read.get(), 2000);
-  kpc::observe("pending_read", !pending_err      ? std::string("still waiting after 2 s")
+  kpc::observe("pending_read", !pending_err        ? std::string("still waiting after 2 s")
                                : *pending_err == 0 ? std::string("ok")
                                                    : kpc::errno_name(*pending_err));
   kpc::observe("reader.status", kpc::describe_wait_status(reader.wait()));

@@ -45,30 +45,42 @@ std::string policy() {
   if (p < 0) return kpc::errno_name(errno);
   std::string reset = (p & SCHED_RESET_ON_FORK) ? "|SCHED_RESET_ON_FORK" : "";
   switch (p & ~SCHED_RESET_ON_FORK) {
-    case SCHED_OTHER: return "SCHED_OTHER" + reset;
-    case SCHED_FIFO: return "SCHED_FIFO" + reset;
-    case SCHED_RR: return "SCHED_RR" + reset;
-    case SCHED_BATCH: return "SCHED_BATCH" + reset;
-    case SCHED_IDLE: return "SCHED_IDLE" + reset;
-    default: return std::to_string(p);
+    case SCHED_OTHER:
+      return "SCHED_OTHER" + reset;
+    case SCHED_FIFO:
+      return "SCHED_FIFO" + reset;
+    case SCHED_RR:
+      return "SCHED_RR" + reset;
+    case SCHED_BATCH:
+      return "SCHED_BATCH" + reset;
+    case SCHED_IDLE:
+      return "SCHED_IDLE" + reset;
+    default:
+      return std::to_string(p);
   }
 }
 std::string persona() {
   int p = personality(0xffffffff);
   std::string out;
-  struct { int bit; const char* name; } flags[] = {{ADDR_NO_RANDOMIZE, "ADDR_NO_RANDOMIZE"},
-      {READ_IMPLIES_EXEC, "READ_IMPLIES_EXEC"}, {ADDR_COMPAT_LAYOUT, "ADDR_COMPAT_LAYOUT"},
-      {MMAP_PAGE_ZERO, "MMAP_PAGE_ZERO"}, {ADDR_LIMIT_3GB, "ADDR_LIMIT_3GB"}, {UNAME26, "UNAME26"}};
+  struct {
+    int bit;
+    const char* name;
+  } flags[] = {{ADDR_NO_RANDOMIZE, "ADDR_NO_RANDOMIZE"},   {READ_IMPLIES_EXEC, "READ_IMPLIES_EXEC"},
+               {ADDR_COMPAT_LAYOUT, "ADDR_COMPAT_LAYOUT"}, {MMAP_PAGE_ZERO, "MMAP_PAGE_ZERO"},
+               {ADDR_LIMIT_3GB, "ADDR_LIMIT_3GB"},         {UNAME26, "UNAME26"}};
   for (auto& f : flags)
     if (p & f.bit) out += std::string(out.empty() ? "" : "|") + f.name;
-  if ((p & PER_MASK) != PER_LINUX) out += std::string(out.empty() ? "" : "|") + "domain " + std::to_string(p & PER_MASK);
+  if ((p & PER_MASK) != PER_LINUX)
+    out += std::string(out.empty() ? "" : "|") + "domain " + std::to_string(p & PER_MASK);
   return out.empty() ? "PER_LINUX" : out;
 }
 long lim(rlim_t v) { return v == RLIM_INFINITY ? -1 : static_cast<long>(v); }
 }  // namespace
 
 void record_attributes(const std::string& prefix, const std::string& only) {
-  auto want = [&](const char* name) { return only.empty() || ("," + only + ",").find(std::string(",") + name + ",") != std::string::npos; };
+  auto want = [&](const char* name) {
+    return only.empty() || ("," + only + ",").find(std::string(",") + name + ",") != std::string::npos;
+  };
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
   if (want("nofile_soft")) kpc::observe(prefix + ".nofile_soft", static_cast<int64_t>(lim(rl.rlim_cur)));
@@ -92,8 +104,10 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--prefix" && i + 1 < argc) prefix = argv[++i];
     else if (a == "--record" && i + 1 < argc) only = argv[++i];
-    else if (a == "--then-exec") { ++i; break; }
-    else kpc::broken("attrs_report: unknown argument '" + a + "'");
+    else if (a == "--then-exec") {
+      ++i;
+      break;
+    } else kpc::broken("attrs_report: unknown argument '" + a + "'");
   }
   record_attributes(prefix, only);
   if (i < argc) {

@@ -37,9 +37,14 @@ std::string markers(uint64_t set) {
 }
 
 std::string securebits(int bits) {
-  static const char* const names[] = {"SECBIT_NOROOT", "SECBIT_NOROOT_LOCKED", "SECBIT_NO_SETUID_FIXUP",
-                                      "SECBIT_NO_SETUID_FIXUP_LOCKED", "SECBIT_KEEP_CAPS", "SECBIT_KEEP_CAPS_LOCKED",
-                                      "SECBIT_NO_CAP_AMBIENT_RAISE", "SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED"};
+  static const char* const names[] = {"SECBIT_NOROOT",
+                                      "SECBIT_NOROOT_LOCKED",
+                                      "SECBIT_NO_SETUID_FIXUP",
+                                      "SECBIT_NO_SETUID_FIXUP_LOCKED",
+                                      "SECBIT_KEEP_CAPS",
+                                      "SECBIT_KEEP_CAPS_LOCKED",
+                                      "SECBIT_NO_CAP_AMBIENT_RAISE",
+                                      "SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED"};
   std::string out;
   for (int i = 0; i < 8; ++i)
     if (bits >> i & 1) out += std::string(out.empty() ? "" : "|") + names[i];
@@ -53,8 +58,10 @@ int main(int argc, char** argv) {
   for (; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--prefix" && i + 1 < argc) prefix = argv[++i];
-    else if (a == "--then-exec") { ++i; break; }
-    else kpc::broken("creds_report: unknown argument '" + a + "'");
+    else if (a == "--then-exec") {
+      ++i;
+      break;
+    } else kpc::broken("creds_report: unknown argument '" + a + "'");
   }
   std::string status = "\n" + kpc::read_text("/proc/self/status").value_or("");
   kpc::observe(prefix + ".permitted", markers(field(status, "CapPrm")));

@@ -36,11 +36,14 @@ int main(int argc, char** argv) {
     else if (a == "--record" && i + 1 < argc) props = argv[++i];
     else if (a == "--signal-self" && i + 1 < argc) self_signals.emplace_back(argv[++i]);
     else if (a == "--fork-and-wait") fork_and_wait = true;
-    else if (a == "--then-exec") { ++i; break; }
-    else if (a == "--help") {
-      std::fputs("usage: exec_report --prefix P --record PROPS [--signal-self SIG] [--fork-and-wait]\n"
-                 "                   [--then-exec PATH ARGS...]\n",
-                 stdout);
+    else if (a == "--then-exec") {
+      ++i;
+      break;
+    } else if (a == "--help") {
+      std::fputs(
+          "usage: exec_report --prefix P --record PROPS [--signal-self SIG] [--fork-and-wait]\n"
+          "                   [--then-exec PATH ARGS...]\n",
+          stdout);
       return 0;
     } else kpc::broken("exec_report: unknown argument '" + a + "'");
   }

@@ -58,6 +58,30 @@ void on_group_signal(int sig) {
   g_seen = 1;
 }
 
+// fork() a child that runs `prepare` (installs what it needs), says it is
+// ready over a pipe, then runs `body` and exits 0; returns once it is ready
+// (exit 70/71 when the pipe or the child fails). A signal sent after this
+// returns finds the child prepared.
+template <typename Prepare, typename Body>
+pid_t fork_ready(Prepare prepare, Body body) {
+  int ready[2];
+  if (pipe(ready) != 0) _exit(70);
+  pid_t child = fork();
+  if (child == 0) {
+    close(ready[0]);
+    prepare();
+    (void)!write(ready[1], "r", 1);
+    close(ready[1]);
+    body();
+    _exit(0);
+  }
+  close(ready[1]);
+  char r;
+  if (child < 0 || read(ready[0], &r, 1) != 1) _exit(71);
+  close(ready[0]);
+  return child;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,21 +119,15 @@ int main(int argc, char** argv) {
     // It says it is ready (handler installed) before we say "ready": a
     // SIGTERM that came first would kill it silently (seen: a false "no
     // group forwarding" for dumb-init, once in two runs).
-    int member_ready[2];
-    if (pipe(member_ready) != 0) _exit(70);
-    pid_t member = fork();
-    if (member == 0) {
-      struct sigaction gs {};
-      gs.sa_handler = on_group_signal;
-      sigaction(SIGTERM, &gs, nullptr);
-      (void)!write(member_ready[1], "r", 1);
-      for (int i = 0; i < 500 && !g_seen; ++i) usleep(10000);
-      _exit(0);
-    }
-    close(member_ready[1]);
-    char r;
-    if (member < 0 || read(member_ready[0], &r, 1) != 1) _exit(71);
-    close(member_ready[0]);
+    fork_ready(
+        [] {
+          struct sigaction gs {};
+          gs.sa_handler = on_group_signal;
+          sigaction(SIGTERM, &gs, nullptr);
+        },
+        [] {
+          for (int i = 0; i < 500 && !g_seen; ++i) usleep(10000);
+        });
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaction(s, &sa, nullptr);
@@ -154,26 +172,17 @@ int main(int argc, char** argv) {
     _exit(0);
   }
   if (mode == "stubborn") {
-    int worker_ready[2];
-    if (pipe(worker_ready) != 0) _exit(70);
-    pid_t worker = fork();
-    if (worker == 0) {
-      signal(SIGTERM, SIG_IGN);
-      (void)!write(worker_ready[1], "r", 1);
-      for (int i = 0; i < 60; ++i) sleep(1);
-      _exit(0);
-    }
-    close(worker_ready[1]);
-    char r;
-    if (worker < 0 || read(worker_ready[0], &r, 1) != 1) _exit(71);
-    close(worker_ready[0]);
+    pid_t worker = fork_ready([] { signal(SIGTERM, SIG_IGN); },
+                              [] {
+                                for (int i = 0; i < 60; ++i) sleep(1);
+                              });
     struct sigaction sa {};
-    sa.sa_handler = on_signal;   // "sig 15"
+    sa.sa_handler = on_signal;  // "sig 15"
     sigaction(SIGTERM, &sa, nullptr);
     say("ready " + std::to_string(getpid()));
     while (!g_seen) usleep(10000);
-    kill(worker, SIGTERM);       // forwarded, and ignored
-    waitpid(worker, nullptr, 0); // the parent that waits for its child (multiprocessing's atexit join)
+    kill(worker, SIGTERM);        // forwarded, and ignored
+    waitpid(worker, nullptr, 0);  // the parent that waits for its child (multiprocessing's atexit join)
     _exit(0);
   }
   if (mode == "sleep") {

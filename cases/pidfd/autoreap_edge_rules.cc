@@ -95,7 +95,8 @@ int probe_main(kpc::Probe&) {
   KPC_SYS(r);
   kpc::Fd child_fd(pidfd);
   KPC_CHECK(readable(child_fd.get(), 5000));
-  kpc::observe("child.waitpid", waitpid(static_cast<pid_t>(r), nullptr, WNOHANG | __WALL) < 0 ? kpc::errno_name(errno) : "waitable");
+  kpc::observe("child.waitpid",
+               waitpid(static_cast<pid_t>(r), nullptr, WNOHANG | __WALL) < 0 ? kpc::errno_name(errno) : "waitable");
   // 3. Multithreaded: the leader exits (99), another thread lives on and
   //    then exits (7), each with the exit system call (not exit_group).
   kpc::Pipe release = kpc::Pipe::make(O_CLOEXEC), started = kpc::Pipe::make(O_CLOEXEC);
@@ -108,12 +109,14 @@ int probe_main(kpc::Probe&) {
   // The leader must have finished exiting before the thread exits: "started"
   // comes just before its exit call, and a release sent at once let the
   // thread's exit overtake it (99, 7 and ESRCH seen on 7.2 under TCG).
-  KPC_CHECK_MSG(kpc::wait_for_state(static_cast<pid_t>(r), 'Z', 5000) == 'Z', "the leader thread never became a zombie");
+  KPC_CHECK_MSG(kpc::wait_for_state(static_cast<pid_t>(r), 'Z', 5000) == 'Z',
+                "the leader thread never became a zombie");
   kpc::observe("multithreaded.readable_while_a_thread_lives", readable(mt_fd.get(), 200));
   kpc::send_byte(release.write.get());
   kpc::observe("multithreaded.readable_after_last_thread", readable(mt_fd.get(), 5000));
   kpc::observe("multithreaded.exit", exit_info(mt_fd.get()));
-  kpc::observe("multithreaded.waitpid", waitpid(static_cast<pid_t>(r), nullptr, WNOHANG | __WALL) < 0 ? kpc::errno_name(errno) : "waitable");
+  kpc::observe("multithreaded.waitpid",
+               waitpid(static_cast<pid_t>(r), nullptr, WNOHANG | __WALL) < 0 ? kpc::errno_name(errno) : "waitable");
   // 4. The same process shape as an ordinary child: what wait() reports,
   //    and what its pidfd's exit information says after the reap.
   kpc::Pipe release2 = kpc::Pipe::make(O_CLOEXEC), started2 = kpc::Pipe::make(O_CLOEXEC);

@@ -85,7 +85,8 @@ int probe_main(kpc::Probe&) {
   }
   // 2. CLONE_CLEAR_SIGHAND (5.5): a caught signal is back to default.
   {
-    kpc::ScopedSigaction usr1(SIGUSR1, [](int) {}, 0);
+    kpc::ScopedSigaction usr1(
+        SIGUSR1, [](int) {}, 0);
     Args args;
     args.a().flags = kClearSighand;
     args.a().exit_signal = SIGCHLD;
@@ -105,9 +106,7 @@ int probe_main(kpc::Probe&) {
     args.a().flags = kCloneNewtime;
     args.a().exit_signal = SIGCHLD;
     const std::string mine = ns_of("/proc/thread-self/ns/time");
-    long pid = clone3_run(args, sizeof(clone_args), [&] {
-      return ns_of("/proc/thread-self/ns/time") != mine ? 0 : 1;
-    });
+    long pid = clone3_run(args, sizeof(clone_args), [&] { return ns_of("/proc/thread-self/ns/time") != mine ? 0 : 1; });
     kpc::observe("newtime", result(pid));
     if (pid > 0) kpc::observe("newtime.child_in_new_ns", kpc::Child(static_cast<pid_t>(pid)).wait() == 0);
   }
@@ -251,8 +250,8 @@ int probe_main(kpc::Probe&) {
     }
     kpc::Child guard(dropper);
     report.write.reset();
-    for (const char* key : {"pidfd_autokill.only_cap_sys_admin", "pidfd_autokill.no_caps", "pidfd_autokill.no_caps.with_clone_nnp",
-                            "pidfd_autokill.no_caps.after_prctl_nnp"}) {
+    for (const char* key : {"pidfd_autokill.only_cap_sys_admin", "pidfd_autokill.no_caps",
+                            "pidfd_autokill.no_caps.with_clone_nnp", "pidfd_autokill.no_caps.after_prctl_nnp"}) {
       auto e = kpc::recv_int(report.read.get(), 5000);
       kpc::observe(key, !e ? std::string("no answer") : *e == 0 ? std::string("ok") : kpc::errno_name(*e));
     }

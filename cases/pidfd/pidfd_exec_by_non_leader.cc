@@ -57,9 +57,7 @@ int probe_main(kpc::Probe&) {
   input.read.reset();
   auto exec_tid = kpc::recv_int(tid.read.get(), 5000);
   KPC_CHECK(exec_tid.has_value());
-  long fd = syscall(kSysOpen, child.pid(), 0);
-  if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-  kpc::Fd pidfd(static_cast<int>(KPC_SYS(fd)));
+  kpc::Fd pidfd = kpc::pidfd::open_or_skip(child.pid());
   long lt = syscall(kSysOpen, child.pid(), kThread), et = syscall(kSysOpen, *exec_tid, kThread);
   kpc::observe("thread_pidfds", lt >= 0 && et >= 0 ? std::string("ok") : kpc::errno_name(errno));
   kpc::Fd leader_thread(static_cast<int>(lt)), execer_thread(static_cast<int>(et));

@@ -38,24 +38,21 @@ int probe_main(kpc::Probe&) {
   kpc::skip_unless_root_is_mount_point();  // the namespace's init mounts its own /proc
   // 1. A process that is PID 1 of a namespace of its own, and a pidfd for it.
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child a = kpc::fork_child_in_new_pidns([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 10000);
-  });
+  kpc::Child a = kpc::fork_child_in_new_pidns([&] { go.wait_for_go(); });
   go.read.reset();
-  long fd = syscall(kpc::pidfd::kSysOpen, a.pid(), 0);
-  if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-  kpc::Fd pidfd(static_cast<int>(KPC_SYS(fd)));
+  kpc::Fd pidfd = kpc::pidfd::open_or_skip(a.pid());
   // 2. Read through our proc: its PID here, then 1 in its own namespace.
   kpc::observe("live.pid_is_child", fdinfo_field(pidfd.get(), "Pid:") == std::to_string(a.pid()));
   kpc::observe("live.nspid_is_here_and_1", fdinfo_field(pidfd.get(), "NSpid:") == std::to_string(a.pid()) + " 1");
   // 3. Read through the proc of a sibling namespace.
-  kpc::Child b = kpc::fork_child_in_new_pidns([&] {
-    KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
-    KPC_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
-    kpc::observe("sibling.pid", fdinfo_field(pidfd.get(), "Pid:"));
-    kpc::observe("sibling.nspid", fdinfo_field(pidfd.get(), "NSpid:"));
-  }, CLONE_NEWNS);
+  kpc::Child b = kpc::fork_child_in_new_pidns(
+      [&] {
+        KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+        KPC_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+        kpc::observe("sibling.pid", fdinfo_field(pidfd.get(), "Pid:"));
+        kpc::observe("sibling.nspid", fdinfo_field(pidfd.get(), "NSpid:"));
+      },
+      CLONE_NEWNS);
   b.wait();
   // 4. Exited, not yet reaped; then reaped.
   go.write.reset();

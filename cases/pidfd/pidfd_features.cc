@@ -89,8 +89,7 @@ int probe_main(kpc::Probe&) {
   }
 
   // 7. PIDFD_NONBLOCK (5.10) and PIDFD_THREAD (6.9) flags of pidfd_open.
-  for (auto [flag, key] : {std::pair{kNonblock, "pidfd_open.nonblock"},
-                           std::pair{kThread, "pidfd_open.thread"}}) {
+  for (auto [flag, key] : {std::pair{kNonblock, "pidfd_open.nonblock"}, std::pair{kThread, "pidfd_open.thread"}}) {
     long f = syscall(kSysOpen, getpid(), flag);
     kpc::observe(key, result(f));
     if (f >= 0) close(static_cast<int>(f));

@@ -49,9 +49,7 @@ int probe_main(kpc::Probe&) {
     kpc::recv_byte(go.read.get(), 10000);
     return 3;
   });
-  long fd = syscall(kSysOpen, child.pid(), 0);
-  if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-  kpc::Fd pidfd(static_cast<int>(KPC_SYS(fd)));
+  kpc::Fd pidfd = kpc::pidfd::open_or_skip(child.pid());
   // 1. Alive: PIDs and credentials, no exit information.
   Got live = get_info(pidfd.get());
   kpc::observe("alive.get_info", live.result);

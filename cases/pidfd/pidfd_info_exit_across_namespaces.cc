@@ -64,7 +64,8 @@ int probe_main(kpc::Probe&) {
   kpc::Child sibling = kpc::fork_child_in_new_pidns([&] {
     Info info{};
     info.mask = kInfoExit;
-    kpc::observe("sibling.get_info", ioctl(fd.get(), kGetInfo, &info) == 0 ? std::string("ok") : kpc::errno_name(errno));
+    kpc::observe("sibling.get_info",
+                 ioctl(fd.get(), kGetInfo, &info) == 0 ? std::string("ok") : kpc::errno_name(errno));
   });
   sibling.wait();
   return 0;

@@ -17,30 +17,14 @@
 
 #include "kpc/pidfd.h"
 #include "kpc/probe.h"
+#include "kpc/proc.h"
 
 namespace {
 using namespace kpc::pidfd;
 
 // A child that waits until its pipe is written to or closed, then exits 0.
 kpc::Child waiter(kpc::Pipe& go) {
-  return kpc::fork_child([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 20000);
-  });
-}
-
-void set_last_pid(pid_t last) {
-  int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) kpc::skip("no /proc/sys/kernel/ns_last_pid (CONFIG_CHECKPOINT_RESTORE)");
-  KPC_SYS(fd);
-  std::string text = std::to_string(last);
-  if (write(fd, text.data(), text.size()) < 0) {
-    int err = errno;
-    close(fd);
-    if (err == EPERM) kpc::skip("writing ns_last_pid needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (EPERM)");
-    kpc::broken("write ns_last_pid: " + kpc::errno_name(err));
-  }
-  close(fd);
+  return kpc::fork_child([&] { go.wait_for_go(20000); });
 }
 }  // namespace
 
@@ -49,9 +33,7 @@ int probe_main(kpc::Probe&) {
     // 1. A first process, and a pidfd for it.
     kpc::Pipe go_a = kpc::Pipe::make(O_CLOEXEC);
     kpc::Child a = waiter(go_a);
-    long fd = syscall(kSysOpen, a.pid(), 0);
-    if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-    kpc::Fd pidfd(static_cast<int>(KPC_SYS(fd)));
+    kpc::Fd pidfd = kpc::pidfd::open_or_skip(a.pid());
     pid_t old_pid = a.pid();
 
     // 2. It ends and is reaped: the PID is free.
@@ -59,7 +41,7 @@ int probe_main(kpc::Probe&) {
     a.wait();
 
     // 3. The next process gets the same PID (ns_last_pid = PID - 1).
-    set_last_pid(old_pid - 1);
+    kpc::set_ns_last_pid(old_pid - 1);
     kpc::Pipe go_b = kpc::Pipe::make(O_CLOEXEC);
     kpc::Child b = waiter(go_b);
     go_b.read.reset();
@@ -70,8 +52,8 @@ int probe_main(kpc::Probe&) {
     kpc::observe("old_pidfd.send_signal_0", result(syscall(kSysSendSignal, pidfd.get(), 0, nullptr, 0)));
     kpc::observe("old_pidfd.send_sigkill", result(syscall(kSysSendSignal, pidfd.get(), SIGKILL, nullptr, 0)));
     siginfo_t si{};
-    kpc::observe("old_pidfd.waitid", result(syscall(SYS_waitid, kPPidfd, pidfd.get(), &si, WEXITED | WNOHANG,
-                                                   nullptr)));
+    kpc::observe("old_pidfd.waitid",
+                 result(syscall(SYS_waitid, kPPidfd, pidfd.get(), &si, WEXITED | WNOHANG, nullptr)));
     pollfd pfd{pidfd.get(), POLLIN, 0};
     kpc::observe("old_pidfd.readable", poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN));
     kpc::observe("kill_by_number.reaches_newcomer", kill(old_pid, 0) == 0);

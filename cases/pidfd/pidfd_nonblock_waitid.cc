@@ -25,10 +25,7 @@ std::string wait_on(int pidfd, int options) {
 
 int probe_main(kpc::Probe&) {
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child child = kpc::fork_child([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 10000);
-  });
+  kpc::Child child = kpc::fork_child([&] { go.wait_for_go(); });
   long nb = syscall(kSysOpen, child.pid(), kNonblock);
   if (nb < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
   if (nb < 0 && errno == EINVAL) kpc::skip("PIDFD_NONBLOCK is refused (EINVAL): it arrived in Linux 5.10");

@@ -41,9 +41,7 @@ int probe_main(kpc::Probe&) {
     kpc::send_int(report.write.get(), si ? si->si_value.sival_int : -1);
   });
   KPC_CHECK(kpc::recv_byte(ready.read.get(), 5000).has_value());
-  long fd = syscall(kSysOpen, child.pid(), 0);
-  if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-  kpc::Fd pidfd(static_cast<int>(KPC_SYS(fd)));
+  kpc::Fd pidfd = kpc::pidfd::open_or_skip(child.pid());
   // 2. Refused: a mismatched si_signo; kernel-like codes to another process.
   kpc::observe("other.signo_mismatch", send(pidfd.get(), SIGUSR1, SIGUSR2, SI_QUEUE, 1));
   kpc::observe("other.si_user", send(pidfd.get(), SIGUSR1, SIGUSR1, SI_USER, 1));

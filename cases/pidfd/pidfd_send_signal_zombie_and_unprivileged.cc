@@ -19,18 +19,13 @@ constexpr uid_t kOther = 65534;
 int probe_main(kpc::Probe& p) {
   // 1. A zombie.
   kpc::Child dead = kpc::fork_child([] { return 4; });
-  long fd = syscall(kSysOpen, dead.pid(), 0);
-  if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-  kpc::Fd dead_fd(static_cast<int>(KPC_SYS(fd)));
+  kpc::Fd dead_fd = kpc::pidfd::open_or_skip(dead.pid());
   KPC_CHECK(kpc::wait_for_state(dead.pid(), 'Z', 5000) == 'Z');
   kpc::observe("zombie.send_sigkill", result(syscall(kSysSendSignal, dead_fd.get(), SIGKILL, nullptr, 0)));
   kpc::observe("zombie.status", kpc::describe_wait_status(dead.wait()));
   // 2. A live target of ours, and a sender that is somebody else.
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child target = kpc::fork_child([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 10000);
-  });
+  kpc::Child target = kpc::fork_child([&] { go.wait_for_go(); });
   kpc::Fd target_fd(KPC_SYS(static_cast<int>(syscall(kSysOpen, target.pid(), 0))));
   // Another uid to become: only root has one (and not in the userns
   // flavor, whose user namespace maps a single uid).
@@ -38,10 +33,8 @@ int probe_main(kpc::Probe& p) {
     kpc::Child sender = kpc::fork_child([&] {
       KPC_SYS(setresgid(kOther, kOther, kOther));
       KPC_SYS(setresuid(kOther, kOther, kOther));  // drops every capability
-      kpc::observe("unprivileged.send_signal_0",
-                   result(syscall(kSysSendSignal, target_fd.get(), 0, nullptr, 0)));
-      kpc::observe("unprivileged.send_sigterm",
-                   result(syscall(kSysSendSignal, target_fd.get(), SIGTERM, nullptr, 0)));
+      kpc::observe("unprivileged.send_signal_0", result(syscall(kSysSendSignal, target_fd.get(), 0, nullptr, 0)));
+      kpc::observe("unprivileged.send_sigterm", result(syscall(kSysSendSignal, target_fd.get(), SIGTERM, nullptr, 0)));
     });
     sender.wait();
   }

@@ -46,10 +46,13 @@ int probe_main(kpc::Probe&) {
     }
   };
   pthread_t worker;
-  KPC_CHECK(pthread_create(&worker, nullptr, [](void* b) -> void* {
-              (*static_cast<decltype(body)*>(b))();
-              return nullptr;
-            }, &body) == 0);
+  KPC_CHECK(pthread_create(
+                &worker, nullptr,
+                [](void* b) -> void* {
+                  (*static_cast<decltype(body)*>(b))();
+                  return nullptr;
+                },
+                &body) == 0);
   auto tid = kpc::recv_int(tid_pipe.read.get(), 5000);
   KPC_CHECK(tid.has_value());
 
@@ -62,7 +65,8 @@ int probe_main(kpc::Probe&) {
     const bool main_got = g_main_handled.load() > handled_before;
     if (main_got && worker_had == 0) return std::string("process");
     if (!main_got && worker_had == 1) return std::string("thread");
-    return std::string("main=") + (main_got ? "1" : "0") + " worker=" + (worker_had ? std::to_string(*worker_had) : "?");
+    return std::string("main=") + (main_got ? "1" : "0") +
+           " worker=" + (worker_had ? std::to_string(*worker_had) : "?");
   };
 
   // 2. A non-leader TID is not a process: pidfd_open without PIDFD_THREAD refuses it.
@@ -85,7 +89,7 @@ int probe_main(kpc::Probe&) {
     r = syscall(kSysSendSignal, tfd.get(), SIGUSR1, nullptr, kSignalThreadGroup);
     kpc::observe("thread_pidfd.send_signal_thread_group", result(r));
     if (r == 0) kpc::observe("thread_pidfd.thread_group_target", where(before));
-    // 7. The worker exits: its thread pidfd becomes readable. POLLHUP comes
+    // 6. The worker exits: its thread pidfd becomes readable. POLLHUP comes
     //    once the thread is released, a moment later (seen both ways at the
     //    first poll on 7.2), so it is waited for separately, 2 s at most.
     kpc::send_byte(ask.write.get(), 'q');
@@ -102,7 +106,7 @@ int probe_main(kpc::Probe&) {
   }
   pthread_join(worker, nullptr);
 
-  // 6. PIDFD_SIGNAL_THREAD on a process pidfd (our own): the leader thread.
+  // 7. PIDFD_SIGNAL_THREAD on a process pidfd (our own): the leader thread.
   long self = syscall(kSysOpen, getpid(), 0);
   KPC_CHECK(self >= 0);
   kpc::Fd sfd(static_cast<int>(self));

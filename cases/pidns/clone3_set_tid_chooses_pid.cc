@@ -58,9 +58,9 @@ int probe_main(kpc::Probe&) {
     // 4. Two levels with CLONE_NEWPID: 1 in the new namespace, 9 here.
     kpc::Pipe report = kpc::Pipe::make(O_CLOEXEC);
     kpc::observe("set_tid.new_namespace", clone3_with_tids(CLONE_NEWPID, {1, 9}, [&] {
-      kpc::send_int(report.write.get(), getpid());
-      return 0;
-    }));
+                   kpc::send_int(report.write.get(), getpid());
+                   return 0;
+                 }));
     auto inner = kpc::recv_int(report.read.get(), 2000);
     kpc::observe("set_tid.new_namespace.inner_pid", inner ? std::to_string(*inner) : std::string("none"));
     // 5. Without the capabilities: EPERM.

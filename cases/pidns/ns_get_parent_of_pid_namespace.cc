@@ -15,7 +15,7 @@
 
 namespace {
 ino_t inode_of(int fd) {
-  struct stat st{};
+  struct stat st {};
   KPC_SYS(fstat(fd, &st));
   return st.st_ino;
 }

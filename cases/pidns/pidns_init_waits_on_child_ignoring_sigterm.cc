@@ -43,8 +43,7 @@ int probe_main(kpc::Probe& p) {
     }
     kpc::send_byte(ready.write.get());
     // 3. Wait for SIGTERM, forward it, then wait for the worker.
-    while (sigwaitinfo(&term, nullptr) != SIGTERM) {
-    }
+    while (sigwaitinfo(&term, nullptr) != SIGTERM) {}
     kill(worker, SIGTERM);
     if (grace) {
       for (int i = 0; i < 20; ++i) {
@@ -71,8 +70,7 @@ int probe_main(kpc::Probe& p) {
     const std::string syscall = "/proc/" + std::to_string(init.pid()) + "/syscall";
     const std::string in_wait4 = std::to_string(SYS_wait4) + " ";
     const int64_t deadline = kpc::monotonic_ms() + 5000;
-    while (!kpc::read_text(syscall).value_or("").starts_with(in_wait4) && kpc::monotonic_ms() < deadline)
-      usleep(1000);
+    while (!kpc::read_text(syscall).value_or("").starts_with(in_wait4) && kpc::monotonic_ms() < deadline) usleep(1000);
   }
   auto st = init.wait_for(grace ? 10000 : 200);
   kpc::observe("init.stopped_without_outside_sigkill", st.has_value());

@@ -13,10 +13,7 @@
 int probe_main(kpc::Probe&) {
   // 1. The outsider: a child of the probe that waits.
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child outsider = kpc::fork_child([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 10000);
-  });
+  kpc::Child outsider = kpc::fork_child([&] { go.wait_for_go(); });
   pid_t target = outsider.pid();
   // The namespace below will hold PIDs 1 and 2 only: the number must not
   // be one of them (in the pidns flavor the probe's own PIDs are small).

@@ -22,8 +22,7 @@ namespace {
     _exit(0);
   }
   int st = 0;
-  while (waitpid(static_cast<pid_t>(pid), &st, 0) < 0 && errno == EINTR) {
-  }
+  while (waitpid(static_cast<pid_t>(pid), &st, 0) < 0 && errno == EINTR) {}
   _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
 }
 }  // namespace

@@ -20,7 +20,7 @@ int probe_main(kpc::Probe&) {
   kpc::TempDir dir("outsider");
   std::string path = dir.path() + "/locked";
   kpc::Fd lockfd(KPC_SYS(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)));
-  struct flock fl{};
+  struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   KPC_SYS(fcntl(lockfd.get(), F_SETLK, &fl));
@@ -46,7 +46,7 @@ int probe_main(kpc::Probe&) {
     kpc::observe("outsider_peercred.pid", static_cast<int64_t>(cred.pid));
     // 5. F_GETLK on the outsider's lock (a new open file: POSIX locks are per process).
     kpc::Fd f(KPC_SYS(open(path.c_str(), O_RDWR | O_CLOEXEC)));
-    struct flock q{};
+    struct flock q {};
     q.l_type = F_WRLCK;
     q.l_whence = SEEK_SET;
     KPC_SYS(fcntl(f.get(), F_GETLK, &q));

@@ -46,7 +46,8 @@ long minimum_pid_max() {
   for (size_t at = 0; at < possible.size();) {
     long lo = std::stol(possible.substr(at)), hi = lo;
     size_t dash = possible.find('-', at), comma = possible.find(',', at);
-    if (dash != std::string::npos && (comma == std::string::npos || dash < comma)) hi = std::stol(possible.substr(dash + 1));
+    if (dash != std::string::npos && (comma == std::string::npos || dash < comma))
+      hi = std::stol(possible.substr(dash + 1));
     cpus += hi - lo + 1;
     if (comma == std::string::npos) break;
     at = comma + 1;
@@ -65,51 +66,55 @@ int probe_main(kpc::Probe&) {
     kpc::skip("before 6.14 kernel.pid_max is global: writing it would change the whole machine's limit");
   const long outer_before = read_long("/proc/sys/kernel/pid_max");
   const long limit = minimum_pid_max() + 50;
-  kpc::Child init = kpc::fork_child_in_new_pidns([&] {
-    mount_own_proc();
-    // 1. Our own pid_max.
-    kpc::observe("set_pid_max", write_long("/proc/sys/kernel/pid_max", limit));
-    kpc::observe("reads_back", read_long("/proc/sys/kernel/pid_max") == limit);
-    // 2. PIDs wrap below it.
-    KPC_CHECK(write_long("/proc/sys/kernel/ns_last_pid", limit - 2) == "ok");
-    std::vector<pid_t> got;
-    for (int i = 0; i < 2; ++i) got.push_back(kpc::fork_child([] {}).release());
-    for (pid_t p : got) waitpid(p, nullptr, 0);
-    kpc::observe("last_below_limit", got[0] == limit - 1);
-    kpc::observe("next_wrapped_below_limit", got[1] < limit);
-    // 3. Fill every PID we may hand out, then a nested namespace with a
-    //    higher limit tries to fork.
-    kpc::Pipe hold = kpc::Pipe::make(O_CLOEXEC);
-    std::vector<kpc::Child> fillers;
-    kpc::Pipe inner_ready = kpc::Pipe::make(O_CLOEXEC), inner_go = kpc::Pipe::make(O_CLOEXEC);
-    kpc::Child inner = kpc::fork_child_in_new_pidns([&] {
-      mount_own_proc();
-      kpc::observe("inner.set_higher_pid_max", write_long("/proc/sys/kernel/pid_max", limit + 100));
-      kpc::send_byte(inner_ready.write.get());
-      kpc::recv_byte(inner_go.read.get(), 20000);
-      pid_t c = fork();
-      if (c == 0) _exit(0);
-      kpc::observe("inner.fork_when_outer_full", c < 0 ? kpc::errno_name(errno) : "ok");
-      if (c > 0) waitpid(c, nullptr, 0);
-    }, CLONE_NEWNS);
-    KPC_CHECK(kpc::recv_byte(inner_ready.read.get(), 5000).has_value());
-    for (;;) {
-      pid_t c = fork();
-      if (c < 0) break;  // EAGAIN: no PID left below our limit
-      if (c == 0) {
+  kpc::Child init = kpc::fork_child_in_new_pidns(
+      [&] {
+        mount_own_proc();
+        // 1. Our own pid_max.
+        kpc::observe("set_pid_max", write_long("/proc/sys/kernel/pid_max", limit));
+        kpc::observe("reads_back", read_long("/proc/sys/kernel/pid_max") == limit);
+        // 2. PIDs wrap below it.
+        KPC_CHECK(write_long("/proc/sys/kernel/ns_last_pid", limit - 2) == "ok");
+        std::vector<pid_t> got;
+        for (int i = 0; i < 2; ++i) got.push_back(kpc::fork_child([] {}).release());
+        for (pid_t p : got) waitpid(p, nullptr, 0);
+        kpc::observe("last_below_limit", got[0] == limit - 1);
+        kpc::observe("next_wrapped_below_limit", got[1] < limit);
+        // 3. Fill every PID we may hand out, then a nested namespace with a
+        //    higher limit tries to fork.
+        kpc::Pipe hold = kpc::Pipe::make(O_CLOEXEC);
+        std::vector<kpc::Child> fillers;
+        kpc::Pipe inner_ready = kpc::Pipe::make(O_CLOEXEC), inner_go = kpc::Pipe::make(O_CLOEXEC);
+        kpc::Child inner = kpc::fork_child_in_new_pidns(
+            [&] {
+              mount_own_proc();
+              kpc::observe("inner.set_higher_pid_max", write_long("/proc/sys/kernel/pid_max", limit + 100));
+              kpc::send_byte(inner_ready.write.get());
+              kpc::recv_byte(inner_go.read.get(), 20000);
+              pid_t c = fork();
+              if (c == 0) _exit(0);
+              kpc::observe("inner.fork_when_outer_full", c < 0 ? kpc::errno_name(errno) : "ok");
+              if (c > 0) waitpid(c, nullptr, 0);
+            },
+            CLONE_NEWNS);
+        KPC_CHECK(kpc::recv_byte(inner_ready.read.get(), 5000).has_value());
+        for (;;) {
+          pid_t c = fork();
+          if (c < 0) break;  // EAGAIN: no PID left below our limit
+          if (c == 0) {
+            hold.write.reset();
+            kpc::recv_byte(hold.read.get(), 30000);
+            _exit(0);
+          }
+          fillers.emplace_back(c);
+          KPC_CHECK(fillers.size() < static_cast<size_t>(limit));
+        }
+        kpc::observe("outer.fork_when_full", kpc::errno_name(errno));
+        kpc::send_byte(inner_go.write.get());
+        inner.wait();
         hold.write.reset();
-        kpc::recv_byte(hold.read.get(), 30000);
-        _exit(0);
-      }
-      fillers.emplace_back(c);
-      KPC_CHECK(fillers.size() < static_cast<size_t>(limit));
-    }
-    kpc::observe("outer.fork_when_full", kpc::errno_name(errno));
-    kpc::send_byte(inner_go.write.get());
-    inner.wait();
-    hold.write.reset();
-    for (auto& f : fillers) f.wait();
-  }, CLONE_NEWNS);
+        for (auto& f : fillers) f.wait();
+      },
+      CLONE_NEWNS);
   kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
   kpc::observe("outer_pid_max_unchanged", read_long("/proc/sys/kernel/pid_max") == outer_before);
   return 0;

@@ -34,24 +34,26 @@ int numeric_entries() {
 
 int probe_main(kpc::Probe&) {
   kpc::skip_unless_root_is_mount_point();  // the namespace's init mounts its own /proc
-  kpc::Child init = kpc::fork_child_in_new_pidns([] {
-    // 1. The inherited /proc: the outer namespace's numbers.
-    kpc::observe("old_proc.self_is_getpid", self_link() == std::to_string(getpid()));
-    // 2. A proc of this namespace, in this mount namespace only.
-    KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
-    KPC_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
-    kpc::observe("new_proc.self", self_link());
-    kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC), ready = kpc::Pipe::make(O_CLOEXEC);
-    kpc::Child member = kpc::fork_child([&] {
-      kpc::observe("member.new_proc.self", self_link());
-      kpc::send_byte(ready.write.get());
-      kpc::recv_byte(go.read.get(), 5000);
-    });
-    KPC_CHECK(kpc::recv_byte(ready.read.get(), 5000).has_value());
-    kpc::observe("new_proc.processes_listed", numeric_entries());
-    kpc::send_byte(go.write.get());
-    member.wait();
-  }, CLONE_NEWNS);
+  kpc::Child init = kpc::fork_child_in_new_pidns(
+      [] {
+        // 1. The inherited /proc: the outer namespace's numbers.
+        kpc::observe("old_proc.self_is_getpid", self_link() == std::to_string(getpid()));
+        // 2. A proc of this namespace, in this mount namespace only.
+        KPC_SYS(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+        KPC_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+        kpc::observe("new_proc.self", self_link());
+        kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC), ready = kpc::Pipe::make(O_CLOEXEC);
+        kpc::Child member = kpc::fork_child([&] {
+          kpc::observe("member.new_proc.self", self_link());
+          kpc::send_byte(ready.write.get());
+          kpc::recv_byte(go.read.get(), 5000);
+        });
+        KPC_CHECK(kpc::recv_byte(ready.read.get(), 5000).has_value());
+        kpc::observe("new_proc.processes_listed", numeric_entries());
+        kpc::send_byte(go.write.get());
+        member.wait();
+      },
+      CLONE_NEWNS);
   kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
   return 0;
 }

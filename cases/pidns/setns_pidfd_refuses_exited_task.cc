@@ -29,14 +29,9 @@ std::string try_setns(int pidfd) {
 
 int probe_main(kpc::Probe&) {
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child init = kpc::fork_child_in_new_pidns([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 10000);
-  });
+  kpc::Child init = kpc::fork_child_in_new_pidns([&] { go.wait_for_go(); });
   go.read.reset();
-  long fd = syscall(kpc::pidfd::kSysOpen, init.pid(), 0);
-  if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
-  kpc::Fd pidfd(static_cast<int>(KPC_SYS(fd)));
+  kpc::Fd pidfd = kpc::pidfd::open_or_skip(init.pid());
   // 1. Alive.
   std::string live = try_setns(pidfd.get());
   if (live == "EINVAL") kpc::skip("setns() does not take a pidfd (Linux 5.8)");

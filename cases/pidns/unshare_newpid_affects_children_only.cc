@@ -42,8 +42,8 @@ int probe_main(kpc::Probe&) {
     first.wait();
     kpc::observe("caller.pid_for_children_differs", ns_link("pid") != ns_link("pid_for_children"));
     // 4. CLONE_NEWPID with CLONE_THREAD: refused.
-    long t = syscall(SYS_clone, CLONE_NEWPID | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM, nullptr, nullptr, nullptr,
-                     nullptr);
+    long t =
+        syscall(SYS_clone, CLONE_NEWPID | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM, nullptr, nullptr, nullptr, nullptr);
     if (t == 0) _exit(0);  // never expected
     kpc::observe_result("clone_newpid_thread", t, errno);
   });

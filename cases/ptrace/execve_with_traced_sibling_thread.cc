@@ -77,8 +77,9 @@ int probe_main(kpc::Probe&) {
       attach = kpc::recv_int(res.read.get(), 1);
       if (!attach) waiting = asleep_in_ptrace(a.pid());
     }
-    kpc::observe("attach_meanwhile", attach ? (*attach ? kpc::errno_name(*attach) : std::string("ok"))
-                                     : waiting ? std::string("waits") : std::string("no answer in 5 s"));
+    kpc::observe("attach_meanwhile", attach    ? (*attach ? kpc::errno_name(*attach) : std::string("ok"))
+                                     : waiting ? std::string("waits")
+                                               : std::string("no answer in 5 s"));
     if (!attach) a.kill(SIGKILL);
     a.wait();
     // 5. We release the thread; the exec goes on.

@@ -28,11 +28,28 @@ int probe_main(kpc::Probe& p) {
   struct sigaction sa {};
   sigemptyset(&sa.sa_mask);
   auto set_ign = [&] { sa.sa_handler = SIG_IGN; };
-  auto set_dfl = [&] { sa.sa_handler = SIG_DFL; sa.sa_flags = SA_NOCLDWAIT; };
-  auto set_handler = [&] { sa.sa_handler = on_chld; sa.sa_flags = SA_NOCLDWAIT | SA_RESTART; };
-  KPC_CHECK(p.dispatch({{"sig_ign", [&] { set_ign(); return 0; }},
-                        {"nocldwait_default", [&] { set_dfl(); return 0; }},
-                        {"nocldwait_handler", [&] { set_handler(); return 0; }}}) == 0);
+  auto set_dfl = [&] {
+    sa.sa_handler = SIG_DFL;
+    sa.sa_flags = SA_NOCLDWAIT;
+  };
+  auto set_handler = [&] {
+    sa.sa_handler = on_chld;
+    sa.sa_flags = SA_NOCLDWAIT | SA_RESTART;
+  };
+  KPC_CHECK(p.dispatch({{"sig_ign",
+                         [&] {
+                           set_ign();
+                           return 0;
+                         }},
+                        {"nocldwait_default",
+                         [&] {
+                           set_dfl();
+                           return 0;
+                         }},
+                        {"nocldwait_handler", [&] {
+                           set_handler();
+                           return 0;
+                         }}}) == 0);
   const std::string helper = p.helper("exec_report");
 
   // 1. The scenario's parent is a child of the probe, so the probe can still
@@ -51,9 +68,13 @@ int probe_main(kpc::Probe& p) {
       kpc::record_state("child", kProps);
       kpc::observe("child.wait_own_child", kpc::fork_exit_and_wait());
       std::string hp = helper;
-      char* argv[] = {hp.data(), const_cast<char*>("--prefix"), const_cast<char*>("exec"),
-                      const_cast<char*>("--record"), const_cast<char*>(kProps),
-                      const_cast<char*>("--fork-and-wait"), nullptr};
+      char* argv[] = {hp.data(),
+                      const_cast<char*>("--prefix"),
+                      const_cast<char*>("exec"),
+                      const_cast<char*>("--record"),
+                      const_cast<char*>(kProps),
+                      const_cast<char*>("--fork-and-wait"),
+                      nullptr};
       execve(argv[0], argv, environ);
       kpc::broken(std::string("execve: ") + strerror(errno));
     }

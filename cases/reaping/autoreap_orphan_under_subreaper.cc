@@ -77,8 +77,7 @@ int probe_main(kpc::Probe&) {
   const pid_t gc = *got;
   kpc::Fd watch(static_cast<int>(syscall(kSysOpen, gc, 0)));
   KPC_CHECK(watch);
-  while (take_sigchld(0)) {
-  }  // the middle child's SIGCHLD
+  while (take_sigchld(0)) {}  // the middle child's SIGCHLD
 
   // 3. Reparented to us, alive, not waitable yet.
   auto st = kpc::read_status(gc);

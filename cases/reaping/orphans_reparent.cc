@@ -38,8 +38,7 @@ void make_orphan(pid_t expect_reaper, const char* key) {
   middle.wait();
   // Reap the orphan, which is now ours (subreaper) or init's (ourselves).
   int st;
-  while (wait(&st) > 0) {
-  }
+  while (wait(&st) > 0) {}
 }
 }  // namespace
 

@@ -21,19 +21,6 @@ pid_t fork_and_reap() {
   KPC_SYS(waitpid(pid, &st, 0));
   return pid;
 }
-void set_last_pid(long last) {
-  int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) kpc::skip("no /proc/sys/kernel/ns_last_pid (CONFIG_CHECKPOINT_RESTORE)");
-  KPC_SYS(fd);
-  std::string text = std::to_string(last);
-  if (write(fd, text.data(), text.size()) < 0) {
-    int err = errno;
-    close(fd);
-    if (err == EPERM) kpc::skip("writing ns_last_pid needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (EPERM)");
-    kpc::broken("write ns_last_pid: " + kpc::errno_name(err));
-  }
-  close(fd);
-}
 }  // namespace
 
 int probe_main(kpc::Probe&) {
@@ -46,19 +33,16 @@ int probe_main(kpc::Probe&) {
     // 2. At the top: the last PID below pid_max, then the wrap.
     long pid_max = std::stol(kpc::read_text("/proc/sys/kernel/pid_max").value_or("0"));
     KPC_CHECK(pid_max > 300);
-    set_last_pid(pid_max - 2);
+    kpc::set_ns_last_pid(pid_max - 2);
     pid_t top = fork_and_reap();
     kpc::observe("top_is_pid_max_minus_1", top == pid_max - 1);
     // A child that stays alive keeps 300 taken across the wrap (the wrap
     // goes to RESERVED_PIDS, 300, not to 1).
     kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-    set_last_pid(299);
-    kpc::Child holder = kpc::fork_child([&] {
-      go.write.reset();
-      kpc::recv_byte(go.read.get(), 5000);
-    });
+    kpc::set_ns_last_pid(299);
+    kpc::Child holder = kpc::fork_child([&] { go.wait_for_go(5000); });
     kpc::observe("holder", static_cast<int64_t>(holder.pid()));
-    set_last_pid(pid_max - 1);
+    kpc::set_ns_last_pid(pid_max - 1);
     pid_t wrapped = fork_and_reap();
     kpc::observe("after_wrap", static_cast<int64_t>(wrapped));
     kpc::send_byte(go.write.get());

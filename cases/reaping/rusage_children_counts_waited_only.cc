@@ -17,7 +17,8 @@ constexpr long kPages = 4096;  // 16 MiB
 
 void fault_pages() {
   long page = sysconf(_SC_PAGESIZE);
-  char* mem = static_cast<char*>(mmap(nullptr, kPages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* mem =
+      static_cast<char*>(mmap(nullptr, kPages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (mem == MAP_FAILED) _exit(1);
   // No transparent huge pages: one fault per 4 KiB page, not per 2 MiB
   // (Debian's kernels under QEMU mapped the 16 MiB with a handful of faults).

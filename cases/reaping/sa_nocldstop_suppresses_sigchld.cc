@@ -40,7 +40,7 @@ int probe_main(kpc::Probe& p) {
   kpc::Child child = kpc::fork_child([&] {
     go.write.reset();
     g_continued_fd = continued.write.get();
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_sigcont;
     sa.sa_flags = SA_RESTART;
     KPC_SYS(sigaction(SIGCONT, &sa, nullptr));

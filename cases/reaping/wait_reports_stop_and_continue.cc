@@ -47,10 +47,7 @@ int probe_main(kpc::Probe& p) {
     kpc::broken("unknown variant '" + p.variant + "'");
   // 1. A child that waits on a pipe and exits 0 when told.
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
-  kpc::Child child = kpc::fork_child([&] {
-    go.write.reset();
-    kpc::recv_byte(go.read.get(), 20000);
-  });
+  kpc::Child child = kpc::fork_child([&] { go.wait_for_go(20000); });
   go.read.reset();
   Waiter w{p.variant, child.pid()};
   kpc::Fd pidfd;
@@ -72,10 +69,8 @@ int probe_main(kpc::Probe& p) {
   kpc::observe("stop.exit_wait_sees", w.ask(WEXITED | WNOHANG));
 
   // 3. Continue it (through the pidfd in that variant): WCONTINUED reports it once.
-  if (p.variant == "pidfd")
-    KPC_SYS(syscall(kSysSendSignal, w.pidfd, SIGCONT, nullptr, 0));
-  else
-    KPC_SYS(kill(child.pid(), SIGCONT));
+  if (p.variant == "pidfd") KPC_SYS(syscall(kSysSendSignal, w.pidfd, SIGCONT, nullptr, 0));
+  else KPC_SYS(kill(child.pid(), SIGCONT));
   kpc::observe("continue.report", w.ask(WCONTINUED));
   kpc::observe("continue.report_again", w.ask(WCONTINUED | WNOHANG));
 

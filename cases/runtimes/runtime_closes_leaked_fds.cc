@@ -14,22 +14,11 @@
 #include <vector>
 
 #include "kpc/probe.h"
-
-namespace {
-std::vector<std::string> runtime_prefix() {
-  const char* env = getenv("KPC_RUNTIME_PREFIX");
-  if (!env || !*env) kpc::skip("runs only under --runtime (it plays the engine that starts the runtime)");
-  std::vector<std::string> out(1);
-  for (const char* c = env; *c; ++c) {
-    if (*c == '\x1f') out.emplace_back();
-    else out.back() += *c;
-  }
-  return out;
-}
-}  // namespace
+#include "kpc/runtime.h"
 
 int probe_main(kpc::Probe& p) {
-  std::vector<std::string> argv = runtime_prefix();
+  std::vector<std::string> argv =
+      kpc::runtime::prefix_or_skip("runs only under --runtime (it plays the engine that starts the runtime)");
   // 1. The leaks: a directory handle and a pipe end, no close-on-exec.
   int dir = KPC_SYS(open(".", O_PATH | O_DIRECTORY));
   if (dir != 7) {

@@ -45,77 +45,20 @@
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
+#include "kpc/runtime.h"
 #include "kpc/signals.h"
 
 namespace {
 
-std::vector<std::string> runtime_prefix() {
-  const char* env = getenv("KPC_RUNTIME_PREFIX");
-  if (!env || !*env) kpc::skip("runs only under --runtime (it plays the engine that starts the runtime)");
-  std::vector<std::string> out;
-  std::string cur;
-  for (const char* c = env; *c; ++c) {
-    if (*c == '\x1f') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += *c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
-
 // One runtime instance with its workload, and the report pipe.
 struct Instance {
   kpc::Child runtime;
-  kpc::Fd rd;
-  std::string buf;
+  kpc::runtime::Reports reports;
   std::string workload;  // the workload's pid as it sees itself ("ready N")
   std::string pending;   // signals pending for the workload at its start ("pending MASK")
 
-  // The next report line, or nullopt on EOF or timeout. A runtime that
-  // could not start its container (kpc's OCI wrapper writes {"skip": ...}
-  // to fd 3) makes the whole probe skip with the runtime's own words.
-  std::optional<std::string> line(int timeout_ms) {
-    int64_t end = kpc::monotonic_ms() + timeout_ms;
-    for (;;) {
-      auto nl = buf.find('\n');
-      if (nl != std::string::npos) {
-        std::string l = buf.substr(0, nl);
-        buf.erase(0, nl + 1);
-        if (l.rfind("{\"skip\": \"", 0) == 0) {
-          std::string reason = l.substr(10);
-          reason = reason.substr(0, reason.rfind('"'));
-          kpc::skip(reason);
-        }
-        return l;
-      }
-      int left = static_cast<int>(end - kpc::monotonic_ms());
-      if (left <= 0) return std::nullopt;
-      pollfd p{rd.get(), POLLIN, 0};
-      if (poll(&p, 1, left) <= 0) return std::nullopt;
-      char tmp[256];
-      ssize_t n = read(rd.get(), tmp, sizeof tmp);
-      if (n <= 0) return std::nullopt;
-      buf.append(tmp, static_cast<size_t>(n));
-    }
-  }
-
-  // True when every writer of the pipe is gone within timeout_ms (EOF).
-  bool writers_gone(int timeout_ms) {
-    int64_t end = kpc::monotonic_ms() + timeout_ms;
-    for (;;) {
-      int left = static_cast<int>(end - kpc::monotonic_ms());
-      if (left <= 0) return false;
-      pollfd p{rd.get(), POLLIN, 0};
-      if (poll(&p, 1, left) <= 0) return false;
-      char tmp[256];
-      ssize_t n = read(rd.get(), tmp, sizeof tmp);
-      if (n == 0) return true;
-      if (n < 0) return false;
-    }
-  }
+  std::optional<std::string> line(int timeout_ms) { return reports.line(timeout_ms); }
+  bool writers_gone(int timeout_ms) { return reports.writers_gone(timeout_ms); }
 };
 
 // "pending MASK" from the workload: the hex mask as a set (bit N-1 = signal N).
@@ -125,19 +68,13 @@ kpc::SigSet pending_set(const std::string& hex) {
   return s;
 }
 
-void kill_leftovers(const std::string& tok);
-
-// Every workload carries this in its argv, so the ones a runtime leaves
-// behind can be found and killed (kill_leftovers).
-std::string token() { return "kpc-token-" + std::to_string(getpid()); }
-
 Instance start(const std::vector<std::string>& prefix, bool as_pid1, const std::string& workload,
                const std::vector<std::string>& args) {
   kpc::Pipe pipe = kpc::Pipe::make(O_CLOEXEC);
   std::vector<std::string> argv = prefix;
   argv.push_back(workload);
   for (const auto& a : args) argv.push_back(a);
-  argv.push_back(token());
+  argv.push_back(kpc::runtime::workload_token());
   pid_t pid = as_pid1 ? kpc::fork_into_new_pidns_or_skip(CLONE_NEWNS) : kpc::fork_or_broken();
   if (pid == 0) {
     if (as_pid1 && (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
@@ -145,18 +82,9 @@ Instance start(const std::vector<std::string>& prefix, bool as_pid1, const std::
       _exit(126);
     // The engine's child: fd 3 = the report pipe (also the fd the OCI
     // wrapper passes into the container), a clean signal state.
-    dup2(pipe.write.get(), 3);
-    setenv("KPC_OBS_FD", "3", 1);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    execv(cargv[0], cargv.data());
-    _exit(127);
+    kpc::runtime::exec_with_reports(argv, pipe.write.get());
   }
-  Instance in{kpc::Child(pid), std::move(pipe.read), "", "", ""};
+  Instance in{kpc::Child(pid), kpc::runtime::Reports(std::move(pipe.read)), "", ""};
   pipe.write.reset();
   // A container engine starts a container in 1.5-2 s alone, but many at
   // once on a loaded machine took over 10 s (kpc's docker wrapper starts a
@@ -180,26 +108,11 @@ Instance start(const std::vector<std::string>& prefix, bool as_pid1, const std::
       in.runtime.kill(SIGKILL);
       in.runtime.wait();
     }
-    kill_leftovers(token());
+    kpc::runtime::kill_workloads(kpc::runtime::workload_token());
     kpc::finish();
   }
   in.workload = ready->substr(6);
   return in;
-}
-
-// Workloads a SIGKILLed runtime left running: found by their unique argv.
-void kill_leftovers(const std::string& tok) {
-  DIR* d = opendir("/proc");
-  if (!d) return;
-  std::vector<pid_t> pids;
-  while (dirent* e = readdir(d))
-    if (e->d_name[0] >= '1' && e->d_name[0] <= '9') pids.push_back(static_cast<pid_t>(atoi(e->d_name)));
-  closedir(d);
-  for (pid_t pid : pids) {
-    auto cmd = kpc::read_text("/proc/" + std::to_string(pid) + "/cmdline");
-    if (cmd && cmd->find(tok) != std::string::npos && cmd->find("pid1_workload") != std::string::npos)
-      ::kill(pid, SIGKILL);
-  }
 }
 
 std::string runtime_end(Instance& in, int timeout_ms) {
@@ -207,7 +120,7 @@ std::string runtime_end(Instance& in, int timeout_ms) {
   if (!st) {
     in.runtime.kill(SIGKILL);
     in.runtime.wait();
-    kill_leftovers(token());
+    kpc::runtime::kill_workloads(kpc::runtime::workload_token());
     return "still running";
   }
   return kpc::describe_wait_status(*st);
@@ -216,10 +129,14 @@ std::string runtime_end(Instance& in, int timeout_ms) {
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  const std::vector<std::string> prefix = runtime_prefix();
+  const std::vector<std::string> prefix =
+      kpc::runtime::prefix_or_skip("runs only under --runtime (it plays the engine that starts the runtime)");
   const std::string workload = p.helper("pid1_workload");
   bool as_pid1 = false;
-  KPC_CHECK(p.dispatch({{"child", [] { return 0; }}, {"pid1", [&] { as_pid1 = true; return 0; }}}) == 0);
+  KPC_CHECK(p.dispatch({{"child", [] { return 0; }}, {"pid1", [&] {
+                                                        as_pid1 = true;
+                                                        return 0;
+                                                      }}}) == 0);
   if (as_pid1) kpc::skip_unless_root_is_mount_point();  // the workload, as PID 1, mounts its own /proc
   auto start = [&](const std::vector<std::string>& args) { return ::start(prefix, as_pid1, workload, args); };
 
@@ -279,7 +196,7 @@ int probe_main(kpc::Probe& p) {
         // variant; a workload that is PID 1 itself (runc) says so first.
         std::string ppid = l->substr(l->rfind(' ') + 1);
         const std::string runtime_pid = as_pid1 ? "1" : std::to_string(in.runtime.pid());
-        adopted = ppid == in.workload    ? "the workload (PID 1 of its namespace)"
+        adopted = ppid == in.workload   ? "the workload (PID 1 of its namespace)"
                   : ppid == runtime_pid ? "the runtime"
                                         : "another process";
       } else if (l->rfind("orphan_state ", 0) == 0) {
@@ -297,7 +214,7 @@ int probe_main(kpc::Probe& p) {
     in.runtime.wait();
     // Every writer of the report pipe gone = the workload died too.
     kpc::observe("sigkill_of_runtime.workload_survives", !in.writers_gone(1500));
-    kill_leftovers(token());
+    kpc::runtime::kill_workloads(kpc::runtime::workload_token());
   }
   return 0;
 }

@@ -18,8 +18,8 @@
 
 #include <string>
 
-#include "kpc/caps.h"
 #include "kpc/arch.h"
+#include "kpc/caps.h"
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 

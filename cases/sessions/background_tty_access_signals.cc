@@ -24,12 +24,8 @@ int probe_main(kpc::Probe& p) {
   const std::string& v = p.variant;
   bool do_read = v.starts_with("read_");
   if (!do_read && !v.starts_with("tcsetpgrp_")) kpc::broken("unknown variant '" + v + "'");
-  int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (m < 0) kpc::skip("posix_openpt: " + kpc::errno_name(errno) + " (no /dev/ptmx or devpts here)");
-  kpc::Fd master(m);
-  KPC_SYS(grantpt(m));
-  KPC_SYS(unlockpt(m));
-  std::string slave = ptsname(m);
+  std::string slave;
+  kpc::Fd master = kpc::open_pty_or_skip(&slave);
   kpc::Child s = kpc::fork_child([&] {
     KPC_SYS(setsid());
     int t = KPC_SYS(open(slave.c_str(), O_RDWR));  // the session's first terminal: its controlling terminal
@@ -65,7 +61,7 @@ int probe_main(kpc::Probe& p) {
     KPC_SYS(waitpid(b, &st, WUNTRACED));
     std::string outcome = WIFEXITED(st) && WEXITSTATUS(st) >= 100 ? kpc::errno_name(WEXITSTATUS(st) - 100)
                           : WIFEXITED(st) && WEXITSTATUS(st) == 0 ? std::string("ok")
-                                                                   : kpc::describe_wait_status(st);
+                                                                  : kpc::describe_wait_status(st);
     kpc::observe("background.outcome", outcome);
     kpc::observe("background.now_foreground", tcgetpgrp(t) == b);
     if (WIFSTOPPED(st)) {

@@ -81,12 +81,11 @@ int probe_main(kpc::Probe& p) {
   auto m1 = kpc::recv_int(r1.read.get(), 5000), m2 = kpc::recv_int(r2.read.get(), 5000);
   kpc::observe("member_1.signals", m1 ? kpc::format_sigset(kpc::SigSet{static_cast<uint32_t>(*m1)})
                                       : std::string("still stopped: no report"));
-  kpc::observe("member_2.signals", m2 ? kpc::format_sigset(kpc::SigSet{static_cast<uint32_t>(*m2)})
-                                      : std::string("no report"));
+  kpc::observe("member_2.signals",
+               m2 ? kpc::format_sigset(kpc::SigSet{static_cast<uint32_t>(*m2)}) : std::string("no report"));
   kill(*c1, SIGKILL);
   kill(*c2, SIGKILL);
   int st;
-  while (wait(&st) > 0) {
-  }
+  while (wait(&st) > 0) {}
   return 0;
 }

@@ -49,12 +49,8 @@ bool has_ctty() {
 int probe_main(kpc::Probe& p) {
   bool master_close = p.variant_is("master_close", "tiocnotty");
   kpc::ScopedSigmask block(SIG_BLOCK, kpc::SigSet::of({SIGHUP, SIGCONT, SIGUSR1}));
-  int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (m < 0) kpc::skip("posix_openpt: " + kpc::errno_name(errno) + " (no /dev/ptmx or devpts here)");
-  kpc::Fd master(m);
-  KPC_SYS(grantpt(m));
-  KPC_SYS(unlockpt(m));
-  std::string slave = ptsname(m);
+  std::string slave;
+  kpc::Fd master = kpc::open_pty_or_skip(&slave);
   kpc::Pipe s_ready = kpc::Pipe::make(O_CLOEXEC), report = kpc::Pipe::make(O_CLOEXEC);
   kpc::Child s = kpc::fork_child([&] {
     master.reset();  // only the probe holds the master

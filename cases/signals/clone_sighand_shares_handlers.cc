@@ -16,10 +16,10 @@ void on_usr1(int) {}
 
 int child_body(void*) {
   // Only raw, reentrant calls: with CLONE_VM this runs in the parent's memory.
-  struct sigaction ign{};
+  struct sigaction ign {};
   ign.sa_handler = SIG_IGN;
   sigaction(SIGUSR2, &ign, nullptr);
-  struct sigaction h{};
+  struct sigaction h {};
   h.sa_handler = on_usr1;
   h.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &h, nullptr);

@@ -19,8 +19,8 @@ int probe_main(kpc::Probe& p) {
   //    the reset disposition and then sends itself SIGUSR1.
   kpc::Child child = kpc::fork_child([&] {
     kpc::record_state("child", "caught,disp:SIGUSR1,flags:SIGUSR1");
-    kpc::exec_or_broken({p.helper("exec_report"), "--prefix", "exec", "--record",
-                         "caught,disp:SIGUSR1,flags:SIGUSR1", "--signal-self", "SIGUSR1"});
+    kpc::exec_or_broken({p.helper("exec_report"), "--prefix", "exec", "--record", "caught,disp:SIGUSR1,flags:SIGUSR1",
+                         "--signal-self", "SIGUSR1"});
   });
 
   // 3. With the default action restored, SIGUSR1 terminates the helper.

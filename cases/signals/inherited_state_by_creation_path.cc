@@ -48,7 +48,7 @@ struct ExecArgv {
   std::vector<char*> ptrs;
   explicit ExecArgv(const kpc::Probe& p) {
     std::string helper = p.helper("exec_report");
-    strings = {helper, "--prefix", "exec", "--record", kProps, "--then-exec",
+    strings = {helper, "--prefix", "exec",  "--record", kProps, "--then-exec",
                helper, "--prefix", "exec2", "--record", kProps};
     for (auto& s : strings) ptrs.push_back(s.data());
     ptrs.push_back(nullptr);
@@ -173,13 +173,13 @@ int via_spawn(const ExecArgv& a, short flags) {
 pid_t raw_vfork_exec(const char* path, char* const* argv, char* const* envp) {
   long ret;
   asm volatile(
-      "mov $58, %%eax\n\t"      // SYS_vfork
+      "mov $58, %%eax\n\t"  // SYS_vfork
       "syscall\n\t"
       "test %%rax, %%rax\n\t"
       "jnz 1f\n\t"
-      "mov $59, %%eax\n\t"      // SYS_execve(path, argv, envp)
+      "mov $59, %%eax\n\t"  // SYS_execve(path, argv, envp)
       "syscall\n\t"
-      "mov $127, %%edi\n\t"     // execve failed: _exit(127)
+      "mov $127, %%edi\n\t"  // execve failed: _exit(127)
       "mov $60, %%eax\n\t"
       "syscall\n\t"
       "1:\n\t"
@@ -194,6 +194,16 @@ pid_t raw_vfork_exec(const char* path, char* const* argv, char* const* envp) {
 }
 #endif
 
+// clone() on a stack of its own with `flags`: the child records child.*
+// and execs; then the parent waits and records.
+int clone_and_record(ExecArgv& a, int flags) {
+  static char stack[256 * 1024] alignas(16);
+  pid_t pid = clone([](void* arg) -> int { record_child_then_exec(*static_cast<ExecArgv*>(arg)); },
+                    stack + sizeof stack, flags, &a);
+  if (pid < 0) kpc::broken(std::string("clone: ") + strerror(errno));
+  return wait_and_record(pid);
+}
+
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
@@ -204,12 +214,14 @@ int probe_main(kpc::Probe& p) {
   //    child it records child.*; then it execs exec_report (exec.*), which
   //    execs exec_report again (exec2.*).
   return p.dispatch({
-      {"fork", [&] {
+      {"fork",
+       [&] {
          pid_t pid = kpc::fork_or_broken();
          if (pid == 0) record_child_then_exec(a);
          return wait_and_record(pid);
        }},
-      {"vfork_exec", [&] {
+      {"vfork_exec",
+       [&] {
          pid_t pid = vfork();
          if (pid == 0) {
            execve(a.path(), a.argv(), environ);
@@ -218,22 +230,10 @@ int probe_main(kpc::Probe& p) {
          if (pid < 0) kpc::broken(std::string("vfork: ") + strerror(errno));
          return wait_and_record(pid);
        }},
-      {"clone", [&] {
-         static char stack[256 * 1024] alignas(16);
-         pid_t pid = clone([](void* arg) -> int { record_child_then_exec(*static_cast<ExecArgv*>(arg)); },
-                           stack + sizeof stack, SIGCHLD, &a);
-         if (pid < 0) kpc::broken(std::string("clone: ") + strerror(errno));
-         return wait_and_record(pid);
-       }},
-      {"clone_vm", [&] {
-         // CLONE_VM without CLONE_VFORK: shares memory, runs concurrently;
-         // clone(2) says its alternate signal stack is cleared.
-         static char stack[256 * 1024] alignas(16);
-         pid_t pid = clone([](void* arg) -> int { record_child_then_exec(*static_cast<ExecArgv*>(arg)); },
-                           stack + sizeof stack, CLONE_VM | SIGCHLD, &a);
-         if (pid < 0) kpc::broken(std::string("clone: ") + strerror(errno));
-         return wait_and_record(pid);
-       }},
+      {"clone", [&] { return clone_and_record(a, SIGCHLD); }},
+      // CLONE_VM without CLONE_VFORK: shares memory, runs concurrently;
+      // clone(2) says its alternate signal stack is cleared.
+      {"clone_vm", [&] { return clone_and_record(a, CLONE_VM | SIGCHLD); }},
       {"clone3", [&] { return via_clone3(a, 0, true); }},
       {"clone3_clear_sighand", [&] { return via_clone3(a, CLONE_CLEAR_SIGHAND, true); }},
       {"clone3_clear_sighand_sighand",
@@ -241,7 +241,8 @@ int probe_main(kpc::Probe& p) {
       {"posix_spawn", [&] { return via_spawn(a, 0); }},
       {"posix_spawn_setsigmask", [&] { return via_spawn(a, POSIX_SPAWN_SETSIGMASK); }},
       {"posix_spawn_setsigdef", [&] { return via_spawn(a, POSIX_SPAWN_SETSIGDEF); }},
-      {"sys_fork", [&]() -> int {
+      {"sys_fork",
+       [&]() -> int {
 #ifdef SYS_fork
          long pid = syscall(SYS_fork);
          if (pid == 0) record_child_then_exec(a);
@@ -251,7 +252,8 @@ int probe_main(kpc::Probe& p) {
          kpc::skip("this architecture has no fork system call (only clone)");
 #endif
        }},
-      {"sys_vfork", [&]() -> int {
+      {"sys_vfork",
+       [&]() -> int {
 #if defined(__x86_64__)
          pid_t pid = raw_vfork_exec(a.path(), a.argv(), environ);
          if (pid < 0) kpc::broken(std::string("SYS_vfork: ") + strerror(errno));
@@ -260,13 +262,12 @@ int probe_main(kpc::Probe& p) {
          kpc::skip("raw vfork is implemented for x86_64 only (aarch64 has no vfork system call)");
 #endif
        }},
-      {"fork_execveat", [&] {
-         return fork_then_exec_fd(a, O_PATH, "execveat", [&](int fd) {
-           syscall(SYS_execveat, fd, "", a.argv(), environ, AT_EMPTY_PATH);
-         });
+      {"fork_execveat",
+       [&] {
+         return fork_then_exec_fd(a, O_PATH, "execveat",
+                                  [&](int fd) { syscall(SYS_execveat, fd, "", a.argv(), environ, AT_EMPTY_PATH); });
        }},
-      {"fork_fexecve", [&] {
-         return fork_then_exec_fd(a, O_RDONLY, "fexecve", [&](int fd) { fexecve(fd, a.argv(), environ); });
-       }},
+      {"fork_fexecve",
+       [&] { return fork_then_exec_fd(a, O_RDONLY, "fexecve", [&](int fd) { fexecve(fd, a.argv(), environ); }); }},
   });
 }

@@ -25,25 +25,6 @@
 #include "kpc/proc.h"
 #include "kpc/state.h"
 
-namespace {
-
-// A new file `name` in `dirfd` (never an existing one, never through a
-// link) with the helper's bytes, then `mode` (after writing: a write
-// clears S_ISUID).
-void copy_into(const std::string& from, int dirfd, const char* name, mode_t mode) {
-  kpc::Fd in(KPC_SYS(open(from.c_str(), O_RDONLY | O_CLOEXEC)));
-  kpc::Fd out(KPC_SYS(openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700)));
-  char buf[65536];
-  for (;;) {
-    ssize_t n = KPC_SYS(read(in.get(), buf, sizeof buf));
-    if (n == 0) break;
-    KPC_CHECK(write(out.get(), buf, static_cast<size_t>(n)) == n);
-  }
-  KPC_SYS(fchmod(out.get(), mode));
-}
-
-}  // namespace
-
 int probe_main(kpc::Probe& p) {
   const bool setuid_bit = p.variant_is("setuid_program", "plain_program");
 
@@ -53,7 +34,7 @@ int probe_main(kpc::Probe& p) {
   KPC_SYS(mkdir("suid", 0700));  // the cwd is the run directory (0700)
   KPC_SYS(mount("kpc-suid", "suid", "tmpfs", MS_NODEV | MS_NOATIME, "mode=0700,size=16m"));
   kpc::Fd dir(KPC_SYS(open("suid", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
-  copy_into(p.helper("setuid_report"), dir.get(), "setuid_report", setuid_bit ? 04755 : 0755);
+  kpc::copy_file_into(p.helper("setuid_report"), dir.get(), "setuid_report", setuid_bit ? 04755 : 0755);
   kpc::Fd prog(KPC_SYS(openat(dir.get(), "setuid_report", O_PATH | O_NOFOLLOW | O_CLOEXEC)));
 
   kpc::Child child = kpc::fork_child([&] {

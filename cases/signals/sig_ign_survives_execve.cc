@@ -16,8 +16,8 @@ int probe_main(kpc::Probe& p) {
   //    records it again and then sends itself SIGUSR2.
   kpc::Child child = kpc::fork_child([&] {
     kpc::record_state("child", "ignored,disp:SIGUSR2");
-    kpc::exec_or_broken({p.helper("exec_report"), "--prefix", "exec", "--record", "ignored,disp:SIGUSR2",
-                         "--signal-self", "SIGUSR2"});
+    kpc::exec_or_broken(
+        {p.helper("exec_report"), "--prefix", "exec", "--record", "ignored,disp:SIGUSR2", "--signal-self", "SIGUSR2"});
   });
 
   // 3. The exec'd helper survived its own SIGUSR2 and exited normally.

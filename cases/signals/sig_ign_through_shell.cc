@@ -16,7 +16,7 @@ int probe_main(kpc::Probe& p) {
   kpc::ScopedSigaction ignore(SIGTERM, SIG_IGN);
 
   std::string helper = p.helper("exec_report");
-  std::vector<std::string> worker = {helper, "--prefix", "worker", "--record", "ignored,disp:SIGTERM",
+  std::vector<std::string> worker = {helper,          "--prefix", "worker", "--record", "ignored,disp:SIGTERM",
                                      "--signal-self", "SIGTERM"};
   std::vector<std::string> argv;
   if (p.variant == "direct") {

@@ -32,8 +32,8 @@ int probe_main(kpc::Probe& p) {
       sigemptyset(&none);
       KPC_SYS(sigprocmask(SIG_SETMASK, &none, nullptr));
     }
-    kpc::exec_or_broken({p.helper("exec_report"), "--prefix", "worker", "--record", "blocked,pending,fds",
-                         "--signal-self", "SIGTERM"});
+    kpc::exec_or_broken(
+        {p.helper("exec_report"), "--prefix", "worker", "--record", "blocked,pending,fds", "--signal-self", "SIGTERM"});
   });
 
   // 3. How the worker ended: killed by SIGTERM, or alive to exit 0.

@@ -12,7 +12,10 @@
 
 namespace {
 // The handler appends to a fixed log: async-signal-safe.
-struct Entry { int sig; int value; };
+struct Entry {
+  int sig;
+  int value;
+};
 Entry g_log[32];
 std::atomic<int> g_count{0};
 
@@ -35,10 +38,13 @@ int probe_main(kpc::Probe&) {
   // 2. Send, in this order: SIG40 (value 1), SIGUSR2 x3, SIG40 (value 2),
   //    SIG36 (value 3), SIGUSR1 x3 — all to this process.
   sigval v{};
-  v.sival_int = 1; KPC_SYS(sigqueue(getpid(), rt_high, v));
+  v.sival_int = 1;
+  KPC_SYS(sigqueue(getpid(), rt_high, v));
   for (int i = 0; i < 3; ++i) KPC_SYS(kill(getpid(), SIGUSR2));
-  v.sival_int = 2; KPC_SYS(sigqueue(getpid(), rt_high, v));
-  v.sival_int = 3; KPC_SYS(sigqueue(getpid(), rt_low, v));
+  v.sival_int = 2;
+  KPC_SYS(sigqueue(getpid(), rt_high, v));
+  v.sival_int = 3;
+  KPC_SYS(sigqueue(getpid(), rt_low, v));
   for (int i = 0; i < 3; ++i) KPC_SYS(kill(getpid(), SIGUSR1));
 
   // 3. Unblock: everything pending is delivered before sigprocmask returns.

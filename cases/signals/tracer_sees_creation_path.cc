@@ -50,13 +50,17 @@ std::string ns_links(pid_t pid) {
 std::string syscall_name(long nr) {
   switch (nr) {
 #ifdef SYS_fork
-    case SYS_fork: return "fork";
+    case SYS_fork:
+      return "fork";
 #endif
 #ifdef SYS_vfork
-    case SYS_vfork: return "vfork";
+    case SYS_vfork:
+      return "vfork";
 #endif
-    case SYS_clone: return "clone";
-    case SYS_clone3: return "clone3";
+    case SYS_clone:
+      return "clone";
+    case SYS_clone3:
+      return "clone3";
   }
   return "nr" + std::to_string(nr);
 }
@@ -156,9 +160,9 @@ int probe_main(kpc::Probe& p) {
   int status = 0;
   KPC_SYS(waitpid(child, &status, __WALL));
   KPC_CHECK(WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP);
-  KPC_SYS(ptrace(PTRACE_SETOPTIONS, child, nullptr,
-                 PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
-                     PTRACE_O_EXITKILL));
+  KPC_SYS(
+      ptrace(PTRACE_SETOPTIONS, child, nullptr,
+             PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL));
   std::string creator_ns = ns_links(child);
   auto creator_cg = kpc::read_text("/proc/" + std::to_string(child) + "/cgroup");
   KPC_CHECK_MSG(creator_cg.has_value(), "cannot read the tracee's /proc/PID/cgroup");
@@ -202,8 +206,8 @@ int probe_main(kpc::Probe& p) {
         } else {
           int st = 0;
           KPC_SYS(waitpid(newpid, &st, __WALL));
-          KPC_CHECK_MSG(WIFSTOPPED(st), "the new task " + std::to_string(newpid) + " did not stop first: " +
-                                            kpc::describe_wait_status(st));
+          KPC_CHECK_MSG(WIFSTOPPED(st), "the new task " + std::to_string(newpid) +
+                                            " did not stop first: " + kpc::describe_wait_status(st));
           held.insert(newpid);
         }
         same_ns = ns_links(newpid) == creator_ns;

@@ -35,6 +35,7 @@ TEST_EXTRAS = {
     "strace": "strace (lab notes' demos)",
     "libcap2-bin": "capsh, getcap (lab notes' demos)",
     "procps": "ps (lab notes' demos)",
+    "flake8": "flake8 (the Python lint test; clang-format, ~160 MB with LLVM, is left to CI)",
 }
 # --kernels: boot Debian kernels under QEMU (runner/kpc/guest.py).
 VM_PACKAGES = {
@@ -84,7 +85,8 @@ def ensure_packages(with_tests=False, install=True, extra=None):
         return
     if missing and not can_install:
         described = ", ".join(f"{p} ({wanted[p]})" for p in missing)
-        raise BuildError(f"missing packages: {described}\n  install them with: sudo apt-get install {' '.join(missing)}")
+        raise BuildError(f"missing packages: {described}\n"
+                         f"  install them with: sudo apt-get install {' '.join(missing)}")
     _apt_install(missing + extras)
 
 
@@ -127,7 +129,8 @@ def ensure_toml():
     pkg = next((p for p in tomlread.PACKAGES if _has_candidate(p)), None)
     if pkg is None:
         raise BuildError(f"none of {', '.join(tomlread.PACKAGES)} can be installed with apt-get here: "
-                         f"Python {sys.version_info[0]}.{sys.version_info[1]} needs one to read TOML (or Python >= 3.11)")
+                         f"Python {sys.version_info[0]}.{sys.version_info[1]} needs one to read TOML "
+                         f"(or Python >= 3.11)")
     _apt_install([pkg], updated=True)
     importlib.invalidate_caches()
     if tomlread.parser() is None:

@@ -131,7 +131,7 @@ def _check_type(path, where, value, kind):
         "number": isinstance(value, (int, float)) and not isinstance(value, bool),
         "strlist": isinstance(value, list) and all(isinstance(v, str) for v in value),
         "str or strlist": isinstance(value, str) or (isinstance(value, list) and value
-                                                      and all(isinstance(v, str) for v in value)),
+                                                     and all(isinstance(v, str) for v in value)),
         "table": isinstance(value, dict),
     }[kind]
     if not ok:
@@ -223,8 +223,10 @@ def case_from_data(path, data, check_source=True):
     if "summary" not in data:
         raise CaseError(f"{rel}: missing 'summary'")
     for key, kind in (("summary", "str"), ("flavors", "strlist"), ("variants", "strlist"), ("timeout", "number"),
-                      ("hang_ms", "int"), ("hang_grace_ms", "int"), ("exclusive", "bool"), ("slow", "str"), ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
-                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("lab", "table"), ("catalogue", "strlist")):
+                      ("hang_ms", "int"), ("hang_grace_ms", "int"), ("exclusive", "bool"), ("slow", "str"),
+                      ("under_runtimes", "bool"), ("runtime_workload", "bool"), ("probe", "str"), ("args", "strlist"),
+                      ("requires", "table"), ("flavor_notes", "table"), ("provenance", "table"), ("lab", "table"),
+                      ("catalogue", "strlist")):
         if key in data:
             _check_type(rel, key, data[key], kind)
     flavors = data.get("flavors", list(FLAVORS))
@@ -267,8 +269,9 @@ def case_from_data(path, data, check_source=True):
     case = Case(id=case_id, area=area, summary=data["summary"], metadata_path=path,
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
                 variants=variants, timeout_s=float(data.get("timeout", 10)), hang_ms=data.get("hang_ms", 1000),
-                exclusive=data.get("exclusive", False), slow=data.get("slow", ""), under_runtimes=data.get("under_runtimes", False),
-                runtime_workload=data.get("runtime_workload", False), hang_grace_ms=data.get("hang_grace_ms", 0),
+                exclusive=data.get("exclusive", False), slow=data.get("slow", ""),
+                under_runtimes=data.get("under_runtimes", False), runtime_workload=data.get("runtime_workload", False),
+                hang_grace_ms=data.get("hang_grace_ms", 0),
                 requires=req, flavor_notes=data.get("flavor_notes", {}),
                 provenance=prov, catalogue=data.get("catalogue", []), lab=lab)
     if check_source and not os.path.exists(case.source_path):

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-from . import build, cases, cross, envinfo, paths, report, runtimes, session, tables
+from . import build, cases, cross, envinfo, evaluate, paths, report, runtimes, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_JOBS = 1024  # more is a typo (3000000000 overflowed the launcher's int after the run had started)
@@ -366,8 +366,9 @@ def cmd_run(args):
     from .pytest_plugin import KpcPlugin
 
     plugin = KpcPlugin(sess)
-    pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"), "--rootdir", os.path.join(paths.RUNNER, "suite"),
-                   "-c", os.devnull, "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise"]
+    pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"),
+                   "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull,
+                   "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise"]
     try:
         pytest_rc = pytest.main(pytest_args, plugins=[plugin])
     except KeyboardInterrupt:
@@ -410,7 +411,7 @@ def cmd_run(args):
              f"FUSE connections they wait on (echo 1 > /sys/fs/fuse/connections/N/abort)")
     for label, why in sess.guest_failures.items():
         _say(f"{'kernel ' if label in [k.label for k in sess.kernels] else 'target '}{label}: {why}")
-    bad = [i for i in done if i.verdict.verdict in ("fail", "hang", "error")]
+    bad = [i for i in done if i.verdict.verdict in evaluate.BAD]
     return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures or sess.unrecovered else EXIT_OK
 
 
@@ -448,12 +449,7 @@ def cmd_evaluate(args):
                            slow=t.slow, host=False, targets=[t])
     if not sess.items:
         raise InputError(f"the selected cases do not run in flavor(s) {', '.join(args.flavor or [])}")
-    sess.start()
-    try:
-        for item in sess.items:
-            sess.verdict(item)
-    finally:
-        sess.stop()
+    sess.run_all()
     report.print_table(sess.items, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     kernels = sess.kernel_report()
     try:
@@ -468,7 +464,7 @@ def cmd_evaluate(args):
         raise InputError(f"cannot write results: {e}") from None
     if t.failure:
         _say(t.failure)
-    bad = [i for i in sess.items if i.verdict.verdict in ("fail", "hang", "error")]
+    bad = [i for i in sess.items if i.verdict.verdict in evaluate.BAD]
     return EXIT_FAIL if bad or t.failure else EXIT_OK
 
 
@@ -552,7 +548,8 @@ def cmd_check(args):
             if not any(m in note for m in ("**Predict.**", "**Predict:**", "**Question.**")):
                 missing.append(f"{case.id}: {rel_note} has no question to predict (a '**Predict.**' paragraph)")
             if "see it yourself" not in note.lower() and "/proc" not in note:
-                missing.append(f"{case.id}: {rel_note} does not say how to see it yourself (a '**See it yourself.**' paragraph)")
+                missing.append(f"{case.id}: {rel_note} does not say how to see it yourself "
+                               f"(a '**See it yourself.**' paragraph)")
     from . import lab
     missing += lab.lint(all_cases, tbl)
     quote_problems, quote_note = lab.check_quotes(all_cases)
@@ -573,8 +570,9 @@ def cmd_check(args):
 # ---------------------------------------------------------------- selftest
 
 def cmd_selftest(args):
-    """The project's own tests: GoogleTest (ctest), pytest for the runner,
-    then the suite end to end on this host."""
+    """The project's own tests: GoogleTest (ctest), pytest for the runner
+    (its tests run the suite end to end on this host, and clang-format and
+    flake8 over the code), then `kpc check` (cases, tables, lab notes)."""
     bdir = paths.build_dir()
     if os.path.isdir(bdir) and not os.access(bdir, os.W_OK):
         # ctest writes its logs and GoogleTest's test list there.
@@ -742,10 +740,11 @@ def _origin(text):
 
 
 def parser():
-    p = _Parser(prog="kpc", description="kpc: Linux process-lifecycle conformance suite. Probes record "
-                                "what the kernel does; expected tables in results/expected/ say what it should do.",
-                                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
-                                "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
+    p = _Parser(prog="kpc",
+                description="kpc: Linux process-lifecycle conformance suite. Probes record "
+                            "what the kernel does; expected tables in results/expected/ say what it should do.",
+                epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
+                       "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -774,7 +773,8 @@ def parser():
                    help="also run slow cases (metadata `slow`; e.g. FUSE request timeouts need 15-30 s); CI does")
     r.add_argument("--kernels", action="append", metavar="LIST",
                    help="also run the suite inside these Debian kernels under QEMU, comma-separated version "
-                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 (--arch: cloud-arm64) kernel "
+                        "series or suite names (e.g. 5.10,6.1,6.12,7.2 or bullseye,sid): the cloud-amd64 "
+                        "(--arch: cloud-arm64) kernel "
                         "packages are fetched with apt from the Debian archive this machine is configured with, "
                         "verified, and cached in images/cache/")
     r.add_argument("--arch", action="append", metavar="LIST",
@@ -922,6 +922,23 @@ def parser():
 
 
 def main(argv=None):
+    """Every command, --help and usage errors included: a reader that goes
+    away (`kpc explain X | head`) ends kpc quietly with 128+SIGPIPE. kpc
+    keeps Python's SIGPIPE ignored (a launcher that dies must be an EPIPE
+    kpc handles, not kpc's death), so it is BrokenPipeError, caught here:
+    from the command, from argparse's --help, and from the last flush."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # say nothing more to the reader; Python's exit-time flush would complain
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv):
     args = parser().parse_args(argv)
     try:
         build.ensure_toml()   # Python < 3.11: case metadata needs python3-tomli or python3-toml
@@ -941,9 +958,7 @@ def main(argv=None):
         _say("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `kpc diff A B | head`: the reader left; say nothing more to it
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        raise   # main() ends quietly
     except Exception as e:  # noqa: BLE001 - exit 1 would read as a fail or a regression
         from .render import visible
         _say(f"internal error: {type(e).__name__}: {visible(e)} (a bug in kpc; please report it with the command "

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-from . import cases, envinfo, formats, paths, render, report, session, tables
+from . import cases, envinfo, evaluate, formats, paths, render, report, session, tables
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_JOBS = min(8 * (os.cpu_count() or 2), 64)
@@ -116,19 +116,14 @@ def _run(args):
                                slow=args.slow)
     if not sess.items:
         raise UsageError("nothing to run in the selected flavors")
-    sess.start()
-    try:
-        for item in sess.items:
-            sess.verdict(item)
-    finally:
-        sess.stop()
+    sess.run_all()
     if args.ltp:
         return ltp_report(sess.items[0])
     report.print_table(sess.items, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     doc = _write(args, sess, env)
     if args.lava:
         lava_report(doc)
-    bad = [i for i in sess.items if i.verdict.verdict in ("fail", "hang", "error")]
+    bad = [i for i in sess.items if i.verdict.verdict in evaluate.BAD]
     return EXIT_FAIL if bad or sess.launcher_failure or sess.unrecovered else EXIT_OK
 
 

@@ -12,7 +12,32 @@ import os
 
 from . import kver, paths, tables, values
 
+# The verdict vocabulary: every module that names, counts or colours
+# verdicts takes these (report, render, formats, cli, dut).
 VERDICTS = ("pass", "fail", "xfail", "skip", "hang", "error")
+BAD = ("fail", "hang", "error")   # a run that needs a look: exit 1, "not ok", REGRESSION
+FAILURES = ("fail", "hang")       # JUnit <failure>; "error" is a JUnit <error>
+
+
+def totals(verdicts):
+    """{verdict: count} over an iterable of verdict names, every verdict
+    present (0 when none)."""
+    counts = {v: 0 for v in VERDICTS}
+    for v in verdicts:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def run_id(case, variant="", flavor="host", runtime=None, where="host"):
+    """The one name of a run: case:variant@flavor+runtime#where, the variant,
+    runtime and where (a --kernels label, or a merged machine's kernel) left
+    out when there are none / it is "host". The launcher's plan ids, the
+    progress line, JUnit names and the results file's keys (kpc diff, merge,
+    TAP, Markdown) are all this."""
+    v = f":{variant}" if variant else ""
+    r = f"+{runtime}" if runtime and runtime != "none" else ""
+    w = f"#{where}" if where and where != "host" else ""
+    return f"{case}{v}@{flavor}{r}{w}"
 
 
 @dataclasses.dataclass

@@ -59,6 +59,8 @@ MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 def meta(arch="amd64"):
     return f"linux-image-cloud-{arch}"
+
+
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE_S = 12 * 3600
 SANDBOX_USER = "_apt"     # apt's default APT::Sandbox::User
@@ -423,7 +425,8 @@ class Apt:
     def _opts(self):
         r = self.root
         return ["-o", f"Dir::Etc::SourceList={self.sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-                "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::Cache={r}", "-o", f"Dir::Cache::Archives={r}/archives",
+                "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::Cache={r}",
+                "-o", f"Dir::Cache::Archives={r}/archives",
                 # apt-cache reads the lists once into pkgcache.bin, not on each call (Docker images turn it off)
                 "-o", "Dir::Cache::pkgcache=pkgcache.bin", "-o", "Dir::Cache::srcpkgcache=",
                 "-o", "Dir::State::status=/dev/null", "-o", f"APT::Architecture={self.arch}",
@@ -436,7 +439,8 @@ class Apt:
 
     def write_sources(self, uri):
         if not os.path.exists(KEYRING):
-            raise KernelError(f"{KEYRING} is missing: install debian-archive-keyring (apt verifies the kernels with it)")
+            raise KernelError(f"{KEYRING} is missing: install debian-archive-keyring "
+                              f"(apt verifies the kernels with it)")
         text = "".join(f"deb [signed-by={KEYRING}] {uri} {s} main\n" for s in SUITES)
         try:
             with open(self.sources, encoding="utf-8") as f:

@@ -354,11 +354,7 @@ def run(ex, all_cases, tbl, env, requested_flavor=None, say=None):
         item = sess.items[0] if sess.items else None
         if item is None:
             raise LabError(f"{ex.case.id} does not run in flavor {flavor}")
-        sess.start()
-        try:
-            verdict = sess.verdict(item)
-        finally:
-            sess.stop()
+        verdict, = sess.run_all([item])
         if verdict.verdict != "skip" or requested_flavor:
             break
         tried.append(f"{flavor}: {verdict.reason}")
@@ -394,7 +390,7 @@ def mark(ex, given, verdict):
         if key not in obs:
             why = {"skip": f"the run skipped here: {verdict.reason}" if verdict else "not run",
                    "hang": "the run hung before recording it"}.get(verdict.verdict if verdict else "skip",
-                                                                  "the run did not record it")
+                                                                   "the run did not record it")
             marks.append(Mark(key, raw, read, "", "ungraded", why))
             continue
         ok = values.same(ex.forms[key], read, obs[key])
@@ -459,7 +455,8 @@ def print_exercise(ex, out, flavor_line="", seed=None):
         for i, step in enumerate(steps, 1):
             out.write(f"  {i}. {step}\n")
     if ex.params and seed is not None:
-        out.write(f"  (your parameters, from seed {clean(seed, 60)}: " + ", ".join(f"{k} = {v}" for k, v in ex.params.items()) + ")\n")
+        params = ", ".join(f"{k} = {v}" for k, v in ex.params.items())
+        out.write(f"  (your parameters, from seed {clean(seed, 60)}: {params})\n")
 
 
 def print_keys(ex, out):
@@ -988,7 +985,8 @@ def _init_prefix(path, workdir):
         exe = os.path.join(workdir, "init")
         r = subprocess.run([cc, "-O2", "-Wall", "-o", exe, path], capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
-            raise LabError(f"{clean(path, 200)} does not compile: {clean(r.stderr.strip().splitlines()[0] if r.stderr.strip() else r.returncode, 300)}")
+            first = r.stderr.strip().splitlines()[0] if r.stderr.strip() else r.returncode
+            raise LabError(f"{clean(path, 200)} does not compile: {clean(first, 300)}")
         return [exe]
     if not os.access(path, os.X_OK):
         raise LabError(f"--init {clean(path, 200)}: not executable (or give a .py or .c file)")
@@ -1019,11 +1017,7 @@ def init_exercise(args, all_cases, tbl, ensure_build, out=sys.stdout):
         out.flush()
         sess = session.Session(all_cases, tbl, env, selected, ["host"], jobs=2, slow=True, runtimes=[rt])
         sess.progress.enabled = False
-        sess.start()
-        try:
-            verdicts = {(i.case.id, i.variant): (sess.verdict(i), i) for i in sess.items}
-        finally:
-            sess.stop()
+        verdicts = {(i.case.id, i.variant): (v, i) for i, v in zip(sess.items, sess.run_all())}
     return report_stages(spec, verdicts, out)
 
 
@@ -1086,7 +1080,7 @@ def report_stages(spec, verdicts, out):
             if problems and st.get("hint"):
                 out.write(f"      hint: {st['hint']}\n")
     out.write(f"\n{passed} of {len(stages)} stages pass" + (". Next: " + failed_at["title"] if failed_at else
-                                                           ": your init does a container init's job.") + "\n")
+                                                            ": your init does a container init's job.") + "\n")
     return 0 if passed == len(stages) else 1
 
 

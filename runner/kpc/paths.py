@@ -33,7 +33,6 @@ def launcher():
 CACHE = os.environ.get("KPC_CACHE_DIR") or os.path.join(ROOT, "images", "cache")
 
 
-
 class PrivateDirError(Exception):
     """A directory kpc would trust is unusable or someone else controls it."""
 

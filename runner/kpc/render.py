@@ -18,7 +18,7 @@ import zlib
 from . import evaluate, safefile
 
 VERDICTS = evaluate.VERDICTS
-BAD = ("fail", "hang", "error")
+BAD = evaluate.BAD
 # A results file is read whole, so its size bounds kpc's memory: a .json.gz
 # of 300 KB held 300 MB of JSON (kpc report used 640 MB on it). Both limits
 # leave room for ~18 000 runs (the full matrix, 1180 runs, is 3.7 MiB and
@@ -259,14 +259,16 @@ def _show(value):
 
 
 def duplicate_run(results):
-    """(run id, first index, second index) for the first run id that appears
-    twice, else None."""
+    """(run id, first index, second index) for the first run that lands in
+    a matrix cell (row, column) another run took, else None. A cell is
+    finer than nothing and coarser than a run id: runs under a runtime are
+    one column per runtime, whatever machine ran them."""
     seen = {}
     for i, r in enumerate(results):
-        rid = run_id(r)
-        if rid in seen:
-            return rid, seen[rid], i
-        seen[rid] = i
+        cell = (row_label(r), column(r))
+        if cell in seen:
+            return run_id(r), seen[cell], i
+        seen[cell] = i
     return None
 
 
@@ -305,7 +307,10 @@ def row_label(r):
 
 
 def run_id(r):
-    return f"{row_label(r)}#{column(r)}"
+    """A result's run id, as the launcher named the run (evaluate.run_id);
+    a merged file's host runs are named after their machine's kernel."""
+    where = r.get("column") or r.get("target") or "host"
+    return evaluate.run_id(r["case"], r.get("variant"), r["flavor"], r.get("runtime"), where)
 
 
 def matrices(doc):
@@ -328,10 +333,7 @@ def matrices(doc):
 
 
 def totals(results):
-    t = {v: 0 for v in VERDICTS}
-    for r in results:
-        t[r["verdict"]] = t.get(r["verdict"], 0) + 1
-    return t
+    return evaluate.totals(r["verdict"] for r in results)
 
 
 # ------------------------------------------------------------ Markdown

@@ -23,10 +23,7 @@ def paint(text, verdict, color):
 
 
 def totals(items):
-    counts = {v: 0 for v in evaluate.VERDICTS}
-    for item in items:
-        counts[item.verdict.verdict] += 1
-    return counts
+    return evaluate.totals(item.verdict.verdict for item in items)
 
 
 def totals_line(items, wall_s):
@@ -82,7 +79,7 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
         if verbose or v.verdict != "xfail":
             for line in v.details:
                 stream.write(f"    {line}\n")
-        if v.verdict in ("fail", "hang", "error"):
+        if v.verdict in evaluate.BAD:
             if v.hang:
                 for line in v.hang.get("kernel_messages", [])[:10]:
                     stream.write(f"    kernel: {line}\n")
@@ -140,18 +137,13 @@ def _print_differences(rows, cols, stream):
 def result_json(item, env):
     v = item.verdict
     out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
-           "kernel": (item.env or env).kernel, "target": item.target, "runtime": item.runtime.name if item.runtime else "none",
-           "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict, "observations": v.observations,
+           "kernel": (item.env or env).kernel, "target": item.target,
+           "runtime": item.runtime.name if item.runtime else "none",
+           "profile": item.runtime.profile if item.runtime else "none", "verdict": v.verdict,
+           "observations": v.observations,
            "expected": v.expected, "reason": v.reason, "duration_ms": round(v.duration_ms, 3)}
-    if v.details:
-        out["details"] = v.details
-    if v.notes:
-        out["notes"] = v.notes
-    if v.hang:
-        out["hang"] = v.hang
-    if v.marks:
-        out["marks"] = v.marks
-    if v.verdict in ("fail", "hang", "error"):
+    out.update({k: getattr(v, k) for k in ("details", "notes", "hang", "marks") if getattr(v, k)})
+    if v.verdict in evaluate.BAD:
         out["provenance"] = item.case.provenance_lines()
     return out
 
@@ -166,12 +158,12 @@ def write_json(path, items, env, wall_s, kernels=None):
 def document(items, env, wall_s, kernels=None):
     """The results document of judged ITEMS (what write_json writes)."""
     return {"schema": SCHEMA_VERSION,
-           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "environment": env.to_json(),
-           **({"kernels": kernels} if kernels else {}),
-           "wall_s": round(wall_s, 3),
-           "totals": totals(items),
-           "results": [result_json(i, env) for i in items]}
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "environment": env.to_json(),
+            **({"kernels": kernels} if kernels else {}),
+            "wall_s": round(wall_s, 3),
+            "totals": totals(items),
+            "results": [result_json(i, env) for i in items]}
 
 
 def results_lock(directory):
@@ -197,7 +189,7 @@ def write_junit(path, items, env, wall_s):
         tc = ET.SubElement(suite, "testcase", classname=f"kpc.{item.case.area}.{item.case.id}", name=name,
                            time=f"{v.duration_ms / 1000:.3f}")
         body = "\n".join([v.reason, *v.details, *item.case.provenance_lines()])
-        if v.verdict in ("fail", "hang"):
+        if v.verdict in evaluate.FAILURES:
             el = ET.SubElement(tc, "failure", message=v.reason, type=v.verdict)
             el.text = body + ("\n" + json.dumps(v.hang, indent=1) if v.hang else "")
         elif v.verdict == "error":
@@ -205,7 +197,8 @@ def write_junit(path, items, env, wall_s):
         elif v.verdict in ("skip", "xfail"):
             ET.SubElement(tc, "skipped", message=f"{v.verdict}: {v.reason}")
         if v.observations:
-            ET.SubElement(tc, "system-out").text = "\n".join(f"{k} = {val}" for k, val in sorted(v.observations.items()))
+            obs = sorted(v.observations.items())
+            ET.SubElement(tc, "system-out").text = "\n".join(f"{k} = {val}" for k, val in obs)
     for el in suite.iter():
         el.text = _xml_text(el.text)
         for k, val in el.attrib.items():

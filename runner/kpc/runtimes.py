@@ -55,7 +55,7 @@ class Runtime:
         if self.engine and not self.unavailable:
             run_id = "kpc-" + secrets.token_hex(8)
             return ([PYTHON, ENGINE_WRAPPER, "--engine", self.engine] + (["--init"] if self.name.endswith(":init")
-                                                                          else []) + ["--id", run_id, "--"],
+                                                                         else []) + ["--id", run_id, "--"],
                     [PYTHON, ENGINE_WRAPPER, "--cleanup", "--id", run_id])
         if not self.oci:
             return list(self.prefix), None
@@ -74,12 +74,9 @@ class Runtime:
     def describe(self):
         """For the results environment."""
         out = {"prefix": self.prefix, "profile": self.profile, "version": self.version, "source": self.source}
-        if self.measured:
-            out["profile_measured_on"] = list(self.measured)
-        if self.profile_note:
-            out["profile_note"] = self.profile_note
-        if self.unavailable:
-            out["unavailable"] = self.unavailable
+        out.update({k: val for k, val in (("profile_measured_on", list(self.measured or ())),
+                                          ("profile_note", self.profile_note), ("unavailable", self.unavailable))
+                    if val})
         if self.engine:
             out["engine"] = self.engine
             out["oci_runtime"] = self.oci_runtime
@@ -190,7 +187,7 @@ def resolve(spec, profile=None):
         raise ValueError(f"--runtime '{spec}': 'none' means no runtime in the tables; give the program's path")
     return Runtime(label, [os.path.abspath(path)] + words[1:], profile or "clean",
                    source="a user's command prefix; profile " + (f"asserted with --profile {profile}" if profile
-                                                               else "clean by default (--profile to change)"))
+                                                                 else "clean by default (--profile to change)"))
 
 
 def _known(spec, profile):
@@ -223,7 +220,8 @@ def _engine(spec, profile):
     elif os.geteuid() != 0:
         rt.unavailable = f"kpc runs {engine} rootful, in private state: needs root"
     elif not shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin"):
-        rt.unavailable = f"{engine} runs runc here (crun refuses hybrid cgroups): runc is not installed (Debian package runc)"
+        rt.unavailable = (f"{engine} runs runc here (crun refuses hybrid cgroups): "
+                          f"runc is not installed (Debian package runc)")
     rt.version = _package_version(pkg)
     rt.measured = MEASURED.get(spec, ())
     runc_version = _package_version("runc")

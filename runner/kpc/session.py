@@ -27,10 +27,8 @@ class Item:
 
     @property
     def run_id(self):
-        v = f":{self.variant}" if self.variant else ""
-        r = f"+{self.runtime.name}" if self.runtime else ""
-        k = f"#{self.target}" if self.target != "host" else ""
-        return f"{self.case.id}{v}@{self.flavor}{r}{k}"
+        return evaluate.run_id(self.case.id, self.variant, self.flavor,
+                               self.runtime.name if self.runtime else None, self.target)
 
     @property
     def column(self):
@@ -199,6 +197,15 @@ class Session:
     @property
     def guest_failures(self):
         return {label: t.failure for label, t in self.targets.items() if label != "host" and t.failure}
+
+    def run_all(self, items=None):
+        """start(), a verdict for each of ITEMS (default: every item),
+        stop() however that ends: a whole run. Returns the verdicts."""
+        self.start()
+        try:
+            return [self.verdict(i) for i in (self.items if items is None else items)]
+        finally:
+            self.stop()
 
     def stop(self):
         self._stopping.set()

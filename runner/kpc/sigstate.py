@@ -125,12 +125,14 @@ def format_inspect(info):
     raw = info.get("raw", {})
     lines += [f"  process  ignored  {names_of(info['process']['ignored'])}{_hex('SigIgn', raw.get('SigIgn'))}",
               f"           caught   {names_of(info['process']['caught'])}{_hex('SigCgt', raw.get('SigCgt'))}",
-              f"           pending  {names_of(info['process']['pending'])}  (shared: ShdPnd){_hex('', raw.get('ShdPnd'))}"]
+              f"           pending  {names_of(info['process']['pending'])}  (shared: ShdPnd)"
+              f"{_hex('', raw.get('ShdPnd'))}"]
     for t in info["threads"]:
         traw = t.get("raw", {})
         lines.append(f"  thread {t['tid']} ({t['name']}) {t['state']}")
         lines.append(f"           blocked  {names_of(t['blocked'])}{_hex('SigBlk', traw.get('SigBlk'))}")
-        lines.append(f"           pending  {names_of(t['pending'])}  (this thread: SigPnd){_hex('', traw.get('SigPnd'))}")
+        lines.append(f"           pending  {names_of(t['pending'])}  (this thread: SigPnd)"
+                     f"{_hex('', traw.get('SigPnd'))}")
     lines.append(f"  ({NOT_IN_PROC})")
     return "\n".join(lines)
 

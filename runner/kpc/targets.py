@@ -220,7 +220,7 @@ def _want(cond, what):
 
 def _str_list(value, what, limit=200):
     _want(isinstance(value, list) and len(value) <= limit and all(isinstance(x, str) and len(x) < 4096
-                                                                 for x in value), f"{what}: not a list of strings")
+                                                                  for x in value), f"{what}: not a list of strings")
     return value
 
 
@@ -246,7 +246,7 @@ def env_from_facts(facts, label, origin):
     _want(isinstance(bundle, dict) and isinstance(bundle.get("libc"), str), "facts: no bundle manifest")
     kconfig = facts.get("kconfig")
     _want(kconfig is None or (isinstance(kconfig, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                               for k, v in kconfig.items())), "facts: kconfig")
+                                                                for k, v in kconfig.items())), "facts: kconfig")
     for key in ("root", "slow"):
         _want(isinstance(facts.get(key), bool), f"facts: {key} is not true or false")
     for key in ("distro", "kconfig_source", "boot_id"):

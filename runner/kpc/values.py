@@ -236,8 +236,8 @@ def answer_status(text):
             low, core = low[: -len(tail)].strip(), " (core)"
     if low in ("continued", "cont"):
         return "continued"
-    m = re.fullmatch(r"(?:exited|exit|exits|exit status|exit code|status|returned|returns)?\s*(?:with\s+)?\(?(-?\d+)\)?",
-                     low)
+    m = re.fullmatch(r"(?:exited|exit|exits|exit status|exit code|status|returned|returns)?"
+                     r"\s*(?:with\s+)?\(?(-?\d+)\)?", low)
     if m:
         return f"exited {int(m.group(1))}"
     m = re.fullmatch(r"(killed|stopped|terminated|signaled|signalled)?\s*(?:by\s+)?(?:signal\s+)?(\S+)", low)

@@ -59,8 +59,8 @@ struct Run {
   json protocol_errors = json::array();
   json marks = json::object();
   std::set<unsigned long> announced_conns;  // the probe's own mounts, as it said (reported; never aborted by id)
-  bool fuse_request_timeouts = false;  // a connection the kernel itself will time out
-  std::set<pid_t> unanswerable;        // FUSE waiters nobody could answer at the last scan
+  bool fuse_request_timeouts = false;       // a connection the kernel itself will time out
+  std::set<pid_t> unanswerable;             // FUSE waiters nobody could answer at the last scan
   std::optional<int> probe_status;
   std::string shim_error;
 
@@ -196,7 +196,8 @@ class Batch {
 void Batch::start_next() {
   while (!interrupted_ && next_ < plan_.size() && static_cast<int>(active_.size()) < opt_.jobs) {
     const RunSpec& spec = plan_[next_];
-    bool exclusive_active = std::any_of(active_.begin(), active_.end(), [](const auto& r) { return r->spec.exclusive; });
+    bool exclusive_active =
+        std::any_of(active_.begin(), active_.end(), [](const auto& r) { return r->spec.exclusive; });
     if (exclusive_active || (spec.exclusive && !active_.empty())) return;
     ++next_;
     start(spec);
@@ -210,9 +211,15 @@ void Batch::start(const RunSpec& spec) {
   scope_.foreign = fuse::connections_in("/proc/self/mountinfo");
   auto sp = spawn_run(spec, scope_, &error);
   if (!sp) {
-    emit_({{"event", "result"}, {"run", spec.run}, {"case", spec.case_id}, {"variant", spec.variant},
-           {"flavor", flavor_name(spec.flavor)}, {"outcome", "launch-error"}, {"error", error},
-           {"records", json::array()}, {"duration_ms", ms_between(t0, now_ns())}});
+    emit_({{"event", "result"},
+           {"run", spec.run},
+           {"case", spec.case_id},
+           {"variant", spec.variant},
+           {"flavor", flavor_name(spec.flavor)},
+           {"outcome", "launch-error"},
+           {"error", error},
+           {"records", json::array()},
+           {"duration_ms", ms_between(t0, now_ns())}});
     return;
   }
   auto r = std::make_unique<Run>();
@@ -225,8 +232,12 @@ void Batch::start(const RunSpec& spec) {
   r->out.fd = sp->out_r;
   r->err.fd = sp->err_r;
   r->status.fd = sp->status_r;
-  emit_({{"event", "start"}, {"run", spec.run}, {"case", spec.case_id}, {"variant", spec.variant},
-         {"flavor", flavor_name(spec.flavor)}, {"shim_pid", sp->shim}});
+  emit_({{"event", "start"},
+         {"run", spec.run},
+         {"case", spec.case_id},
+         {"variant", spec.variant},
+         {"flavor", flavor_name(spec.flavor)},
+         {"shim_pid", sp->shim}});
   active_.push_back(std::move(r));
 }
 
@@ -407,14 +418,16 @@ void Batch::finish(Run& r) {
   std::string outcome = r.outcome;
   if (outcome.empty()) outcome = r.probe_status ? "completed" : "launch-error";
   if (outcome == "launch-error" && r.shim_error.empty())
-    result["error"] = "shim ended (" + kpc::describe_wait_status(r.shim_status) + ") before reporting the probe's status";
+    result["error"] =
+        "shim ended (" + kpc::describe_wait_status(r.shim_status) + ") before reporting the probe's status";
   result["outcome"] = outcome;
 
   if (r.recovering) {
     r.trouble["recovered"] = !r.gave_up;
     r.trouble["recovery_ms"] = ms_between(r.recover_start_ns, end);
     r.trouble["aborted_fuse_connections"] = std::vector<unsigned long>(r.aborted.begin(), r.aborted.end());
-    r.trouble["announced_fuse_connections"] = std::vector<unsigned long>(r.announced_conns.begin(), r.announced_conns.end());
+    r.trouble["announced_fuse_connections"] =
+        std::vector<unsigned long>(r.announced_conns.begin(), r.announced_conns.end());
     if (!r.abort_errors.empty()) r.trouble["abort_errors"] = r.abort_errors;
     if (r.gave_up) {
       json left = json::array();
@@ -458,8 +471,7 @@ int Batch::run() {
   fusectl_.reset(fuse::open_fusectl(&why_not_fusectl));
   scope_.fusectl_fd = fusectl_.get();
   scope_.fuse_recovery = fusectl_ ? kpc::supervisor::kFusectl : kpc::supervisor::kDevice;
-  emit_({{"event", "batch"}, {"fuse_recovery", scope_.fuse_recovery},
-         {"fusectl", fusectl_ ? "ok" : why_not_fusectl}});
+  emit_({{"event", "batch"}, {"fuse_recovery", scope_.fuse_recovery}, {"fusectl", fusectl_ ? "ok" : why_not_fusectl}});
 
   start_next();
   int64_t plan_done_ns = 0;
@@ -520,13 +532,15 @@ int Batch::run() {
     for (auto& r : lingering_) {
       json left = json::array();
       for (const auto& t : tree_tasks(r->sp.shim, true)) left.push_back(task_json(t));
-      runs.push_back({{"run", r->spec.run}, {"shim_pid", r->sp.shim},
+      runs.push_back({{"run", r->spec.run},
+                      {"shim_pid", r->sp.shim},
                       {"fuse_connections", std::vector<unsigned long>(r->aborted.begin(), r->aborted.end())},
                       {"left_running", std::move(left)}});
     }
     emit_({{"event", "unrecovered"},
-           {"message", "tasks of these runs never died; their shims keep trying for a minute, then only root can "
-                       "free them (abort their FUSE connections: echo 1 > /sys/fs/fuse/connections/N/abort)"},
+           {"message",
+            "tasks of these runs never died; their shims keep trying for a minute, then only root can "
+            "free them (abort their FUSE connections: echo 1 > /sys/fs/fuse/connections/N/abort)"},
            {"runs", std::move(runs)}});
   }
   return interrupted_ ? 130 : 0;

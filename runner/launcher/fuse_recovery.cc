@@ -52,7 +52,7 @@ PinnedConnections run_connections(const std::vector<pid_t>& procs) {
       const std::string task = "/proc/" + std::to_string(p) + "/task/" + std::to_string(tid);
       kpc::Fd ns(open((task + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
       struct stat pinned, now;
-      if (!ns || fstat(ns.get(), &pinned) != 0) continue;  // gone
+      if (!ns || fstat(ns.get(), &pinned) != 0) continue;                 // gone
       if (!read.insert({pinned.st_dev, pinned.st_ino}).second) continue;  // that namespace is read and held
       std::set<unsigned long> seen = connections_in(task + "/mountinfo");
       // What was read is the pinned namespace's only if the task (or a
@@ -106,8 +106,7 @@ int open_fusectl(std::string* why) {
   auto got = kpc::recv_fd(mine.get());
   int fd = got ? got->fd : -1;
   if (fd < 0) *why = got ? got->text : "the fusectl helper ended without an answer";
-  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
   return fd;
 }
 

@@ -1,4 +1,5 @@
-// kpc-launch: the only place that creates namespaces and supervises probes.
+// kpc-launch: the only place that creates the runs' namespaces (a probe may
+// make more inside its run) and supervises probes.
 //
 // Process structure of one run:
 //
@@ -23,12 +24,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace kpcl {
 
@@ -39,7 +39,7 @@ std::optional<Flavor> parse_flavor(const std::string& s);
 const char* flavor_name(Flavor f);
 
 struct RunSpec {
-  std::string run;        // unique id within a batch
+  std::string run;  // unique id within a batch
   std::string case_id;
   std::string variant;
   Flavor flavor = Flavor::host;
@@ -94,9 +94,9 @@ inline constexpr char kRecoverByte = 'r';
 
 // What a run's S needs to free the run's FUSE deadlocks by itself.
 struct RecoveryScope {
-  int fusectl_fd = -1;               // fuse::open_fusectl(), or -1
-  std::string fuse_recovery;         // "fusectl" or "device" (kpc/supervisor.h)
-  std::set<unsigned long> foreign;   // FUSE connections L saw before the run
+  int fusectl_fd = -1;              // fuse::open_fusectl(), or -1
+  std::string fuse_recovery;        // "fusectl" or "device" (kpc/supervisor.h)
+  std::set<unsigned long> foreign;  // FUSE connections L saw before the run
 };
 
 // Remove run directories left by launchers that were killed.

@@ -1,17 +1,17 @@
 // kpc-launch command line. See launcher.h for what a run is.
-#include <vector>
-#include <time.h>
-#include <algorithm>
 #include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "launcher.h"
 
@@ -93,10 +93,8 @@ void print_human(const json& r) {
     else if (rec.contains("note"))
       std::printf("  note    %-32s = %s\n", rec["note"].get<std::string>().c_str(),
                   rec["value"].is_string() ? rec["value"].get<std::string>().c_str() : rec["value"].dump().c_str());
-    else if (rec.contains("skip"))
-      std::printf("  skip: %s\n", rec["skip"].get<std::string>().c_str());
-    else if (rec.contains("broken"))
-      std::printf("  broken: %s\n", rec["broken"].get<std::string>().c_str());
+    else if (rec.contains("skip")) std::printf("  skip: %s\n", rec["skip"].get<std::string>().c_str());
+    else if (rec.contains("broken")) std::printf("  broken: %s\n", rec["broken"].get<std::string>().c_str());
   }
   for (const char* k : {"hang", "trouble"}) {
     if (!r.contains(k)) continue;
@@ -104,7 +102,8 @@ void print_human(const json& r) {
     std::printf("  %s detected after %.0f ms", k, h.value("detected_ms", 0.0));
     if (h.contains("detection_latency_ms"))
       std::printf(" (%.0f ms after the task stopped running)", h.value("detection_latency_ms", 0.0));
-    std::printf("; recovered: %s in %.0f ms\n", h.value("recovered", false) ? "yes" : "NO", h.value("recovery_ms", 0.0));
+    std::printf("; recovered: %s in %.0f ms\n", h.value("recovered", false) ? "yes" : "NO",
+                h.value("recovery_ms", 0.0));
     for (const auto& t : h["tasks"]) {
       std::printf("    %s%d/%d %s state %s wchan %s\n", t.value("stuck", false) ? "STUCK " : "", t.value("pid", 0),
                   t.value("tid", 0), t.value("comm", "").c_str(), t.value("state", "").c_str(),
@@ -123,9 +122,18 @@ int cmd_run(int argc, char** argv) {
   int i = 0;
   for (; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--") { ++i; break; }
-    if (a == "--json") { as_json = true; continue; }
-    if (a == "--help") { std::fputs(kUsage, stdout); return 0; }
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a == "--json") {
+      as_json = true;
+      continue;
+    }
+    if (a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
     if (i + 1 >= argc) usage_error(a + " needs a value");
     if (a == "--flavor") {
       auto f = kpcl::parse_flavor(argv[++i]);
@@ -163,8 +171,14 @@ int cmd_batch(int argc, char** argv) {
   std::string plan_path = "-";
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--frame") { opt.frame = true; continue; }
-    if (a == "--help") { std::fputs(kUsage, stdout); return 0; }
+    if (a == "--frame") {
+      opt.frame = true;
+      continue;
+    }
+    if (a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
     if (i + 1 >= argc) usage_error(a + " needs a value");
     if (a == "--jobs") opt.jobs = parse_int(a, argv[++i]);
     else if (a == "--plan") plan_path = argv[++i];
@@ -186,9 +200,7 @@ int cmd_batch(int argc, char** argv) {
     if (line.empty()) continue;
     try {
       plan.push_back(kpcl::spec_from_json(json::parse(line)));
-    } catch (const std::exception& e) {
-      usage_error(plan_path + ":" + std::to_string(lineno) + ": " + e.what());
-    }
+    } catch (const std::exception& e) { usage_error(plan_path + ":" + std::to_string(lineno) + ": " + e.what()); }
   }
   die_with_parent();
   return kpcl::run_batch(plan, opt, [&](const json& j) { emit_line(j, opt.frame); });

@@ -297,10 +297,8 @@ void kill_if_descendant(pid_t p) {
     at = st->ppid;
   }
   if (ours) {
-    if (fd >= 0)
-      syscall(kpc::pidfd::kSysSendSignal, fd, SIGKILL, nullptr, 0);
-    else
-      kill(p, SIGKILL);  // no pidfds (before 5.3): the old way
+    if (fd >= 0) syscall(kpc::pidfd::kSysSendSignal, fd, SIGKILL, nullptr, 0);
+    else kill(p, SIGKILL);  // no pidfds (before 5.3): the old way
   }
   if (fd >= 0) close(fd);
 }

@@ -5,10 +5,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
-#include <sys/random.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,9 +36,12 @@ std::optional<Flavor> parse_flavor(const std::string& s) {
 
 const char* flavor_name(Flavor f) {
   switch (f) {
-    case Flavor::host: return "host";
-    case Flavor::pidns: return "pidns";
-    case Flavor::userns: return "userns";
+    case Flavor::host:
+      return "host";
+    case Flavor::pidns:
+      return "pidns";
+    case Flavor::userns:
+      return "userns";
   }
   return "?";
 }
@@ -66,8 +69,10 @@ RunSpec spec_from_json(const json& j) {
     const auto& c = j.at("caller");
     s.caller_blocked = c.value("blocked", std::vector<int>{});
     s.caller_ignored = c.value("ignored", std::vector<int>{});
-    for (int sig : s.caller_blocked) if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.blocked: bad signal " + std::to_string(sig));
-    for (int sig : s.caller_ignored) if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.ignored: bad signal " + std::to_string(sig));
+    for (int sig : s.caller_blocked)
+      if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.blocked: bad signal " + std::to_string(sig));
+    for (int sig : s.caller_ignored)
+      if (sig < 1 || sig >= NSIG) throw std::runtime_error("caller.ignored: bad signal " + std::to_string(sig));
   }
   s.supervisor_channel = j.value("supervisor_channel", false);
   if (j.contains("cleanup")) {

@@ -1,22 +1,21 @@
 // Looking at a supervised tree from the outside: its tasks, their states and
 // kernel stacks.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/capability.h>
-#include <sys/wait.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 #include <algorithm>
-#include <climits>
-#include <map>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <set>
 
 #include "kpc/proc.h"
@@ -161,10 +160,11 @@ std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pi
 }
 
 json task_json(const TaskInfo& t) {
-  json j = {{"pid", t.pid},   {"tid", t.tid},         {"comm", t.comm},
-            {"state", std::string(1, t.state)},        {"exiting", t.exiting},
-            {"sigkill_pending", t.sigkill_pending},    {"wchan", t.wchan},
-            {"nspid", t.nspid}, {"stack", t.stack}};
+  json j = {{"pid", t.pid},         {"tid", t.tid},
+            {"comm", t.comm},       {"state", std::string(1, t.state)},
+            {"exiting", t.exiting}, {"sigkill_pending", t.sigkill_pending},
+            {"wchan", t.wchan},     {"nspid", t.nspid},
+            {"stack", t.stack}};
   if (!t.stack_error.empty()) j["stack_error"] = t.stack_error;
   return j;
 }

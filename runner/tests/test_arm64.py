@@ -137,7 +137,8 @@ def test_the_suite_runs_inside_an_arm64_kernel_next_to_amd64(tmp_path, arm64_rea
     results = doc["results"]
     by = {(x["target"], x["case"], x["variant"], x["flavor"]): x for x in results}
     assert {x["target"] for x in results} == {arm, x86}
-    assert {x["verdict"] for x in results} == {"pass", "skip"}, [x for x in results if x["verdict"] not in ("pass", "skip")]
+    assert {x["verdict"] for x in results} == {"pass", "skip"}, \
+        [x for x in results if x["verdict"] not in ("pass", "skip")]
     # FUSE was loaded in the arm64 guest and its cases ran
     fuse = [x for x in results if x["target"] == arm and x["case"] == "fuse_flush_on_every_close"]
     assert len(fuse) == 12 and {x["verdict"] for x in fuse} == {"pass"}

@@ -163,7 +163,7 @@ def cases_copy(t, edit=None):
     keep = (".toml", ".cc", ".md")
     shutil.copytree(paths.CASES, d, ignore=lambda where, names: [
         n for n in names if n in ("lib", "helpers") or (os.path.isfile(os.path.join(where, n))
-                                                         and not n.endswith(keep))])
+                                                        and not n.endswith(keep))])
     if edit:
         edit(d)
     return {"KPC_CASES_DIR": str(d)}
@@ -295,7 +295,7 @@ BAD = [
     ("42-toml-not-utf8", lambda t: (["check"], cases_copy(t, append_bytes("signals/sigmask_survives_execve.toml",
                                                                           b"\n# \xff\xfe\n")))),
     ("43-directory-named-x-toml", lambda t: (["check"], cases_copy(t, lambda d: (d / "signals" / "zz_dir.toml")
-                                                                    .mkdir()))),
+                                                                   .mkdir()))),
     ("44-timeout-inf", lambda t: (["check"], cases_copy(t, toml_line("timeout = inf", "timeout")))),
     ("45-timeout-nan", lambda t: (["check"], cases_copy(t, toml_line("timeout = nan", "timeout")))),
     ("46-timeout-negative", lambda t: (RUN + ["--case", "sigmask_*", "--flavor", "host"],

@@ -166,3 +166,31 @@ def test_results_to_a_device_write_through_it_and_keep_the_device(tmp_path, buil
     assert r.returncode == 0, r.stderr
     assert stat.S_ISCHR(os.stat(dev).st_mode), "the device node was replaced by a file"
     assert not os.path.exists(f"{dev}.tmp")
+
+
+def _into_closed_pipe(*args):
+    """./kpc ARGS with stdout a pipe nobody reads any more: the first write
+    fails (EPIPE), as in `./kpc explain X | head` once head has its lines."""
+    import subprocess
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([KPC, *args], stdout=w, stderr=subprocess.PIPE, text=True, cwd=paths.ROOT, timeout=120)
+    finally:
+        os.close(w)
+
+
+def _commands():
+    import argparse
+    from kpc import cli
+    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("args", [["--help"]] + [[c, "--help"] for c in _commands()] + [
+    ["explain", "sig_ign_survives_execve"], ["list"], ["decode", "0x4200"], ["check"]])
+def test_a_reader_that_left_ends_any_command_quietly(args):
+    """SIGPIPE handled for every command: 128+SIGPIPE and nothing on stderr,
+    not a BrokenPipeError traceback (argparse's --help included)."""
+    p = _into_closed_pipe(*args)
+    assert p.returncode == 141 and p.stderr == "", (p.returncode, p.stderr[-2000:])

@@ -153,7 +153,8 @@ def test_hang_not_expected_is_a_hang_with_the_stuck_task(demo_cases, tbl):
 
 
 def test_hang_expected_by_an_xfail_row_is_xfail(write_table, demo_cases):
-    t = tables.load(demo_cases, write_table("signals", "[demo]\nhang = yes if kernel<6.3 xfail -- deadlock before the fix\n"
+    t = tables.load(demo_cases, write_table("signals", "[demo]\n"
+                                                       "hang = yes if kernel<6.3 xfail -- deadlock before the fix\n"
                                                        "hang = no if kernel>=6.3 -- fixed\n"))
     res = result([], outcome="hang", exit_text="killed SIGKILL", hang=STUCK)
     assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1"))).verdict == "xfail"
@@ -161,7 +162,8 @@ def test_hang_expected_by_an_xfail_row_is_xfail(write_table, demo_cases):
 
 
 def test_no_hang_where_one_is_expected_is_a_fail(write_table, demo_cases):
-    t = tables.load(demo_cases, write_table("signals", "[demo]\nhang = yes if kernel<6.3 xfail -- deadlock before the fix\n"
+    t = tables.load(demo_cases, write_table("signals", "[demo]\n"
+                                                       "hang = yes if kernel<6.3 xfail -- deadlock before the fix\n"
                                                        "hang = no if kernel>=6.3 -- fixed\nok = true\n"))
     res = result([obs("ok", "bool", True), {"end": "ok"}])
     assert evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1"))).verdict == "fail"
@@ -265,4 +267,5 @@ def test_a_contradiction_recorded_before_the_probe_died_is_a_fail(demo_cases, tb
     records = good_records(mask=obs("mask", "sigset", "SIGTERM"), count=None)[:-1]  # no end record
     v = verdict(demo_cases, tbl, result(records, exit_text="killed SIGSEGV"))
     assert v.verdict == "fail" and v.reason.startswith("mask: expected SIGUSR1|SIGTERM")
-    assert v.details[-2:] == ["not recorded (a consequence): count", "the probe killed SIGSEGV before recording its end"]
+    assert v.details[-2:] == ["not recorded (a consequence): count",
+                              "the probe killed SIGSEGV before recording its end"]

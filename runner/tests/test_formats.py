@@ -33,7 +33,7 @@ def document():
            run("beta", "error", variant="clone", reason=HOSTILE),
            run("gamma", "skip", reason="needs root"), run("gamma", "skip", flavor="pidns", reason="needs root")]
     doc = {"schema": 1, "created": "2026-12-01T12:00:00+00:00", "environment": {"kernel": "6.1.0-50-cloud-amd64",
-                                                                                 "machine": "x86_64"},
+                                                                                "machine": "x86_64"},
            "results": res}
     render.validate(doc)
     return doc
@@ -86,7 +86,7 @@ def test_ktap_directives_and_stable_skip_reasons():
 
 
 @pytest.mark.parametrize("reason, kind", [("needs root", "needs_root"), ("needs CONFIG_FUSE_FS (not set in x)",
-                                                                        "kconfig_missing"),
+                                                                         "kconfig_missing"),
                                           ("slow case (15 s): run with --slow", "slow"),
                                           ("pidns flavor unavailable here: EPERM", "flavor_unavailable"),
                                           ("PIDFD_THREAD: EINVAL (6.9+)", "not_supported")])

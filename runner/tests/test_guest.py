@@ -9,9 +9,7 @@ use, as `./kpc run --kernels` does); without qemu they skip with the reason.
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 
 import pytest

@@ -90,7 +90,7 @@ def make_repo(top, gnupghome, suites=("bookworm",), signed=True, image=None):
         shutil.copy(deb, pool / deb.name)
         sha[deb.name.split("_")[0]] = hashlib.sha256(data).hexdigest()
         stanzas.append(control + f"Filename: pool/main/{deb.name}\nSize: {len(data)}\n"
-                                  f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
     packages = "\n".join(stanzas).encode()
     for suite in suites:
         d = repo / "dists" / suite
@@ -419,7 +419,8 @@ def test_a_cache_planted_by_nobody_is_refused_on_the_command_line(tmp_path, buil
     planted.mkdir(parents=True)
     (planted / "vmlinuz").write_text("NOT A KERNEL - planted in the cache by uid 65534\n")
     (planted / "kpc-kernel.json").write_text(json.dumps({"release": "6.66.6-evil", "suite": "bookworm",
-                                                         "version": "6.66.6-1", "packages": ["linux-image-6.66.6-evil=6.66.6-1"]}))
+                                                         "version": "6.66.6-1",
+                                                         "packages": ["linux-image-6.66.6-evil=6.66.6-1"]}))
     for p in [cache, *cache.rglob("*")]:
         os.chown(p, 65534, 65534)
     r = kpc("run", "--kernels", "bookworm", "--no-host", "--case", "sigmask_survives_execve", "--no-build",

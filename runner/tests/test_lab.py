@@ -248,7 +248,8 @@ def test_the_lab_shows_setup_forms_and_reveals_only_after(built):
     assert "**" not in out                                                          # no raw Markdown (F4)
     r = lab_run("sigmask_survives_execve", "--predict", "exec.blocked=none", "--no-reveal")
     assert r.returncode == 1 and "WRONG" in r.stdout and summary not in r.stdout and "(table:" not in r.stdout
-    for bad, says in ((["--predict", "no.such.key=1"], "it records:"), (["--predict", "exec.status=exited"], "exited N"),
+    for bad, says in ((["--predict", "no.such.key=1"], "it records:"),
+                      (["--predict", "exec.status=exited"], "exited N"),
                       (["--variant", "x"], "has no variants")):
         r = lab_run("sigmask_survives_execve", *bad)
         assert r.returncode == 2 and r.stderr.startswith("kpc: ") and r.stderr.count("\n") == 1, r.stderr
@@ -459,13 +460,13 @@ def test_a_paraphrase_is_caught_and_missing_pages_skip_with_one_line(monkeypatch
 
 def test_init_exercise_stages(built):
     r = kpc("lab", "init-exercise", "--no-build", "--init", os.path.join(paths.ROOT, "labs", "init-exercise",
-                                                                          "init.py"))
+                                                                         "init.py"))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "stage 1: runs the workload and exits with its exit code  ... PASS" in r.stdout
     assert "stage 2: a workload killed by signal N" in r.stdout and "Next: a workload killed by signal N" in r.stdout
     assert "self.ignored: expected none, your init gave SIGHUP|SIGUSR2|SIGPIPE|SIGXFSZ" in r.stdout
     r = kpc("lab", "init-exercise", "--no-build", "--init", os.path.join(paths.RUNNER, "tests", "data",
-                                                                          "init_reference.py"))
+                                                                         "init_reference.py"))
     if os.geteuid() == 0:
         assert r.returncode == 0 and "10 of 10 stages pass" in r.stdout, r.stdout + r.stderr
     else:
@@ -491,7 +492,8 @@ def _spawn(code, *extra):
 
 def test_inspect_signal_says_what_would_happen():
     procs = {
-        "blocked": _spawn("import signal,time; signal.pthread_sigmask(signal.SIG_BLOCK,{signal.SIGTERM}); time.sleep(20)"),
+        "blocked": _spawn("import signal,time; "
+                          "signal.pthread_sigmask(signal.SIG_BLOCK,{signal.SIGTERM}); time.sleep(20)"),
         "ignored": _spawn("import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(20)"),
         "caught": _spawn("import signal,time; signal.signal(signal.SIGTERM, lambda *a: 0); time.sleep(20)"),
         "default": _spawn("import time; time.sleep(20)"),

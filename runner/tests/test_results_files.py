@@ -98,7 +98,7 @@ INPUTS = {
                                                                "pwned='verdict-xss'\">")])),
          [REPORT_HTML, MERGE, ("report", "{out}.merged.json", "--html", "{out}")]),
     17: ("a case id ending in # TODO", json.dumps(_doc([_r(case="sigmask_survives_execve # TODO",
-                                                          verdict="fail")])), [REPORT_TAP]),
+                                                           verdict="fail")])), [REPORT_TAP]),
     18: ("a case id with a backtick and <img>",
          json.dumps(_doc([_r(case="x` <img src=https://attacker.example/pixel.png> @octocat `y", verdict="fail")])),
          [REPORT_MD]),
@@ -173,7 +173,7 @@ def test_a_malformed_file_names_the_file_and_what_is_wrong(tmp_path):
                         "hang, error\n")
     names = _materialize(tmp_path, 13)
     r = kpc("diff", names["good"], names["f"])
-    assert r.stderr == (f"kpc: {names['f']}: run 'sigmask_survives_execve@host#host' appears twice "
+    assert r.stderr == (f"kpc: {names['f']}: run 'sigmask_survives_execve@host' appears twice "
                         "(results[0] and results[1])\n")
     names = _materialize(tmp_path, 8)
     r = kpc("report", names["f"], "--tap", "-")
@@ -307,7 +307,7 @@ def test_a_reader_that_goes_away_is_not_an_internal_error(tmp_path):
     new.write_text(json.dumps(_doc([_r(case=f"c{i}", verdict="skip") for i in range(20000)])))
     p = subprocess.Popen([KPC, "diff", str(old), str(new)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          cwd=paths.ROOT)
-    assert p.stdout.read(10) == b"c0@host#ho"
+    assert p.stdout.read(10) == b"c0@host: p"
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141 and err == "", err
@@ -323,7 +323,7 @@ def _hostile_doc():
     """A document that load() would refuse (the verdict), rendered anyway:
     escaping must not depend on validation."""
     return _doc([_r(verdict=XSS_VERDICT), _r(case="b", verdict="fail", reason=COMMENT, area="a'><b>",
-                                            target="t'<x>", details=["<!--"], provenance=["</script>"])])
+                                             target="t'<x>", details=["<!--"], provenance=["</script>"])])
 
 
 def test_html_escapes_every_string_even_an_invalid_verdict():

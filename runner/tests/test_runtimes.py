@@ -233,8 +233,8 @@ def test_a_workload_failure_is_never_a_skip_whatever_its_stderr_says(tmp_path):
     shutil.copy("/usr/bin/busybox", tmp_path / "busybox")   # busybox-static: runs in the empty rootfs
     rid = run_id()
     p, r = start_wrapper(RUNC, rid, [str(tmp_path / "busybox"), "sh", "-c",
-                                      'echo "error: assertion failed in probe" >&2; echo "level=error cgroup" >&2; '
-                                      'exit 3'], build_dir=str(tmp_path))
+                                     'echo "error: assertion failed in probe" >&2; echo "level=error cgroup" >&2; '
+                                     'exit 3'], build_dir=str(tmp_path))
     out, err = p.communicate(timeout=60)
     obs = read_line(r, 1)
     os.close(r)
@@ -445,8 +445,8 @@ def test_an_oci_run_entry_carries_the_cleanup_of_its_containers():
     e1, e2 = (launch.plan_entry(f"r{i}", case, None, "host", runtime=rt) for i in (1, 2))
     rid = e1["argv"][e1["argv"].index("--id") + 1]
     assert re.fullmatch(r"kpc-[0-9a-f]{16}", rid) and e1["argv"][:7] == [runtimes.PYTHON, runtimes.OCI_WRAPPER,
-                                                                          "--runtime", "/usr/sbin/runc", "--id",
-                                                                          rid, "--"]
+                                                                         "--runtime", "/usr/sbin/runc", "--id",
+                                                                         rid, "--"]
     assert e1["cleanup"] == cleanup_argv("/usr/sbin/runc", rid)
     assert e2["cleanup"][-1] != rid   # one ID per run
     # the probe that plays the engine gets the same prefix (and its run the cleanup)

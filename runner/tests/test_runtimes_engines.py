@@ -18,7 +18,7 @@ import pytest
 from conftest import make_case, processes, needs_root, Scope
 from kpc import engine_run, launch, paths, runtimes
 from test_cli import kpc
-from test_runtimes import read_ready, run_id, writers_gone
+from test_runtimes import read_ready, run_id
 from test_kill_anytime import ContainerIds
 
 PODMAN_OK = os.access("/usr/bin/podman", os.X_OK) and os.access("/usr/bin/conmon", os.X_OK)

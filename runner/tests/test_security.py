@@ -253,7 +253,8 @@ def test_a_build_directory_someone_else_could_fill_is_refused(tmp_path, owner, m
     (bdir / "bin").mkdir(parents=True)
     os.chown(bdir, owner, owner)
     os.chmod(bdir, mode)
-    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"], env=dict(os.environ, KPC_BUILD_DIR=str(bdir)))
+    p = run([KPC, "run", "--no-build", "--case", "sigmask_survives_execve"],
+            env=dict(os.environ, KPC_BUILD_DIR=str(bdir)))
     assert p.returncode == 2 and words in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
 
 

@@ -104,7 +104,8 @@ def test_exclusive_rows_load(write_table, demo_cases, rows):
 
 
 def test_kernel_ranges_are_half_open(write_table, demo_cases):
-    t = load(write_table, demo_cases, "[demo]\na = old if kernel<6.3 -- before the fix\na = new if kernel>=6.3 -- fixed\n")
+    t = load(write_table, demo_cases,
+             "[demo]\na = old if kernel<6.3 -- before the fix\na = new if kernel>=6.3 -- fixed\n")
     assert t.match("demo", "a", ctx(kernel=kver.parse("6.2.16"))).value == "old"
     assert t.match("demo", "a", ctx(kernel=kver.parse("6.3"))).value == "new"
     assert t.match("demo", "a", ctx(kernel=kver.parse("6.12.0-1-cloud-amd64"))).value == "new"

@@ -40,7 +40,7 @@ def test_jobs_fit_together(wf):
 def test_matrix_values_are_ones_kpc_knows(wf):
     for k in (k for spec in wf["jobs"]["kernels"]["strategy"]["matrix"]["kernels"] for k in spec.split(",")):
         assert any(kernels._matches(k, v, s) for v, s in (("5.10.223-1", "bullseye"), ("6.1.176-1", "bookworm"),
-                                                            ("6.12.117-1", "trixie"), ("7.2.13-1", "sid"))), k
+                                                          ("6.12.117-1", "trixie"), ("7.2.13-1", "sid"))), k
     assert set(wf["jobs"]["kernels"]["strategy"]["matrix"]["arch"]) == set(kernels.ARCHES)
     for rt in wf["jobs"]["runtimes"]["strategy"]["matrix"]["runtime"]:
         assert rt in runtimes.KNOWN

@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <ctime>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
+#include <ctime>
 #include <thread>
 #include <vector>
 
@@ -33,16 +33,21 @@ std::string own_cgroup() {
   return text.substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
 }
 
-// Removes the cgroup at `path` and the ones below it, deepest first, after
-// killing what is in them.
-void remove_cgroup(const std::string& path) {
+// The names of the cgroups directly below `path` (none when unreadable).
+std::vector<std::string> child_cgroups(const std::string& path) {
+  std::vector<std::string> subs;
   if (DIR* d = opendir(path.c_str())) {
-    std::vector<std::string> subs;
     while (dirent* e = readdir(d))
       if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) subs.push_back(e->d_name);
     closedir(d);
-    for (const auto& s : subs) remove_cgroup(path + "/" + s);
   }
+  return subs;
+}
+
+// Removes the cgroup at `path` and the ones below it, deepest first, after
+// killing what is in them.
+void remove_cgroup(const std::string& path) {
+  for (const auto& s : child_cgroups(path)) remove_cgroup(path + "/" + s);
   // Thaw, kill every member, wait until empty (at most 2 s), remove.
   int fd = open((path + "/cgroup.freeze").c_str(), O_WRONLY | O_CLOEXEC);
   if (fd >= 0) {
@@ -65,13 +70,7 @@ void remove_cgroup(const std::string& path) {
 // rmdir of `path` and the cgroups below it, deepest first, without killing
 // anything: a cgroup that still has processes stays (EBUSY).
 void rmdir_tree(const std::string& path) {
-  if (DIR* d = opendir(path.c_str())) {
-    std::vector<std::string> subs;
-    while (dirent* e = readdir(d))
-      if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) subs.push_back(e->d_name);
-    closedir(d);
-    for (const auto& s : subs) rmdir_tree(path + "/" + s);
-  }
+  for (const auto& s : child_cgroups(path)) rmdir_tree(path + "/" + s);
   rmdir(path.c_str());
 }
 
@@ -89,7 +88,7 @@ void sweep_stale(const std::string& parent) {
     std::string n = e->d_name;
     auto dot = n.rfind('.');
     if (e->d_type != DT_DIR || !n.starts_with("kpc-") || dot == std::string::npos || n.size() - dot != 7) continue;
-    struct stat st{};
+    struct stat st {};
     if (stat((parent + "/" + n).c_str(), &st) == 0 && now - st.st_mtime > 2 * 3600) stale.push_back(n);
   }
   closedir(d);
@@ -130,8 +129,9 @@ std::unique_ptr<Scratch> Scratch::create(const std::string& name) {
     rmdir(s->mount_.c_str());
     s->mount_.clear();
     kpc::skip("mounting cgroup2: " + errno_name(err) +
-              (err == EPERM ? " (in a user namespace cgroup2 mounts need a cgroup namespace of its own)" :
-               err == ENODEV ? " (no cgroup2 in this kernel)" : ""));
+              (err == EPERM    ? " (in a user namespace cgroup2 mounts need a cgroup namespace of its own)"
+               : err == ENODEV ? " (no cgroup2 in this kernel)"
+                               : ""));
   }
   std::string own = own_cgroup();
   if (own.empty()) kpc::skip("no cgroup v2 entry in /proc/self/cgroup");

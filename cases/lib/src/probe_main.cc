@@ -101,8 +101,6 @@ int main(int argc, char** argv) {
   try {
     int rc = probe_main(probe);
     if (rc != 0) kpc::broken("probe_main returned " + std::to_string(rc));
-  } catch (const std::exception& e) {
-    kpc::broken(std::string("uncaught exception: ") + e.what());
-  }
+  } catch (const std::exception& e) { kpc::broken(std::string("uncaught exception: ") + e.what()); }
   kpc::finish();
 }

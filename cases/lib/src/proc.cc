@@ -1,19 +1,19 @@
 #include "kpc/proc.h"
-#include "kpc/raii.h"
-
-#include "kpc/check.h"
-#include "kpc/record.h"
 
 #include <dirent.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+
+#include "kpc/check.h"
+#include "kpc/raii.h"
+#include "kpc/record.h"
 
 namespace kpc {
 namespace {
@@ -82,13 +82,25 @@ std::optional<ProcStatus> parse_status(std::string_view text) {
     std::string_view key = line.substr(0, colon);
     std::string_view val = trim(line.substr(colon + 1));
     bool ok = true;
-    if (key == "Name") st.name = std::string(val);
+    // The five signal masks, SigPnd to SigCgt: has_signals wants all five.
+    const std::pair<std::string_view, SigSet*> masks[] = {{"SigPnd", &st.sig_pnd},
+                                                          {"ShdPnd", &st.shd_pnd},
+                                                          {"SigBlk", &st.sig_blk},
+                                                          {"SigIgn", &st.sig_ign},
+                                                          {"SigCgt", &st.sig_cgt}};
+    auto mask = std::find_if(std::begin(masks), std::end(masks), [&](const auto& m) { return m.first == key; });
+    if (mask != std::end(masks)) {
+      ok = to_mask(val, *mask->second);
+      ++signal_fields;
+    } else if (key == "Name") st.name = std::string(val);
     else if (key == "State") {
       st.state_text = std::string(val);
       st.state = val.empty() ? '?' : val[0];
     } else if (key == "Tgid") ok = to_int(val, st.tgid);
-    else if (key == "Pid") { ok = to_int(val, st.pid); saw_pid = ok; }
-    else if (key == "PPid") ok = to_int(val, st.ppid);
+    else if (key == "Pid") {
+      ok = to_int(val, st.pid);
+      saw_pid = ok;
+    } else if (key == "PPid") ok = to_int(val, st.ppid);
     else if (key == "TracerPid") ok = to_int(val, st.tracer_pid);
     else if (key == "Threads") ok = to_int(val, st.threads);
     else if (key == "NSpid") {
@@ -97,14 +109,14 @@ std::optional<ProcStatus> parse_status(std::string_view text) {
         if (!to_int(f, p)) return std::nullopt;
         st.nspid.push_back(p);
       }
-    } else if (key == "SigPnd") { ok = to_mask(val, st.sig_pnd); ++signal_fields; }
-    else if (key == "ShdPnd") { ok = to_mask(val, st.shd_pnd); ++signal_fields; }
-    else if (key == "SigBlk") { ok = to_mask(val, st.sig_blk); ++signal_fields; }
-    else if (key == "SigIgn") { ok = to_mask(val, st.sig_ign); ++signal_fields; }
-    else if (key == "SigCgt") { ok = to_mask(val, st.sig_cgt); ++signal_fields; }
-    else if (key == "NoNewPrivs") { int v; ok = to_int(val, v); st.no_new_privs = v; }
-    else if (key == "voluntary_ctxt_switches") { ok = to_int(val, st.voluntary_ctxt_switches); st.has_ctxt_switches = ok; }
-    else if (key == "nonvoluntary_ctxt_switches") ok = to_int(val, st.nonvoluntary_ctxt_switches);
+    } else if (key == "NoNewPrivs") {
+      int v;
+      ok = to_int(val, v);
+      st.no_new_privs = v;
+    } else if (key == "voluntary_ctxt_switches") {
+      ok = to_int(val, st.voluntary_ctxt_switches);
+      st.has_ctxt_switches = ok;
+    } else if (key == "nonvoluntary_ctxt_switches") ok = to_int(val, st.nonvoluntary_ctxt_switches);
     if (!ok) return std::nullopt;
   }
   if (!saw_pid) return std::nullopt;
@@ -125,9 +137,8 @@ std::optional<ProcStat> parse_stat(std::string_view text) {
   // f[0] is field 3 (state); field N is f[N-3].
   if (f.size() < 36 || f[0].size() != 1) return std::nullopt;
   st.state = f[0][0];
-  bool ok = to_int(f[1], st.ppid) && to_int(f[2], st.pgrp) && to_int(f[3], st.session) &&
-            to_int(f[4], st.tty_nr) && to_int(f[6], st.flags) && to_int(f[19], st.start_time) &&
-            to_int(f[35], st.exit_signal);
+  bool ok = to_int(f[1], st.ppid) && to_int(f[2], st.pgrp) && to_int(f[3], st.session) && to_int(f[4], st.tty_nr) &&
+            to_int(f[6], st.flags) && to_int(f[19], st.start_time) && to_int(f[35], st.exit_signal);
   if (!ok) return std::nullopt;
   return st;
 }
@@ -209,9 +220,7 @@ std::optional<ProcStat> read_stat(pid_t pid, pid_t tid) {
   return parse_stat(*text);
 }
 
-std::vector<pid_t> list_tasks(pid_t pid) {
-  return list_numeric_dir("/proc/" + std::to_string(pid) + "/task");
-}
+std::vector<pid_t> list_tasks(pid_t pid) { return list_numeric_dir("/proc/" + std::to_string(pid) + "/task"); }
 
 std::optional<ProcStatus> read_self_status() {
   auto text = read_text("/proc/thread-self/status");
@@ -237,6 +246,17 @@ char wait_for_state(pid_t pid, char want, int timeout_ms) {
     char last = st ? st->state : '-';
     if (last == want || monotonic_ms() >= deadline) return last;
     usleep(1000);
+  }
+}
+
+void set_ns_last_pid(long last) {
+  Fd fd(open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC));
+  if (!fd && errno == ENOENT) skip("no /proc/sys/kernel/ns_last_pid (CONFIG_CHECKPOINT_RESTORE)");
+  KPC_CHECK_MSG(fd, "open /proc/sys/kernel/ns_last_pid: " + errno_name(errno));
+  std::string text = std::to_string(last);
+  if (write(fd.get(), text.data(), text.size()) < 0) {
+    if (errno == EPERM) skip("writing ns_last_pid needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (EPERM)");
+    broken("write ns_last_pid: " + errno_name(errno));
   }
 }
 

@@ -1,13 +1,12 @@
 #include "kpc/raii.h"
 
-#include <sched.h>
-#include <sys/syscall.h>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,10 +31,37 @@ void Fd::reset(int fd) {
   fd_ = fd;
 }
 
+void copy_file_into(const std::string& from, int dirfd, const char* name, mode_t mode) {
+  Fd in(KPC_SYS(open(from.c_str(), O_RDONLY | O_CLOEXEC)));
+  Fd out(KPC_SYS(openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700)));
+  char buf[65536];
+  for (;;) {
+    ssize_t n = KPC_SYS(read(in.get(), buf, sizeof buf));
+    if (n == 0) break;
+    KPC_CHECK(write(out.get(), buf, static_cast<size_t>(n)) == n);
+  }
+  KPC_SYS(fchmod(out.get(), mode));
+}
+
+Fd open_pty_or_skip(std::string* slave) {
+  int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (m < 0) skip("posix_openpt: " + errno_name(errno) + " (no /dev/ptmx or devpts here)");
+  Fd master(m);
+  KPC_SYS(grantpt(m));
+  KPC_SYS(unlockpt(m));
+  *slave = ptsname(m);
+  return master;
+}
+
 Pipe Pipe::make(int flags) {
   int fds[2];
   KPC_SYS(pipe2(fds, flags));
   return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+void Pipe::wait_for_go(int timeout_ms) {
+  write.reset();
+  recv_byte(read.get(), timeout_ms);
 }
 
 void send_byte(int fd, char c) {
@@ -107,8 +133,7 @@ std::optional<char> recv_byte(int fd, int timeout_ms) {
 
 std::string describe_wait_status(int status) {
   if (WIFEXITED(status)) return "exited " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return "killed " + signal_name(WTERMSIG(status)) + (WCOREDUMP(status) ? " (core)" : "");
+  if (WIFSIGNALED(status)) return "killed " + signal_name(WTERMSIG(status)) + (WCOREDUMP(status) ? " (core)" : "");
   if (WIFSTOPPED(status)) return "stopped " + signal_name(WSTOPSIG(status));
   if (WIFCONTINUED(status)) return "continued";
   return "status " + std::to_string(status);
@@ -126,8 +151,7 @@ Child::~Child() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
   int st;
-  while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
-  }
+  while (waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {}
 }
 
 int Child::wait(int options) {

@@ -86,6 +86,8 @@ const char* errno_symbol(int err) {
   // Linux's errnos (asm-generic/errno-base.h, errno.h), each by its first
   // name: EAGAIN not EWOULDBLOCK, EDEADLK not EDEADLOCK, as glibc names them.
   switch (err) {
+    // A table, one errno a cell: not for clang-format.
+    // clang-format off
 #define KPC_E(name) \
   case name:        \
     return #name;
@@ -111,6 +113,7 @@ const char* errno_symbol(int err) {
     KPC_E(EKEYEXPIRED) KPC_E(EKEYREVOKED) KPC_E(EKEYREJECTED) KPC_E(EOWNERDEAD) KPC_E(ENOTRECOVERABLE)
     KPC_E(ERFKILL) KPC_E(EHWPOISON)
 #undef KPC_E
+    // clang-format on
   }
   return nullptr;
 }
@@ -132,9 +135,7 @@ void observe(std::string_view key, bool value) {
   typed(key, "bool", value ? "true" : "false", value ? "true" : "false");
 }
 
-void observe(std::string_view key, int64_t value) {
-  typed(key, "int", std::to_string(value), std::to_string(value));
-}
+void observe(std::string_view key, int64_t value) { typed(key, "int", std::to_string(value), std::to_string(value)); }
 
 void observe(std::string_view key, std::string_view value) {
   std::string v = truncate(value, 1024);
@@ -153,7 +154,8 @@ void observe(std::string_view key, SigSet value) {
 
 void observe_result(std::string_view key, long rc, int err) {
   if (rc == -1 && err == 0)
-    broken("observe_result(\"" + std::string(key) + "\"): the call failed but errno is 0 (was errno read before the call? use KPC_OBSERVE_CALL)");
+    broken("observe_result(\"" + std::string(key) +
+           "\"): the call failed but errno is 0 (was errno read before the call? use KPC_OBSERVE_CALL)");
   observe(key, rc == -1 ? errno_name(err) : std::string("ok"));
 }
 
@@ -214,21 +216,20 @@ void at_abnormal_exit(void (*fn)(void*), void* arg) {
   g_exit_hooks[g_exit_hook_count++] = ExitHook{getpid(), fn, arg};
 }
 
-void skip(std::string_view reason) {
+namespace {
+// The probe's last record ({"skip": ...} or {"broken": ...}), then _exit.
+[[noreturn]] void end_with(const char* what, std::string_view text, size_t limit, int code) {
   run_exit_hooks();
   JsonObject o;
-  o.str("skip", truncate(reason, 1000));
-  emit(o, "skip: " + std::string(reason));
-  _exit(kExitSkip);
+  o.str(what, truncate(text, limit));
+  emit(o, what + (": " + std::string(text)));
+  _exit(code);
 }
+}  // namespace
 
-void broken(std::string_view message) {
-  run_exit_hooks();
-  JsonObject o;
-  o.str("broken", truncate(message, 2000));
-  emit(o, "broken: " + std::string(message));
-  _exit(kExitBroken);
-}
+void skip(std::string_view reason) { end_with("skip", reason, 1000, kExitSkip); }
+
+void broken(std::string_view message) { end_with("broken", message, 2000, kExitBroken); }
 
 void finish() {
   JsonObject o;

@@ -11,25 +11,41 @@ namespace kpc {
 
 std::string si_code_name(int signo, int code) {
   switch (code) {
-    case SI_USER: return "SI_USER";
-    case SI_QUEUE: return "SI_QUEUE";
-    case SI_TKILL: return "SI_TKILL";
-    case SI_KERNEL: return "SI_KERNEL";
-    case SI_TIMER: return "SI_TIMER";
-    case SI_MESGQ: return "SI_MESGQ";
-    case SI_ASYNCIO: return "SI_ASYNCIO";
-    case SI_SIGIO: return "SI_SIGIO";
-    default: break;
+    case SI_USER:
+      return "SI_USER";
+    case SI_QUEUE:
+      return "SI_QUEUE";
+    case SI_TKILL:
+      return "SI_TKILL";
+    case SI_KERNEL:
+      return "SI_KERNEL";
+    case SI_TIMER:
+      return "SI_TIMER";
+    case SI_MESGQ:
+      return "SI_MESGQ";
+    case SI_ASYNCIO:
+      return "SI_ASYNCIO";
+    case SI_SIGIO:
+      return "SI_SIGIO";
+    default:
+      break;
   }
   if (signo == SIGCHLD) {
     switch (code) {
-      case CLD_EXITED: return "CLD_EXITED";
-      case CLD_KILLED: return "CLD_KILLED";
-      case CLD_DUMPED: return "CLD_DUMPED";
-      case CLD_TRAPPED: return "CLD_TRAPPED";
-      case CLD_STOPPED: return "CLD_STOPPED";
-      case CLD_CONTINUED: return "CLD_CONTINUED";
-      default: break;
+      case CLD_EXITED:
+        return "CLD_EXITED";
+      case CLD_KILLED:
+        return "CLD_KILLED";
+      case CLD_DUMPED:
+        return "CLD_DUMPED";
+      case CLD_TRAPPED:
+        return "CLD_TRAPPED";
+      case CLD_STOPPED:
+        return "CLD_STOPPED";
+      case CLD_CONTINUED:
+        return "CLD_CONTINUED";
+      default:
+        break;
     }
   }
   return "code " + std::to_string(code);

@@ -75,10 +75,13 @@ std::string disposition_of(int sig) {
 std::string sa_flags_of(int sig) {
   struct sigaction old {};
   if (sigaction(sig, nullptr, &old) != 0) return "invalid";
-  static const std::pair<int, const char*> kFlags[] = {
-      {SA_NOCLDSTOP, "SA_NOCLDSTOP"}, {SA_NOCLDWAIT, "SA_NOCLDWAIT"}, {SA_SIGINFO, "SA_SIGINFO"},
-      {SA_ONSTACK, "SA_ONSTACK"},     {SA_RESTART, "SA_RESTART"},     {SA_NODEFER, "SA_NODEFER"},
-      {static_cast<int>(SA_RESETHAND), "SA_RESETHAND"}};
+  static const std::pair<int, const char*> kFlags[] = {{SA_NOCLDSTOP, "SA_NOCLDSTOP"},
+                                                       {SA_NOCLDWAIT, "SA_NOCLDWAIT"},
+                                                       {SA_SIGINFO, "SA_SIGINFO"},
+                                                       {SA_ONSTACK, "SA_ONSTACK"},
+                                                       {SA_RESTART, "SA_RESTART"},
+                                                       {SA_NODEFER, "SA_NODEFER"},
+                                                       {static_cast<int>(SA_RESETHAND), "SA_RESETHAND"}};
   std::string out;
   for (auto [bit, name] : kFlags)
     if (old.sa_flags & bit) out += (out.empty() ? "" : "|") + std::string(name);
@@ -106,8 +109,7 @@ std::string open_fds_above_stdio() {
 void consume_pending(SigSet signals) {
   sigset_t set = signals.to_sigset();
   timespec zero{};
-  while (sigtimedwait(&set, nullptr, &zero) > 0) {
-  }
+  while (sigtimedwait(&set, nullptr, &zero) > 0) {}
 }
 
 void record_state(std::string_view prefix, std::string_view properties) {

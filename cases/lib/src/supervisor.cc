@@ -1,8 +1,6 @@
 // The probe's side of kpc/supervisor.h.
 #include "kpc/supervisor.h"
 
-#include "kpc/fdpass.h"
-
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +9,8 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+
+#include "kpc/fdpass.h"
 
 namespace kpc::supervisor {
 
@@ -36,11 +36,13 @@ std::string deposit_fuse_device(int devfd, unsigned long conn) {
     return std::string("sendmsg to the supervisor: ") + strerror(errno);
   pollfd p{sock, POLLIN, 0};
   int rc;
-  do rc = poll(&p, 1, 5000); while (rc < 0 && errno == EINTR);
+  do rc = poll(&p, 1, 5000);
+  while (rc < 0 && errno == EINTR);
   if (rc == 0) return "the supervisor did not acknowledge the FUSE device within 5 s";
   char reply[512];
   ssize_t n;
-  do n = recv(sock, reply, sizeof reply, 0); while (n < 0 && errno == EINTR);
+  do n = recv(sock, reply, sizeof reply, 0);
+  while (n < 0 && errno == EINTR);
   if (n <= 0) return n == 0 ? "the supervisor closed its channel" : std::string("recv: ") + strerror(errno);
   if (reply[0] == kAck) return "";
   return "the supervisor refused the FUSE device: " + std::string(reply + 1, static_cast<size_t>(n - 1));

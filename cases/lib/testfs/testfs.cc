@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -74,10 +74,17 @@ struct stat attr_of(fuse_ino_t ino) {
 bool answer(fuse_req_t req, const std::atomic<int>& how, const std::atomic<int>& arg, int* err_out) {
   *err_out = 0;
   switch (static_cast<Answer>(how.load())) {
-    case Answer::now: return true;
-    case Answer::late: std::this_thread::sleep_for(std::chrono::milliseconds(arg.load())); return true;
-    case Answer::never: S(req)->unanswered.fetch_add(1); return false;
-    case Answer::fail: *err_out = arg.load(); return true;
+    case Answer::now:
+      return true;
+    case Answer::late:
+      std::this_thread::sleep_for(std::chrono::milliseconds(arg.load()));
+      return true;
+    case Answer::never:
+      S(req)->unanswered.fetch_add(1);
+      return false;
+    case Answer::fail:
+      *err_out = arg.load();
+      return true;
   }
   return true;
 }
@@ -91,7 +98,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_reply_err(req, ENOENT);
     return;
   }
-  fuse_entry_param e {};
+  fuse_entry_param e{};
   e.ino = kFile;
   e.attr = attr_of(kFile);
   e.attr_timeout = e.entry_timeout = 3600;
@@ -116,7 +123,9 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int, fuse_file_inf
 }
 
 template <typename FileInfo>
-constexpr bool kHasNoflush = requires(FileInfo f) { f.noflush = 1; };
+constexpr bool kHasNoflush = requires(FileInfo f) {
+  f.noflush = 1;
+};
 
 template <typename FileInfo>
 void set_noflush_flag(FileInfo* fi, bool on) {
@@ -198,7 +207,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 }
 
 const fuse_lowlevel_ops kOps = [] {
-  fuse_lowlevel_ops o {};
+  fuse_lowlevel_ops o{};
   o.init = op_init;
   o.destroy = op_destroy;
   o.lookup = op_lookup;
@@ -225,20 +234,17 @@ std::string devfuse_problem() {
     return "";
   }
   return std::string("/dev/fuse: ") + strerror(errno) +
-         (errno == ENOENT  ? " (no FUSE device here; load the fuse module or add the device)"
+         (errno == ENOENT   ? " (no FUSE device here; load the fuse module or add the device)"
           : errno == EACCES ? " (the device's permissions exclude this user)"
                             : "");
 }
 
 // The mount's device minor from our mountinfo: no request to the server.
 unsigned long connection_of(const std::string& mountpoint) {
-  auto text = read_text("/proc/thread-self/mountinfo");
-  KPC_CHECK(text.has_value());
-  unsigned long conn = 0;
-  for (const auto& m : parse_mountinfo(*text))
-    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) conn = m.minor;  // last one wins
-  KPC_CHECK_MSG(conn != 0, "the FUSE mount on " + mountpoint + " is not in mountinfo");
-  return conn;
+  KPC_CHECK(read_text("/proc/thread-self/mountinfo").has_value());
+  auto conns = connections_at(mountpoint);
+  KPC_CHECK_MSG(!conns.empty(), "the FUSE mount on " + mountpoint + " is not in mountinfo");
+  return conns.back();  // last one wins
 }
 
 // Creates the session and mounts; "" or an error text (libfuse prints its
@@ -285,15 +291,17 @@ void require_recovery_for_self_serving() {
   if (!how.empty()) kpc::broken("unknown " + std::string(supervisor::kFuseRecoveryEnv) + "=" + how);
   // Run by hand: only our own abort (fusectl) can free it.
   if (!fusectl_mounted() && !may_mount_fusectl())
-    kpc::skip("a self-served FUSE mount can deadlock, and nothing here could undo that: run it under kpc-launch "
-              "(./kpc run), or as root");
+    kpc::skip(
+        "a self-served FUSE mount can deadlock, and nothing here could undo that: run it under kpc-launch "
+        "(./kpc run), or as root");
 }
 
 }  // namespace
 
 const char* op_name(Op op) {
-  static const char* const names[] = {"INIT", "DESTROY", "LOOKUP", "FORGET", "GETATTR", "SETATTR", "OPEN", "READ",
-                                      "WRITE", "FLUSH", "RELEASE", "OPENDIR", "READDIR", "RELEASEDIR", "STATFS"};
+  static const char* const names[] = {"INIT",    "DESTROY", "LOOKUP",  "FORGET",     "GETATTR",
+                                      "SETATTR", "OPEN",    "READ",    "WRITE",      "FLUSH",
+                                      "RELEASE", "OPENDIR", "READDIR", "RELEASEDIR", "STATFS"};
   static_assert(sizeof names / sizeof *names == static_cast<size_t>(Op::count_));
   return names[static_cast<int>(op)];
 }
@@ -352,7 +360,8 @@ std::unique_ptr<Server> Server::start(const std::string& mountpoint, Serve how) 
       int st;
       if (waitpid(pid, &st, WNOHANG) == pid) {
         s->server_pid_ = -1;
-        if (shared->ready == 0) kpc::broken("the FUSE server process ended during startup: " + describe_wait_status(st));
+        if (shared->ready == 0)
+          kpc::broken("the FUSE server process ended during startup: " + describe_wait_status(st));
       }
       KPC_CHECK_MSG(monotonic_ms() < deadline, "the FUSE server process did not start within 5 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -429,7 +438,8 @@ std::string Server::libfuse_version() {
 }
 
 void Server::set_noflush(bool on) {
-  if (on && !can_noflush()) kpc::broken("set_noflush: this libfuse cannot send FOPEN_NOFLUSH (check can_noflush() first)");
+  if (on && !can_noflush())
+    kpc::broken("set_noflush: this libfuse cannot send FOPEN_NOFLUSH (check can_noflush() first)");
   shared_->noflush = on ? 1 : 0;
 }
 
@@ -472,14 +482,16 @@ void Server::kill_server() {
 }
 
 void enter_private_mount_namespace() {
-  kpc::enter_private_mount_namespace();   // skips in a chroot, where / is not a mount point
+  kpc::enter_private_mount_namespace();  // skips in a chroot, where / is not a mount point
   g_private_mount_namespace = true;
 }
 
 void skip_unless_abort_recovery(const std::string& why) {
   if (supervisor::fuse_recovery() == supervisor::kDevice)
-    kpc::skip("without root (and with no fusectl mounted) kpc can free a FUSE deadlock only by holding a /dev/fuse "
-              "descriptor of the connection, and here that would decide the outcome: " + why);
+    kpc::skip(
+        "without root (and with no fusectl mounted) kpc can free a FUSE deadlock only by holding a /dev/fuse "
+        "descriptor of the connection, and here that would decide the outcome: " +
+        why);
 }
 
 std::string abort_connection(unsigned long conn) {
@@ -495,11 +507,24 @@ std::string abort_connection(unsigned long conn) {
   return "";
 }
 
+void Server::exit_holding_files(int ready_fd) {
+  abandon();
+  send_byte(ready_fd);
+  mark("deadlock-armed");
+  _exit(0);
+}
+
 std::string abort_mount(const std::string& mountpoint) {
   std::string errors;
-  for (const auto& m : parse_mountinfo(read_text("/proc/self/mountinfo").value_or("")))
-    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) errors += abort_connection(m.minor);
+  for (unsigned long conn : connections_at(mountpoint)) errors += abort_connection(conn);
   return errors;
+}
+
+std::vector<unsigned long> connections_at(const std::string& mountpoint) {
+  std::vector<unsigned long> out;
+  for (const auto& m : parse_mountinfo(read_text("/proc/thread-self/mountinfo").value_or("")))
+    if (m.mount_point == mountpoint && m.fs_type.starts_with("fuse")) out.push_back(m.minor);
+  return out;
 }
 
 }  // namespace kpc::testfs

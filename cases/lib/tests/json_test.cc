@@ -1,11 +1,12 @@
 // JSON lines: escaping and record shape, plus the wait-status and errno
 // vocabulary observations use.
+#include "kpc/json.h"
+
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <string.h>
 #include <sys/wait.h>
 
-#include "kpc/json.h"
 #include "kpc/raii.h"
 #include "kpc/record.h"
 

@@ -1,9 +1,9 @@
 // /proc parsers, fed with text captured from real kernels.
+#include "kpc/proc.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "kpc/proc.h"
 
 namespace kpc {
 namespace {
@@ -67,14 +67,13 @@ TEST(ParseStatus, OldKernelWithoutNSpidLeavesItEmpty) {
   EXPECT_FALSE(st->has_ctxt_switches);
 }
 
-TEST(ParseStatus, RejectsMalformedMask) {
-  EXPECT_FALSE(parse_status("Name:\tx\nSigBlk:\tzz00000000000000\n"));
-}
+TEST(ParseStatus, RejectsMalformedMask) { EXPECT_FALSE(parse_status("Name:\tx\nSigBlk:\tzz00000000000000\n")); }
 
 TEST(ParseStat, CommWithSpacesAndParens) {
   // comm may hold ") (" — the parser must split at the last ')'.
-  std::string line = "77 (a) (b c) D 1 77 77 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0 "
-                     "18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+  std::string line =
+      "77 (a) (b c) D 1 77 77 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0 "
+      "18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
   auto st = parse_stat(line);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->pid, 77);
@@ -113,8 +112,9 @@ TEST(RootIsMountPoint, AChrootSeesNoMountOnSlash) {
   // only what lies under the root is listed, and nothing is mounted on "/".
   EXPECT_FALSE(root_is_mount_point("116 80 0:53 / /proc rw,relatime - proc proc rw\n"));
   EXPECT_FALSE(root_is_mount_point(""));
-  EXPECT_TRUE(root_is_mount_point("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-                                  "116 27 0:53 / /proc rw,relatime - proc proc rw\n"));
+  EXPECT_TRUE(
+      root_is_mount_point("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+                          "116 27 0:53 / /proc rw,relatime - proc proc rw\n"));
   // A bind mount of a subdirectory on / (schroot's, a container's): a mount point.
   EXPECT_TRUE(root_is_mount_point("300 299 254:0 /srv/chroot / rw - ext4 /dev/vda rw\n"));
 }

@@ -2,8 +2,8 @@
 // never across a mount -- even while someone swaps directories for
 // symlinks under it (security audit finding 3: root deleted files under
 // /root that way).
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mount.h>

@@ -1,7 +1,7 @@
 // Signal names and sets: the vocabulary of every signal observation.
-#include <gtest/gtest.h>
-
 #include "kpc/signals.h"
+
+#include <gtest/gtest.h>
 
 namespace kpc {
 namespace {

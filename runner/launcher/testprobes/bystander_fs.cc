@@ -34,7 +34,7 @@ struct stat attr_of(fuse_ino_t ino) {
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (parent != FUSE_ROOT_ID || std::strcmp(name, "hello") != 0) return (void)fuse_reply_err(req, ENOENT);
-  fuse_entry_param e {};
+  fuse_entry_param e{};
   e.ino = 2;
   e.attr = attr_of(2);
   fuse_reply_entry(req, &e);
@@ -61,7 +61,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 
 int probe_main(kpc::Probe& p) {
   if (p.args.size() != 1) kpc::broken("usage: bystander_fs MOUNTPOINT");
-  fuse_lowlevel_ops ops {};
+  fuse_lowlevel_ops ops{};
   ops.lookup = op_lookup;
   ops.getattr = op_getattr;
   ops.open = op_open;

@@ -28,34 +28,34 @@ namespace detail {
 
 }  // namespace kpc
 
-#define KPC_SYS(expr)                                                       \
-  ({                                                                        \
-    auto kpc_rc_ = (expr);                                                  \
+#define KPC_SYS(expr)                                                               \
+  ({                                                                                \
+    auto kpc_rc_ = (expr);                                                          \
     if (kpc_rc_ == -1) ::kpc::detail::sys_failed(#expr, __FILE__, __LINE__, errno); \
-    kpc_rc_;                                                                \
+    kpc_rc_;                                                                        \
   })
 
 // For calls that return an error number instead of setting errno
 // (pthread_*, posix_spawn*).
-#define KPC_ERRNUM(expr)                                                          \
-  do {                                                                            \
-    int kpc_err_ = (expr);                                                        \
+#define KPC_ERRNUM(expr)                                                               \
+  do {                                                                                 \
+    int kpc_err_ = (expr);                                                             \
     if (kpc_err_ != 0) ::kpc::detail::sys_failed(#expr, __FILE__, __LINE__, kpc_err_); \
   } while (0)
 
-#define KPC_CALL(expr)                                          \
-  ({                                                            \
-    errno = 0;                                                  \
-    long kpc_rc_ = static_cast<long>(expr);                     \
-    ::kpc::CallResult{kpc_rc_, kpc_rc_ == -1 ? errno : 0};      \
+#define KPC_CALL(expr)                                     \
+  ({                                                       \
+    errno = 0;                                             \
+    long kpc_rc_ = static_cast<long>(expr);                \
+    ::kpc::CallResult{kpc_rc_, kpc_rc_ == -1 ? errno : 0}; \
   })
 
-#define KPC_CHECK(cond)                                                       \
-  do {                                                                        \
+#define KPC_CHECK(cond)                                                      \
+  do {                                                                       \
     if (!(cond)) ::kpc::detail::check_failed(#cond, __FILE__, __LINE__, ""); \
   } while (0)
 
-#define KPC_CHECK_MSG(cond, msg)                                                 \
-  do {                                                                           \
+#define KPC_CHECK_MSG(cond, msg)                                                \
+  do {                                                                          \
     if (!(cond)) ::kpc::detail::check_failed(#cond, __FILE__, __LINE__, (msg)); \
   } while (0)

@@ -39,12 +39,12 @@ struct Probe {
   // 0700 home, a private bundle directory), and exec by path would be EACCES.
   std::string helper_for_any_uid(std::string_view name) const;
 
-  // Run the function registered for the current variant; an unknown or
-  // missing variant is a broken probe (the metadata and the code disagree).
   // For a two-variant probe: true for `yes`, false for `no`; any other
   // variant is a broken probe, as with dispatch().
   bool variant_is(std::string_view yes, std::string_view no) const;
 
+  // Run the function registered for the current variant; an unknown or
+  // missing variant is a broken probe (the metadata and the code disagree).
   int dispatch(const std::map<std::string, std::function<int()>, std::less<>>& variants) const;
 };
 

@@ -19,8 +19,8 @@ namespace kpc {
 
 struct ProcStatus {
   std::string name;
-  char state = '?';          // first letter of "State:", e.g. 'S', 'D', 'Z'
-  std::string state_text;    // e.g. "S (sleeping)"
+  char state = '?';        // first letter of "State:", e.g. 'S', 'D', 'Z'
+  std::string state_text;  // e.g. "S (sleeping)"
   pid_t tgid = -1, pid = -1, ppid = -1, tracer_pid = -1;
   std::vector<pid_t> nspid;  // outermost first; empty when the kernel lacks NSpid
   int threads = -1;
@@ -39,8 +39,8 @@ struct ProcStat {
   char state = '?';
   pid_t ppid = -1, pgrp = -1, session = -1;
   int tty_nr = 0;
-  unsigned long flags = 0;   // PF_* flags, e.g. PF_EXITING = 0x4
-  int exit_signal = -1;      // field 38
+  unsigned long flags = 0;  // PF_* flags, e.g. PF_EXITING = 0x4
+  int exit_signal = -1;     // field 38
   unsigned long long start_time = 0;
 };
 
@@ -75,7 +75,7 @@ void skip_unless_root_is_mount_point();
 std::optional<std::string> read_text(const std::string& path);
 std::optional<ProcStatus> read_status(pid_t pid, pid_t tid = -1);
 std::optional<ProcStat> read_stat(pid_t pid, pid_t tid = -1);
-std::vector<pid_t> list_tasks(pid_t pid);     // threads of a process
+std::vector<pid_t> list_tasks(pid_t pid);  // threads of a process
 // The calling thread's status through /proc/thread-self: right even inside
 // a PID namespace whose /proc is still the outer one (where getpid() would
 // name a different process).
@@ -85,6 +85,11 @@ std::optional<ProcStatus> read_self_status();
 pid_t pid_in_mounted_proc();
 // kill(pid, 0) says ESRCH: no process (or zombie) has this PID.
 bool pid_gone(pid_t pid);
+// Writes /proc/sys/kernel/ns_last_pid of the caller's PID namespace: the
+// next process created there gets `last + 1` if it is free (how CRIU and
+// LTP recycle a PID on purpose). Skips the probe where the file is missing
+// (no CONFIG_CHECKPOINT_RESTORE) or the write is refused (EPERM).
+void set_ns_last_pid(long last);
 // Poll /proc/PID/stat (1 ms steps) until the state letter is `want` or
 // timeout_ms passes; returns the last state seen ('-' when PID is gone).
 char wait_for_state(pid_t pid, char want, int timeout_ms = 2000);

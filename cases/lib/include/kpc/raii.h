@@ -4,14 +4,13 @@
 
 #include <signal.h>
 #include <sys/types.h>
-
 #include <unistd.h>
 
-#include <functional>
-#include <type_traits>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kpc/signals.h"
@@ -40,7 +39,21 @@ class Fd {
 struct Pipe {
   Fd read, write;
   static Pipe make(int flags = 0);  // pipe2() flags, e.g. O_CLOEXEC
+  // In a child that shares the pipe: close this copy of the write end, then
+  // wait until the parent writes a byte or closes its end (or timeout_ms).
+  void wait_for_go(int timeout_ms = 10000);
 };
+
+// A new pseudo-terminal: its master (O_NOCTTY, close-on-exec), granted and
+// unlocked; *slave is the slave's path. Skips the probe where there is no
+// /dev/ptmx or devpts.
+Fd open_pty_or_skip(std::string* slave);
+
+// A new file `name` in `dirfd` (never an existing one, never through a
+// link) with the bytes of `from`, then chmod `mode` (after writing: a write
+// clears S_ISUID). How a probe makes its own copy of a helper to give it
+// file capabilities or a set-user-ID bit.
+void copy_file_into(const std::string& from, int dirfd, const char* name, mode_t mode);
 
 // Milliseconds on CLOCK_MONOTONIC, for deadlines.
 int64_t monotonic_ms();
@@ -92,8 +105,6 @@ pid_t fork_or_broken();
 // other end makes the probe broken, naming `what` and the child's status.
 void expect_ready(Child& child, int fd, int timeout_ms, std::string_view what);
 
-// fork(); the child runs fn and _exit()s with its return value (0 when fn
-// returns void). The child never returns into the caller's stack.
 // Runs a child's body and _exit()s with its result (0 for void).
 template <typename F>
 [[noreturn]] void run_child_body(F&& fn) {
@@ -105,6 +116,8 @@ template <typename F>
   }
 }
 
+// fork(); the child runs fn and _exit()s with its return value (0 when fn
+// returns void). The child never returns into the caller's stack.
 template <typename F>
 Child fork_child(F&& fn) {
   pid_t pid = fork_or_broken();
@@ -169,7 +182,7 @@ class ScopedSigmask {
   ScopedSigmask& operator=(const ScopedSigmask&) = delete;
 
  private:
-  sigset_t old_ {};
+  sigset_t old_{};
 };
 
 // mkdtemp under $KPC_TMPDIR (the launcher's per-run directory) or /tmp;

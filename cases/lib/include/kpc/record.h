@@ -49,11 +49,11 @@ void observe_result(std::string_view key, long rc, int err);
 
 // KPC_OBSERVE_CALL("after.open", open(path, O_RDONLY)): runs the call, then
 // reads errno, then records "ok" or the errno name.
-#define KPC_OBSERVE_CALL(key, call)              \
-  do {                                           \
-    errno = 0;                                   \
-    long kpc_rc_ = static_cast<long>(call);      \
-    int kpc_err_ = errno;                        \
+#define KPC_OBSERVE_CALL(key, call)                  \
+  do {                                               \
+    errno = 0;                                       \
+    long kpc_rc_ = static_cast<long>(call);          \
+    int kpc_err_ = errno;                            \
     ::kpc::observe_result((key), kpc_rc_, kpc_err_); \
   } while (0)
 

@@ -22,11 +22,15 @@ struct SigSet {
 
   static SigSet of(std::initializer_list<int> signals);
   static SigSet from(const sigset_t& set);
-  sigset_t to_sigset() const;  // glibc may refuse to carry 32/33; see sigset.cc
+  sigset_t to_sigset() const;  // glibc may refuse to carry 32/33; see signals.cc
 
   bool has(int sig) const { return sig >= 1 && sig <= kMaxSignal && (bits >> (sig - 1)) & 1; }
-  void add(int sig) { if (sig >= 1 && sig <= kMaxSignal) bits |= uint64_t{1} << (sig - 1); }
-  void remove(int sig) { if (sig >= 1 && sig <= kMaxSignal) bits &= ~(uint64_t{1} << (sig - 1)); }
+  void add(int sig) {
+    if (sig >= 1 && sig <= kMaxSignal) bits |= uint64_t{1} << (sig - 1);
+  }
+  void remove(int sig) {
+    if (sig >= 1 && sig <= kMaxSignal) bits &= ~(uint64_t{1} << (sig - 1));
+  }
   bool empty() const { return bits == 0; }
   friend bool operator==(SigSet, SigSet) = default;
 };

@@ -33,8 +33,8 @@ namespace kpc {
 void record_state(std::string_view prefix, std::string_view properties);
 
 // Building blocks, exposed for probes that need one value.
-ProcStatus self_status();                 // /proc/thread-self/status
-std::string disposition_of(int sig);      // "default" | "ignore" | "handler"
+ProcStatus self_status();             // /proc/thread-self/status
+std::string disposition_of(int sig);  // "default" | "ignore" | "handler"
 std::string sa_flags_of(int sig);
 std::string open_fds_above_stdio();
 // Dequeue (sigtimedwait, no wait) every pending instance of the given

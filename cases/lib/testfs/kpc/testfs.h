@@ -13,14 +13,14 @@
 // the server is a thread of the probe or a separate process.
 #pragma once
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <atomic>
 #include <memory>
-#include <pthread.h>
-
 #include <string>
 #include <thread>
+#include <vector>
 
 struct fuse_session;  // libfuse's
 
@@ -36,8 +36,22 @@ enum class Answer : int {
 
 // The requests the server counts (FUSE opcode names).
 enum class Op : int {
-  INIT, DESTROY, LOOKUP, FORGET, GETATTR, SETATTR, OPEN, READ, WRITE, FLUSH, RELEASE,
-  OPENDIR, READDIR, RELEASEDIR, STATFS, count_
+  INIT,
+  DESTROY,
+  LOOKUP,
+  FORGET,
+  GETATTR,
+  SETATTR,
+  OPEN,
+  READ,
+  WRITE,
+  FLUSH,
+  RELEASE,
+  OPENDIR,
+  READDIR,
+  RELEASEDIR,
+  STATFS,
+  count_
 };
 const char* op_name(Op op);
 
@@ -90,6 +104,10 @@ class Server {
   // Forget the server without stopping it (the probe is about to exit with
   // it, on purpose). The destructor then does nothing.
   void abandon() { abandoned_ = true; }
+  // abandon(), tell the probe on ready_fd, mark "deadlock-armed" and
+  // _exit(0) with whatever files of the mount this process holds: the
+  // self-served exit that deadlocks while the server is a thread of it.
+  [[noreturn]] void exit_holding_files(int ready_fd);
   // Thread mode, for kpc's own tests: the serving thread lingers `ms` after
   // its loop ends, as it can on a loaded machine (the destructor must not
   // act on the connection's number meanwhile: runner/tests/test_security.py).
@@ -104,8 +122,8 @@ class Server {
   Shared* shared_ = nullptr;
   ::fuse_session* session_ = nullptr;  // thread mode
   static void* serve_thread(void* self);
-  pthread_t thread_{};                      // thread mode
-  bool serving_ = false;                    // thread_ runs
+  pthread_t thread_{};    // thread mode
+  bool serving_ = false;  // thread_ runs
   bool abandoned_ = false;
 };
 
@@ -135,5 +153,13 @@ std::string abort_connection(unsigned long conn);
 // mountinfo shows it): how a probe run by hand frees a task it saw stuck.
 // Returns "" or what failed.
 std::string abort_mount(const std::string& mountpoint);
+
+// The FUSE connections (device minors) mounted on `mountpoint`, oldest
+// first, as the calling thread's mountinfo shows them; empty when none.
+std::vector<unsigned long> connections_at(const std::string& mountpoint);
+
+// Whether a FUSE filesystem is mounted on `mountpoint` (any server: the
+// test filesystem or a libfuse daemon of the probe's own).
+inline bool fuse_mounted(const std::string& mountpoint) { return !connections_at(mountpoint).empty(); }
 
 }  // namespace kpc::testfs
