@@ -32,8 +32,9 @@ int main(int argc, char** argv) {
   // this from outside the container (a deposited /dev/fuse descriptor
   // cannot cross into it).
   if (kpc::supervisor::fuse_recovery() != kpc::supervisor::kFusectl)
-    kpc::skip("a container serving its own FUSE mount deadlocks when killed; only kpc-launch with fusectl (root) "
-              "can undo that from outside the container");
+    kpc::skip(
+        "a container serving its own FUSE mount deadlocks when killed; only kpc-launch with fusectl (root) "
+        "can undo that from outside the container");
   kpc::testfs::enter_private_mount_namespace();
   const char* base = getenv("KPC_TMPDIR");
   std::string dir = std::string(base && *base ? base : "/tmp") + "/kpc-fuse-" + std::to_string(getpid());
@@ -42,8 +43,8 @@ int main(int argc, char** argv) {
   int fd = open(fs->file_path().c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) kpc::broken("open " + fs->file_path() + ": " + kpc::errno_name(errno));
   fs->abandon();  // the kill ends it, with the file still open
-  std::string line = "ready " + std::to_string(getpid()) + " conn " + std::to_string(fs->connection()) + " " +
-                     argv[1] + "\n";
+  std::string line =
+      "ready " + std::to_string(getpid()) + " conn " + std::to_string(fs->connection()) + " " + argv[1] + "\n";
   if (write(out, line.data(), line.size()) < 0) return 1;
   for (;;) pause();
 }

@@ -106,11 +106,13 @@ int probe_main(kpc::Probe& p) {
   const char* prefix_env = getenv("KPC_RUNTIME_PREFIX");
   const char* engine = getenv("KPC_RUNTIME_ENGINE");
   if (!prefix_env || !*prefix_env || !engine || !*engine)
-    kpc::skip("runs only under --runtime with a container engine (podman, docker, podman:init, docker:init): it "
-              "asks the engine to kill its container");
+    kpc::skip(
+        "runs only under --runtime with a container engine (podman, docker, podman:init, docker:init): it "
+        "asks the engine to kill its container");
   if (kpc::supervisor::fuse_recovery() != kpc::supervisor::kFusectl)
-    kpc::skip("the container's deadlock can only be undone through fusectl (root): without it kpc could not free "
-              "the container");
+    kpc::skip(
+        "the container's deadlock can only be undone through fusectl (root): without it kpc could not free "
+        "the container");
   std::vector<std::string> argv = split_prefix(prefix_env);
   const std::string token = "kpc-token-" + std::to_string(getpid());
   argv.push_back(p.helper("fuse_self_server"));

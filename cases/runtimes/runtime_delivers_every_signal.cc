@@ -90,8 +90,9 @@ int probe_main(kpc::Probe& p) {
   const char* engine = getenv("KPC_RUNTIME_ENGINE");
   bool oci = prefix.find("oci_run.py") != std::string::npos;
   if (!(engine && *engine) && !oci)
-    kpc::skip("sends each signal with the container's kill command (ENGINE kill -s N, RUNTIME kill ID N): an init "
-              "such as tini has none (its forwarding is runtime_pid1_duties' job)");
+    kpc::skip(
+        "sends each signal with the container's kill command (ENGINE kill -s N, RUNTIME kill ID N): an init "
+        "such as tini has none (its forwarding is runtime_pid1_duties' job)");
   const bool go_caller = p.variant_is("go_ignored_caller", "clean_caller");
   std::vector<std::string> argv = split_prefix(prefix_env);
   argv.push_back(p.helper("sigtrap_workload"));

@@ -30,9 +30,9 @@ _KERNEL_REQUIREMENT = re.compile(r"^>=(\d+(\.\d+){0,2})$")
 # table sections: plain names only.
 _NAME = re.compile(r"^[a-z0-9_]+$")
 
-_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "hang_grace_ms", "exclusive", "slow", "under_runtimes",
-             "runtime_workload", "probe", "args",
-             "requires", "flavor_notes", "provenance", "lab", "catalogue"}
+_TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "hang_grace_ms", "exclusive", "slow",
+             "under_runtimes", "runtime_workload", "probe", "args", "requires", "flavor_notes", "provenance", "lab",
+             "catalogue"}
 _REQUIRE_KEYS = {"root", "caps", "kconfig", "kernel", "files", "commands"}
 _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
 _LAB_KEYS = {"unit", "difficulty", "prerequisites", "variant", "flavor", "setup", "ask", "forms", "params"}

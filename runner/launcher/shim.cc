@@ -357,7 +357,8 @@ void remove_scratch_cgroups(const std::string& rundir) {
     }
   }
   if (mount_point.empty() || own.empty()) return;
-  kpc::Fd parent(open((mount_point + (own == "/" ? "" : own)).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  kpc::Fd parent(
+      open((mount_point + (own == "/" ? "" : own)).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!parent) return;
   std::vector<std::string> names;
   if (DIR* d = fdopendir(dup(parent.get()))) {
@@ -377,7 +378,8 @@ void remove_scratch_cgroups(const std::string& rundir) {
     std::vector<std::string> subs;
     if (DIR* d = fdopendir(dup(fd.get()))) {
       while (dirent* e = readdir(d))
-        if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) subs.push_back(e->d_name);
+        if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+          subs.push_back(e->d_name);
       closedir(d);
     }
     for (const auto& s : subs) remove(fd.get(), s);
