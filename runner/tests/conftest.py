@@ -3,6 +3,7 @@
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,26 @@ RUNNER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, RUNNER)
 
 from kpc import cases, paths  # noqa: E402
+
+
+def _default_dispositions():
+    """Tests start from the signal state a terminal gives: a selftest
+    started in the background of a non-interactive shell (`cmd &`) inherits
+    SIGINT and SIGQUIT ignored, and every demo, probe and workload the tests
+    start would inherit that (five lab demos and the trap workload's test
+    failed so, on code that was right). SIGPIPE and SIGXFSZ stay: Python
+    ignores those itself, and subprocess restores them for its children."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
+            continue
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+_default_dispositions()
 
 
 def make_case(case_id="demo", area="signals", flavors=("host", "pidns", "userns"), variants=()):
