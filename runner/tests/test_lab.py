@@ -538,7 +538,10 @@ def test_inspect_signal_says_what_would_happen():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="unshare needs root")
 def test_inspect_signal_knows_the_namespace_init_rule():
-    p = subprocess.Popen(["unshare", "-pf", "--mount-proc", "sleep", "20"])
+    # util-linux < 2.38's unshare -f set SIGINT and SIGTERM to SIG_IGN before
+    # it forked (f2f980177 made the child inherit the caller's dispositions):
+    # on Debian 11 the init ignored SIGTERM and kpc said so. Reset it here.
+    p = subprocess.Popen(["unshare", "-pf", "--mount-proc", "env", "--default-signal=TERM", "sleep", "20"])
     try:
         time.sleep(0.5)
         init = int(subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()[0])
