@@ -5,8 +5,8 @@
 // pthread_create and posix_spawn, while one that says ENOSYS does not.
 // fork() uses clone and is unaffected either way.
 //   variant enosys / eperm: the errno the filter gives clone3
-// The probe is linked statically with Debian 12's glibc 2.36: the same
-// glibc on the host and in every guest.
+// The probe is linked statically with the build machine's glibc: the same
+// glibc on the host and in every guest (before 2.34 it never calls clone3).
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
