@@ -686,3 +686,18 @@ def test_a_session_with_runtimes_leaves_no_empty_layout_in_run(tmp_path, built, 
     assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
     existed = os.path.lexists(oci_run.KPC_OCI)
     assert not (existed and oci_run.remove_empty_layout()), "the session left its empty layout in /run"
+
+
+def test_a_run_under_an_engine_or_oci_runtime_waits_longer_before_calling_no_progress_a_hang():
+    """runc in synchronize_rcu for 1.3 s under docker made a false hang with
+    the default 1000 ms; the runtime's own tasks are in the run's tree."""
+    case = make_case("inherited_signal_state", area="runtimes", flavors=("host",))
+    docker = runtimes.resolve("docker")
+    docker.unavailable = ""
+    runc = runtimes.Runtime("runc", [runtimes.PYTHON, runtimes.OCI_WRAPPER, "--runtime", "/usr/sbin/runc", "--"],
+                            "mask-through", oci="/usr/sbin/runc")
+    tini = runtimes.Runtime("tini", ["/usr/bin/tini", "-s", "--"], "pass-through")
+    assert launch.plan_entry("r1", case, None, "host", runtime=docker)["hang_ms"] == launch.ENGINE_HANG_MS
+    assert launch.plan_entry("r2", case, None, "host", runtime=runc)["hang_ms"] == launch.ENGINE_HANG_MS
+    assert launch.plan_entry("r3", case, None, "host", runtime=tini)["hang_ms"] == case.hang_ms
+    assert launch.plan_entry("r4", case, None, "host")["hang_ms"] == case.hang_ms
