@@ -26,24 +26,10 @@
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
+#include "kpc/runtime.h"
 #include "kpc/supervisor.h"
 
 namespace {
-
-std::vector<std::string> split_prefix(const char* env) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (const char* c = env; *c; ++c) {
-    if (*c == '\x1f') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += *c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
 
 // The text of "key":"..." in a JSON line (kpc's own records: no escapes
 // that matter for a reason), or nullopt.
@@ -113,26 +99,17 @@ int probe_main(kpc::Probe& p) {
     kpc::skip(
         "the container's deadlock can only be undone through fusectl (root): without it kpc could not free "
         "the container");
-  std::vector<std::string> argv = split_prefix(prefix_env);
-  const std::string token = "kpc-token-" + std::to_string(getpid());
+  std::vector<std::string> argv = kpc::runtime::prefix_or_skip("runs only under --runtime");
+  const std::string token = kpc::runtime::workload_token();
   argv.push_back(p.helper("fuse_self_server"));
   argv.push_back(token);
 
   kpc::Pipe pipe = kpc::Pipe::make(O_CLOEXEC);
   pid_t pid = kpc::fork_or_broken();
   if (pid == 0) {
-    dup2(pipe.write.get(), 3);
-    setenv("KPC_OBS_FD", "3", 1);
     setenv("KPC_ENGINE_KILL", "1", 1);
     setenv("KPC_ENGINE_FUSE", "1", 1);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    execv(cargv[0], cargv.data());
-    _exit(127);
+    kpc::runtime::exec_with_reports(argv, pipe.write.get());
   }
   kpc::Child client(pid);
   pipe.write.reset();

@@ -32,24 +32,10 @@
 #include "kpc/probe.h"
 #include "kpc/proc.h"
 #include "kpc/raii.h"
+#include "kpc/runtime.h"
 #include "kpc/signals.h"
 
 namespace {
-
-std::vector<std::string> split_prefix(const char* env) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (const char* c = env; *c; ++c) {
-    if (*c == '\x1f') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += *c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
 
 std::optional<std::string> next_line(int fd, std::string& buf, int timeout_ms, bool* eof = nullptr) {
   int64_t end = kpc::monotonic_ms() + timeout_ms;
@@ -94,7 +80,7 @@ int probe_main(kpc::Probe& p) {
         "sends each signal with the container's kill command (ENGINE kill -s N, RUNTIME kill ID N): an init "
         "such as tini has none (its forwarding is runtime_pid1_duties' job)");
   const bool go_caller = p.variant_is("go_ignored_caller", "clean_caller");
-  std::vector<std::string> argv = split_prefix(prefix_env);
+  std::vector<std::string> argv = kpc::runtime::prefix_or_skip("runs only under --runtime");
   argv.push_back(p.helper("sigtrap_workload"));
   std::string list;
   std::set<int> all;
@@ -107,8 +93,6 @@ int probe_main(kpc::Probe& p) {
   kpc::Pipe pipe = kpc::Pipe::make(O_CLOEXEC);
   pid_t pid = kpc::fork_or_broken();
   if (pid == 0) {
-    dup2(pipe.write.get(), 3);
-    setenv("KPC_OBS_FD", "3", 1);
     setenv("KPC_KILL_SIGNALS", list.c_str(), 1);
     for (int s = 1; s <= 64; ++s)
       if (catchable(s)) signal(s, SIG_DFL);
@@ -116,14 +100,7 @@ int probe_main(kpc::Probe& p) {
       for (int s : kGoKept) signal(s, SIG_IGN);
       signal(SIGUSR2, SIG_IGN);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    execv(cargv[0], cargv.data());
-    _exit(127);
+    kpc::runtime::exec_with_reports(argv, pipe.write.get());
   }
   kpc::Child client(pid);
   pipe.write.reset();
