@@ -12,9 +12,7 @@
 // and lets the engine finish on its own. Observed after that: how the
 // engine's kill and its `run` client ended, how many containers the engine
 // still lists, whether anything of the workload is left.
-#include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,64 +27,7 @@
 #include "kpc/runtime.h"
 #include "kpc/supervisor.h"
 
-namespace {
-
-// The text of "key":"..." in a JSON line (kpc's own records: no escapes
-// that matter for a reason), or nullopt.
-std::optional<std::string> json_str(const std::string& line, const std::string& key) {
-  auto at = line.find("\"" + key + "\"");
-  if (at == std::string::npos) return std::nullopt;
-  auto q = line.find('"', line.find(':', at) + 1);
-  if (q == std::string::npos) return std::nullopt;
-  auto e = line.find('"', q + 1);
-  while (e != std::string::npos && line[e - 1] == '\\') e = line.find('"', e + 1);
-  return line.substr(q + 1, e == std::string::npos ? std::string::npos : e - q - 1);
-}
-
-// The next line on fd within timeout_ms (nullopt on EOF or timeout). A skip
-// record from the wrapper or the helper makes the probe skip in its words.
-std::optional<std::string> next_line(int fd, std::string& buf, int timeout_ms) {
-  int64_t end = kpc::monotonic_ms() + timeout_ms;
-  for (;;) {
-    auto nl = buf.find('\n');
-    if (nl != std::string::npos) {
-      std::string l = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      if (l.rfind("{", 0) == 0)
-        if (auto reason = json_str(l, "skip")) kpc::skip(*reason);
-      return l;
-    }
-    int left = static_cast<int>(end - kpc::monotonic_ms());
-    if (left <= 0) return std::nullopt;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, left) <= 0) return std::nullopt;
-    char tmp[512];
-    ssize_t n = read(fd, tmp, sizeof tmp);
-    if (n <= 0) return std::nullopt;
-    buf.append(tmp, static_cast<size_t>(n));
-  }
-}
-
-// The workload (fuse_self_server with the token) still alive: killed, counted.
-int kill_leftovers(const std::string& tok) {
-  DIR* d = opendir("/proc");
-  if (!d) return 0;
-  std::vector<pid_t> pids;
-  while (dirent* e = readdir(d))
-    if (e->d_name[0] >= '1' && e->d_name[0] <= '9') pids.push_back(static_cast<pid_t>(atoi(e->d_name)));
-  closedir(d);
-  int n = 0;
-  for (pid_t pid : pids) {
-    auto cmd = kpc::read_text("/proc/" + std::to_string(pid) + "/cmdline");
-    if (cmd && cmd->find(tok) != std::string::npos && cmd->find("fuse_self_server") != std::string::npos) {
-      ::kill(pid, SIGKILL);
-      ++n;
-    }
-  }
-  return n;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int probe_main(kpc::Probe& p) {
   const char* prefix_env = getenv("KPC_RUNTIME_PREFIX");
@@ -113,16 +54,16 @@ int probe_main(kpc::Probe& p) {
   }
   kpc::Child client(pid);
   pipe.write.reset();
-  std::string buf;
+  kpc::runtime::Reports reports(std::move(pipe.read));
   std::optional<std::string> l;
   do {
-    l = next_line(pipe.read.get(), buf, 60000);
+    l = reports.line(60000);
   } while (l && l->rfind("{", 0) == 0 && l->find("\"broken\"") == std::string::npos);  // the helper's records
   if (!l || l->rfind("ready ", 0) != 0) {
     auto st = client.wait_for(2000);
     kpc::observe("startup", "the workload never got ready: " + (l ? *l : std::string("no report")) + "; engine " +
                                 (st ? kpc::describe_wait_status(*st) : "still running"));
-    kill_leftovers(token);
+    kpc::runtime::kill_workloads(token, "fuse_self_server");
     kpc::finish();
   }
   kpc::observe("startup", "ready");
@@ -137,10 +78,10 @@ int probe_main(kpc::Probe& p) {
   std::vector<std::string> facts;
   while (!(st = client.wait_for(50))) {
     if (kpc::monotonic_ms() - asked > 60000) break;
-    while (auto m = next_line(pipe.read.get(), buf, 0)) facts.push_back(*m);
+    while (auto m = reports.line(0)) facts.push_back(*m);
   }
   int64_t took = kpc::monotonic_ms() - asked;
-  for (auto m = next_line(pipe.read.get(), buf, 500); m; m = next_line(pipe.read.get(), buf, 500)) facts.push_back(*m);
+  for (auto m = reports.line(500); m; m = reports.line(500)) facts.push_back(*m);
   kpc::note("kill.ms", std::to_string(took));
   if (!st) {
     client.kill(SIGKILL);
@@ -164,6 +105,6 @@ int probe_main(kpc::Probe& p) {
   kpc::observe("kill.engine_kill", request);
   kpc::observe("kill.containers_listed_after", listed);
   usleep(300000);
-  kpc::observe("kill.workload_left", kill_leftovers(token) > 0);
+  kpc::observe("kill.workload_left", kpc::runtime::kill_workloads(token, "fuse_self_server") > 0);
   return 0;
 }

@@ -76,7 +76,7 @@ void exec_with_reports(std::vector<std::string> argv, int report_w) {
 
 std::string workload_token() { return "kpc-token-" + std::to_string(getpid()); }
 
-int kill_workloads(const std::string& token) {
+int kill_workloads(const std::string& token, std::string_view program) {
   DIR* d = opendir("/proc");
   if (!d) return 0;
   std::vector<pid_t> pids;
@@ -87,7 +87,7 @@ int kill_workloads(const std::string& token) {
   for (pid_t pid : pids) {
     auto cmd = read_text("/proc/" + std::to_string(pid) + "/cmdline");
     auto st = read_stat(pid);
-    if (!cmd || cmd->find(token) == std::string::npos || cmd->find("pid1_workload") == std::string::npos) continue;
+    if (!cmd || cmd->find(token) == std::string::npos || cmd->find(program) == std::string::npos) continue;
     if (!st || st->state == 'Z') continue;  // gone, or dead and only not yet reaped
     ::kill(pid, SIGKILL);
     ++n;

@@ -42,8 +42,8 @@ class Reports {
 // runtime leaves behind can be found (kill_workloads).
 std::string workload_token();
 
-// SIGKILLs every live (not zombie) pid1_workload whose command line carries
-// `token`; returns how many there were.
-int kill_workloads(const std::string& token);
+// SIGKILLs every live (not zombie) `program` (its path in the command line)
+// whose command line carries `token`; returns how many there were.
+int kill_workloads(const std::string& token, std::string_view program = "pid1_workload");
 
 }  // namespace kpc::runtime
