@@ -136,6 +136,9 @@ class Session:
         return items
 
     def start(self):
+        """Start every target's runs (once: later calls do nothing)."""
+        if self.started is not None:
+            return
         self.started = time.monotonic()
         plans = {}
         for item in self.items:
