@@ -276,24 +276,6 @@ def _parse_row(text, case, where, sets=None, inherited=(), inherited_reason=""):
                reason=reason, where=where, own=tuple(tail[1:]))
 
 
-class Tables:
-    def __init__(self):
-        self.rows = {}      # case id -> [Row]
-        self.sections = {}  # case id -> "file:line"
-
-    def rows_for(self, case_id, key=None):
-        rows = self.rows.get(case_id, [])
-        return [r for r in rows if key is None or r.key == key]
-
-    def match(self, case_id, key, ctx):
-        """The one row of `key` matching ctx, or None. Two matches raise
-        TableError (load-time linting should have caught it)."""
-        hits = [r for r in self.rows_for(case_id, key) if r.matches(ctx)]
-        if len(hits) > 1:
-            raise TableError(hits[0].where, f"rows {', '.join(r.where for r in hits)} all match {key} in this context")
-        return hits[0] if hits else None
-
-
 def _logical_lines(content, rel):
     """(line number, text) of every line that is not blank or a comment, a
     line ending in a backslash joined (with one space) to the next."""
@@ -336,6 +318,24 @@ def _define_set(text, sets, where):
             raise TableError(where, f"a condition set cannot use another set ('{t}'): write its conditions")
         parse_condition(t, None, where)   # the form; variants and flavors are checked where it is used
     sets[name] = {"tokens": tokens, "where": where, "used": False}
+
+
+class Tables:
+    def __init__(self):
+        self.rows = {}      # case id -> [Row]
+        self.sections = {}  # case id -> "file:line"
+
+    def rows_for(self, case_id, key=None):
+        rows = self.rows.get(case_id, [])
+        return [r for r in rows if key is None or r.key == key]
+
+    def match(self, case_id, key, ctx):
+        """The one row of `key` matching ctx, or None. Two matches raise
+        TableError (load-time linting should have caught it)."""
+        hits = [r for r in self.rows_for(case_id, key) if r.matches(ctx)]
+        if len(hits) > 1:
+            raise TableError(hits[0].where, f"rows {', '.join(r.where for r in hits)} all match {key} in this context")
+        return hits[0] if hits else None
 
 
 def parse_file(path, cases, tables):
