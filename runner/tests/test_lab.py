@@ -426,7 +426,7 @@ def test_handout_has_the_exercise_and_no_answer(tmp_path):
     assert "## Question" in text and "## Setup" in text and f"exits at once with status {code}" in text
     assert "`before_wait.state`" in text and "./kpc lab zombie_until_waited --seed bob --save answers.toml" in text
     assert case.summary not in text and "zombie_until_waited — lab note" not in text
-    assert "minimal set of information" not in text and "shared/stories" not in text     # no note body, no story
+    assert "minimal set of information" not in text and "Story " not in text     # no note body, no story
     assert "$ sh -c 'sleep 0 & exec sleep 3'" in text and "Z (zombie)" not in text       # commands, not outputs
     out = tmp_path / "h.md"
     r = kpc("handout", "sigmask_survives_execve", "exit_status_low_8_bits", "-o", str(out))
