@@ -572,14 +572,3 @@ def test_decode_takes_pasted_lines_and_status_files():
     assert r.returncode == 2 and "not a signal mask" in r.stderr
     r = kpc("decode", "0000000800000000")
     assert "SIG36 = glibc SIGRTMIN+2" in r.stdout
-
-
-def test_readme_shows_the_course_path_kpc_uses():
-    """README's teaching section lists the units and labs in the order
-    `kpc list --course` gives (regenerate it from the metadata)."""
-    with open(os.path.join(paths.ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    section = readme[readme.index("**The course path**"):readme.index("**`kpc lab ID`**")]
-    listed = re.findall(r"`([a-z0-9_]+)`", section)
-    want = [cid for _, ids in lab.course(ALL) for cid in ids if not cid.startswith("labs/")]
-    assert listed == want
