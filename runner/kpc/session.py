@@ -138,8 +138,11 @@ class Session:
 
     def start(self, items=None):
         """Launch ITEMS (default: every item; pytest passes the ones its
-        selection kept). An item not started is never done: ask no verdict
-        of it."""
+        selection kept), once: later calls do nothing (`./kpc run` starts
+        every item before pytest collects). An item not started is never
+        done: ask no verdict of it."""
+        if self.started is not None:
+            return
         items = self.items if items is None else items
         self.started = time.monotonic()
         self.progress.total = len(items)

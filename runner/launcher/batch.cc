@@ -369,7 +369,17 @@ void Batch::recover_step(Run& r, int64_t now) {
     }
   }
   const int granted = r.outcome == "hang" && scope_.fusectl_fd >= 0 ? r.spec.hang_grace_ms : 0;
-  if (ms_between(r.recover_start_ns, now) > opt_.recovery_ms + granted) r.gave_up = true;
+  if (ms_between(r.recover_start_ns, now) <= opt_.recovery_ms + granted) return;
+  // The deadline has passed. The shim may have ended since on_signal()
+  // reaped (its SIGCHLD not read yet): ask about it alone before calling
+  // the run given up, or its zombie is reported as a task left running.
+  int st = 0;
+  if (!r.shim_exited && waitpid(r.sp.shim, &st, WNOHANG | __WALL) == r.sp.shim) {
+    r.shim_exited = true;
+    r.shim_status = st;
+    return;
+  }
+  r.gave_up = true;
 }
 
 void Batch::supervise(Run& r, int64_t now) {
