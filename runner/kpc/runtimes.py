@@ -94,7 +94,7 @@ def _package_version(pkg):
 KNOWN = {
     "tini": ("tini", ["-s", "--"], "pass-through", "tini",
              "tini.c spawn(): restore_signals() = sigprocmask(SIG_SETMASK, original) + the saved SIGTTIN/SIGTTOU "
-             "actions: the child gets the caller's mask and ignores (../shared/research/runtimes-and-inits.md s.1)"),
+             "actions: the child gets the caller's mask and ignores (research notes, runtimes-and-inits.md s.1)"),
     "dumb-init": ("dumb-init", ["--"], "clean", "dumb-init",
                   "dumb-init.c: signal(i, dummy) for 1..31 in dumb-init, then in the child "
                   "sigprocmask(SIG_UNBLOCK, &all_signals, NULL), setsid(), execvp: mask empty and SIG_DFL for "
@@ -119,7 +119,7 @@ OCI = {"runc", "crun"}
 # runtime line `./kpc run` prints).
 MEASURED = {"tini": ("0.19.0-1+b3",), "dumb-init": ("1.2.5-2",), "catatonit": ("0.1.7-1+b2",),
             "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ("1.8.1-1+deb12u1",)}
-# Container engines (issue 19; ../shared/research/engines.md): kpc runs
+# Container engines (issue 19; research notes, engines.md): kpc runs
 # each container itself through runner/kpc/engine_run.py, in private state.
 # name -> (engine, init binary or None, profile, Debian package, source)
 ENGINES = {
