@@ -1,4 +1,6 @@
-// pidfd_features: which pidfd features this kernel has, and how they behave.
+// pidfd_features: which pidfd features this kernel has, and how they behave,
+// one variant each: a pidfd's life, pidfd_open's flags, CLONE_PIDFD and
+// process_mrelease.
 // Every call uses the raw syscall number, so a probe built on new headers
 // runs on old kernels; a missing feature is an observation (its errno), not
 // a crash. The expected table states from which version each one holds.
@@ -44,10 +46,11 @@ std::string revents_name(short r) {
   if (r & POLLHUP) s += std::string(s.empty() ? "" : "|") + "POLLHUP";
   return s.empty() ? "none" : s;
 }
-}  // namespace
 
-int probe_main(kpc::Probe&) {
-  // 1. pidfd_open (5.3): close-on-exec, POLLIN on exit, read() refused.
+// pidfd_open (5.3) and a pidfd's life: getfd, send_signal with its flags,
+// exit, waitid(P_PIDFD), reap, PIDFD_GET_INFO, a signal after the reap.
+int lifecycle() {
+  // 1. close-on-exec; read() refused.
   Sleeper a;
   long fd = syscall(kSysOpen, a.pid, 0);
   kpc::observe("pidfd_open", result(fd));
@@ -87,15 +90,21 @@ int probe_main(kpc::Probe&) {
     a.release();
     waitpid(a.pid, nullptr, 0);
   }
+  return 0;
+}
 
-  // 7. PIDFD_NONBLOCK (5.10) and PIDFD_THREAD (6.9) flags of pidfd_open.
+// PIDFD_NONBLOCK (5.10) and PIDFD_THREAD (6.9) flags of pidfd_open.
+int open_flags() {
   for (auto [flag, key] : {std::pair{kNonblock, "pidfd_open.nonblock"}, std::pair{kThread, "pidfd_open.thread"}}) {
     long f = syscall(kSysOpen, getpid(), flag);
     kpc::observe(key, result(f));
     if (f >= 0) close(static_cast<int>(f));
   }
+  return 0;
+}
 
-  // 8. CLONE_PIDFD (5.2) through clone3 (5.3).
+// CLONE_PIDFD (5.2) through clone3 (5.3).
+int clone_pidfd() {
   int cfd = -1;
   clone_args args{};
   args.flags = kClonePidfd;
@@ -109,13 +118,26 @@ int probe_main(kpc::Probe&) {
     kpc::observe("clone3_clone_pidfd.got_fd", cfd >= 0);
     if (cfd >= 0) close(cfd);
   }
+  return 0;
+}
 
-  // 9. process_mrelease (5.15) on a live process: EINVAL (it must be dying);
-  //    ENOSYS where the call does not exist.
+// process_mrelease (5.15) on a live process: EINVAL (it must be dying);
+// ENOSYS where the call does not exist.
+int mrelease() {
   long self = syscall(kSysOpen, getpid(), 0);
   if (self >= 0) {
     kpc::observe("process_mrelease_live", result(syscall(kSysProcessMrelease, self, 0)));
     close(static_cast<int>(self));
   }
   return 0;
+}
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  return p.dispatch({
+      {"lifecycle", lifecycle},
+      {"open_flags", open_flags},
+      {"clone_pidfd", clone_pidfd},
+      {"mrelease", mrelease},
+  });
 }
