@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 
-from . import kernels, paths
+from . import kernels, paths, targets
 
 CACHE = paths.CACHE
 QEMU = "qemu-system-x86_64"
@@ -68,7 +68,7 @@ HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.u
 CROSS = {}
 GUEST_MODULES = ("fuse", "virtio_mmio", "virtio_console")
 BOOT_DEADLINE_S = 60.0        # first frame from the guest's init (TCG, slow hosts)
-RECOVERY_ALLOWANCE_S = 20.0   # per case, on top of its timeout: the launcher's own recovery
+RECOVERY_ALLOWANCE_S = targets.RECOVERY_ALLOWANCE_S   # per case, on top of its timeout
 FRAME = re.compile(r"@@KPC (\d+) (.*)$")
 CRASH = re.compile(r"(Oops|BUG:|Kernel panic|general protection fault|WARNING: CPU|Call Trace:|"
                    r"kernel BUG at|unable to handle|Tainted: )")
@@ -682,14 +682,9 @@ class Guest:
                 r.failure = f"the guest did not start kpc within {BOOT_DEADLINE_S:g} s of booting"
                 break
             with self._lock:
-                late = [(rid, now - st) for rid, (st, dl) in self._inflight.items() if now - st > dl]
-            if late:
-                rid, dt = late[0]
-                r.failure = (f"the guest stopped answering: {rid} ran {dt:.0f} s, past its deadline "
-                             f"(its timeout + {RECOVERY_ALLOWANCE_S:g} s of recovery)")
-                break
-            if now - t0 > total:
-                r.failure = f"the guest exceeded its whole-plan deadline of {total:.0f} s"
+                why = targets.overdue("the guest", now, t0, total, self._inflight)
+            if why:
+                r.failure = why
                 break
         if self._done.is_set():
             # the guest reboots itself; give it a moment, then kill

@@ -32,12 +32,12 @@ import threading
 import time
 
 from . import bundle, paths
-from .targets import (Target, TargetError, checked_result, env_from_facts, read_event_lines, unreported)
+from .targets import (RECOVERY_ALLOWANCE_S, Target, TargetError, checked_result, env_from_facts, overdue,
+                      read_event_lines, unreported)
 
 URL = re.compile(r"^ssh://(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?"
                  r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
 REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
-RECOVERY_ALLOWANCE_S = 20.0
 COPY_TIMEOUT_S = 600.0
 ALIVE = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
 
@@ -216,14 +216,10 @@ class SshTarget(Target):
                 reader.join(0.2)
                 now = time.monotonic()
                 with self._lock:
-                    late = [(rid, now - st) for rid, st in inflight.items()
-                            if now - st > timeouts[rid] + RECOVERY_ALLOWANCE_S]
-                if late:
-                    self.failure = (f"{self.url} stopped answering: {late[0][0]} ran {late[0][1]:.0f} s, past its "
-                                    f"deadline (its timeout + {RECOVERY_ALLOWANCE_S:g} s of recovery)")
-                    break
-                if now - t0 > total:
-                    self.failure = f"{self.url} exceeded the whole plan's deadline of {total:.0f} s"
+                    why = overdue(self.url, now, t0, total, {
+                        rid: (st, timeouts[rid] + RECOVERY_ALLOWANCE_S) for rid, st in inflight.items()})
+                if why:
+                    self.failure = why
                     break
                 if self._stop.is_set():
                     break

@@ -67,6 +67,25 @@ class TargetError(Exception):
     """A target that cannot be used: one line, exit 2 before anything runs."""
 
 
+# Per case, on top of its timeout: the launcher's own recovery (a guest's or
+# a remote machine's runs are given up on only after that).
+RECOVERY_ALLOWANCE_S = 20.0
+
+
+def overdue(who, now, t0, total, inflight):
+    """Why a target whose runs stream back must be given up now, or None:
+    a run past its deadline (INFLIGHT: run id -> (start, seconds it may
+    take)), or the whole plan past TOTAL seconds since T0."""
+    late = [(rid, now - st) for rid, (st, allowed) in inflight.items() if now - st > allowed]
+    if late:
+        rid, dt = late[0]
+        return (f"{who} stopped answering: {rid} ran {dt:.0f} s, past its deadline "
+                f"(its timeout + {RECOVERY_ALLOWANCE_S:g} s of recovery)")
+    if now - t0 > total:
+        return f"{who} exceeded its whole-plan deadline of {total:.0f} s"
+    return None
+
+
 def unreported(plan, reported, outcome, error, **extra):
     """Result events for the plan entries never reported."""
     for p in plan:
