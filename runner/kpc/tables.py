@@ -312,6 +312,20 @@ def _row_mask(row, dim, domain, index):
     return mask
 
 
+def shared_keys(case, rows):
+    """(the rows, the dimensions their conditions name, each dimension's
+    domain) for every key that more than one row sets: where two rows can
+    overlap."""
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+    for key_rows in by_key.values():
+        if len(key_rows) < 2:
+            continue
+        dims = sorted({c.dim for r in key_rows for c in r.conditions})
+        yield key_rows, dims, [_domain(d, case, key_rows) for d in dims]
+
+
 def find_overlaps(case, rows):
     """Contexts where two rows of one key both match: [(row_a, row_b, ctx)],
     one per key: the first such context in the order of the dimensions'
@@ -324,14 +338,7 @@ def find_overlaps(case, rows):
     O(domain^dimensions x rows) (36 rows with 4 conditions: 29 s per
     command); this is O(rows^2 x dimensions) ANDs of masks."""
     problems = []
-    by_key = {}
-    for r in rows:
-        by_key.setdefault(r.key, []).append(r)
-    for key_rows in by_key.values():
-        if len(key_rows) < 2:
-            continue
-        dims = sorted({c.dim for r in key_rows for c in r.conditions})
-        domains = [_domain(d, case, key_rows) for d in dims]
+    for key_rows, dims, domains in shared_keys(case, rows):
         indexes = [{v: k for k, v in enumerate(dom)} for dom in domains]
         masks = [[_row_mask(r, d, dom, ix) for d, dom, ix in zip(dims, domains, indexes)] for r in key_rows]
         first = None
