@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import typing
 
 from . import build, kernels, paths
 from .build import say
@@ -152,9 +153,15 @@ def musl_specs(root, arch):
     return path if os.path.exists(path) else None
 
 
+class Build(typing.NamedTuple):
+    """An architecture's cross build and the sysroot it was built against."""
+    build_dir: str
+    sysroot: str
+
+
 def ensure(arch, no_build=False, refresh=None):
     """The cross build for `arch` (configured on first use, then an
-    incremental build), and its sysroot. Returns (build dir, sysroot)."""
+    incremental build), and its sysroot: a Build."""
     bdir = build_dir(arch)
     if no_build:
         if not os.path.exists(os.path.join(bdir, "bin", "kpc-launch")):
@@ -163,7 +170,7 @@ def ensure(arch, no_build=False, refresh=None):
         if not os.path.isdir(root):
             raise CrossError(f"--no-build: there is no {arch} sysroot in {root} (run once without --no-build)")
         build.check_trusted(bdir)
-        return bdir, root
+        return Build(bdir, root)
     if shutil.which(f"{TRIPLET[arch]}-g++") is None:
         raise CrossError(f"{TRIPLET[arch]}-g++ is missing: install g++-{TRIPLET[arch]}")
     root = sysroot(arch, refresh)
@@ -183,7 +190,7 @@ def ensure(arch, no_build=False, refresh=None):
     finally:
         os.close(fd)
     build.check_trusted(bdir)
-    return bdir, root
+    return Build(bdir, root)
 
 
 def _run(cmd):

@@ -29,7 +29,7 @@ import tempfile
 
 import json
 
-from . import guest, kernels, paths
+from . import guest_image, kernels, paths
 
 PYTHON = "/usr/bin/python3"
 PROMPT = "kpc-lava# "
@@ -115,10 +115,10 @@ def python_files(bundle_dir):
 def ramdisk(bundle_tar, kernel, out):
     """Write the single-archive ramdisk to OUT (uncompressed newc: LAVA
     repacks it on every job, and gzip is the slow part)."""
-    c = guest.Cpio()
+    c = guest_image.Cpio()
     for d in ("proc", "sys", "dev", "tmp", "run", "root", "etc", "opt", "usr/bin", "sbin", "usr/sbin"):
         c.dir(d)
-    with open(guest.BUSYBOX, "rb") as f:
+    with open(guest_image.BUSYBOX, "rb") as f:
         c.file("bin/busybox", f.read(), 0o755)
     c.symlink("bin/sh", "busybox")
     c.file("init", INIT.replace("@PROMPT@", PROMPT).encode(), 0o755)

@@ -215,7 +215,7 @@ class GuestTarget(Target):
                            "suite_s": round(r.suite_s, 3) if r.suite_s is not None else None,
                            "wall_s": round(r.wall_s, 3), "failure": r.failure,
                            "cmdline_append": self.append,
-                           "kernel_messages": [line for _, line in r.crashes][:50]}
+                           "kernel_messages": [line.text for line in r.crashes][:50]}
         return doc
 
 
