@@ -66,6 +66,7 @@ still runs (runtime_pid1_duties watches one) is left alone.
 """
 
 import ctypes
+import dataclasses
 import fcntl
 import os
 import resource
@@ -390,19 +391,26 @@ def _after_request(requests, ps_argv, env):
         return
     out = []
     for rq in requests:
-        rc, ms = rq
-        out.append(f"engine request {'exited ' + str(rc) if rc is not None else 'still running'} {ms}")
+        out.append(f"engine request {'exited ' + str(rq.rc) if rq.rc is not None else 'still running'} {rq.ms}")
     p = subprocess.run(ps_argv, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     listed = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.strip()]
     out.append(f"engine ps_a {len(listed) if p.returncode == 0 else 'failed ' + str(p.returncode)}")
     _report(out)
 
 
+@dataclasses.dataclass
+class _Request:
+    """One SIGUSR2 request to the engine (a stop, a kill, a kill series)."""
+    rc: int = None                 # how the engine's command ended (None: still running when given up)
+    ms: int = None                 # how long it took
+    running: subprocess.Popen = None   # the engine command now running
+
+
 def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None, requests=None):
     """Start the engine client with the wrapper's signal state (SIGPIPE and
     SIGXFSZ back to default: Python ignores them), forward what the probe
     sends us, wait. STOP_ARGV: the engine command SIGUSR2 runs instead (a
-    stop or a kill); (rc, ms) of each is appended to REQUESTS. Returns (rc,
+    stop or a kill); a _Request for each is appended to REQUESTS. Returns (rc,
     its stderr text)."""
     errf = open(stderr_path, "w+b") if stderr_path else None
     stops = []
@@ -410,7 +418,7 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
 
     def request(_signum, _frame):
         t0 = time.monotonic()
-        slot = [None, None, None]   # rc, ms, the running command
+        slot = _Request()
 
         def one_kill(one):
             try:
@@ -427,14 +435,14 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
                 signals = [int(a[a.index("-s") + 1]) for a in stop_argv]
                 by_signal = dict(zip(signals, stop_argv))
                 oci_run.kill_in_series(signals, lambda n: one_kill(by_signal[n]), KILL_SERIES_JOBS)
-                slot[1] = round((time.monotonic() - t0) * 1000)
+                slot.ms = round((time.monotonic() - t0) * 1000)
                 _report(["kills done"])
                 return
             for one in stop_argv:
-                slot[2] = subprocess.Popen(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL)
-                slot[0] = slot[2].wait()
-            slot[1] = round((time.monotonic() - t0) * 1000)
+                slot.running = subprocess.Popen(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+                slot.rc = slot.running.wait()
+            slot.ms = round((time.monotonic() - t0) * 1000)
         t = threading.Thread(target=waiter, daemon=True)
         t.start()
         stops.append((t, slot))
@@ -448,12 +456,12 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
         rc = proc.wait()
         for t, slot in stops:
             t.join(timeout=30)
-            if t.is_alive() and slot[2] is not None:   # the engine's own kill/stop is stuck: report it, then end it
-                slot[2].kill()
+            if t.is_alive() and slot.running is not None:   # the engine's own kill/stop is stuck: report it, end it
+                slot.running.kill()
                 t.join(timeout=30)
-                slot[0] = None
+                slot.rc = None
             if requests is not None:
-                requests.append((slot[0], slot[1]))
+                requests.append(slot)
         text = ""
         if errf:
             errf.seek(0)

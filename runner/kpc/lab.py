@@ -31,6 +31,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import typing
 
 from . import cases as cases_mod
 from . import envinfo, manpages, paths, requirements, safefile, session, tables, tomlread, values
@@ -1021,8 +1022,14 @@ def init_exercise(args, all_cases, tbl, ensure_build, out=sys.stdout):
     return report_stages(spec, verdicts, out)
 
 
+class _Checked(typing.NamedTuple):
+    seen: object       # the observed value (None: not recorded)
+    want: object       # the expected value, canonical (None: no row)
+    verdict: object    # the run's evaluate.Verdict
+
+
 def _check_key(check, verdicts):
-    """'case:variant:key' -> (observed, expected, item verdict) or None."""
+    """'case:variant:key' -> _Checked, or None when the run is missing."""
     parts = check.split(":")
     cid, variant, key = (parts[0], "", parts[1]) if len(parts) == 2 else parts
     got = verdicts.get((cid, variant))
@@ -1038,7 +1045,7 @@ def _check_key(check, verdicts):
             want = values.canonical(types.get(key, "str"), row["value"])
         except values.ValueError_:
             want = row["value"]
-    return seen, want, v
+    return _Checked(seen, want, v)
 
 
 def report_stages(spec, verdicts, out):
@@ -1050,8 +1057,8 @@ def report_stages(spec, verdicts, out):
         for check in st["checks"]:
             got = _check_key(check, verdicts)
             key = check.split(":")[-1]
-            if got is None or got[0] is None or got[1] is None:
-                v = got[2] if got else None
+            if got is None or got.seen is None or got.want is None:
+                v = got.verdict if got else None
                 ungraded.append(f"{key}: " + (f"not recorded ({v.verdict}: {v.reason})" if v else "not run"))
                 continue
             seen, want, _ = got
@@ -1085,6 +1092,23 @@ def report_stages(spec, verdicts, out):
 
 
 # ---------------------------------------------------------------- kpc check
+
+def note_problems(case):
+    """A case has a lab note, with a question to predict and a way to see
+    it yourself (for `kpc check`)."""
+    rel_note = os.path.relpath(case.note_path, paths.ROOT)
+    if not os.path.exists(case.note_path):
+        return [f"{case.id}: no lab note {rel_note}"]
+    with open(case.note_path, encoding="utf-8") as f:
+        note = f.read()
+    problems = []
+    if not any(m in note for m in ("**Predict.**", "**Predict:**", "**Question.**")):
+        problems.append(f"{case.id}: {rel_note} has no question to predict (a '**Predict.**' paragraph)")
+    if "see it yourself" not in note.lower() and "/proc" not in note:
+        problems.append(f"{case.id}: {rel_note} does not say how to see it yourself "
+                        f"(a '**See it yourself.**' paragraph)")
+    return problems
+
 
 def lint(all_cases, tbl):
     """Problems with the course metadata and notes (for `kpc check`)."""

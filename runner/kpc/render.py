@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import typing
 import zlib
 
 from . import evaluate, safefile
@@ -460,10 +461,18 @@ def merge(docs):
     return out
 
 
+class Change(typing.NamedTuple):
+    """A run whose verdict changed, appeared or disappeared (kpc diff)."""
+    run: str
+    before: str        # None: the run is new
+    after: str         # None: the run is gone
+    reason: str        # the newer file's reason
+
+
 def diff(old, new):
-    """[(run id, old verdict or None, new verdict or None, new reason)] for
-    runs whose verdict changed, appeared or disappeared. Both documents are
-    validated (load()): run ids are unique, verdicts are the six."""
+    """[Change] for runs whose verdict changed, appeared or disappeared.
+    Both documents are validated (load()): run ids are unique, verdicts are
+    the six."""
     a = {run_id(r): r for r in old["results"]}
     b = {run_id(r): r for r in new["results"]}
     out = []
@@ -471,7 +480,7 @@ def diff(old, new):
         va = a[k]["verdict"] if k in a else None
         vb = b[k]["verdict"] if k in b else None
         if va != vb:
-            out.append((k, va, vb, (b.get(k) or a.get(k)).get("reason", "")))
+            out.append(Change(k, va, vb, (b.get(k) or a.get(k)).get("reason", "")))
     return out
 
 
