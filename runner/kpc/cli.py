@@ -4,6 +4,8 @@ fail/hang/error or a regression, 2 bad usage or input, 3 an internal error,
 130 interrupted).
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
@@ -73,7 +75,7 @@ def _command(sub, name, func, **kw):
     return p
 
 
-def parser():
+def parser() -> _Parser:
     p = _Parser(prog="kpc",
                 description="kpc: Linux process-lifecycle conformance suite. Probes record "
                             "what the kernel does; expected tables in results/expected/ say what it should do.",
@@ -255,7 +257,7 @@ def parser():
     return p
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Every command, --help and usage errors included: a reader that goes
     away (`kpc explain X | head`) ends kpc quietly with 128+SIGPIPE. kpc
     keeps Python's SIGPIPE ignored (a launcher that dies must be an EPIPE

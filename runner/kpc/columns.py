@@ -6,13 +6,20 @@ from the words alone is refused before anything is built or fetched
 builds made and the bundles copied.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from . import build, cross, paths, runtimes
 from .messages import InputError, say
 
+if TYPE_CHECKING:
+    import argparse
+    from . import kernels, sshtarget
 
-def check_kernel_args(args):
+
+def check_kernel_args(args: argparse.Namespace) -> None:
     """--kernels / --kernel / --kernel-append / --no-host: what can be told
     wrong from the words alone, before anything is built or fetched."""
     if args.no_host and not (args.kernels or args.kernel or getattr(args, "target", None)):
@@ -33,7 +40,7 @@ def check_kernel_args(args):
         raise InputError("--kernel boots an x86_64 bzImage; --arch applies to --kernels (add amd64 to --arch)")
 
 
-def arch_list(args):
+def arch_list(args: argparse.Namespace) -> list[str]:
     """--arch LIST: Debian architecture names, amd64 when not given. Checked
     from the words alone (one line and exit 2)."""
     from .kernels import ARCHES
@@ -54,17 +61,17 @@ def arch_list(args):
     return out
 
 
-def kernel_label(req, arch, arches):
+def kernel_label(req: str, arch: str, arches: list[str]) -> str:
     """A --kernels column's name: the request, with the arch when it is not
     amd64 or when the matrix has more than one (6.1, 6.1-arm64, 6.1-amd64)."""
     return req if arches == ["amd64"] else f"{req}-{arch}"
 
 
-def kernel_requests(args):
+def kernel_requests(args: argparse.Namespace) -> list[str]:
     return [r.strip() for spec in args.kernels or [] for r in spec.split(",") if r.strip()]
 
 
-def kernels_for(args):
+def kernels_for(args: argparse.Namespace) -> list[kernels.Kernel]:
     """--kernels / --kernel: the kernels to boot, fetched and cached (the
     arguments were checked by _check_kernel_args)."""
     from . import guest_image, kernels
@@ -115,7 +122,7 @@ def kernels_for(args):
     return found
 
 
-def check_targets(args):
+def check_targets(args: argparse.Namespace) -> None:
     """--target URLs, checked from the words alone (before the build)."""
     from . import sshtarget
     for url in args.target or []:
@@ -125,7 +132,7 @@ def check_targets(args):
             raise InputError(str(e)) from None
 
 
-def ssh_targets(args, labels):
+def ssh_targets(args: argparse.Namespace, labels: list[str]) -> list[sshtarget.SshTarget]:
     """--target: a bundle copied to each machine, its facts read
     (sshtarget.SshTarget.prepare); the copies are removed again if one fails."""
     from . import sshtarget, targets
@@ -158,7 +165,7 @@ def ssh_targets(args, labels):
     return prepared
 
 
-def runtimes_for(args):
+def runtimes_for(args: argparse.Namespace) -> list[runtimes.Runtime]:
     """--runtime / --profile -> [runtimes.Runtime] (checked before the build)."""
     if not args.runtime:
         if args.profile:

@@ -4,14 +4,20 @@ arguments (argparse.Namespace); a command returns the exit code
 messages.InputError (one line, exit 2).
 """
 
+from __future__ import annotations
+
 import fnmatch
 import json
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from . import build, cases, columns, envinfo, evaluate, paths, report, session, tables
 from .messages import EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError, say
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
 PYTHON = "/usr/bin/python3"
@@ -73,7 +79,7 @@ def _render_outputs(doc, args, all_cases):
             render.write(path, make())
 
 
-def cmd_report(args):
+def cmd_report(args: argparse.Namespace) -> int:
     from . import render
     if not (args.html or args.markdown or args.tap or args.ktap or args.kcidb):
         raise InputError("report: say what to write: --html FILE, --markdown FILE, --tap FILE, --ktap FILE or "
@@ -90,7 +96,7 @@ def cmd_report(args):
     return EXIT_OK
 
 
-def cmd_merge(args):
+def cmd_merge(args: argparse.Namespace) -> int:
     from . import render
     try:
         docs = [(p, render.load(p)) for p in args.results]
@@ -108,7 +114,7 @@ def cmd_merge(args):
     return EXIT_OK
 
 
-def cmd_diff(args):
+def cmd_diff(args: argparse.Namespace) -> int:
     from . import render
     try:
         old, new = render.load(args.old), render.load(args.new)
@@ -126,7 +132,7 @@ def cmd_diff(args):
     return EXIT_FAIL if regressions else EXIT_OK
 
 
-def cmd_run(args):
+def cmd_run(args: argparse.Namespace) -> int:
     all_cases, tbl = _load_cases_and_tables()
     selected = _select(all_cases, args.case, args.area)
     flavors = args.flavor or list(cases.FLAVORS)
@@ -215,7 +221,7 @@ def cmd_run(args):
     return EXIT_FAIL if bad or sess.launcher_failure or sess.guest_failures or sess.unrecovered else EXIT_OK
 
 
-def cmd_bundle(args):
+def cmd_bundle(args: argparse.Namespace) -> int:
     from . import bundle
     all_cases, _ = _load_cases_and_tables()
     _ensure_build(args.no_build)
@@ -231,12 +237,12 @@ def cmd_bundle(args):
     return EXIT_OK
 
 
-def render_visible(text):
+def render_visible(text: str) -> str:
     from .render import visible
     return visible(text)
 
 
-def cmd_evaluate(args):
+def cmd_evaluate(args: argparse.Namespace) -> int:
     """The runs a bundle recorded elsewhere, judged here (targets.ReplayTarget)."""
     from . import targets
     all_cases, tbl = _load_cases_and_tables()
@@ -270,7 +276,7 @@ def cmd_evaluate(args):
 
 # ---------------------------------------------------------------- list / explain / check
 
-def cmd_list(args):
+def cmd_list(args: argparse.Namespace) -> int:
     all_cases = _load_cases_or_fail()
     if args.course:
         from . import lab
@@ -289,7 +295,7 @@ def _load_cases_or_fail():
         raise InputError(str(e)) from None
 
 
-def cmd_explain(args):
+def cmd_explain(args: argparse.Namespace) -> int:
     all_cases, tbl = _load_cases_and_tables()
     case = all_cases.get(args.id)
     if case is None:
@@ -333,7 +339,7 @@ def cmd_explain(args):
     return EXIT_OK
 
 
-def cmd_check(args):
+def cmd_check(args: argparse.Namespace) -> int:
     from . import lab
     all_cases, tbl = _load_cases_and_tables()
     missing = []
@@ -359,7 +365,7 @@ def cmd_check(args):
 
 # ---------------------------------------------------------------- selftest
 
-def cmd_selftest(args):
+def cmd_selftest(args: argparse.Namespace) -> int:
     """The project's own tests: GoogleTest (ctest), pytest for the runner
     (its tests run the suite end to end on this host, and clang-format and
     flake8 over the code), then `kpc check` (cases, tables, lab notes)."""
@@ -407,25 +413,25 @@ def _lab(fn, args, build=True):
         raise InputError(str(e)) from None
 
 
-def cmd_lab(args):
+def cmd_lab(args: argparse.Namespace) -> int:
     """Predict, run, compare: for a student."""
     from . import lab
     return _lab(lab.run_lab, args)
 
 
-def cmd_grade(args):
+def cmd_grade(args: argparse.Namespace) -> int:
     from . import lab
     return _lab(lab.grade, args)
 
 
-def cmd_handout(args):
+def cmd_handout(args: argparse.Namespace) -> int:
     from . import lab
     return _lab(lab.handout, args, build=False)
 
 
 # ---------------------------------------------------------------- decode / inspect
 
-def cmd_decode(args):
+def cmd_decode(args: argparse.Namespace) -> int:
     """Masks as arguments, or (with '-') a pasted /proc/PID/status or some
     of its lines on standard input."""
     from . import sigstate
@@ -461,7 +467,7 @@ def _annotation(names):
     return ("  (" + ", ".join(f"{values.signal_name(n)} = {values.signal_alias(n)}" for n in odd) + ")") if odd else ""
 
 
-def cmd_inspect(args):
+def cmd_inspect(args: argparse.Namespace) -> int:
     import json as json_mod
     from . import sigstate
     sig = None

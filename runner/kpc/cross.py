@@ -20,6 +20,8 @@ SHA256 and extracts them into images/cache/sysroot-arm64/ with a stamp:
                          (rewritten to point into the sysroot)
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import os
@@ -51,15 +53,15 @@ class CrossError(Exception):
     pass
 
 
-def build_dir(arch):
+def build_dir(arch: str) -> str:
     return paths.build_dir().rstrip("/") + f"-{arch}"
 
 
-def strip_tool(arch):
+def strip_tool(arch: str) -> str:
     return f"{TRIPLET[arch]}-strip" if arch in TRIPLET else "strip"
 
 
-def host_suite():
+def host_suite() -> str:
     """The Debian suite this machine runs (the cross compiler's libc is
     its): the sysroot's libraries come from the same suite."""
     try:
@@ -74,7 +76,7 @@ def host_suite():
     return codename
 
 
-def sysroot(arch, refresh=None):
+def sysroot(arch: str, refresh: bool | None = None) -> str:
     """The extracted sysroot for `arch`: downloaded, verified and extracted
     on first use (and when the suite's packages changed), under the kernel
     cache's lock."""
@@ -112,7 +114,10 @@ def sysroot(arch, refresh=None):
             tmp = tempfile.mkdtemp(prefix=".debs.", dir=top)
             try:
                 dl = apt.download_dir()
-                files = [kernels._take(apt.download(*p.split("=", 1), dl), tmp, sha) for p, sha in debs.items()]
+                files = []
+                for p, sha in debs.items():
+                    pkg, version = p.split("=", 1)
+                    files.append(kernels._take(apt.download(pkg, version, dl), tmp, sha))
                 shutil.rmtree(dl, ignore_errors=True)
                 staging = os.path.join(tmp, "root")
                 os.mkdir(staging, 0o755)
@@ -148,7 +153,7 @@ def _musl_specs(staging, final, arch):
         f.write(text)
 
 
-def musl_specs(root, arch):
+def musl_specs(root: str, arch: str) -> str | None:
     path = os.path.join(root, "usr", "lib", TRIPLET[arch].replace("-gnu", "-musl"), "kpc-musl-gcc.specs")
     return path if os.path.exists(path) else None
 
@@ -159,7 +164,7 @@ class Build(typing.NamedTuple):
     sysroot: str
 
 
-def ensure(arch, no_build=False, refresh=None):
+def ensure(arch: str, no_build: bool = False, refresh: bool | None = None) -> Build:
     """The cross build for `arch` (configured on first use, then an
     incremental build), and its sysroot: a Build."""
     bdir = build_dir(arch)
@@ -199,14 +204,14 @@ def _run(cmd):
         raise CrossError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
 
 
-def busybox(root):
+def busybox(root: str) -> str:
     path = os.path.join(root, "bin", "busybox")
     if not os.path.isfile(path):
         raise CrossError(f"{path} is missing: the sysroot lacks busybox-static")
     return path
 
 
-def binaries(bdir):
+def binaries(bdir: str) -> dict[str, str]:
     """{host build path: cross build path} for every executable of the
     cross build: the guest image holds them at the host build's paths, so
     a plan made on the host runs unchanged."""

@@ -65,6 +65,8 @@ whose cleanup never ran. A container whose wrapper was killed but which
 still runs (runtime_pid1_duties watches one) is left alone.
 """
 
+from __future__ import annotations
+
 import ctypes
 import dataclasses
 import fcntl
@@ -99,11 +101,11 @@ class EngineError(Exception):
     """A message for the user (one line)."""
 
 
-def cgroup_parent(run_id):
+def cgroup_parent(run_id: str) -> str:
     return "/kpc-engine-" + run_id[len("kpc-"):]
 
 
-def run_dir(run_id):
+def run_dir(run_id: str) -> str:
     return f"{oci_run.KPC_OCI}/{ENGINES_DIR}/{run_id}"
 
 
@@ -176,7 +178,7 @@ def _mount(src, target, fstype, flags, data=None):
                        data and data.encode()), f"mount {target}")
 
 
-def private_run(keep):
+def private_run(keep: str) -> None:
     """Enter a new mount namespace in which /run is an empty tmpfs and KEEP
     (the run's directory, under /run) is bound back at its own path; the
     host's /run is not touched. /etc/docker, when present, is hidden too
@@ -286,7 +288,7 @@ def _mounts_under(path):
     return sorted(out, key=lambda p: -p.count("/"))
 
 
-def cleanup(run_id, budget_s=20.0):
+def cleanup(run_id: str, budget_s: float = 20.0) -> str:
     """Remove everything of one run; returns what is left ('' if nothing)."""
     deadline = time.monotonic() + budget_s
     _kill_cgroups(run_id, deadline)
@@ -401,9 +403,9 @@ def _after_request(requests, ps_argv, env):
 @dataclasses.dataclass
 class _Request:
     """One SIGUSR2 request to the engine (a stop, a kill, a kill series)."""
-    rc: int = None                 # how the engine's command ended (None: still running when given up)
-    ms: int = None                 # how long it took
-    running: subprocess.Popen = None   # the engine command now running
+    rc: int | None = None                 # how the engine's command ended (None: still running when given up)
+    ms: int | None = None                 # how long it took
+    running: subprocess.Popen | None = None   # the engine command now running
 
 
 def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None, requests=None):
@@ -483,7 +485,7 @@ def _rlimits():
     return nofile, nproc
 
 
-def run_podman(run_id, top, use_init, probe_argv):
+def run_podman(run_id: str, top: str, use_init: bool, probe_argv: list[str]) -> int:
     cid = f"{run_id}-{secrets.token_hex(4)}"
     cdir = f"{top}/{cid}"
     os.mkdir(cdir, 0o700)
@@ -553,7 +555,7 @@ def _wait_gone(pid, timeout):
     return False
 
 
-def run_docker(run_id, top, use_init, probe_argv):
+def run_docker(run_id: str, top: str, use_init: bool, probe_argv: list[str]) -> int:
     did = secrets.token_hex(4)
     d = f"{top}/{run_id}-{did}"      # logs, for the cleanup's eyes
     os.mkdir(d, 0o700)
@@ -642,7 +644,7 @@ def _lock(dir_path, how):
         return None
 
 
-def sweep(budget_s=15.0):
+def sweep(budget_s: float = 15.0) -> str:
     """Remove the runs of dead wrappers with nothing left running (see
     the module's doc); returns what could not be removed."""
     efd = _open_engines(create=False)
@@ -692,7 +694,7 @@ def _procs(cgroup_dir):
         return []
 
 
-def run(engine, use_init, run_id, probe_argv):
+def run(engine: str, use_init: bool, run_id: str, probe_argv: list[str]) -> int:
     held = []
     efd = _open_engines(create=True, keep_top=held)
     try:
@@ -733,7 +735,7 @@ def _parse(argv):
     return mode, engine, use_init, run_id, rest
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     def body():
         mode, engine, use_init, run_id, probe_argv = _parse(argv)
         if mode == "cleanup":

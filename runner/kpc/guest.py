@@ -23,6 +23,8 @@ PR_SET_PDEATHSIG(SIGKILL) from the thread that waits for it, and is killed
 on every exit path, so no QEMU outlives kpc.
 """
 
+from __future__ import annotations
+
 import ctypes
 import dataclasses
 import json
@@ -72,7 +74,7 @@ class ConsoleWatch:
     def __init__(self):
         self._in_oom_report = 0
 
-    def complaint(self, line):
+    def complaint(self, line: str) -> bool:
         if OOM_REPORT_START.search(line):
             self._in_oom_report = self.REPORT_LINES
             return False
@@ -101,7 +103,7 @@ class Accel(typing.NamedTuple):
 _ACCEL = {}
 
 
-def accelerator(kernel_image, boot_image, arch="amd64"):
+def accelerator(kernel_image: str, boot_image: str, arch: str = "amd64") -> Accel:
     """'kvm' when KVM boots a kernel to its first frame quickly, else 'tcg'.
     Nested KVM can exist and hang: the probe boots for real with a short
     deadline. KPC_ACCEL=kvm|tcg skips the probe. Remembered per boot of
@@ -168,7 +170,7 @@ def _probe_kvm(kernel_image, boot_image, deadline_s=8.0):
 _TSC = {}
 
 
-def host_tsc_khz():
+def host_tsc_khz() -> int:
     if "khz" not in _TSC:
         out = subprocess.run([paths.launcher(), "tsc-khz"], capture_output=True, text=True, timeout=10)
         try:
@@ -212,14 +214,14 @@ class GuestRun:
     kernel: object
     accel: str = ""
     accel_why: str = ""
-    info: dict = None            # the guest's own report: release, flavors, caps
-    boot_s: float = None         # QEMU start -> first frame
-    suite_s: float = None        # first frame -> guest-done
+    info: dict | None = None            # the guest's own report: release, flavors, caps
+    boot_s: float | None = None         # QEMU start -> first frame
+    suite_s: float | None = None        # first frame -> guest-done
     wall_s: float = 0.0
     console: list = dataclasses.field(default_factory=list)   # [ConsoleLine]
     crashes: list = dataclasses.field(default_factory=list)   # [ConsoleLine]: the kernel complaining
-    failure: str = None          # the guest as a whole went wrong
-    launcher_rc: int = None
+    failure: str | None = None          # the guest as a whole went wrong
+    launcher_rc: int | None = None
 
 
 class Guest:
@@ -240,7 +242,7 @@ class Guest:
         self._reported = set()
         self._stop = threading.Event()
 
-    def argv(self, initrd, accel):
+    def argv(self, initrd: str, accel: str) -> list[str]:
         a = ARCH[self.arch]
         cmdline = (f"console={a['console']} loglevel=5 panic=-1 oops=panic rdinit=/init "
                    f"hung_task_timeout_secs=0 nokaslr{a['cmdline']}")
@@ -268,13 +270,13 @@ class Guest:
             argv[argv.index("-m"):argv.index("-m")] = ["-cpu", "host"]
         return argv
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         with self._lock:
             if self._proc:
                 _kill(self._proc)
 
-    def execute(self):
+    def execute(self) -> GuestRun:
         """Blocking: boot, stream, supervise, clean up. Returns GuestRun."""
         r = self.run
         t0 = time.monotonic()

@@ -19,6 +19,8 @@ PROBE_INIT is the accelerator probe's (guest.accelerator). Booting,
 reading and supervising the guest is guest.py's.
 """
 
+from __future__ import annotations
+
 import glob
 import hashlib
 import json
@@ -66,7 +68,7 @@ class Cpio:
         blob += data + b"\0" * (-len(data) % 4)
         self.parts.append(blob)
 
-    def dir(self, path, mode=0o755):
+    def dir(self, path: str, mode: int = 0o755) -> None:
         path = path.rstrip("/")
         if not path or path in self.dirs:
             return
@@ -74,15 +76,15 @@ class Cpio:
         self.dirs.add(path)
         self._entry(path, 0o040000 | mode, nlink=2)
 
-    def file(self, path, data, mode=0o644):
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         self.dir(os.path.dirname(path))
         self._entry(path, 0o100000 | mode, data)
 
-    def symlink(self, path, target):
+    def symlink(self, path: str, target: str) -> None:
         self.dir(os.path.dirname(path))
         self._entry(path, 0o120000 | 0o777, target.encode())
 
-    def bytes(self):
+    def bytes(self) -> bytes:
         self._entry("TRAILER!!!", 0)
         out = b"".join(self.parts)
         return out + b"\0" * (-len(out) % 512)
@@ -178,7 +180,7 @@ def _binaries(arch="amd64"):
 _IMAGE_LOCK = threading.Lock()   # guests boot in parallel threads: one builder at a time
 
 
-def busybox(arch="amd64"):
+def busybox(arch: str = "amd64") -> str:
     if arch == HOST_ARCH:
         return BUSYBOX
     from . import cross
@@ -187,7 +189,7 @@ def busybox(arch="amd64"):
     return cross.busybox(CROSS[arch].sysroot)
 
 
-def base_image(arch="amd64"):
+def base_image(arch: str = "amd64") -> str:
     """images/cache/initramfs/base-<arch>-<hash>.cpio; rebuilt only when
     busybox, /init or a binary changed. One per architecture is kept."""
     with _IMAGE_LOCK:
@@ -227,7 +229,7 @@ def _base_image(arch="amd64"):
     return out
 
 
-def sweep_stale():
+def sweep_stale() -> None:
     """Per-run initrds and socket directories of kpc processes that no
     longer exist (killed with SIGKILL: nothing else leaves them)."""
     for old in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-guest-*-*")):
@@ -245,7 +247,7 @@ def sweep_stale():
                     pass
 
 
-def modules_image(kernel):
+def modules_image(kernel: kernels.Kernel) -> str:
     """The modules the guest loads, dependencies first."""
     with _IMAGE_LOCK:
         return _modules_image(kernel)
@@ -276,7 +278,7 @@ def _write_atomic(path, data):
     os.rename(tmp, path)
 
 
-def run_initrd(kernel, arch, plan, jobs):
+def run_initrd(kernel: kernels.Kernel, arch: str, plan: list[dict], jobs: int) -> tuple[str, str]:
     """(base image, this run's initrd): the base and modules images and a
     plan archive concatenated into a new file in the cache (removed by the
     caller; sweep_stale removes those of a kpc that was killed)."""

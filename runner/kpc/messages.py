@@ -7,6 +7,8 @@ cannot be made, an output file kpc will not write); 3 an internal error (a
 bug in kpc: never read as a fail or a regression); 130 interrupted.
 """
 
+from __future__ import annotations
+
 import re
 import sys
 
@@ -24,7 +26,7 @@ class InputError(Exception):
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 
 
-def printable(text):
+def printable(text: str) -> str:
     """Text for the terminal: every unprintable character as its Python
     escape (\\x1b, \\n), so input quoted in a message (a file name, a
     table row, a --runtime) can neither move the cursor, recolour, rewrite
@@ -32,5 +34,5 @@ def printable(text):
     return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
-def say(msg):
+def say(msg: str) -> None:
     sys.stderr.write(f"kpc: {printable(str(msg))}\n")

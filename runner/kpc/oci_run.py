@@ -66,6 +66,8 @@ crun 1.8 once the container is set up and released) and logged an error
 to its own --log file, which the workload cannot write to.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import fcntl
 import json
@@ -78,6 +80,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable, Iterable
 
 KPC_OCI = "/run/kpc-oci"
 STATE_DIR, BUNDLES_DIR, LOCKS_DIR = "state", "bundles", "locks"
@@ -96,7 +99,7 @@ def _build_dir():
     return os.environ.get("KPC_BUILD_DIR") or os.path.join(root, "build")
 
 
-def config(argv, build_dir):
+def config(argv: list[str], build_dir: str) -> dict:
     env = ["PATH=/usr/bin:/bin", "KPC_TMPDIR=/tmp"]
     env += [f"{k}={v}" for k, v in os.environ.items() if k.startswith("KPC_") and k != "KPC_TMPDIR"]
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]  # runc spec's defaults
@@ -155,7 +158,7 @@ def _private_dir(parent_fd, name, shown):
     return fd
 
 
-def private_dir_if(parent_fd, name, shown, create):
+def private_dir_if(parent_fd: int, name: str, shown: str, create: bool) -> int | None:
     """_private_dir; None, when CREATE is False, if NAME does not exist."""
     if not create:
         try:
@@ -165,7 +168,7 @@ def private_dir_if(parent_fd, name, shown, create):
     return _private_dir(parent_fd, name, shown)
 
 
-def open_top(create):
+def open_top(create: bool) -> int | None:
     """fd of /run/kpc-oci, holding a shared flock on it for as long as the
     fd is open (remove_empty_layout takes it exclusively: it never removes
     the layout under a kpc that is using it); None when it does not exist
@@ -224,7 +227,7 @@ def _rmdir_own(dir_fd, name):
         return False
 
 
-def remove_empty_layout():
+def remove_empty_layout() -> bool:
     """At the end of a session: remove kpc's directories under /run/kpc-oci
     (state/<runtime>, state, bundles, locks, engines, then kpc-oci itself)
     that are empty, with rmdir only, when no kpc holds the layout (its
@@ -375,7 +378,7 @@ def _unescape(field):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def read_lines(path):
+def read_lines(path: str) -> list[str]:
     """The lines of a file (of /proc); [] when it cannot be read."""
     try:
         with open(path) as f:
@@ -463,7 +466,7 @@ def _zombie(pid):
         return True
 
 
-def kill_cgroup_procs(paths, member):
+def kill_cgroup_procs(paths: Iterable[str], member: Callable[[int], bool]) -> bool:
     """SIGKILL every live process listed in the cgroup directories PATHS
     that MEMBER(pid) says is ours; True if there was any. Each PID is
     pinned with a pidfd first and its membership checked after: a PID
@@ -582,7 +585,7 @@ def _container_ids(tree, runtime):
     return {i for i in ids if CONTAINER_ID.fullmatch(i)}
 
 
-def sweep(runtime, budget_s=10.0, tree=None):
+def sweep(runtime: str, budget_s: float = 10.0, tree: dict[str, int] | None = None) -> str:
     """Delete the containers whose wrapper and runtime process are both
     gone (their lock can be taken): the second line behind the launcher's
     per-run cleanup. Quiet; returns what could not be removed."""
@@ -610,7 +613,7 @@ def sweep(runtime, budget_s=10.0, tree=None):
     return ", ".join(left)
 
 
-def cleanup(runtime, run_id, budget_s=15.0):
+def cleanup(runtime: str, run_id: str, budget_s: float = 15.0) -> str:
     """Delete every container of one run (ID-*), however the run ended.
     The launcher calls this after the run's process tree is gone, so a lock
     still held is waited for only briefly (a sweep may be removing the same
@@ -640,7 +643,7 @@ def cleanup(runtime, run_id, budget_s=15.0):
 UNIFIED = "/sys/fs/cgroup/unified"
 
 
-def hybrid_with_v2_controllers():
+def hybrid_with_v2_controllers() -> bool:
     """True on a host crun refuses: /sys/fs/cgroup a tmpfs (v1), a cgroup2
     mount at /sys/fs/cgroup/unified, and controllers in it."""
     mounts = {(mp, fstype) for fstype, mp, _, _ in _cgroup_mounts()}
@@ -678,12 +681,12 @@ JOB_CONTROL = (18, 20, 21, 22)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT)
 
 
-def obs_fd():
+def obs_fd() -> int:
     """The observation fd the launcher gave the wrapper (KPC_OBS_FD, 3)."""
     return int(os.environ.get("KPC_OBS_FD", "3"))
 
 
-def record_skip(reason, who="kpc-oci"):
+def record_skip(reason: str, who: str = "kpc-oci") -> None:
     """A `skip` record on the observation fd (stderr when it is gone)."""
     try:
         os.write(obs_fd(), (json.dumps({"skip": reason[:900]}) + "\n").encode())
@@ -691,7 +694,7 @@ def record_skip(reason, who="kpc-oci"):
         sys.stderr.write(f"{who}: skip: {reason}\n")
 
 
-def report_lines(lines, fd=None):
+def report_lines(lines: list[str], fd: int | None = None) -> None:
     """Plain lines for the probe on the observation fd (facts about the
     runtime or engine, after the fact); a closed fd is not an error."""
     for line in lines:
@@ -701,7 +704,7 @@ def report_lines(lines, fd=None):
             pass
 
 
-def forward_signals(proc):
+def forward_signals(proc: subprocess.Popen) -> None:
     """What the engine sends the wrapper goes on to PROC (the runtime or the
     engine client, which proxies it into the container). Installed after
     the spawn: a handler set before it would reset an ignored disposition
@@ -710,7 +713,7 @@ def forward_signals(proc):
         signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
 
 
-def kill_signals():
+def kill_signals() -> list[int]:
     """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal sets it):
     SIGUSR2 to the wrapper means `kill` of its container with each signal
     N in turn, each reported as "kill N RC" on the observation fd, then
@@ -718,7 +721,7 @@ def kill_signals():
     return [int(w) for w in os.environ.get("KPC_KILL_SIGNALS", "").split(",") if w.isdigit() and 1 <= int(w) <= 64]
 
 
-def kill_in_series(signals, kill_one, jobs):
+def kill_in_series(signals: list[int], kill_one: Callable[[int], None], jobs: int) -> None:
     """KILL_ONE(n) for every signal: a few at a time (each signal is
     distinct: the order does not matter), then SIGCONT and the stop
     signals one at a time, last (JOB_CONTROL)."""
@@ -729,7 +732,8 @@ def kill_in_series(signals, kill_one, jobs):
             kill_one(n)
 
 
-def parse_wrapper_argv(argv, flags, valued, usage, error):
+def parse_wrapper_argv(argv: list[str], flags: Iterable[str], valued: Iterable[str], usage: str,
+                       error: type[Exception]) -> tuple[dict, list[str]]:
     """A wrapper's words: FLAGS (True when given), VALUED options (their
     value), then `--` and the probe. -> (options, probe argv); ERROR(message)
     is raised for a word it does not know or a missing value."""
@@ -753,7 +757,7 @@ def parse_wrapper_argv(argv, flags, valued, usage, error):
     return opts, rest
 
 
-def wrapper_main(name, errors, body):
+def wrapper_main(name: str, errors: type[Exception] | tuple[type[Exception], ...], body: Callable[[], int]) -> int:
     """BODY() as a wrapper's main: its errors (ERRORS: bad usage) are one
     line and exit 2, an OSError one line and exit 1."""
     try:
@@ -766,7 +770,7 @@ def wrapper_main(name, errors, body):
         return 1
 
 
-def cleanup_status(what, run_id, left):
+def cleanup_status(what: str, run_id: str, left: str) -> int:
     """The exit status of `--cleanup`: 1, said on stderr, when something
     of the run could not be removed."""
     if left:
@@ -807,7 +811,7 @@ def _write_bundle(bundle_fd, probe_argv):
         json.dump(config(probe_argv, _build_dir()), f, indent=1)
 
 
-def run(runtime, run_id, probe_argv):
+def run(runtime: str, run_id: str, probe_argv: list[str]) -> int:
     name = os.path.basename(runtime)
     tree = _open_tree(create=True)
     root = _state_root(tree, runtime)
@@ -904,7 +908,7 @@ def _parse(argv):
     return mode, runtime, run_id, rest
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     def body():
         mode, runtime, run_id, probe_argv = _parse(argv)
         if mode == "cleanup":

@@ -6,9 +6,15 @@ verdict and turns it into a pytest outcome. The terminal output is ours (the
 compact table), so pytest's own reporter is switched off by the caller.
 """
 
+from __future__ import annotations
+
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from . import session
 
 
 class KpcPlugin:
@@ -17,26 +23,26 @@ class KpcPlugin:
         self.on_finish = on_finish
         self.collect_errors = []
 
-    def pytest_generate_tests(self, metafunc):
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "kpc_item" in metafunc.fixturenames:
             items = self.session.items
             metafunc.parametrize("kpc_item", items, ids=[i.run_id for i in items])
 
     @pytest.fixture
-    def kpc_session(self):
+    def kpc_session(self) -> session.Session:
         return self.session
 
-    def pytest_collection_finish(self, session):
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.session.start()
 
-    def pytest_collectreport(self, report):
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collect_errors.append(str(report.longrepr))
 
-    def pytest_internalerror(self, excrepr):
+    def pytest_internalerror(self, excrepr: object) -> None:
         sys.stderr.write(f"kpc: pytest internal error:\n{excrepr}\n")
 
-    def pytest_sessionfinish(self, session, exitstatus):
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.session.stop()
         for err in self.collect_errors:
             sys.stderr.write(f"kpc: collection error:\n{err}\n")
@@ -44,7 +50,7 @@ class KpcPlugin:
             self.on_finish()
 
 
-def raise_outcome(verdict):
+def raise_outcome(verdict: str) -> None:
     """Map a kpc verdict onto pytest's outcomes."""
     v = verdict.verdict
     text = "\n".join([verdict.reason, *verdict.details])

@@ -15,6 +15,8 @@ Profiles:
                 are reset)
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
@@ -48,7 +50,7 @@ class Runtime:
     oci_runtime: str = ""  # the OCI runtime the engine uses, with its version (results environment)
     start_ms: int = 0      # added to a case's deadline per container start (an engine's start and stop)
 
-    def for_run(self):
+    def for_run(self) -> tuple[list[str], list[str] | None]:
         """(prefix, cleanup argv or None) for one run. An OCI runtime's
         containers are named after a run ID chosen here, so the launcher
         can delete them once the run's process tree is gone, however it
@@ -65,14 +67,14 @@ class Runtime:
                 [PYTHON, OCI_WRAPPER, "--cleanup", "--runtime", self.oci, "--id", run_id])
 
     @property
-    def profile_note(self):
+    def profile_note(self) -> str:
         """'' when the installed version is one the profile was measured on."""
         if not self.measured or not self.version or self.version in self.measured:
             return ""
         return (f"profile {self.profile} was measured on {', '.join(self.measured)}; installed {self.version} is "
                 f"unverified: a fail may mean the runtime changed")
 
-    def describe(self):
+    def describe(self) -> dict:
         """For the results environment."""
         out = {"prefix": self.prefix, "profile": self.profile, "version": self.version, "source": self.source}
         out.update({k: val for k, val in (("profile_measured_on", list(self.measured or ())),
@@ -174,7 +176,7 @@ OCI_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_run.
 ENGINE_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_run.py")
 
 
-def resolve(spec, profile=None):
+def resolve(spec: str, profile: str | None = None) -> Runtime:
     """'tini' or a command prefix like 'my-init --' -> Runtime. Raises
     ValueError with a message for the user.
 
@@ -256,7 +258,7 @@ def _engine(spec, profile):
     return rt
 
 
-def parse_list(text, profile=None):
+def parse_list(text: str, profile: str | None = None) -> list[Runtime]:
     """--runtime value: comma-separated known names, or one command prefix
     (which may contain spaces but no comma)."""
     if profile is not None and profile not in PROFILES:
