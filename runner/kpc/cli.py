@@ -25,7 +25,7 @@ OUTPUT_HELP = ("Output FILEs: '-' is standard output; a symbolic link is refused
                "atomically through a new randomly named file in the same directory.")
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- the words, then main()
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, like every other bad input (argparse's own
