@@ -40,6 +40,10 @@ _PROVENANCE_KEYS = {"man", "quote", "commits", "cve", "stories", "links"}
 _LAB_KEYS = {"unit", "difficulty", "prerequisites", "variant", "flavor", "setup", "ask", "forms", "params"}
 _PARAM_KEYS = {"arg", "choices", "default", "rows"}
 DIFFICULTIES = ("easy", "moderate", "hard")
+# The incidents cases cite (provenance.stories): one file beside the areas.
+STORIES_FILE = "stories.toml"
+_STORY_KEYS = {"title", "author", "publication", "year", "url", "summary", "note"}
+_STORY_REQUIRED = ("title", "author", "publication", "year", "summary")
 
 
 class CaseError(Exception):
@@ -70,6 +74,23 @@ class Lab:
     params: dict = dataclasses.field(default_factory=dict)  # name -> {arg, choices, default, rows}
 
 
+@dataclasses.dataclass(frozen=True)
+class Story:
+    """An incident of cases/stories.toml: a public write-up a case cites."""
+    id: str
+    title: str
+    author: str
+    publication: str
+    year: int
+    summary: str
+    url: str = ""
+    note: str = ""
+
+    def citation(self) -> str:
+        """'Author, "Title", Publication, Year, URL' (no URL when unknown)."""
+        return f'{self.author}, "{self.title}", {self.publication}, {self.year}' + (f", {self.url}" if self.url else "")
+
+
 @dataclasses.dataclass
 class Case:
     id: str
@@ -95,6 +116,8 @@ class Case:
     # Ids of the coverage catalogue's behaviours this case observes (kpc/catalogue.py; bench/coverage.py counts them)
     catalogue: list = dataclasses.field(default_factory=list)
     lab: Lab = dataclasses.field(default_factory=Lab)
+    # provenance.stories resolved against cases/stories.toml, in the order given
+    stories: list = dataclasses.field(default_factory=list)
 
     @property
     def timeout_ms(self) -> int:
@@ -114,14 +137,18 @@ class Case:
         return os.path.join(paths.EXPECTED, self.area + ".exp")
 
     def provenance_lines(self) -> list[str]:
+        """'man: ...', 'commit: ...', 'story 002: <citation>', ... as every
+        output shows provenance (explain, results file, reports, JUnit)."""
         p = self.provenance
         out = []
         for label, key in (("man", "man"), ("commit", "commits"), ("CVE", "cve"), ("story", "stories"),
                            ("link", "links")):
-            for item in p.get(key, []):
-                if key == "stories":
-                    item = f"../shared/stories/{item}_*.txt"
-                out.append(f"{label}: {item}")
+            if key == "stories":
+                known = {s.id: s for s in self.stories}
+                out += [f"story {i}: {known[i].citation()}" if i in known else f"story {i}"
+                        for i in p.get(key, [])]
+                continue
+            out += [f"{label}: {item}" for item in p.get(key, [])]
         return out
 
 
@@ -208,14 +235,64 @@ def _check_catalogue(rel, ids):
         raise CaseError(f"{rel}: catalogue: an id is listed twice")
 
 
-def load_case(path: str) -> Case:
-    return case_from_data(path, read_toml(path))
+def stories_from_data(where: str, data: object) -> dict[str, Story]:
+    """{id: Story} from the stories file's data (or a bundle's copy of it),
+    every entry checked: CaseError naming WHERE otherwise."""
+    if not isinstance(data, dict):
+        raise CaseError(f"{where}: not a table of stories")
+    out = {}
+    for sid, entry in data.items():
+        if not _NAME.match(sid):
+            raise CaseError(f"{where}: story id '{sid}' is not a plain name (a-z, 0-9, _)")
+        if not isinstance(entry, dict):
+            raise CaseError(f"{where}: [{sid}] must be a table (title, author, publication, year, url, summary)")
+        _unknown(where, f"[{sid}]", entry.keys(), _STORY_KEYS)
+        missing = [k for k in _STORY_REQUIRED if k not in entry]
+        if missing:
+            raise CaseError(f"{where}: [{sid}] needs {', '.join(missing)}")
+        for key in _STORY_KEYS - {"year"}:
+            if key in entry:
+                _check_type(where, f"{sid}.{key}", entry[key], "str")
+        _check_type(where, f"{sid}.year", entry["year"], "int")
+        url = entry.get("url", "")
+        if url and not url.startswith("https://"):
+            raise CaseError(f"{where}: [{sid}] url must be an https:// address or \"\" (none confirmed); got {url!r}")
+        out[sid] = Story(id=sid, **entry)
+    return out
 
 
-def case_from_data(path: str, data: dict, check_source: bool = True) -> Case:
+def load_stories(cases_dir: str | None = None) -> dict[str, Story]:
+    """{id: Story} of CASES_DIR/stories.toml; {} when there is none."""
+    path = os.path.join(cases_dir or paths.CASES, STORIES_FILE)
+    if not os.path.exists(path):
+        return {}
+    return stories_from_data(os.path.relpath(path, paths.ROOT), read_toml(path))
+
+
+def load_case(path: str, stories: dict[str, Story] | None = None) -> Case:
+    """The case of PATH (cases/<area>/<id>.toml); its provenance.stories are
+    checked against STORIES, by default the stories file of its cases/."""
+    if stories is None:
+        stories = load_stories(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+    return case_from_data(path, read_toml(path), stories=stories)
+
+
+def _resolve_stories(rel, ids, stories):
+    unknown = [i for i in ids if i not in stories]
+    if unknown:
+        raise CaseError(f"{rel}: provenance.stories: unknown story {', '.join(repr(i) for i in unknown)} (the ids "
+                        f"are the sections of cases/{STORIES_FILE}: {', '.join(sorted(stories)) or 'none'})")
+    if len(set(ids)) != len(ids):
+        raise CaseError(f"{rel}: provenance.stories: a story is listed twice")
+    return [stories[i] for i in ids]
+
+
+def case_from_data(path: str, data: dict, check_source: bool = True, stories: dict[str, Story] | None = None,
+                   ) -> Case:
     """A Case from the metadata's data, checked as when read from PATH.
     CHECK_SOURCE: the probe's .cc must exist (not in a bundle, which
-    carries the built probes and no sources)."""
+    carries the built probes and no sources). STORIES: {id: Story} the
+    provenance.stories must name (None: none can be named)."""
     rel = os.path.relpath(path, paths.ROOT)
     area = os.path.basename(os.path.dirname(path))
     case_id = os.path.splitext(os.path.basename(path))[0]
@@ -267,6 +344,7 @@ def case_from_data(path: str, data: dict, check_source: bool = True) -> Case:
     if "quote" in prov:  # one quote, or one per source: "page(N): words ... words"
         _check_type(rel, "provenance.quote", prov["quote"], "str or strlist")
     lab = _load_lab(rel, data.get("lab", {}), flavors, variants)
+    cited = _resolve_stories(rel, prov.get("stories", []), stories or {})
 
     case = Case(id=case_id, area=area, summary=data["summary"], metadata_path=path,
                 probe=data.get("probe", case_id), args=data.get("args", []), flavors=flavors,
@@ -275,7 +353,7 @@ def case_from_data(path: str, data: dict, check_source: bool = True) -> Case:
                 under_runtimes=data.get("under_runtimes", False), runtime_workload=data.get("runtime_workload", False),
                 hang_grace_ms=data.get("hang_grace_ms", 0),
                 requires=req, flavor_notes=data.get("flavor_notes", {}),
-                provenance=prov, catalogue=data.get("catalogue", []), lab=lab)
+                provenance=prov, catalogue=data.get("catalogue", []), lab=lab, stories=cited)
     if check_source and not os.path.exists(case.source_path):
         raise CaseError(f"{rel}: probe source {os.path.relpath(case.source_path, paths.ROOT)} does not exist")
     return case
@@ -328,6 +406,7 @@ def load_all(cases_dir: str | None = None) -> dict[str, Case]:
         return load_precompiled(os.path.join(cases_dir, PRECOMPILED))
     if tomlread.parser() is None:
         raise CaseError(tomlread.missing_message())
+    stories = load_stories(cases_dir)
     found = {}
     for area in _list(cases_dir):
         area_dir = os.path.join(cases_dir, area)
@@ -336,7 +415,7 @@ def load_all(cases_dir: str | None = None) -> dict[str, Case]:
         for name in _list(area_dir):
             if not name.endswith(".toml"):
                 continue
-            case = load_case(os.path.join(area_dir, name))
+            case = load_case(os.path.join(area_dir, name), stories)
             if case.id in found:
                 raise CaseError(f"case id '{case.id}' is defined twice: {found[case.id].metadata_path} and "
                                 f"{case.metadata_path}")
@@ -357,10 +436,13 @@ def precompile(all_cases: dict[str, Case]) -> str:
     TOML data (as read, so it is checked again when loaded) under its path
     relative to the cases directory."""
     out = []
+    stories = {}
     for case in all_cases.values():
         rel = os.path.relpath(case.metadata_path, paths.CASES)
         out.append({"path": rel, "data": read_toml(case.metadata_path)})
-    return json.dumps({"kpc_cases": 1, "cases": out}, indent=0, sort_keys=True) + "\n"
+        for s in case.stories:
+            stories[s.id] = {k: v for k, v in dataclasses.asdict(s).items() if k != "id"}
+    return json.dumps({"kpc_cases": 1, "cases": out, "stories": stories}, indent=0, sort_keys=True) + "\n"
 
 
 def load_precompiled(path: str) -> dict:
@@ -377,11 +459,12 @@ def load_precompiled(path: str) -> dict:
         raise CaseError(f"{path}: not a kpc cases file (no 'cases' list)")
     found = {}
     base = os.path.dirname(path)
+    stories = stories_from_data(path, doc.get("stories", {}))
     for entry in entries:
         rel = entry.get("path") if isinstance(entry, dict) else None
         if not isinstance(rel, str) or rel.count("/") != 1 or not rel.endswith(".toml") or ".." in rel:
             raise CaseError(f"{path}: an entry without a path of the form AREA/ID.toml")
-        case = case_from_data(os.path.join(base, rel), entry.get("data"), check_source=False)
+        case = case_from_data(os.path.join(base, rel), entry.get("data"), check_source=False, stories=stories)
         if case.id in found:
             raise CaseError(f"{path}: case id '{case.id}' is defined twice")
         found[case.id] = case

@@ -2,8 +2,8 @@
 four areas (signal state across creation paths, PID namespaces, reaping and
 pidfd, FUSE teardown), each scored for kpc and its peer suites.
 
-Source: the coverage study (../shared/research/coverage-catalogue.md, its
-appendix, written 2026-12-01 from LTP 695827725f4f, gVisor 3c5eee17dc45,
+Source: the coverage study (coverage-catalogue.md of the project's research
+notes, not in this repository; its appendix, written 2026-12-01 from LTP 695827725f4f, gVisor 3c5eee17dc45,
 CRIU 2cf8f13ca1f1, libfuse e8d407ce93bf and kernel selftests read per file).
 The table is copied here verbatim so the counts can be recomputed: a case
 names the behaviours it observes in its metadata (`catalogue = ["R06"]`),

@@ -168,13 +168,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise InputError("none of the selected cases runs under a runtime (metadata under_runtimes = true)")
         raise InputError(f"the selected cases do not run in flavor(s) {', '.join(flavors)}")
 
-    import pytest  # Debian's python3-pytest
-    from .pytest_plugin import KpcPlugin
+    # The runs start now, before pytest is imported and collects: the
+    # launcher works while pytest starts up (the items wait for their runs).
+    try:
+        sess.start()
+        import pytest  # Debian's python3-pytest
+        from .pytest_plugin import KpcPlugin
+    except BaseException:
+        sess.stop()
+        raise
 
     plugin = KpcPlugin(sess)
     pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"),
                    "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull,
-                   "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise"]
+                   "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:stepwise",
+                   "-p", "no:logging", "-p", "no:warnings", "--capture=no"]
     try:
         pytest_rc = pytest.main(pytest_args, plugins=[plugin])
     except KeyboardInterrupt:

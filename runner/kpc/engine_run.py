@@ -18,7 +18,7 @@ all of it vanishes with the namespace. /etc/docker is hidden by a tmpfs
 /kpc-engine-<16 hex> in every hierarchy (--cgroup-parent; dockerd enters
 there before it execs, its containerd and shims follow).
 
-podman 4.3.1 (research: ../shared/research/engines.md s.1):
+podman 4.3.1 (research notes, engines.md s.1):
   podman --root/--runroot/--tmpdir /run/kpc/podman/... (the runroot must
   be under 50 characters) with CONTAINERS_CONF and CONTAINERS_STORAGE_CONF
   pointing at kpc's own files (file locks in the private tmpdir, not the

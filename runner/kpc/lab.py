@@ -560,6 +560,8 @@ def report(ex: Exercise, marks: list[Mark], verdict: evaluate.Verdict | None, fl
         note = read_note(ex.case)
         if note:
             out.write("\n" + plain(note.rstrip()) + "\n")
+        for story in ex.case.stories:   # the incidents behind the lab (cases/stories.toml)
+            out.write(f"\nStory {story.id}: {plain(story.summary)}.\n  {plain(story.citation())}\n")
 
 
 def _skip_advice(case, reason):

@@ -52,7 +52,7 @@ wrapper's own: nothing dies of SIGPIPE when the wrapper is killed.
 crun on a hybrid cgroup host. crun 1.8.1 refuses every `run` when
 /sys/fs/cgroup is v1 and the cgroup2 mount at /sys/fs/cgroup/unified has
 controllers (here: hugetlb) -- before any option is read, and still so at
-upstream HEAD (../shared/research/engines.md s.3). So crun's `run` is
+upstream HEAD (research notes, engines.md s.3). So crun's `run` is
 started in a mount namespace of its own in which that cgroup2 mount is
 detached: crun then sees a pure v1 host and runs. Nothing of the host
 changes; `delete` and `kill` work from the host's namespace.

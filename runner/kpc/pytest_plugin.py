@@ -1,20 +1,65 @@
-"""pytest adapter: one test per case x variant x flavor.
+"""pytest adapter: the suite as pytest tests, one per run, named by its run
+id (`case:variant@flavor`, evaluate.run_id), in runner/suite/test_suite.py.
 
-`./kpc run` builds a Session and calls pytest.main() with this plugin; the
-test function (runner/suite/test_suite.py) asks the session for its item's
-verdict and turns it into a pytest outcome. The terminal output is ours (the
-compact table), so pytest's own reporter is switched off by the caller.
+Two ways in, one session (kpc/session.py) and this one plugin:
+
+- `./kpc run` builds the Session from its options (cases, flavors,
+  kernels, runtimes, targets) and calls pytest.main() with KpcPlugin;
+  pytest's own reporter is switched off: kpc prints its table and writes
+  its results file.
+- `python3 -m pytest runner/suite` (runner/suite/conftest.py): the
+  conftest builds the host Session, every case in every flavor, and
+  registers the same plugin; pytest's selection (node ids, `-k`), `-x`,
+  `--junitxml` and its reporter work as for any pytest suite.
+
+Either way the runs start when collection is finished, after pytest has
+deselected what `-k` leaves out: only the chosen runs are launched.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING
 
 import pytest
+from typing import Iterator
 
-if TYPE_CHECKING:
-    from . import session
+SUITE_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "suite", "test_suite.py")
+
+
+class RunItem(pytest.Item):
+    """One run: its verdict from the session, as a pytest outcome."""
+
+    def __init__(self, *, kpc_item, kpc_session, **kw):
+        super().__init__(**kw)
+        self.kpc_item, self.kpc_session = kpc_item, kpc_session
+        case = kpc_item.case
+        # -k matches these too: `-k "signals and not userns"`
+        words = (case.id, case.area, kpc_item.flavor, kpc_item.variant, kpc_item.target,
+                 kpc_item.runtime.name if kpc_item.runtime else "")
+        self.extra_keyword_matches.update(w for w in words if w)
+
+    def runtest(self) -> None:
+        verdict = self.kpc_session.verdict(self.kpc_item)
+        self.user_properties.append(("verdict", verdict.verdict))
+        if verdict.reason:
+            self.user_properties.append(("reason", verdict.reason))
+        raise_outcome(verdict)
+
+    def reportinfo(self) -> tuple[object, None, str]:
+        return self.path, None, self.name
+
+
+class SuiteFile(pytest.File):
+    """runner/suite/test_suite.py: the session's runs, in its order."""
+
+    def __init__(self, *, kpc_session, **kw):
+        super().__init__(**kw)
+        self.kpc_session = kpc_session
+
+    def collect(self) -> Iterator[RunItem]:
+        for item in self.kpc_session.items:
+            yield RunItem.from_parent(self, name=item.run_id, kpc_item=item, kpc_session=self.kpc_session)
 
 
 class KpcPlugin:
@@ -23,17 +68,19 @@ class KpcPlugin:
         self.on_finish = on_finish
         self.collect_errors = []
 
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if "kpc_item" in metafunc.fixturenames:
-            items = self.session.items
-            metafunc.parametrize("kpc_item", items, ids=[i.run_id for i in items])
-
-    @pytest.fixture
-    def kpc_session(self) -> session.Session:
-        return self.session
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makemodule(self, module_path: object, parent: pytest.Collector) -> SuiteFile | None:
+        """The suite's file is not a module of test functions: its tests
+        are the session's runs."""
+        if os.path.realpath(str(module_path)) == os.path.realpath(SUITE_FILE):
+            return SuiteFile.from_parent(parent, path=module_path, kpc_session=self.session)
+        return None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.session.start()
+        if session.config.option.collectonly:
+            return
+        chosen = [i.kpc_item for i in session.items if isinstance(i, RunItem)]
+        self.session.start(chosen)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -61,3 +108,47 @@ def raise_outcome(verdict: str) -> None:
     if v == "xfail":
         pytest.xfail(verdict.reason)
     pytest.fail(f"{v.upper()}: {text}", pytrace=False)
+
+
+# ---------------------------------------------------------------- python3 -m pytest runner/suite
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kpc", "kpc suite (python3 -m pytest runner/suite)")
+    group.addoption("--kpc-slow", action="store_true", help="also run the slow cases (./kpc run --slow)")
+    group.addoption("--kpc-jobs", type=int, default=None, metavar="N",
+                    help="runs at once (./kpc run --jobs; default: 8 per CPU, at most 64)")
+    group.addoption("--kpc-no-build", action="store_true",
+                    help="do not build first (./kpc run --no-build); the build must exist")
+
+
+def configure_direct(config: pytest.Config) -> None:
+    """Without `./kpc run`: build (incrementally), then the session of
+    every case on this machine, in every flavor; pytest selects from it.
+    Bad input is a pytest usage error (exit 4) with kpc's one line."""
+    if any(isinstance(p, KpcPlugin) for p in config.pluginmanager.get_plugins()):
+        return   # ./kpc run brought its own session
+    if config.option.help:
+        return
+    from . import build, cases, envinfo, paths, session, tables
+    jobs = config.getoption("kpc_jobs")
+    jobs = min(8 * (os.cpu_count() or 2), 64) if jobs is None else jobs
+    if not 1 <= jobs <= 1024:
+        raise pytest.UsageError(f"kpc: --kpc-jobs must be 1 to 1024, got {jobs}")
+    try:
+        build.check_trusted()
+        if config.getoption("kpc_no_build"):
+            if not os.path.exists(paths.launcher()):
+                raise build.BuildError(f"--kpc-no-build given but {paths.launcher()} does not exist")
+        else:
+            build.build()
+        all_cases = cases.load_all()
+        tbl = tables.load(all_cases)
+        env = envinfo.detect()
+    except (build.BuildError, cases.CaseError, tables.TableError) as e:
+        raise pytest.UsageError(f"kpc: {e}") from None
+    if env.flavors.get("host", "").startswith("run directory base:"):
+        raise pytest.UsageError(f"kpc: {env.flavors['host']}")
+    sess = session.Session(all_cases, tbl, env, list(all_cases.values()), list(cases.FLAVORS), jobs=jobs,
+                           slow=config.getoption("kpc_slow"))
+    sess.progress.enabled = False   # pytest reports progress itself
+    config.pluginmanager.register(KpcPlugin(sess), "kpc")

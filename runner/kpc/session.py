@@ -1,6 +1,7 @@
 """One suite run: what to run (case x variant x flavor), the launcher batch
 that runs it, and the verdicts. The pytest plugin turns each item into a
-test; this module knows nothing about pytest."""
+test (`./kpc run` and `python3 -m pytest runner/suite` both go through it);
+this module knows nothing about pytest."""
 
 from __future__ import annotations
 
@@ -141,10 +142,18 @@ class Session:
                     items.append(item)
         return items
 
-    def start(self) -> None:
+    def start(self, items: list[Item] | None = None) -> None:
+        """Launch ITEMS (default: every item; pytest passes the ones its
+        selection kept), once: later calls do nothing (`./kpc run` starts
+        every item before pytest collects). An item not started is never
+        done: ask no verdict of it."""
+        if self.started is not None:
+            return
+        items = self.items if items is None else items
         self.started = time.monotonic()
+        self.progress.total = len(items)
         plans = {}
-        for item in self.items:
+        for item in items:
             if item.skip:
                 item.done.set()
                 self.progress.step(f"{item.run_id}: skip")

@@ -1,12 +1,16 @@
-"""Expected tables: results/expected/<area>.exp.
+r"""Expected tables: results/expected/<area>.exp.
 
     # comment
-    [case_id]
+    @NAME = COND [COND...]                        a named condition set, for this file
+    [case_id]                                     the case's rows
     KEY = VALUE                                   a row for every context
     KEY = VALUE  if COND [COND...]  -- reason     a row for some contexts
     KEY = VALUE  if COND  xfail  -- reason        a known divergence (verdict xfail)
+    [case_id if COND [COND...] [-- reason]]       a sub-section: its rows inherit the
+                                                  conditions (and the reason, if they have none)
+    a row or header ending in \                   continues on the next line
 
-COND is DIM OP VALUE:
+COND is DIM OP VALUE, or @NAME (a set defined above in the same file):
     kernel>=5.3  kernel<6.3  kernel>6.1  kernel<=6.1  kernel=6.1 (any 6.1.x)
     flavor=pidns|userns  flavor!=host  variant=fork|clone  profile=clean
     variant=posix_spawn*   (shell-style globs in every dimension but kernel)
@@ -15,11 +19,16 @@ COND is DIM OP VALUE:
                            condition holds only where the libc is glibc)
 VALUE is read in the observation's type when compared (signal sets in any
 order, `none` for the empty set); quote it ("...") if it holds spaces.
+A signal set may use ranges, SIG34..SIG64 or SIGRTMIN..SIGRTMAX (both ends
+included), and "all but SET" (quoted: it has spaces); the row keeps the set
+written out.
 
-Every row with a condition or `xfail` needs a reason after `--`. The key
-`hang` (yes/no) states whether the case is expected to deadlock; `hang = yes`
-must be xfail. For any context at most one row of a key may match: overlaps
-are found when the tables load, with both rows' file:line.
+A reason after `--` is required where the row is more than the case's own
+choice: on every xfail row, every `*` row and every row with a condition on
+anything but `variant` (a reason inherited from the sub-section counts).
+The key `hang` (yes/no) states whether the case is expected to deadlock;
+`hang = yes` must be xfail. For any context at most one row of a key may
+match: overlaps are found when the tables load, with both rows' file:line.
 """
 
 from __future__ import annotations
@@ -47,7 +56,12 @@ _KEY = re.compile(r"^[a-z0-9_.-]+$")
 _ROW = re.compile(r"^([^\s=]+)\s*=\s*(.*)$")
 _COND = re.compile(r"^([a-z]+)(>=|<=|!=|=|<|>)(.+)$")
 _SIGSET_LIKE = re.compile(r"^SIG[A-Z0-9]+(\|SIG[A-Z0-9]+)*$")  # checked early: a typo is a table error
-_SECTION = re.compile(r"^\[([^\]]*)\]$")
+_SECTION = re.compile(r"^\[(.*)\]$")
+_SET_NAME = re.compile(r"^@[a-z][a-z0-9_]*$")
+_SET_DEF = re.compile(r"^(@\S*)\s*=\s*(.*)$")
+# A signal set with a range in it (SIG34..SIG64): written out when read.
+_RANGE_SET = re.compile(r"^SIG[A-Z0-9+|.-]*\.\.[A-Z0-9+|.-]*$")
+_ALL_BUT = "all but "
 _GLOB = re.compile(r"[*?[]")  # fnmatch's special characters
 _VERSION_VALUE = re.compile(r"^\d+(\.\d+){0,2}$")  # whole: kver.parse alone reads '5.x' as 5.0
 OTHER = "(other)"  # a value of a free-form dimension that no row names
@@ -130,6 +144,47 @@ def parse_condition(token: str, case: cases.Case, where: str) -> Condition:
     return Condition(dim, token, negate=op == "!=", choices=choices)
 
 
+def _expand_sigset(value, where):
+    """A signal set written with ranges (SIG34..SIG64) or as "all but SET"
+    -> the set written out (values.format_sigset); any other value as it is."""
+    all_but = value.startswith(_ALL_BUT)
+    if not all_but and not _RANGE_SET.match(value):
+        return value
+    body = value[len(_ALL_BUT):].strip() if all_but else value
+    mask = 0
+    try:
+        for item in ([] if body == "none" else body.split("|")):
+            lo, sep, hi = item.partition("..")
+            if not lo or (sep and not hi):
+                raise values.ValueError_("an empty signal or range end")
+            first, last = values.signal_number(lo), values.signal_number(hi) if sep else None
+            if last is not None and last < first:
+                raise values.ValueError_(f"the range {item} runs backwards")
+            for n in range(first, (last or first) + 1):
+                mask |= 1 << (n - 1)
+    except values.ValueError_ as e:
+        raise TableError(where, f"bad signal set '{value}': {e}") from None
+    return values.format_sigset(values.ALL_SIGNALS & ~mask if all_but else mask)
+
+
+def _conditions(tokens, case, where, sets):
+    """Conditions of the tokens, a @NAME read from `sets` (marked used)."""
+    out = []
+    for token in tokens:
+        if not token.startswith("@"):
+            out.append(parse_condition(token, case, where))
+            continue
+        if sets is None or token not in sets:
+            raise TableError(where, f"unknown condition set '{token}' (define it above: '{token} = COND...')")
+        entry = sets[token]
+        entry["used"] = True
+        try:
+            out += [parse_condition(t, case, where) for t in entry["tokens"]]
+        except TableError as e:
+            raise TableError(where, f"{e.message} (in {token}, defined at {entry['where']})") from None
+    return out
+
+
 def _implied(conditions, where):
     """A glibc version condition also says libc=glibc, as a condition of
     its own (with no text of its own): the overlap linter takes the
@@ -154,6 +209,7 @@ class Row:
     xfail: bool
     reason: str
     where: str  # "results/expected/x.exp:12"
+    own: tuple = ()  # the row's own condition tokens as written (a @NAME unread; none inherited)
 
     def matches(self, ctx: dict) -> bool:
         return all(c.matches(ctx) for c in self.conditions)
@@ -165,15 +221,21 @@ class Row:
         return text + (" xfail" if self.xfail else "")
 
 
-def _parse_row(text, case, where):
+def _split_reason(text):
+    parts = re.split(r"(?:^|\s)--(?:\s|$)", text, maxsplit=1)
+    return parts[0].strip(), (parts[1].strip() if len(parts) > 1 else "")
+
+
+def _parse_row(text, case, where, sets=None, inherited=(), inherited_reason=""):
+    """One row; `inherited`: its sub-section's conditions (and reason)."""
     m = _ROW.match(text)
     if not m:
         raise TableError(where, f"cannot read row '{text}' (expected KEY = VALUE [if COND...] [xfail] [-- reason])")
     key, rest = m.groups()
     if not _KEY.match(key):
         raise TableError(where, f"bad key '{key}' (use a-z 0-9 _ . -)")
-    parts = re.split(r"(?:^|\s)--(?:\s|$)", rest, maxsplit=1)
-    rest, reason = parts[0].strip(), (parts[1].strip() if len(parts) > 1 else "")
+    rest, reason = _split_reason(rest)
+    reason = reason or inherited_reason
     try:
         tokens = shlex.split(rest, comments=False, posix=True)
     except ValueError as e:
@@ -185,16 +247,20 @@ def _parse_row(text, case, where):
     if tail and tail[-1] == "xfail":
         xfail = True
         tail = tail[:-1]
-    conditions = []
+    conditions = list(inherited)
     if tail:
         if tail[0] != "if":
             raise TableError(where, f"unexpected '{tail[0]}' after the value (write: KEY = VALUE if COND...)")
         if len(tail) == 1:
             raise TableError(where, "'if' without a condition")
-        conditions = [parse_condition(t, case, where) for t in tail[1:]]
-        conditions += _implied(conditions, where)
-    if (conditions or xfail) and not reason:
-        raise TableError(where, "a row with a condition or xfail needs a reason: add ' -- why'")
+        conditions += _conditions(tail[1:], case, where, sets)
+    conditions += _implied(conditions, where)
+    # The variant is the case's own choice of what to do: a row for one
+    # needs no reason. Anything else (kernel, libc, flavor, runtime, ...)
+    # or a known divergence says why.
+    if (xfail or any(c.dim != "variant" for c in conditions)) and not reason:
+        raise TableError(where, "a row with a condition or xfail needs a reason: add ' -- why' "
+                                "(a condition on the variant alone needs none)")
     if value == REPORTED:
         if xfail:
             raise TableError(where, f"'{REPORTED}' (reported, not judged) cannot be xfail")
@@ -207,13 +273,58 @@ def _parse_row(text, case, where):
             raise TableError(where, "hang takes yes or no")
         if value == "yes" and not xfail:
             raise TableError(where, "'hang = yes' must be xfail: a deadlock is never the correct behaviour")
+    value = _expand_sigset(value, where)
     if _SIGSET_LIKE.match(value):
         try:
             values.parse_sigset(value)
         except values.ValueError_ as e:
             raise TableError(where, str(e)) from None
     return Row(case=case.id if case else "", key=key, value=value, conditions=tuple(conditions), xfail=xfail,
-               reason=reason, where=where)
+               reason=reason, where=where, own=tuple(tail[1:]))
+
+
+def _logical_lines(content, rel):
+    """(line number, text) of every line that is not blank or a comment, a
+    line ending in a backslash joined (with one space) to the next."""
+    # Line ends as open() in text mode reads them (\n, \r\n, \r).
+    lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    i = 0
+    while i < len(lines):
+        first, text = i + 1, lines[i].strip()
+        i += 1
+        if not text or text.startswith("#"):
+            continue
+        while text.endswith("\\"):
+            text = text[:-1].rstrip()
+            nxt = lines[i].strip() if i < len(lines) else ""
+            if not nxt or nxt.startswith("#"):
+                raise TableError(f"{rel}:{first}", "the line ends in '\\' (continued), but the next line is "
+                                                   + ("a comment" if nxt else "empty or missing"))
+            text += " " + nxt
+            i += 1
+        yield first, text
+
+
+def _define_set(text, sets, where):
+    m = _SET_DEF.match(text)
+    if not m:
+        raise TableError(where, f"cannot read '{text}' (a condition set is '@name = COND...')")
+    name, body = m.groups()
+    if not _SET_NAME.match(name):
+        raise TableError(where, f"bad set name '{name}' (use @ then a-z 0-9 _, starting with a letter)")
+    if name in sets:
+        raise TableError(where, f"condition set '{name}' is already defined at {sets[name]['where']}")
+    try:
+        tokens = shlex.split(body, comments=False, posix=True)
+    except ValueError as e:
+        raise TableError(where, f"cannot read '{body}': {e}") from None
+    if not tokens:
+        raise TableError(where, f"condition set '{name}' is empty")
+    for t in tokens:
+        if t.startswith("@"):
+            raise TableError(where, f"a condition set cannot use another set ('{t}'): write its conditions")
+        parse_condition(t, None, where)   # the form; variants and flavors are checked where it is used
+    sets[name] = {"tokens": tokens, "where": where, "used": False}
 
 
 class Tables:
@@ -238,33 +349,76 @@ def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> N
     rel = os.path.relpath(path, paths.ROOT)
     area = os.path.splitext(os.path.basename(path))[0]
     current = None
+    inherited, inherited_reason = (), ""   # the current sub-section's
+    subsections = {}                       # (case id, condition texts) -> "file:line"
+    sets = {}                              # "@name" -> {tokens, where, used}
+    empty = None                           # a sub-section header with no row yet
     try:
         content = inputs.read_text(path)
     except inputs.InputFileError as e:
         raise TableError(e.where(rel), str(e)) from None
-    # Line ends as open() in text mode reads them (\n, \r\n, \r).
-    for lineno, raw in enumerate(content.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+    for lineno, text in _logical_lines(content, rel):
         where = f"{rel}:{lineno}"
-        text = raw.strip()
-        if not text or text.startswith("#"):
+        if text.startswith("@"):
+            _define_set(text, sets, where)
             continue
         m = _SECTION.match(text)
         if m:
-            case_id = m.group(1).strip()
+            if empty:
+                raise TableError(empty, "a sub-section without rows")
+            head, reason = _split_reason(m.group(1))
+            case_id, cond_text = (head.split(None, 1) + ["", ""])[:2] if head else ("", "")
             if case_id not in cases:
                 raise TableError(where, f"unknown case id '{case_id}' (no cases/*/{case_id}.toml)")
-            if case_id in tables.sections:
-                raise TableError(where, f"case '{case_id}' already has a section at {tables.sections[case_id]}")
             if cases[case_id].area != area:
                 raise TableError(where, f"case '{case_id}' belongs to area '{cases[case_id].area}': put its rows "
                                         f"in results/expected/{cases[case_id].area}.exp")
-            current = cases[case_id]
-            tables.sections[case_id] = where
-            tables.rows.setdefault(case_id, [])
+            if not cond_text:
+                if reason:
+                    raise TableError(where, "a reason belongs to a sub-section ([case_id if COND... -- why])")
+                if case_id in tables.sections and not (inherited and current.id == case_id):
+                    raise TableError(where, f"case '{case_id}' already has a section at {tables.sections[case_id]}")
+                # (again right after its sub-sections: back to rows for every context)
+                current = cases[case_id]
+                inherited, inherited_reason = (), ""
+                tables.sections.setdefault(case_id, where)
+                tables.rows.setdefault(case_id, [])
+                continue
+            try:
+                tokens = shlex.split(cond_text, comments=False, posix=True)
+            except ValueError as e:
+                raise TableError(where, f"cannot read '{cond_text}': {e}") from None
+            if tokens[0] != "if":
+                raise TableError(where, f"unexpected '{tokens[0]}' after the case id "
+                                        f"(write [{case_id}] or [{case_id} if COND...])")
+            if len(tokens) == 1:
+                raise TableError(where, "'if' without a condition")
+            if current is None or current.id != case_id:
+                if case_id in tables.sections:
+                    raise TableError(where, f"a sub-section of '{case_id}' must follow its section at "
+                                            f"{tables.sections[case_id]} (or another of its sub-sections)")
+                current = cases[case_id]   # a case may start with a sub-section
+                tables.sections[case_id] = where
+                tables.rows.setdefault(case_id, [])
+            inherited = tuple(_conditions(tokens[1:], current, where, sets))
+            _implied(list(inherited), where)
+            inherited_reason = reason
+            said = (case_id, tuple(sorted(c.text for c in inherited)))
+            if said in subsections:
+                raise TableError(where, f"'{case_id}' already has a sub-section with these conditions at "
+                                        f"{subsections[said]}: put the rows there")
+            subsections[said] = where
+            empty = where
             continue
         if current is None:
             raise TableError(where, "row before any [case_id] section")
-        tables.rows[current.id].append(_parse_row(text, current, where))
+        tables.rows[current.id].append(_parse_row(text, current, where, sets, inherited, inherited_reason))
+        empty = None
+    if empty:
+        raise TableError(empty, "a sub-section without rows")
+    for name, entry in sets.items():
+        if not entry["used"]:
+            raise TableError(entry["where"], f"condition set '{name}' is never used")
 
 
 def _domain(dim, case, rows):

@@ -108,6 +108,22 @@ bool in_fuse_wait(const TaskInfo& t) {
   return stack && stack->find("request_wait_answer") != std::string::npos;
 }
 
+// A task on its way out, past exit_files (no descriptor table: not a holder
+// below) but maybe not past exit_task_work, where the fput of its last
+// /dev/fuse file runs and ends the connection -- the waiters then fail and
+// go on. Under load that window outlasts the 20 ms recheck:
+// cgroup_freezer_states:fuse_stuck was a false hang at load 8, its killed
+// server seen exiting. A task in zap_pid_ns_processes (exit_notify, after
+// exit_task_work) or a zombie has released everything.
+bool may_still_release_devfuse(const TaskInfo& t) {
+  if (!t.exiting || t.state == 'Z' || t.state == 'X' || in_fuse_wait(t)) return false;
+  if (t.wchan == "zap_pid_ns_processes") return false;
+  // The init waits in do_wait inside zap_pid_ns_processes (wchan do_wait,
+  // or nothing on Debian's 5.10): the stack tells.
+  auto stack = kpc::read_text(task_file(t.pid, t.tid, "stack"));
+  return !(stack && stack->find("zap_pid_ns_processes") != std::string::npos);
+}
+
 bool holds_devfuse(pid_t pid) {
   std::string dir = "/proc/" + std::to_string(pid) + "/fd";
   DIR* d = opendir(dir.c_str());
@@ -155,6 +171,7 @@ std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pi
     auto [it, fresh] = holder.try_emplace(t.pid, false);
     if (fresh) it->second = holds_devfuse(t.pid);
     if (it->second && !in_fuse_wait(t) && t.state != 'Z') return {};
+    if (!it->second && may_still_release_devfuse(t)) return {};
   }
   return waiters;
 }

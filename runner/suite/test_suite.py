@@ -1,8 +1,8 @@
-"""The kpc suite as pytest tests: one per case x variant x flavor, generated
-by kpc.pytest_plugin from the session that `./kpc run` built."""
+"""The kpc suite as pytest tests: one per run (case x variant x flavor, and
+x runtime or target under `./kpc run`), each named by its run id, e.g.
+`test_suite.py::sigmask_survives_execve@pidns`.
 
-from kpc.pytest_plugin import raise_outcome
-
-
-def test_case(kpc_item, kpc_session):
-    raise_outcome(kpc_session.verdict(kpc_item))
+This file holds no test functions: kpc/pytest_plugin.py collects it as the
+session's runs. `./kpc run` brings its session; `python3 -m pytest
+runner/suite` gets one from runner/suite/conftest.py (README, "The suite
+under pytest")."""

@@ -1,4 +1,4 @@
-"""Every bad input of the audit (../shared/research/security-audit.md: #1-#30
+"""Every bad input of the audit (security-audit.md of the research notes: #1-#30
 results files (§11), #31-#55 expected tables and case metadata (§14),
 #56-#95 command line (§15)), and some more ("x-..."): each is one line on
 stderr starting with `kpc: `, exit code 2, no traceback, no raw control

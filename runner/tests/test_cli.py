@@ -110,7 +110,8 @@ def test_list_and_explain(built):
     p = kpc("explain", "sigmask_survives_execve")
     assert p.returncode == 0
     for needle in ("cases/signals/sigmask_survives_execve.cc", "cases/signals/sigmask_survives_execve.toml",
-                   "results/expected/signals.exp", "cases/signals/sigmask_survives_execve.md", "story: "):
+                   "results/expected/signals.exp", "cases/signals/sigmask_survives_execve.md",
+                   'story 000: Jan Veen, "A Little Bug Hunt"'):
         assert needle in p.stdout
 
 

@@ -97,7 +97,7 @@ def test_skip_kinds(reason, kind):
 # ------------------------------------------------------------ KCIDB
 
 # The rules of KCIDB's v5.3 schema (kernelci/kcidb-io kcidb_io/schema/v05_03.py,
-# as listed in ../shared/research/kernel-ci-and-field.md §1.1): required
+# as listed in the research notes' kernel-ci-and-field.md §1.1): required
 # fields, id/origin/path patterns, the status enum, environment's closed set
 # of properties, log_excerpt's length, date-time start times.
 ID = {"type": "string", "pattern": "^[a-z0-9_]+:[^\\x00]*$"}

@@ -7,7 +7,7 @@ and --kernel garbage is one line and exit 2.
 Offline: the Debian archive here is a small signed repository built in a
 temporary directory (dpkg-deb, a throwaway gpg key) and served over HTTP on
 127.0.0.1 by the test itself, which also sees which user each request
-comes from. Audit §7, §8 and §15 #56/#57 (../shared/research/security-audit.md).
+comes from. Audit §7, §8 and §15 #56/#57 (security-audit.md of the research notes).
 """
 
 import email.utils

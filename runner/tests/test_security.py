@@ -1,4 +1,4 @@
-"""The attacks of the security audit (../shared/research/security-audit.md),
+"""The attacks of the security audit (security-audit.md of the research notes),
 run for real: a hostile local user (uid 65534, through setpriv) works
 against real `./kpc run`s by root, and each attack must fail. Each of these
 tests succeeded as an attack on kpc before the fixes (the audit's findings

@@ -74,5 +74,40 @@ TEST_F(FuseWaiters, TheShimsDeviceIsForRecoveryNotForAnswers) {
   EXPECT_EQ(unanswerable_fuse_waiters({waiter(), holder('S', false)}, holder_), std::set<pid_t>{getpid()});
 }
 
+// The killed server of cgroup_freezer_states:fuse_stuck, seen at load 17:
+// exiting, D in synchronize_rcu_expedited <- free_nsproxy <- do_exit. Its
+// descriptor table is gone (exit_files), its last /dev/fuse file is not
+// released yet (exit_task_work comes later): the connection is about to end.
+// 3 false hangs in 150 runs of the case before this rule, 0 after.
+TEST_F(FuseWaiters, AnExitingTaskPastItsFilesMayStillEndTheConnection) {
+  pid_t other = fork();  // holds no /dev/fuse
+  ASSERT_GE(other, 0);
+  if (other == 0) {
+    pause();
+    _exit(0);
+  }
+  TaskInfo t;
+  t.pid = t.tid = other;
+  t.state = 'D';
+  t.exiting = true;
+  t.wchan = "exp_funnel_lock";
+  auto got = unanswerable_fuse_waiters({waiter(), t}, 1);
+  kill(other, SIGKILL);
+  waitpid(other, nullptr, 0);
+  EXPECT_TRUE(got.empty());
+}
+
+TEST_F(FuseWaiters, ANamespaceInitInItsTeardownReleasesNothing) {
+  // Described as a task of this process, which holds no /dev/fuse; the
+  // rule decides on its wchan before reading anything else.
+  TaskInfo init;
+  init.pid = getpid();
+  init.tid = getpid() + 1;
+  init.state = 'D';
+  init.exiting = true;
+  init.wchan = "zap_pid_ns_processes";
+  EXPECT_EQ(unanswerable_fuse_waiters({waiter(), init}, 1), std::set<pid_t>{getpid()});
+}
+
 }  // namespace
 }  // namespace kpcl

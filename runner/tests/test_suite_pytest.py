@@ -1,0 +1,103 @@
+"""`python3 -m pytest runner/suite` is the suite under pytest itself (issue
+24): from the checkout or any other directory, without PYTHONPATH, one test
+per run id, with pytest's own node ids, -k, -x and --junitxml; `./kpc run`
+is a front end over the same session and plugin (kpc/pytest_plugin.py)."""
+
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from kpc import cases, evaluate, paths
+
+PYTHON = "/usr/bin/python3"
+SUITE = os.path.join(paths.RUNNER, "suite")
+ALL = cases.load_all()
+CASE = "exit_status_low_8_bits"   # quick, every flavor, no variants
+
+
+def run_ids(case):
+    return [evaluate.run_id(case.id, v, f) for v in (case.variants or [""]) for f in case.flavors]
+
+
+def pytest_suite(*args, cwd, env=None, timeout=300):
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KPC_EXPECTED_DIR", "KPC_CASES_DIR")}
+    return subprocess.run([PYTHON, "-m", "pytest", *args, "--kpc-no-build"], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**clean, **(env or {})})
+
+
+def junit(path):
+    suite = ET.parse(path).getroot()
+    suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+    cases_ = suite.findall("testcase")
+    return suite, {c.get("name"): c for c in cases_}
+
+
+def test_collect_only_lists_every_run_id_from_anywhere(built, tmp_path):
+    r = pytest_suite(SUITE, "--collect-only", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    listed = re.findall(r"^test_suite\.py::(\S+)$", r.stdout, re.M)
+    assert sorted(listed) == sorted(i for c in ALL.values() for i in run_ids(c))
+    assert not list(tmp_path.iterdir()), "pytest wrote into the directory it was started from"
+
+
+@pytest.mark.parametrize("where", ["checkout", "elsewhere"])
+def test_k_one_case_with_junitxml(built, tmp_path, where):
+    xml = tmp_path / "suite.xml"
+    cwd = paths.ROOT if where == "checkout" else tmp_path
+    suite = "runner/suite" if where == "checkout" else SUITE
+    r = pytest_suite(suite, "-q", "-rs", "-k", CASE, "--junitxml", str(xml), cwd=cwd)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    top, tests = junit(xml)
+    want = run_ids(ALL[CASE])
+    assert sorted(tests) == sorted(want) and int(top.get("tests")) == len(want)
+    assert int(top.get("failures")) == 0 and int(top.get("errors")) == 0
+    for name, tc in tests.items():
+        assert tc.get("classname") == "test_suite"
+        props = {p.get("name"): p.get("value") for p in tc.iter("property")}
+        # the verdict kpc gave is the outcome pytest reported
+        assert props["verdict"] == ("skip" if tc.find("skipped") is not None else "pass"), (name, props)
+    if os.geteuid() == 0:
+        assert all(tc.find("skipped") is None for tc in tests.values()), r.stdout
+
+
+def test_a_node_id_is_one_run(built):
+    node = f"runner/suite/test_suite.py::{CASE}@host"
+    r = pytest_suite(node, "-v", cwd=paths.ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(rf"^(runner/suite/)?test_suite\.py::{CASE}@host PASSED", r.stdout, re.M), r.stdout[-2000:]
+    assert "1 passed" in r.stdout
+
+
+def test_x_stops_at_the_first_failure(built, tmp_path):
+    """A table that no longer matches makes every run of the case fail; -x
+    ends the session at the first, and JUnit carries kpc's reason."""
+    expected = tmp_path / "expected"
+    shutil.copytree(paths.EXPECTED, expected)
+    table = expected / f"{ALL[CASE].area}.exp"
+    lines = table.read_text().splitlines(keepends=True)
+    rows = [i for i, line in enumerate(lines) if "exit_263.waitpid" in line and "exited 7" in line]
+    if len(rows) != 1:
+        pytest.fail(f"{table.name}: no single row 'exit_263.waitpid ... exited 7' for {CASE} (the language changed?)")
+    lines[rows[0]] = lines[rows[0]].replace("exited 7", "exited 8")
+    table.write_text("".join(lines))
+    xml = tmp_path / "suite.xml"
+    r = pytest_suite(SUITE, "-q", "-x", "-k", CASE, "--junitxml", str(xml), cwd=tmp_path,
+                     env={"KPC_EXPECTED_DIR": str(expected)})
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    top, tests = junit(xml)
+    assert int(top.get("tests")) == 1 and int(top.get("failures")) == 1, ET.tostring(top)[:3000]
+    (tc,) = tests.values()
+    failure = tc.find("failure")
+    assert failure.get("message").startswith("FAIL: ") and "exited 8" in failure.get("message") + (failure.text or "")
+    assert "stopping after 1 failures" in r.stdout
+
+
+def test_bad_input_is_a_usage_error_not_a_traceback(built, tmp_path):
+    r = pytest_suite(SUITE, "--kpc-jobs", "0", cwd=tmp_path)
+    assert r.returncode == 4 and "kpc: --kpc-jobs must be 1 to 1024" in r.stderr and "Traceback" not in r.stderr
+    r = pytest_suite(SUITE, cwd=tmp_path, env={"KPC_CASES_DIR": "/nonexistent"})
+    assert r.returncode == 4 and "kpc: /nonexistent: cannot read the cases" in r.stderr, r.stderr[-2000:]
