@@ -103,25 +103,26 @@ class Known(typing.NamedTuple):
 
 
 KNOWN = {
-    "tini": ("tini", ["-s", "--"], "pass-through", "tini",
-             "tini.c spawn(): restore_signals() = sigprocmask(SIG_SETMASK, original) + the saved SIGTTIN/SIGTTOU "
-             "actions: the child gets the caller's mask and ignores (research notes, runtimes-and-inits.md s.1)"),
-    "dumb-init": ("dumb-init", ["--"], "clean", "dumb-init",
-                  "dumb-init.c: signal(i, dummy) for 1..31 in dumb-init, then in the child "
-                  "sigprocmask(SIG_UNBLOCK, &all_signals, NULL), setsid(), execvp: mask empty and SIG_DFL for "
-                  "1..31 (research s.2)"),
-    "catatonit": ("catatonit", ["--"], "pass-through", "catatonit",
-                  "catatonit.c spawn_pid1() -> make_foreground(): restores the caller's mask but adds SIGTSTP, "
-                  "SIGTTOU, SIGTTIN to it ('This isn't strictly necessary') (research s.3)"),
-    "bwrap": ("bwrap", ["--dev-bind", "/", "/", "--"], "pass-through", "bubblewrap",
-              "bubblewrap.c: blocks only SIGCHLD for its monitor and unblocks it before exec; nothing else "
-              "touched (research s.3)"),
-    "runc": ("runc", [], "mask-through", "runc",
-             "runc 1.1.5, measured (research s.3, and kpc's own bundle): blocked signals leak into the container, "
-             "ignores are reset"),
-    "crun": ("crun", [], "clean", "crun",
-             "crun src/libcrun/container.c unblock_signals(): SIG_UNBLOCK all and SIG_DFL for every signal "
-             "(research s.3)"),
+    "tini": Known("tini", ["-s", "--"], "pass-through", "tini",
+                  "tini.c spawn(): restore_signals() = sigprocmask(SIG_SETMASK, original) + the saved "
+                  "SIGTTIN/SIGTTOU actions: the child gets the caller's mask and ignores "
+                  "(research notes, runtimes-and-inits.md s.1)"),
+    "dumb-init": Known("dumb-init", ["--"], "clean", "dumb-init",
+                       "dumb-init.c: signal(i, dummy) for 1..31 in dumb-init, then in the child "
+                       "sigprocmask(SIG_UNBLOCK, &all_signals, NULL), setsid(), execvp: mask empty and SIG_DFL for "
+                       "1..31 (research s.2)"),
+    "catatonit": Known("catatonit", ["--"], "pass-through", "catatonit",
+                       "catatonit.c spawn_pid1() -> make_foreground(): restores the caller's mask but adds SIGTSTP, "
+                       "SIGTTOU, SIGTTIN to it ('This isn't strictly necessary') (research s.3)"),
+    "bwrap": Known("bwrap", ["--dev-bind", "/", "/", "--"], "pass-through", "bubblewrap",
+                   "bubblewrap.c: blocks only SIGCHLD for its monitor and unblocks it before exec; nothing else "
+                   "touched (research s.3)"),
+    "runc": Known("runc", [], "mask-through", "runc",
+                  "runc 1.1.5, measured (research s.3, and kpc's own bundle): blocked signals leak into the container, "
+                  "ignores are reset"),
+    "crun": Known("crun", [], "clean", "crun",
+                  "crun src/libcrun/container.c unblock_signals(): SIG_UNBLOCK all and SIG_DFL for every signal "
+                  "(research s.3)"),
 }
 OCI = {"runc", "crun"}
 # The profile of each known runtime holds for the versions it was measured
