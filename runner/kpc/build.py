@@ -1,5 +1,7 @@
 """System packages and the CMake build, on first use."""
 
+from __future__ import annotations
+
 import importlib
 import os
 import shutil
@@ -51,7 +53,7 @@ class BuildError(Exception):
     pass
 
 
-def say(msg):
+def say(msg: str) -> None:
     sys.stderr.write(f"kpc: {msg}\n")
     sys.stderr.flush()
 
@@ -64,7 +66,7 @@ def _installed(pkg):
     return out.returncode == 0 and out.stdout.startswith("ii")
 
 
-def ensure_packages(with_tests=False, install=True, extra=None):
+def ensure_packages(with_tests: bool = False, install: bool = True, extra: dict | None = None) -> None:
     wanted = dict(BUILD_PACKAGES)
     if with_tests:
         wanted.update(TEST_PACKAGES)
@@ -116,7 +118,7 @@ def _has_candidate(pkg):
     return any(line.strip().startswith("Candidate:") and "(none)" not in line for line in proc.stdout.splitlines())
 
 
-def ensure_toml():
+def ensure_toml() -> None:
     """Python < 3.11 has no tomllib. As root on a dpkg system, install the
     first of tomlread.PACKAGES apt has (Debian 11 has python3-toml only) and
     say so; otherwise leave it: loading the cases then says what to install,
@@ -137,7 +139,7 @@ def ensure_toml():
         raise BuildError(f"{pkg} was installed but Python cannot import it")
 
 
-def check_trusted(bdir=None):
+def check_trusted(bdir: str | None = None) -> None:
     """kpc executes what the build directory holds -- as root, on a shared
     machine. Refuse one that someone else could have put programs into: the
     directory and its bin/, probes/ and testprobes/ must belong to you or to
@@ -161,7 +163,7 @@ def check_trusted(bdir=None):
                              f"run whatever they put there (chmod go-w it)")
 
 
-def build(with_tests=False):
+def build(with_tests: bool = False) -> None:
     """Configure on first use, then an incremental build (a no-op when
     nothing changed). A build directory we cannot write (another user built
     it) is used as it is. Two kpc processes building the same directory take

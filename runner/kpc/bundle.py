@@ -20,6 +20,8 @@ runner's paths need no change:
                         testcases/bin/kpc-ltp)
 """
 
+from __future__ import annotations
+
 import datetime
 import io
 import json
@@ -67,7 +69,7 @@ def _is_static(data):
     return True
 
 
-def binaries():
+def binaries() -> list[tuple[str, str]]:
     """(path in the bundle, path here) of the launcher, probes, helpers and
     test probes."""
     out = []
@@ -83,7 +85,7 @@ def binaries():
     return out
 
 
-def plan(all_cases, slow):
+def plan(all_cases: dict[str, cases.Case], slow: bool) -> str:
     """Every run of the suite on a device (no runtimes: those are the
     controller's --runtime), the probes under ROOT_MARK."""
     out = []
@@ -97,7 +99,7 @@ def plan(all_cases, slow):
     return "".join(json.dumps(p, sort_keys=True) + "\n" for p in out)
 
 
-def needs(all_cases):
+def needs(all_cases: dict[str, cases.Case]) -> str:
     """What requirements.skip_reason asks of a machine beyond root, caps,
     kernel and flavors: the shell entry point checks these."""
     lines = set()
@@ -120,13 +122,13 @@ def _git_describe():
         return "unknown"
 
 
-def manifest():
+def manifest() -> dict:
     return {"kpc_bundle": 1, "version": _git_describe(), "arch": platform.machine(),
             "libc": envinfo.libc_version(), "python_min": "3.9",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def lava_definition():
+def lava_definition() -> str:
     with open(os.path.join(paths.ROOT, "lava", "kpc.yaml"), encoding="utf-8") as f:
         return f.read()
 
@@ -139,7 +141,7 @@ exec "$here/../../../run" --ltp "$@"
 """
 
 
-def members(all_cases):
+def members(all_cases: dict[str, cases.Case]) -> list[tuple[str, bytes, int]]:
     """(name in the bundle, bytes, mode) of everything the bundle holds."""
     files = [("run", _read(os.path.join(paths.RUNNER, "bundle", "run")), 0o755),
              ("runner/kpc-dut", _read(os.path.join(paths.RUNNER, "bundle", "kpc-dut")), 0o755)]
@@ -170,7 +172,7 @@ def _read(path):
         return f.read()
 
 
-def tar_bytes(files, compress=True):
+def tar_bytes(files: list[tuple[str, bytes, int]], compress: bool = True) -> bytes:
     """The tarball: one top directory, root-owned, fixed modes and times, so
     the same inputs make the same archive."""
     buf = io.BytesIO()
@@ -194,7 +196,7 @@ def tar_bytes(files, compress=True):
     return buf.getvalue()
 
 
-def build(all_cases, output, compress=True):
+def build(all_cases: dict[str, cases.Case], output: str, compress: bool = True) -> int:
     """Write the bundle to OUTPUT (safefile: no link followed). Returns its size."""
     data = tar_bytes(members(all_cases), compress=compress)
     safefile.write(output, data)

@@ -2,6 +2,8 @@
 lab note <id>.md. The id and area come from the path, so one id finds all
 three files (and the [<id>] section of results/expected/<area>.exp)."""
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import json
@@ -118,23 +120,23 @@ class Case:
     stories: list = dataclasses.field(default_factory=list)
 
     @property
-    def timeout_ms(self):
+    def timeout_ms(self) -> int:
         """What the launcher is given (load_case checks it is 1..3600000)."""
         return round(self.timeout_s * 1000)
 
     @property
-    def source_path(self):
+    def source_path(self) -> str:
         return os.path.join(paths.CASES, self.area, self.probe + ".cc")
 
     @property
-    def note_path(self):
+    def note_path(self) -> str:
         return os.path.join(paths.CASES, self.area, self.id + ".md")
 
     @property
-    def table_path(self):
+    def table_path(self) -> str:
         return os.path.join(paths.EXPECTED, self.area + ".exp")
 
-    def provenance_lines(self):
+    def provenance_lines(self) -> list[str]:
         """'man: ...', 'commit: ...', 'story 002: <citation>', ... as every
         output shows provenance (explain, results file, reports, JUnit)."""
         p = self.provenance
@@ -172,7 +174,7 @@ def _unknown(path, where, keys, known):
                         f"(known: {', '.join(sorted(known))})")
 
 
-def parse_kernel_requirement(text):
+def parse_kernel_requirement(text: str) -> tuple[int, ...]:
     """'>=5.3' -> (5, 3, 0); only a minimum is supported. The whole text
     must match ('>=5.x' is not 5.0)."""
     m = _KERNEL_REQUIREMENT.match(text.strip())
@@ -209,7 +211,7 @@ def _check_names(rel, area, case_id, data, req):
                         f"(names as in capabilities(7), e.g. CAP_SYS_ADMIN)")
 
 
-def read_toml(path):
+def read_toml(path: str) -> dict:
     """The metadata file's data (a dict), or CaseError naming the file.
     TOML is read with tomllib or, on Python < 3.11, tomli or toml
     (kpc/tomlread.py); the bundle's runner reads cases.json instead."""
@@ -233,7 +235,7 @@ def _check_catalogue(rel, ids):
         raise CaseError(f"{rel}: catalogue: an id is listed twice")
 
 
-def stories_from_data(where, data):
+def stories_from_data(where: str, data: object) -> dict[str, Story]:
     """{id: Story} from the stories file's data (or a bundle's copy of it),
     every entry checked: CaseError naming WHERE otherwise."""
     if not isinstance(data, dict):
@@ -259,7 +261,7 @@ def stories_from_data(where, data):
     return out
 
 
-def load_stories(cases_dir=None):
+def load_stories(cases_dir: str | None = None) -> dict[str, Story]:
     """{id: Story} of CASES_DIR/stories.toml; {} when there is none."""
     path = os.path.join(cases_dir or paths.CASES, STORIES_FILE)
     if not os.path.exists(path):
@@ -267,7 +269,7 @@ def load_stories(cases_dir=None):
     return stories_from_data(os.path.relpath(path, paths.ROOT), read_toml(path))
 
 
-def load_case(path, stories=None):
+def load_case(path: str, stories: dict[str, Story] | None = None) -> Case:
     """The case of PATH (cases/<area>/<id>.toml); its provenance.stories are
     checked against STORIES, by default the stories file of its cases/."""
     if stories is None:
@@ -285,7 +287,8 @@ def _resolve_stories(rel, ids, stories):
     return [stories[i] for i in ids]
 
 
-def case_from_data(path, data, check_source=True, stories=None):
+def case_from_data(path: str, data: dict, check_source: bool = True, stories: dict[str, Story] | None = None,
+                   ) -> Case:
     """A Case from the metadata's data, checked as when read from PATH.
     CHECK_SOURCE: the probe's .cc must exist (not in a bundle, which
     carries the built probes and no sources). STORIES: {id: Story} the
@@ -394,7 +397,7 @@ def _load_lab(rel, data, flavors, variants):
 PRECOMPILED = "cases.json"
 
 
-def load_all(cases_dir=None):
+def load_all(cases_dir: str | None = None) -> dict[str, Case]:
     """All cases, keyed by id, in (area, id) order. A directory holding
     cases.json (a bundle: `kpc bundle` precompiles the TOML, so the runner
     on a device under test needs no tomllib) is read from it."""
@@ -428,7 +431,7 @@ def _list(directory):
                         + (" (KPC_CASES_DIR)" if os.environ.get("KPC_CASES_DIR") else "")) from None
 
 
-def precompile(all_cases):
+def precompile(all_cases: dict[str, Case]) -> str:
     """The metadata of ALL_CASES as JSON text for a bundle: each case's
     TOML data (as read, so it is checked again when loaded) under its path
     relative to the cases directory."""
@@ -442,7 +445,7 @@ def precompile(all_cases):
     return json.dumps({"kpc_cases": 1, "cases": out, "stories": stories}, indent=0, sort_keys=True) + "\n"
 
 
-def load_precompiled(path):
+def load_precompiled(path: str) -> dict:
     """Cases from a bundle's cases.json, checked like the TOML files (the
     probes' sources are not there)."""
     try:

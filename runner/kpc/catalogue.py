@@ -16,6 +16,8 @@ SUITES. The `kpc` column is kpc as the study read it (ee32aae), kept to show
 what changed; kpc's coverage now is what the case metadata says.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import re
 
@@ -42,7 +44,7 @@ class Behaviour:
     scores: str  # one of Y/p/. per SUITES
     text: str
 
-    def score(self, suite):
+    def score(self, suite: str) -> str:
         """'full', 'partial' or '' for one suite."""
         return {"Y": "full", "p": "partial", ".": ""}[self.scores[SUITES.index(suite)]]
 
@@ -173,6 +175,6 @@ _ROWS = [
 CATALOGUE = {i: Behaviour(i, area, scores, text) for i, area, scores, text in _ROWS}
 
 
-def unknown_ids(ids):
+def unknown_ids(ids: list[str]) -> list[str]:
     """The ids in `ids` that name no catalogue behaviour, in order."""
     return [i for i in ids if i not in CATALOGUE]

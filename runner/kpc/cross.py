@@ -20,6 +20,8 @@ SHA256 and extracts them into images/cache/sysroot-arm64/ with a stamp:
                          (rewritten to point into the sysroot)
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import os
@@ -27,6 +29,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import typing
 
 from . import build, kernels, paths
 from .build import say
@@ -50,15 +53,15 @@ class CrossError(Exception):
     pass
 
 
-def build_dir(arch):
+def build_dir(arch: str) -> str:
     return paths.build_dir().rstrip("/") + f"-{arch}"
 
 
-def strip_tool(arch):
+def strip_tool(arch: str) -> str:
     return f"{TRIPLET[arch]}-strip" if arch in TRIPLET else "strip"
 
 
-def host_suite():
+def host_suite() -> str:
     """The Debian suite this machine runs (the cross compiler's libc is
     its): the sysroot's libraries come from the same suite."""
     try:
@@ -73,7 +76,7 @@ def host_suite():
     return codename
 
 
-def sysroot(arch, refresh=None):
+def sysroot(arch: str, refresh: bool | None = None) -> str:
     """The extracted sysroot for `arch`: downloaded, verified and extracted
     on first use (and when the suite's packages changed), under the kernel
     cache's lock."""
@@ -111,7 +114,10 @@ def sysroot(arch, refresh=None):
             tmp = tempfile.mkdtemp(prefix=".debs.", dir=top)
             try:
                 dl = apt.download_dir()
-                files = [kernels._take(apt.download(*p.split("=", 1), dl), tmp, sha) for p, sha in debs.items()]
+                files = []
+                for p, sha in debs.items():
+                    pkg, version = p.split("=", 1)
+                    files.append(kernels._take(apt.download(pkg, version, dl), tmp, sha))
                 shutil.rmtree(dl, ignore_errors=True)
                 staging = os.path.join(tmp, "root")
                 os.mkdir(staging, 0o755)
@@ -147,14 +153,20 @@ def _musl_specs(staging, final, arch):
         f.write(text)
 
 
-def musl_specs(root, arch):
+def musl_specs(root: str, arch: str) -> str | None:
     path = os.path.join(root, "usr", "lib", TRIPLET[arch].replace("-gnu", "-musl"), "kpc-musl-gcc.specs")
     return path if os.path.exists(path) else None
 
 
-def ensure(arch, no_build=False, refresh=None):
+class Build(typing.NamedTuple):
+    """An architecture's cross build and the sysroot it was built against."""
+    build_dir: str
+    sysroot: str
+
+
+def ensure(arch: str, no_build: bool = False, refresh: bool | None = None) -> Build:
     """The cross build for `arch` (configured on first use, then an
-    incremental build), and its sysroot. Returns (build dir, sysroot)."""
+    incremental build), and its sysroot: a Build."""
     bdir = build_dir(arch)
     if no_build:
         if not os.path.exists(os.path.join(bdir, "bin", "kpc-launch")):
@@ -163,7 +175,7 @@ def ensure(arch, no_build=False, refresh=None):
         if not os.path.isdir(root):
             raise CrossError(f"--no-build: there is no {arch} sysroot in {root} (run once without --no-build)")
         build.check_trusted(bdir)
-        return bdir, root
+        return Build(bdir, root)
     if shutil.which(f"{TRIPLET[arch]}-g++") is None:
         raise CrossError(f"{TRIPLET[arch]}-g++ is missing: install g++-{TRIPLET[arch]}")
     root = sysroot(arch, refresh)
@@ -183,7 +195,7 @@ def ensure(arch, no_build=False, refresh=None):
     finally:
         os.close(fd)
     build.check_trusted(bdir)
-    return bdir, root
+    return Build(bdir, root)
 
 
 def _run(cmd):
@@ -192,14 +204,14 @@ def _run(cmd):
         raise CrossError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
 
 
-def busybox(root):
+def busybox(root: str) -> str:
     path = os.path.join(root, "bin", "busybox")
     if not os.path.isfile(path):
         raise CrossError(f"{path} is missing: the sysroot lacks busybox-static")
     return path
 
 
-def binaries(bdir):
+def binaries(bdir: str) -> dict[str, str]:
     """{host build path: cross build path} for every executable of the
     cross build: the guest image holds them at the host build's paths, so
     a plan made on the host runs unchanged."""

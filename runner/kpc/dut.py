@@ -15,6 +15,8 @@ bad usage or input, 130 interrupted; --ltp: 0 pass (and xfail), 32 skip,
 2 error (broken), 1 fail or hang.
 """
 
+from __future__ import annotations
+
 import argparse
 import fnmatch
 import json
@@ -37,7 +39,7 @@ def _say(msg):
     sys.stderr.write(f"kpc: {render.visible(str(msg))}\n")
 
 
-def manifest():
+def manifest() -> dict:
     """What the bundle says about itself (kpc bundle wrote it)."""
     with open(os.path.join(paths.ROOT, "manifest.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -52,7 +54,7 @@ def _select(all_cases, patterns, areas):
     return chosen
 
 
-def parse_run(text, all_cases):
+def parse_run(text: str, all_cases: dict[str, cases.Case]) -> tuple[cases.Case, str, str]:
     """'case[:variant]@flavor' -> (case, variant, flavor)."""
     name, at, flavor = text.rpartition("@")
     case_id, _, variant = name.partition(":")
@@ -62,7 +64,7 @@ def parse_run(text, all_cases):
     return case, variant, flavor
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kpc/run", description="Run the kpc suite on this machine and judge it "
                                 "with the bundle's expected tables (kpc bundle).")
     p.add_argument("--case", action="append", metavar="GLOB")
@@ -83,7 +85,7 @@ def parser():
     return p
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         if not 1 <= args.jobs <= 1024:
@@ -143,7 +145,7 @@ def _write(args, sess, env):
     return doc
 
 
-def lava_report(doc):
+def lava_report(doc: dict) -> None:
     """One LAVA test case per run, through lava-test-case when LAVA put it
     on PATH, else as the signal line lava-test-case prints."""
     tool = shutil.which("lava-test-case")
@@ -154,7 +156,7 @@ def lava_report(doc):
             print(f"<LAVA_SIGNAL_TESTCASE TEST_CASE_ID={name} RESULT={result}>", flush=True)
 
 
-def ltp_report(item):
+def ltp_report(item: session.Item) -> int:
     """kirk reads LTP's Summary block and exit code: print both."""
     v = item.verdict
     code = formats.LTP_EXIT[v.verdict]

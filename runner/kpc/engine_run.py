@@ -65,10 +65,11 @@ whose cleanup never ran. A container whose wrapper was killed but which
 still runs (runtime_pid1_duties watches one) is left alone.
 """
 
-import concurrent.futures
+from __future__ import annotations
+
 import ctypes
+import dataclasses
 import fcntl
-import json
 import os
 import resource
 import re
@@ -93,10 +94,6 @@ RUN_ID = oci_run.RUN_ID
 PRIVATE_STATE = "/run/kpc"   # inside the private mount namespace only (private_run)
 SWEEP_MIN_AGE_S = 30
 KILL_SERIES_JOBS = 6   # engine kill commands at a time (runtime_delivers_every_signal)
-# SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU: sent alone, after the others (signal(7):
-# generating SIGCONT discards pending stop signals, and a stop signal a
-# pending SIGCONT -- two of them sent at once can lose one)
-JOB_CONTROL = (18, 20, 21, 22)
 PODMAN_NPROC_CAP = 32768   # podman lowers its own RLIMIT_NPROC to this at start (strace, research s.1)
 
 
@@ -104,11 +101,11 @@ class EngineError(Exception):
     """A message for the user (one line)."""
 
 
-def cgroup_parent(run_id):
+def cgroup_parent(run_id: str) -> str:
     return "/kpc-engine-" + run_id[len("kpc-"):]
 
 
-def run_dir(run_id):
+def run_dir(run_id: str) -> str:
     return f"{oci_run.KPC_OCI}/{ENGINES_DIR}/{run_id}"
 
 
@@ -124,12 +121,7 @@ def _open_engines(create, keep_top=None):
     if keep_top is not None:
         keep_top.append(os.dup(top))
     try:
-        if not create:
-            try:
-                os.stat(ENGINES_DIR, dir_fd=top, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-        return oci_run._private_dir(top, ENGINES_DIR, f"{oci_run.KPC_OCI}/{ENGINES_DIR}")
+        return oci_run.private_dir_if(top, ENGINES_DIR, f"{oci_run.KPC_OCI}/{ENGINES_DIR}", create)
     finally:
         os.close(top)
 
@@ -186,7 +178,7 @@ def _mount(src, target, fstype, flags, data=None):
                        data and data.encode()), f"mount {target}")
 
 
-def private_run(keep):
+def private_run(keep: str) -> None:
     """Enter a new mount namespace in which /run is an empty tmpfs and KEEP
     (the run's directory, under /run) is bound back at its own path; the
     host's /run is not touched. /etc/docker, when present, is hidden too
@@ -241,30 +233,17 @@ def _kill_cgroups(run_id, deadline):
         time.sleep(0.05)
 
 
+def _in_run_cgroup(pid, mark):
+    """PID is in the cgroup MARK (the run's cgroup parent) or below it."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any((":" + mark + "/") in line or line.rstrip("\n").endswith(":" + mark) for line in f)
+    except OSError:
+        return False
+
+
 def _kill_in(dirs, mark):
-    any_left = False
-    for d in dirs:
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                pids = [int(p) for p in f.read().split()]
-        except (OSError, ValueError):
-            continue
-        for pid in pids:
-            try:
-                pfd = os.pidfd_open(pid)
-            except OSError:
-                continue
-            try:
-                with open(f"/proc/{pid}/cgroup") as f:
-                    ours = any((":" + mark + "/") in line or line.rstrip("\n").endswith(":" + mark) for line in f)
-                if ours and not oci_run._zombie(pid):
-                    any_left = True
-                    signal.pidfd_send_signal(pfd, signal.SIGKILL)
-            except OSError:
-                pass
-            finally:
-                os.close(pfd)
-    return any_left
+    return oci_run.kill_cgroup_procs(dirs, lambda pid: _in_run_cgroup(pid, mark))
 
 
 def _daemon_cgroups(run_id, leaf):
@@ -302,18 +281,14 @@ def _enter_cgroups(procs_files):
 
 def _mounts_under(path):
     out = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                mp = oci_run._unescape(line.split()[4])
-                if mp == path or mp.startswith(path + "/"):
-                    out.append(mp)
-    except OSError:
-        pass
+    for line in oci_run.read_lines("/proc/self/mountinfo"):
+        mp = oci_run._unescape(line.split()[4])
+        if mp == path or mp.startswith(path + "/"):
+            out.append(mp)
     return sorted(out, key=lambda p: -p.count("/"))
 
 
-def cleanup(run_id, budget_s=20.0):
+def cleanup(run_id: str, budget_s: float = 20.0) -> str:
     """Remove everything of one run; returns what is left ('' if nothing)."""
     deadline = time.monotonic() + budget_s
     _kill_cgroups(run_id, deadline)
@@ -362,11 +337,7 @@ def _last_error(text):
 
 
 def _record_skip(reason):
-    fd = int(os.environ.get("KPC_OBS_FD", "3"))
-    try:
-        os.write(fd, (json.dumps({"skip": reason[:900]}) + "\n").encode())
-    except OSError:
-        sys.stderr.write(f"kpc-engine: skip: {reason}\n")
+    oci_run.record_skip(reason, "kpc-engine")
 
 
 def _stop_grace():
@@ -383,17 +354,9 @@ def _kill_request():
     return os.environ.get("KPC_ENGINE_KILL", "") == "1"
 
 
-def kill_signals():
-    """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal sets it):
-    SIGUSR2 to the wrapper means `ENGINE kill -s N` of its container for
-    each N in turn, each reported as "kill N RC" on the observation fd,
-    then "kills done" (podman's test/system/130-kill.bats)."""
-    text = os.environ.get("KPC_KILL_SIGNALS", "")
-    out = []
-    for w in text.split(","):
-        if w.isdigit() and 1 <= int(w) <= 64:
-            out.append(int(w))
-    return out
+# KPC_KILL_SIGNALS=1,2,...: SIGUSR2 to the wrapper means `ENGINE kill -s N`
+# of its container for each N in turn (runtime_delivers_every_signal)
+kill_signals = oci_run.kill_signals
 
 
 def _request(cid):
@@ -419,12 +382,7 @@ def _fuse_options():
 def _report(lines):
     """Facts about the engine for the probe that plays its user (after the
     client ended): one line each on the observation fd."""
-    fd = int(os.environ.get("KPC_OBS_FD", "3"))
-    for ln in lines:
-        try:
-            os.write(fd, (ln + "\n").encode())
-        except OSError:
-            pass
+    oci_run.report_lines(lines)
 
 
 def _after_request(requests, ps_argv, env):
@@ -435,19 +393,26 @@ def _after_request(requests, ps_argv, env):
         return
     out = []
     for rq in requests:
-        rc, ms = rq
-        out.append(f"engine request {'exited ' + str(rc) if rc is not None else 'still running'} {ms}")
+        out.append(f"engine request {'exited ' + str(rq.rc) if rq.rc is not None else 'still running'} {rq.ms}")
     p = subprocess.run(ps_argv, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     listed = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.strip()]
     out.append(f"engine ps_a {len(listed) if p.returncode == 0 else 'failed ' + str(p.returncode)}")
     _report(out)
 
 
+@dataclasses.dataclass
+class _Request:
+    """One SIGUSR2 request to the engine (a stop, a kill, a kill series)."""
+    rc: int | None = None                 # how the engine's command ended (None: still running when given up)
+    ms: int | None = None                 # how long it took
+    running: subprocess.Popen | None = None   # the engine command now running
+
+
 def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_argv=None, requests=None):
     """Start the engine client with the wrapper's signal state (SIGPIPE and
     SIGXFSZ back to default: Python ignores them), forward what the probe
     sends us, wait. STOP_ARGV: the engine command SIGUSR2 runs instead (a
-    stop or a kill); (rc, ms) of each is appended to REQUESTS. Returns (rc,
+    stop or a kill); a _Request for each is appended to REQUESTS. Returns (rc,
     its stderr text)."""
     errf = open(stderr_path, "w+b") if stderr_path else None
     stops = []
@@ -455,7 +420,7 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
 
     def request(_signum, _frame):
         t0 = time.monotonic()
-        slot = [None, None, None]   # rc, ms, the running command
+        slot = _Request()
 
         def one_kill(one):
             try:
@@ -468,22 +433,18 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
         def waiter():
             if series:
                 # 60 engine commands one after the other took ~1 s each
-                # (podman 4.3.1 here): a few at a time; which one lands
-                # first does not matter, each signal is distinct
-                rest = [a for a in stop_argv if int(a[a.index("-s") + 1]) not in JOB_CONTROL]
-                with concurrent.futures.ThreadPoolExecutor(max_workers=KILL_SERIES_JOBS) as pool:
-                    list(pool.map(one_kill, rest))
-                for a in stop_argv:   # one at a time: SIGCONT discards a pending stop signal, and back
-                    if int(a[a.index("-s") + 1]) in JOB_CONTROL:
-                        one_kill(a)
-                slot[1] = round((time.monotonic() - t0) * 1000)
+                # (podman 4.3.1 here): a few at a time
+                signals = [int(a[a.index("-s") + 1]) for a in stop_argv]
+                by_signal = dict(zip(signals, stop_argv))
+                oci_run.kill_in_series(signals, lambda n: one_kill(by_signal[n]), KILL_SERIES_JOBS)
+                slot.ms = round((time.monotonic() - t0) * 1000)
                 _report(["kills done"])
                 return
             for one in stop_argv:
-                slot[2] = subprocess.Popen(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL)
-                slot[0] = slot[2].wait()
-            slot[1] = round((time.monotonic() - t0) * 1000)
+                slot.running = subprocess.Popen(one, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+                slot.rc = slot.running.wait()
+            slot.ms = round((time.monotonic() - t0) * 1000)
         t = threading.Thread(target=waiter, daemon=True)
         t.start()
         stops.append((t, slot))
@@ -491,19 +452,18 @@ def _spawn_and_wait(argv, env, pass_fds, stdout=None, stderr_path=None, stop_arg
     try:
         proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=stdout,
                                 stderr=errf, restore_signals=True)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
-            signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+        oci_run.forward_signals(proc)
         if stop_argv:
             signal.signal(signal.SIGUSR2, request)
         rc = proc.wait()
         for t, slot in stops:
             t.join(timeout=30)
-            if t.is_alive() and slot[2] is not None:   # the engine's own kill/stop is stuck: report it, then end it
-                slot[2].kill()
+            if t.is_alive() and slot.running is not None:   # the engine's own kill/stop is stuck: report it, end it
+                slot.running.kill()
                 t.join(timeout=30)
-                slot[0] = None
+                slot.rc = None
             if requests is not None:
-                requests.append((slot[0], slot[1]))
+                requests.append(slot)
         text = ""
         if errf:
             errf.seek(0)
@@ -525,7 +485,7 @@ def _rlimits():
     return nofile, nproc
 
 
-def run_podman(run_id, top, use_init, probe_argv):
+def run_podman(run_id: str, top: str, use_init: bool, probe_argv: list[str]) -> int:
     cid = f"{run_id}-{secrets.token_hex(4)}"
     cdir = f"{top}/{cid}"
     os.mkdir(cdir, 0o700)
@@ -562,7 +522,7 @@ def run_podman(run_id, top, use_init, probe_argv):
     argv += _fuse_options()
     # --rootfs: the next argument is the rootfs, everything after it the command
     argv += ["--rootfs", rootfs, *probe_argv]
-    obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+    obs_fd = oci_run.obs_fd()
     engine = argv[:argv.index("run")]
     stop = [engine + r for r in _request(cid)] if _request(cid) else None
     requests = []
@@ -595,7 +555,7 @@ def _wait_gone(pid, timeout):
     return False
 
 
-def run_docker(run_id, top, use_init, probe_argv):
+def run_docker(run_id: str, top: str, use_init: bool, probe_argv: list[str]) -> int:
     did = secrets.token_hex(4)
     d = f"{top}/{run_id}-{did}"      # logs, for the cleanup's eyes
     os.mkdir(d, 0o700)
@@ -650,7 +610,7 @@ def run_docker(run_id, top, use_init, probe_argv):
             argv += ["--init"]
         argv += _fuse_options()
         argv += ["kpc-empty:0", *probe_argv]
-        obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
+        obs_fd = oci_run.obs_fd()
         requests = []
         rc, err = _spawn_and_wait(argv, env, (), stdout=obs_fd, stderr_path=f"{d}/stderr",
                                   stop_argv=[client + r for r in _request(name)] if _request(name) else None,
@@ -684,7 +644,7 @@ def _lock(dir_path, how):
         return None
 
 
-def sweep(budget_s=15.0):
+def sweep(budget_s: float = 15.0) -> str:
     """Remove the runs of dead wrappers with nothing left running (see
     the module's doc); returns what could not be removed."""
     efd = _open_engines(create=False)
@@ -734,7 +694,7 @@ def _procs(cgroup_dir):
         return []
 
 
-def run(engine, use_init, run_id, probe_argv):
+def run(engine: str, use_init: bool, run_id: str, probe_argv: list[str]) -> int:
     held = []
     efd = _open_engines(create=True, keep_top=held)
     try:
@@ -758,29 +718,9 @@ USAGE = ("usage: engine_run.py --engine podman|docker [--init] --id kpc-<16 hex>
 
 
 def _parse(argv):
-    mode, engine, use_init, run_id, rest = "run", None, False, None, []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            rest = argv[i + 1:]
-            break
-        if a == "--cleanup":
-            mode = "cleanup"
-            i += 1
-        elif a == "--init":
-            use_init = True
-            i += 1
-        elif a in ("--engine", "--id"):
-            if i + 1 >= len(argv):
-                raise EngineError(f"{a} needs a value ({USAGE})")
-            if a == "--engine":
-                engine = argv[i + 1]
-            else:
-                run_id = argv[i + 1]
-            i += 2
-        else:
-            raise EngineError(f"unknown argument '{a}' ({USAGE})")
+    opts, rest = oci_run.parse_wrapper_argv(argv, ("--cleanup", "--init"), ("--engine", "--id"), USAGE, EngineError)
+    mode = "cleanup" if opts.get("--cleanup") else "run"
+    engine, use_init, run_id = opts.get("--engine"), opts.get("--init", False), opts.get("--id")
     if run_id is None or not RUN_ID.fullmatch(run_id):
         raise EngineError(f"--id '{run_id}': expected kpc- and 16 lowercase hex digits" if run_id else
                           f"--id is required ({USAGE})")
@@ -795,22 +735,13 @@ def _parse(argv):
     return mode, engine, use_init, run_id, rest
 
 
-def main(argv):
-    try:
+def main(argv: list[str]) -> int:
+    def body():
         mode, engine, use_init, run_id, probe_argv = _parse(argv)
         if mode == "cleanup":
-            left = cleanup(run_id)
-            if left:
-                sys.stderr.write(f"kpc: engine cleanup of {run_id}: could not remove {left}\n")
-                return 1
-            return 0
+            return oci_run.cleanup_status("engine", run_id, cleanup(run_id))
         return run(engine, use_init, run_id, probe_argv)
-    except (EngineError, oci_run.OciError) as e:
-        sys.stderr.write(f"kpc: engine_run: {e}\n")
-        return 2
-    except OSError as e:
-        sys.stderr.write(f"kpc: engine_run: {e}\n")
-        return 1
+    return oci_run.wrapper_main("engine_run", (EngineError, oci_run.OciError), body)
 
 
 if __name__ == "__main__":

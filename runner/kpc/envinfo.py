@@ -2,6 +2,8 @@
 facts requirement checks need (root, capabilities, kernel config, which
 flavors work)."""
 
+from __future__ import annotations
+
 import dataclasses
 import gzip
 import json
@@ -9,8 +11,12 @@ import os
 import platform
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
 
 from . import kver, paths
+
+if TYPE_CHECKING:
+    from . import kernels
 
 
 @dataclasses.dataclass
@@ -22,31 +28,31 @@ class Environment:
     root: bool
     capabilities: str
     effective_caps: frozenset
-    kconfig: dict            # None when no config could be read
+    kconfig: dict | None     # None when no config could be read
     kconfig_source: str
     flavors: dict            # flavor -> "ok" or why not
-    runtimes: dict = None    # --runtime: name -> runtimes.Runtime.describe()
+    runtimes: dict | None = None    # --runtime: name -> runtimes.Runtime.describe()
     target: str = "host"     # "host", or the kernel's label under --kernels
-    guest: dict = None       # a QEMU guest: its files, commands, boot facts
-    fuse_recovery: str = None  # how the launcher can free FUSE deadlocks here (kpc/supervisor.h)
-    chroot: bool = None        # in a chroot (sbuild, schroot): None when it cannot be told
-    root_mount: bool = None    # "/" is a mount point (not in a directory chroot)
+    guest: dict | None = None       # a QEMU guest: its files, commands, boot facts
+    fuse_recovery: str | None = None  # how the launcher can free FUSE deadlocks here (kpc/supervisor.h)
+    chroot: bool | None = None        # in a chroot (sbuild, schroot): None when it cannot be told
+    root_mount: bool | None = None    # "/" is a mount point (not in a directory chroot)
 
-    def has_file(self, path):
+    def has_file(self, path: str) -> bool:
         if self.guest is not None:
             return path in self.guest["files"]
         return os.path.exists(path)
 
-    def has_command(self, cmd):
+    def has_command(self, cmd: str) -> bool:
         if self.guest is not None:
             return cmd in self.guest["commands"]
         return shutil.which(cmd) is not None
 
     @property
-    def kernel_version(self):
+    def kernel_version(self) -> tuple[int, ...] | None:
         return kver.parse(self.kernel)
 
-    def to_json(self):
+    def to_json(self) -> dict:
         return {"kernel": self.kernel, "machine": self.machine, "distro": self.distro, "libc": self.libc,
                 "root": self.root, "capabilities": self.capabilities,
                 "runtime": ",".join(self.runtimes) if self.runtimes else "none",
@@ -59,7 +65,7 @@ class Environment:
                    if self.guest is not None else {})}
 
     @property
-    def glibc_version(self):
+    def glibc_version(self) -> tuple[int, ...] | None:
         """(2, 36, 0) from "glibc 2.36"; None for another libc or an
         unreadable version (then no glibc>=/< row matches)."""
         name, _, version = self.libc.partition(" ")
@@ -70,7 +76,7 @@ class Environment:
         except ValueError:
             return None
 
-    def context(self, flavor, variant="", profile="none", runtime="none"):
+    def context(self, flavor: str, variant: str = "", profile: str = "none", runtime: str = "none") -> dict:
         """What expected-table conditions see."""
         libc = "musl" if "musl" in self.libc else "glibc"
         return {"kernel": self.kernel_version, "flavor": flavor, "variant": variant, "profile": profile,
@@ -78,7 +84,7 @@ class Environment:
                 "arch": self.machine, "root": "yes" if self.root else "no"}
 
 
-def distro_name():
+def distro_name() -> str:
     try:
         with open("/etc/os-release", encoding="utf-8") as f:
             for line in f:
@@ -89,14 +95,14 @@ def distro_name():
     return "unknown"
 
 
-def libc_version():
+def libc_version() -> str:
     try:
         return os.confstr("CS_GNU_LIBC_VERSION") or "unknown"
     except (ValueError, OSError):
         return "unknown"
 
 
-def in_chroot(root_mount):
+def in_chroot(root_mount: bool | None) -> bool | None:
     """True when this process's root is not its mount namespace's. A root
     that is not a mount point is a directory chroot (a namespace's root
     always is one); otherwise / is compared with /proc/1/root as
@@ -111,7 +117,7 @@ def in_chroot(root_mount):
     return (here.st_dev, here.st_ino) != (init.st_dev, init.st_ino)
 
 
-def root_is_mount_point():
+def root_is_mount_point() -> bool | None:
     """Some mount is on "/" (mountinfo lists only what lies under this
     process's root: in a plain chroot nothing is on "/"). None without /proc."""
     try:
@@ -121,7 +127,7 @@ def root_is_mount_point():
         return None
 
 
-def read_kconfig(release):
+def read_kconfig(release: str) -> tuple[dict[str, str] | None, str]:
     """{'CONFIG_X': 'y'|'m'|value}, and where it came from; (None, reason)
     when the running kernel's config is nowhere to be found."""
     for path in ("/proc/config.gz", f"/boot/config-{release}", f"/lib/modules/{release}/build/.config"):
@@ -140,12 +146,12 @@ def read_kconfig(release):
     return None, "no kernel config found (/proc/config.gz, /boot/config-*)"
 
 
-def launcher_json(*args, timeout=30):
+def launcher_json(*args: str, timeout: float = 30) -> dict:
     out = subprocess.run([paths.launcher(), *args], check=True, capture_output=True, text=True, timeout=timeout)
     return json.loads(out.stdout)
 
 
-def detect():
+def detect() -> Environment:
     uname = platform.uname()
     caps = launcher_json("caps")
     kconfig, source = read_kconfig(uname.release)
@@ -163,7 +169,7 @@ class EveryCapability(frozenset):
         return True
 
 
-def busybox_applets(busybox="/bin/busybox"):
+def busybox_applets(busybox: str = "/bin/busybox") -> set[str]:
     try:
         out = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=10).stdout
     except OSError:
@@ -171,7 +177,7 @@ def busybox_applets(busybox="/bin/busybox"):
     return set(out.split())
 
 
-def for_kernel(kernel, host):
+def for_kernel(kernel: kernels.Kernel, host: Environment) -> Environment:
     """The environment a guest booting `kernel` will have, as far as the
     host can tell before booting (the guest's init runs as root with every
     capability; its flavors are confirmed by the guest's own report)."""

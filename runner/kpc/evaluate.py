@@ -7,10 +7,16 @@ stuck, not expected by the table), error (the probe or the tables are
 broken: never a silent pass).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
+from typing import Iterable, TYPE_CHECKING
 
 from . import kver, paths, tables, values
+
+if TYPE_CHECKING:
+    from . import cases
 
 # The verdict vocabulary: every module that names, counts or colours
 # verdicts takes these (report, render, formats, cli, dut).
@@ -19,7 +25,7 @@ BAD = ("fail", "hang", "error")   # a run that needs a look: exit 1, "not ok", R
 FAILURES = ("fail", "hang")       # JUnit <failure>; "error" is a JUnit <error>
 
 
-def totals(verdicts):
+def totals(verdicts: Iterable[str]) -> dict[str, int]:
     """{verdict: count} over an iterable of verdict names, every verdict
     present (0 when none)."""
     counts = {v: 0 for v in VERDICTS}
@@ -28,7 +34,8 @@ def totals(verdicts):
     return counts
 
 
-def run_id(case, variant="", flavor="host", runtime=None, where="host"):
+def run_id(case: str, variant: str | None = "", flavor: str = "host", runtime: str | None = None,
+           where: str = "host") -> str:
     """The one name of a run: case:variant@flavor+runtime#where, the variant,
     runtime and where (a --kernels label, or a merged machine's kernel) left
     out when there are none / it is "host". The launcher's plan ids, the
@@ -48,7 +55,7 @@ class Verdict:
     observations: dict = dataclasses.field(default_factory=dict)  # key -> canonical text
     expected: dict = dataclasses.field(default_factory=dict)      # key -> {value, where, xfail, reason}
     notes: dict = dataclasses.field(default_factory=dict)
-    hang: dict = None
+    hang: dict | None = None
     marks: dict = dataclasses.field(default_factory=dict)  # name -> {probe_mono_ns, launcher_ms, ...}
     duration_ms: float = 0.0
     stderr: str = ""
@@ -80,7 +87,7 @@ def _records(result):
     return obs, notes, skip, broken, end, problems
 
 
-def summarize_tasks(trouble):
+def summarize_tasks(trouble: dict) -> str:
     """'pid 12 (probe) D in fuse_flush' for the stuck (or all) tasks."""
     tasks = trouble.get("tasks", [])
     stuck = [t for t in tasks if t.get("stuck")] or tasks
@@ -91,7 +98,7 @@ def summarize_tasks(trouble):
     return "; ".join(parts) or "no tasks seen"
 
 
-def unrecovered(result):
+def unrecovered(result: dict) -> list[str]:
     """The stuck tasks kpc could not free, as 'pid 12 (comm)' strings, or []
     when every task of the run died. Such a run is kpc's failure to clean
     up, whatever the table expects: it is an error, never hidden."""
@@ -103,7 +110,7 @@ def unrecovered(result):
         or ["(tasks not listed)"]
 
 
-def unrecovered_advice(result):
+def unrecovered_advice(result: dict) -> str:
     trouble = result.get("hang") or result.get("trouble") or {}
     conns = trouble.get("aborted_fuse_connections") or []
     how = (f"as root, abort FUSE connection(s) {', '.join(map(str, conns))}: "
@@ -118,7 +125,7 @@ def _context_text(ctx):
                     if v not in ("", None))
 
 
-def evaluate(case, result, tbl, ctx):
+def evaluate(case: cases.Case, result: dict, tbl: tables.Tables, ctx: dict) -> Verdict:
     """`result`: the launcher's result object. `ctx`: the context the table
     conditions see (kernel tuple, flavor, variant, profile, runtime, libc,
     arch, root)."""

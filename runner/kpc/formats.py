@@ -9,9 +9,15 @@ string from it is escaped for the format it goes into: results can come
 from another machine, and a reason is whatever a probe or a kernel said.
 """
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from . import render
+
+if TYPE_CHECKING:
+    from . import cases
 
 # ------------------------------------------------------------ verdict maps
 
@@ -33,7 +39,7 @@ _SKIP_KINDS = (("needs root", "needs_root"), ("needs capability", "needs_capabil
                ("flavor unavailable", "flavor_unavailable"), ("slow case", "slow"))
 
 
-def skip_kind(reason):
+def skip_kind(reason: str) -> str:
     for prefix, kind in _SKIP_KINDS:
         if prefix in (reason or ""):
             return kind
@@ -45,7 +51,7 @@ def _name(text):
     return re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_") or "_"
 
 
-def columns(doc):
+def columns(doc: dict) -> list[str]:
     cols = []
     for r in doc["results"]:
         c = render.column(r)
@@ -54,7 +60,7 @@ def columns(doc):
     return cols
 
 
-def run_parts(r, with_column):
+def run_parts(r: dict, with_column: bool) -> list:
     """[column,] [variant,] flavor [,runtime] of a run, as names."""
     parts = [render.column(r)] if with_column else []
     if r.get("variant"):
@@ -74,7 +80,7 @@ def _ktap_text(text, limit=300):
     return render.visible(str(text)[:limit]).replace("#", "\\#")
 
 
-def ktap(doc):
+def ktap(doc: dict) -> str:
     """KTAP v1 the way kselftest's runner (run_kselftest.sh) prints a
     collection: one top-level test per case ("selftests: kpc: CASE"), its
     runs as a nested KTAP document whose every line is prefixed with '# '
@@ -135,7 +141,7 @@ def _log_excerpt(r):
     return text[-LOG_EXCERPT_MAX:]
 
 
-def kcidb(doc, origin="kpc"):
+def kcidb(doc: dict, origin: str = "kpc") -> dict:
     """A KCIDB v5.3 document: one checkout and one build per kernel (the
     run's column: a distro kernel has no commit of its own, so its release
     names both), one test per run. ids are origin-prefixed; paths are
@@ -193,7 +199,7 @@ def kcidb(doc, origin="kpc"):
 
 # ------------------------------------------------------------ LAVA
 
-def lava_results(doc):
+def lava_results(doc: dict) -> list[tuple[str, str]]:
     """[(test case name, result)]: one per run, names without whitespace
     (case.variant.flavor; the kernel too when the document has several)."""
     with_col = len(columns(doc)) > 1
@@ -206,7 +212,7 @@ def lava_results(doc):
 
 # ------------------------------------------------------------ kirk / LTP
 
-def ltp_safe(text):
+def ltp_safe(text: str) -> str:
     """A line for kirk: one line, and not a phrase kirk acts on -- it takes
     'Kernel panic' in a test's output for a panic of the machine (and
     reboots it), and counts TPASS/TFAIL/... when no Summary block follows."""
@@ -215,7 +221,7 @@ def ltp_safe(text):
     return re.sub(r"T(PASS|FAIL|BROK|SKIP|WARN|CONF|INFO)", r"T_\1", text)
 
 
-def kirk_runtest(all_cases):
+def kirk_runtest(all_cases: dict[str, cases.Case]) -> str:
     """LTP's runtest/kpc: one line per case x variant x flavor,
     'NAME kpc-ltp CASE[:VARIANT]@FLAVOR'."""
     lines = ["# kpc for kirk (LTP's runner): one test per case x variant x flavor.",

@@ -1,19 +1,10 @@
 """Running the suite inside a kernel booted under QEMU.
 
 The guest: `qemu-system-x86_64 -M microvm` (amd64) or `qemu-system-aarch64
--M virt -cpu cortex-a57` (arm64, always TCG on an x86_64 host), no disk, an
-initramfs made of concatenated newc archives (the kernel unpacks them in
-order):
-
-  base      busybox, /init, kpc-launch and the probes, stripped, at the
-            same absolute paths as in the host's build directory (so a plan
-            made on the host runs unchanged). Cached by content hash, one
-            per architecture: an arm64 guest gets the cross build
-            (build-arm64/, cross.py) and busybox-static:arm64 at those paths.
-  modules   this kernel's modules the cases need (fuse on 5.10/6.1) and the
-            virtio console's, decompressed (.ko.xz/.zst) and in dependency
-            order. Cached by kernel release.
-  plan      the plan (JSON lines) and how many jobs. Made per run.
+-M virt -cpu cortex-a57` (arm64, always TCG on an x86_64 host), no disk,
+booted with the initramfs guest_image.py makes (base, modules, plan).
+This module probes the accelerator, boots QEMU, reads its two channels and
+supervises the run.
 
 Channels: the kernel's console is the serial port (ttyS0; ttyAMA0 on arm64), read into the
 console log; the launcher's events go over a virtio console (hvc0) as
@@ -32,10 +23,10 @@ PR_SET_PDEATHSIG(SIGKILL) from the thread that waits for it, and is killed
 on every exit path, so no QEMU outlives kpc.
 """
 
+from __future__ import annotations
+
 import ctypes
 import dataclasses
-import glob
-import hashlib
 import json
 import os
 import re
@@ -46,29 +37,24 @@ import subprocess
 import tempfile
 import threading
 import time
+import typing
 
-from . import kernels, paths
+from . import kernels, paths, targets
+from .guest_image import HOST_ARCH, GuestError, run_initrd
 
 CACHE = paths.CACHE
 QEMU = "qemu-system-x86_64"
-BUSYBOX = "/bin/busybox"
 # What differs per guest architecture (Debian's names). arm64: cortex-a57,
 # not plain "max" (emulating pointer authentication with QARMA made it 4-5x
 # slower; "max,pauth-impdef=on" is as fast); virtio over virtio-mmio as on
 # microvm; PSCI reset ends QEMU (-no-reboot) without x86's reboot=t.
 ARCH = {
-    "amd64": {"qemu": QEMU, "machine": ["-M", "microvm"], "console": "ttyS0", "cmdline": " reboot=t",
-              "strip": "strip"},
+    "amd64": {"qemu": QEMU, "machine": ["-M", "microvm"], "console": "ttyS0", "cmdline": " reboot=t"},
     "arm64": {"qemu": "qemu-system-aarch64", "machine": ["-M", "virt", "-cpu", "cortex-a57"],
-              "console": "ttyAMA0", "cmdline": "", "strip": "aarch64-linux-gnu-strip"},
+              "console": "ttyAMA0", "cmdline": ""},
 }
-HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-# arch -> (cross build directory, sysroot), set by the runner after
-# cross.ensure(): the arm64 guests' binaries and busybox come from there.
-CROSS = {}
-GUEST_MODULES = ("fuse", "virtio_mmio", "virtio_console")
 BOOT_DEADLINE_S = 60.0        # first frame from the guest's init (TCG, slow hosts)
-RECOVERY_ALLOWANCE_S = 20.0   # per case, on top of its timeout: the launcher's own recovery
+RECOVERY_ALLOWANCE_S = targets.RECOVERY_ALLOWANCE_S   # per case, on top of its timeout
 FRAME = re.compile(r"@@KPC (\d+) (.*)$")
 CRASH = re.compile(r"(Oops|BUG:|Kernel panic|general protection fault|WARNING: CPU|Call Trace:|"
                    r"kernel BUG at|unable to handle|Tainted: )")
@@ -88,7 +74,7 @@ class ConsoleWatch:
     def __init__(self):
         self._in_oom_report = 0
 
-    def complaint(self, line):
+    def complaint(self, line: str) -> bool:
         if OOM_REPORT_START.search(line):
             self._in_oom_report = self.REPORT_LINES
             return False
@@ -101,251 +87,23 @@ class ConsoleWatch:
         return bool(m)
 
 
-class GuestError(Exception):
-    pass
-
-
-# ------------------------------------------------------------ newc archives
-
-class Cpio:
-    """A newc (SVR4, no CRC) archive, what the kernel's initramfs reads."""
-
-    def __init__(self):
-        self.parts, self.ino = [], 1000
-        self.dirs = set()
-
-    def _entry(self, name, mode, data=b"", nlink=1):
-        name = name.lstrip("/")
-        self.ino += 1
-        hdr = "070701" + "".join(f"{x:08x}" for x in (self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0,
-                                                      len(name) + 1, 0))
-        blob = hdr.encode() + name.encode() + b"\0"
-        blob += b"\0" * (-len(blob) % 4)
-        blob += data + b"\0" * (-len(data) % 4)
-        self.parts.append(blob)
-
-    def dir(self, path, mode=0o755):
-        path = path.rstrip("/")
-        if not path or path in self.dirs:
-            return
-        self.dir(os.path.dirname(path))
-        self.dirs.add(path)
-        self._entry(path, 0o040000 | mode, nlink=2)
-
-    def file(self, path, data, mode=0o644):
-        self.dir(os.path.dirname(path))
-        self._entry(path, 0o100000 | mode, data)
-
-    def symlink(self, path, target):
-        self.dir(os.path.dirname(path))
-        self._entry(path, 0o120000 | 0o777, target.encode())
-
-    def bytes(self):
-        self._entry("TRAILER!!!", 0)
-        out = b"".join(self.parts)
-        return out + b"\0" * (-len(out) % 512)
-
-
-INIT = r"""#!/bin/sh
-# kpc guest init (PID 1). Mounts, loads modules, reports the guest, runs the
-# plan with the same launcher as the host, powers off.
-/bin/busybox mkdir -p /proc /sys /dev /tmp /run /mnt
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sys /sys
-/bin/busybox mount -t devtmpfs dev /dev
-# no tmpfs on /tmp: the build directory may live under /tmp (a CI clone),
-# and the initramfs root is already a writable tmpfs
-/bin/busybox mount -t tmpfs run /run
-/bin/busybox --install -s /bin
-mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs shm /dev/shm
-# what udev/systemd create on a normal system (devtmpfs does not)
-ln -s /proc/self/fd /dev/fd; ln -s fd/0 /dev/stdin; ln -s fd/1 /dev/stdout; ln -s fd/2 /dev/stderr
-hostname kpc-guest
-echo 0 > /proc/sys/kernel/printk_ratelimit 2>/dev/null
-for m in $(cat /kpc/modules 2>/dev/null); do
-  insmod "$m" || echo "kpc-guest: insmod $m failed"
-done
-out=/dev/console
-# hvc0: registered (/sys/class/tty/hvc0) before devtmpfs shows it. A built-in
-# virtio_console (6.12, 7.2) has no /sys/module/virtio_console: waiting only
-# while that exists gave up at once there, and events went to the serial line.
-for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-  [ -e /dev/hvc0 ] && { out=/dev/hvc0; break; }
-  [ -e /sys/module/virtio_console ] || [ -e /sys/class/tty/hvc0 ] || [ $i -le 3 ] || break
-  sleep 0.1
-done
-frame() { printf '@@KPC %d %s\n' "${#1}" "$1" > $out; }
-L=@LAUNCHER@
-frame "{\"event\":\"guest\",\"release\":\"$(uname -r)\",\"channel\":\"$out\",\"flavors\":$($L flavors),\"caps\":$($L caps),\"tainted\":$(cat /proc/sys/kernel/tainted)}"
-$L batch --frame --jobs $(cat /kpc/jobs) --plan /kpc/plan.jsonl > $out 2>/tmp/launcher.err
-rc=$?
-[ -s /tmp/launcher.err ] && tail -c 2000 /tmp/launcher.err > /dev/console
-frame "{\"event\":\"guest-done\",\"launcher_rc\":$rc,\"tainted\":$(cat /proc/sys/kernel/tainted),\"stderr_bytes\":$(wc -c < /tmp/launcher.err)}"
-sync
-reboot -f
-"""
-
-
 # TCG's vCPU threading, "single" or "multi": see Guest.argv (bench/tcg_boots.py
 # compares the two).
 TCG_THREAD = "single"
 
 
-# rdinit for the accelerator probe: a line on the serial console, power off.
-PROBE_INIT = """#!/bin/busybox sh
-/bin/busybox echo kpc-accel-ok
-/bin/busybox reboot -f
-"""
-
-
-def _sha(*chunks):
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(c if isinstance(c, bytes) else str(c).encode())
-    return h.hexdigest()[:16]
-
-
-def _stripped(path, strip="strip"):
-    """The binary without symbols and debug info (a third of the size);
-    the binary itself when strip is missing or fails. `strip`: the
-    architecture's (the host's strip cannot read an aarch64 binary and
-    would leave it whole: 119 MB of probes)."""
-    with tempfile.TemporaryDirectory(prefix="kpc-strip-") as d:
-        out = os.path.join(d, "x")
-        proc = subprocess.run([strip, "-o", out, path], capture_output=True) if shutil.which(strip) else None
-        with open(out if proc and proc.returncode == 0 else path, "rb") as f:
-            return f.read()
-
-
-def _binaries(arch="amd64"):
-    """{path in the guest: file} for every executable in the build
-    directory a plan can name (the launcher's test probes too: the guest
-    tests run some). A foreign architecture's come from its cross build,
-    at the host build's paths."""
-    if arch != HOST_ARCH:
-        from . import cross
-        if arch not in CROSS:
-            raise GuestError(f"no {arch} build: the runner makes one with --arch {arch}")
-        return cross.binaries(CROSS[arch][0])
-    out = {}
-    testprobes = os.path.join(paths.build_dir(), "testprobes")
-    for d in (paths.probe_dir(), os.path.dirname(paths.launcher()), testprobes):
-        if not os.path.isdir(d):
-            continue
-        for n in sorted(os.listdir(d)):
-            p = os.path.join(d, n)
-            if os.path.isfile(p) and os.access(p, os.X_OK):
-                out[p] = p
-    return out
-
-
-_IMAGE_LOCK = threading.Lock()   # guests boot in parallel threads: one builder at a time
-
-
-def busybox(arch="amd64"):
-    if arch == HOST_ARCH:
-        return BUSYBOX
-    from . import cross
-    if arch not in CROSS:
-        raise GuestError(f"no {arch} busybox: the runner fetches busybox-static:{arch} with --arch {arch}")
-    return cross.busybox(CROSS[arch][1])
-
-
-def base_image(arch="amd64"):
-    """images/cache/initramfs/base-<arch>-<hash>.cpio; rebuilt only when
-    busybox, /init or a binary changed. One per architecture is kept."""
-    with _IMAGE_LOCK:
-        return _base_image(arch)
-
-
-def _base_image(arch="amd64"):
-    bb = busybox(arch)
-    if not os.path.exists(bb):
-        raise GuestError(f"{bb} is missing: install busybox-static")
-    bins = _binaries(arch)
-    init = INIT.replace("@LAUNCHER@", paths.launcher())
-    key = _sha(init, PROBE_INIT, bb, os.stat(bb).st_mtime_ns,
-               *[f"{p}:{f}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for p, f in bins.items()])
-    out = os.path.join(CACHE, "initramfs", f"base-{arch}-{key}.cpio")
-    if os.path.exists(out):
-        return out
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    for old in os.listdir(os.path.dirname(out)):
-        # this architecture's older images (and those from before the arch was in the name)
-        if old.startswith(f"base-{arch}-") or re.fullmatch(r"base-[0-9a-f]{16}\.cpio", old):
-            os.unlink(os.path.join(os.path.dirname(out), old))
-    c = Cpio()
-    for d in ("proc", "sys", "dev", "tmp", "run", "mnt", "root", "etc", "kpc"):
-        c.dir(d)
-    with open(bb, "rb") as f:
-        c.file("bin/busybox", f.read(), 0o755)
-    c.symlink("bin/sh", "busybox")
-    c.file("init", init.encode(), 0o755)
-    c.file("kpc/probe-init", PROBE_INIT.encode(), 0o755)
-    c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-    c.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
-    strip = ARCH[arch]["strip"] if arch in ARCH and arch != HOST_ARCH else "strip"
-    for p, f in bins.items():
-        c.file(p, _stripped(f, strip), 0o755)
-    _write_atomic(out, c.bytes())
-    return out
-
-
-def sweep_stale():
-    """Per-run initrds and socket directories of kpc processes that no
-    longer exist (killed with SIGKILL: nothing else leaves them)."""
-    for old in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-guest-*-*")):
-        pid = os.path.basename(old).split("-")[2]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(old, ignore_errors=True)
-    d = os.path.join(CACHE, "initramfs")
-    for name in os.listdir(d) if os.path.isdir(d) else []:
-        parts = name.split("-")
-        if name.startswith("initrd-") and len(parts) > 2 and parts[1].isdigit():
-            if not os.path.exists(f"/proc/{parts[1]}"):
-                try:
-                    os.unlink(os.path.join(d, name))
-                except OSError:
-                    pass
-
-
-def modules_image(kernel):
-    """The modules the guest loads, dependencies first."""
-    with _IMAGE_LOCK:
-        return _modules_image(kernel)
-
-
-def _modules_image(kernel):
-    files = kernel.module_closure(GUEST_MODULES)
-    key = _sha(kernel.release, *[f"{p}:{os.stat(p).st_size}" for p in files])
-    out = os.path.join(CACHE, "initramfs", f"modules-{kernel.release}-{key}.cpio")
-    if os.path.exists(out):
-        return out
-    c = Cpio()
-    names = []
-    for i, p in enumerate(files):
-        name = f"lib/kpc-modules/{i:02d}-{os.path.basename(p).split('.ko')[0]}.ko"
-        c.file(name, kernels.module_bytes(p))
-        names.append("/" + name)
-    c.file("kpc/modules", ("\n".join(names) + "\n").encode())
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    _write_atomic(out, c.bytes())
-    return out
-
-
-def _write_atomic(path, data):
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
-
-
 # ------------------------------------------------------------ accelerator
+
+class Accel(typing.NamedTuple):
+    """The accelerator a guest boots with, and why that one."""
+    name: str          # kvm or tcg
+    why: str
+
 
 _ACCEL = {}
 
 
-def accelerator(kernel_image, boot_image, arch="amd64"):
+def accelerator(kernel_image: str, boot_image: str, arch: str = "amd64") -> Accel:
     """'kvm' when KVM boots a kernel to its first frame quickly, else 'tcg'.
     Nested KVM can exist and hang: the probe boots for real with a short
     deadline. KPC_ACCEL=kvm|tcg skips the probe. Remembered per boot of
@@ -357,9 +115,9 @@ def accelerator(kernel_image, boot_image, arch="amd64"):
     if arch != HOST_ARCH:
         if forced == "kvm":
             raise GuestError(f"KPC_ACCEL=kvm: an {arch} guest cannot use KVM on this {os.uname().machine} host")
-        return "tcg", f"an {arch} guest on an {os.uname().machine} host (emulated)"
+        return Accel("tcg", f"an {arch} guest on an {os.uname().machine} host (emulated)")
     if forced:
-        return forced, f"KPC_ACCEL={forced}"
+        return Accel(forced, f"KPC_ACCEL={forced}")
     if "accel" in _ACCEL:
         return _ACCEL["accel"]
     try:
@@ -371,22 +129,22 @@ def accelerator(kernel_image, boot_image, arch="amd64"):
         with open(memo) as f:
             saved = json.load(f)
         if saved.get("boot_id") == boot_id:
-            _ACCEL["accel"] = (saved["accel"], saved["why"])
+            _ACCEL["accel"] = Accel(saved["accel"], saved["why"])
             return _ACCEL["accel"]
     except (OSError, ValueError, KeyError):
         pass
-    result = ("tcg", "no /dev/kvm")
+    result = Accel("tcg", "no /dev/kvm")
     if os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK):
         t0 = time.monotonic()
         ok, said = _probe_kvm(kernel_image, boot_image)
         dt = time.monotonic() - t0
-        result = ("kvm", f"KVM booted a kernel in {dt:.1f} s") if ok else (
+        result = Accel("kvm", f"KVM booted a kernel in {dt:.1f} s") if ok else Accel(
             "tcg", f"KVM did not boot a kernel ({dt:.1f} s; qemu said: {said or 'nothing'})")
     _ACCEL["accel"] = result
     try:
         os.makedirs(CACHE, exist_ok=True)
         with open(memo, "w") as f:
-            json.dump({"boot_id": boot_id, "accel": result[0], "why": result[1]}, f)
+            json.dump({"boot_id": boot_id, "accel": result.name, "why": result.why}, f)
     except OSError:
         pass
     return result
@@ -412,7 +170,7 @@ def _probe_kvm(kernel_image, boot_image, deadline_s=8.0):
 _TSC = {}
 
 
-def host_tsc_khz():
+def host_tsc_khz() -> int:
     if "khz" not in _TSC:
         out = subprocess.run([paths.launcher(), "tsc-khz"], capture_output=True, text=True, timeout=10)
         try:
@@ -446,19 +204,24 @@ def _kill(proc):
 
 # ------------------------------------------------------------ one guest
 
+class ConsoleLine(typing.NamedTuple):
+    at: float          # when the host read it (time.monotonic())
+    text: str
+
+
 @dataclasses.dataclass
 class GuestRun:
     kernel: object
     accel: str = ""
     accel_why: str = ""
-    info: dict = None            # the guest's own report: release, flavors, caps
-    boot_s: float = None         # QEMU start -> first frame
-    suite_s: float = None        # first frame -> guest-done
+    info: dict | None = None            # the guest's own report: release, flavors, caps
+    boot_s: float | None = None         # QEMU start -> first frame
+    suite_s: float | None = None        # first frame -> guest-done
     wall_s: float = 0.0
-    console: list = dataclasses.field(default_factory=list)   # (host_mono, line)
-    crashes: list = dataclasses.field(default_factory=list)   # (host_mono, line)
-    failure: str = None          # the guest as a whole went wrong
-    launcher_rc: int = None
+    console: list = dataclasses.field(default_factory=list)   # [ConsoleLine]
+    crashes: list = dataclasses.field(default_factory=list)   # [ConsoleLine]: the kernel complaining
+    failure: str | None = None          # the guest as a whole went wrong
+    launcher_rc: int | None = None
 
 
 class Guest:
@@ -479,23 +242,7 @@ class Guest:
         self._reported = set()
         self._stop = threading.Event()
 
-    def _initrd(self):
-        base = base_image(self.arch)
-        mods = modules_image(self.kernel)
-        c = Cpio()
-        c.file("kpc/plan.jsonl", "".join(json.dumps(p) + "\n" for p in self.plan).encode())
-        c.file("kpc/jobs", f"{self.jobs}\n".encode())
-        sweep_stale()
-        fd, path = tempfile.mkstemp(prefix=f"initrd-{os.getpid()}-{self.kernel.release}-", suffix=".cpio",
-                                    dir=os.path.join(CACHE, "initramfs"))
-        with os.fdopen(fd, "wb") as out:
-            for part in (base, mods):
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
-            out.write(c.bytes())
-        return base, path
-
-    def argv(self, initrd, accel):
+    def argv(self, initrd: str, accel: str) -> list[str]:
         a = ARCH[self.arch]
         cmdline = (f"console={a['console']} loglevel=5 panic=-1 oops=panic rdinit=/init "
                    f"hung_task_timeout_secs=0 nokaslr{a['cmdline']}")
@@ -523,20 +270,20 @@ class Guest:
             argv[argv.index("-m"):argv.index("-m")] = ["-cpu", "host"]
         return argv
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         with self._lock:
             if self._proc:
                 _kill(self._proc)
 
-    def execute(self):
+    def execute(self) -> GuestRun:
         """Blocking: boot, stream, supervise, clean up. Returns GuestRun."""
         r = self.run
         t0 = time.monotonic()
         initrd = None
         tmpdir = tempfile.mkdtemp(prefix=f"kpc-guest-{os.getpid()}-")
         try:
-            base, initrd = self._initrd()
+            base, initrd = run_initrd(self.kernel, self.arch, self.plan, self.jobs)
             r.accel, r.accel_why = accelerator(self.kernel.image, base, self.arch)
             sock = os.path.join(tmpdir, "events.sock")
             argv = [a.replace("@SOCK@", sock) for a in self.argv(initrd, r.accel)]
@@ -567,11 +314,11 @@ class Guest:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             now = time.monotonic()
             with self._lock:
-                r.console.append((now, line))
+                r.console.append(ConsoleLine(now, line))
                 if len(r.console) > 4000:
                     del r.console[:1000]
                 if self._console_watch.complaint(line):
-                    r.crashes.append((now, line))
+                    r.crashes.append(ConsoleLine(now, line))
                     for run_id in self._inflight:
                         self._crash_lines.setdefault(run_id, []).append(line)
             m = FRAME.search(line)
@@ -605,7 +352,7 @@ class Guest:
             if r.launcher_rc not in (0, None):
                 time.sleep(0.2)  # the guest prints the launcher's stderr on the console next
                 with self._lock:
-                    tail = " | ".join(line for _, line in r.console[-6:])
+                    tail = " | ".join(line.text for line in r.console[-6:])
                 r.failure = f"kpc-launch in the guest exited {r.launcher_rc}; console: {tail}"
             elif r.info is None:
                 r.failure = "the guest's report of itself was unreadable: " + "; ".join(self._garbled[:3])
@@ -676,20 +423,15 @@ class Guest:
                     r.failure = f"the guest ended (qemu exit {self._proc.returncode}) before finishing the plan"
                     if r.crashes:
                         when = "while booting" if r.info is None else "while running the plan"
-                        r.failure += f"; the kernel crashed {when}: {r.crashes[0][1].strip()}"
+                        r.failure += f"; the kernel crashed {when}: {r.crashes[0].text.strip()}"
                 break
             if r.info is None and now - t0 > BOOT_DEADLINE_S:
                 r.failure = f"the guest did not start kpc within {BOOT_DEADLINE_S:g} s of booting"
                 break
             with self._lock:
-                late = [(rid, now - st) for rid, (st, dl) in self._inflight.items() if now - st > dl]
-            if late:
-                rid, dt = late[0]
-                r.failure = (f"the guest stopped answering: {rid} ran {dt:.0f} s, past its deadline "
-                             f"(its timeout + {RECOVERY_ALLOWANCE_S:g} s of recovery)")
-                break
-            if now - t0 > total:
-                r.failure = f"the guest exceeded its whole-plan deadline of {total:.0f} s"
+                why = targets.overdue("the guest", now, t0, total, self._inflight)
+            if why:
+                r.failure = why
                 break
         if self._done.is_set():
             # the guest reboots itself; give it a moment, then kill
@@ -703,7 +445,7 @@ class Guest:
 
     def _finish_unreported(self):
         r = self.run
-        tail = [line for _, line in r.console[-25:]]
+        tail = [line.text for line in r.console[-25:]]
         for p in self.plan:
             rid = p["run"]
             if rid in self._reported:

@@ -5,6 +5,8 @@ a device where a file should be, or bytes that are not UTF-8, must be an
 input error naming the file (exit 2), never a traceback, a hang on a FIFO
 or an endless read of /dev/zero."""
 
+from __future__ import annotations
+
 import os
 import stat
 
@@ -17,11 +19,11 @@ class InputFileError(Exception):
         super().__init__(message)
         self.line = line
 
-    def where(self, name):
+    def where(self, name: str) -> str:
         return f"{name}:{self.line}" if self.line else name
 
 
-def read_text(path):
+def read_text(path: str) -> str:
     """The file's text (UTF-8). Opens without blocking (a FIFO with no
     writer would wait forever) and reads only regular files."""
     try:
@@ -47,7 +49,7 @@ def read_text(path):
         raise InputFileError(f"not UTF-8 (byte 0x{data[e.start]:02x})", line=line) from None
 
 
-def list_dir(path):
+def list_dir(path: str) -> list[str]:
     """Sorted names in a directory; OSError becomes InputFileError."""
     try:
         return sorted(os.listdir(path))

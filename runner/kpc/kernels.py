@@ -26,6 +26,8 @@ only when the effective user owns it and no one else can write it
 (paths.cache_dir): whoever writes it chooses the kernel kpc boots as root.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import fcntl
@@ -44,6 +46,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from typing import Callable, Iterable
 
 from . import kver, paths
 from .build import say
@@ -57,7 +60,7 @@ ARCHES = ("amd64", "arm64")   # Debian's names; uname -m: x86_64, aarch64
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
-def meta(arch="amd64"):
+def meta(arch: str = "amd64") -> str:
     return f"linux-image-cloud-{arch}"
 
 
@@ -85,20 +88,20 @@ class Kernel:
     label: str              # the report's column: "6.1" or "bzImage"
     release: str            # uname -r
     image: str              # vmlinuz / bzImage path
-    modules: str            # lib/modules/<release> directory, or None
-    config: dict            # CONFIG_X -> value, or None
+    modules: str | None     # lib/modules/<release> directory, or None
+    config: dict | None     # CONFIG_X -> value, or None
     config_source: str
     origin: str             # "debian bookworm linux-image-... 6.1.176-1" or the path given
     arch: str = "amd64"     # Debian's architecture name: amd64 or arm64
-    home: str = None        # a cached Debian kernel's directory
-    files: dict = None      # its files (relative to home) -> SHA256 at extraction; None: a user's kernel
+    home: str | None = None        # a cached Debian kernel's directory
+    files: dict | None = None      # its files (relative to home) -> SHA256 at extraction; None: a user's kernel
     _checked: set = dataclasses.field(default_factory=set, repr=False, compare=False)
 
     @property
-    def version(self):
+    def version(self) -> tuple[int, ...] | None:
         return kver.parse(self.release)
 
-    def checked(self, path):
+    def checked(self, path: str) -> str:
         """`path`, after checking a cached kernel's file against the hash
         recorded when it was extracted: the cache is the only thing between
         the signed packages and what boots. A user's own kernel is taken
@@ -116,7 +119,7 @@ class Kernel:
         self._checked.add(path)
         return path
 
-    def module_closure(self, names):
+    def module_closure(self, names: Iterable[str]) -> list[str]:
         """Module files to load, dependencies first, for the wanted modules
         that are modules in this kernel (built-in or absent ones are not).
         Debian's packages ship no modules.dep (depmod makes it at install):
@@ -138,7 +141,7 @@ class Kernel:
             visit(n, frozenset())
         return order
 
-    def builtin(self, name):
+    def builtin(self, name: str) -> bool:
         """True when the kernel has `name` built in (modules.builtin)."""
         if not self.modules:
             return False
@@ -152,7 +155,7 @@ class Kernel:
             return False
 
 
-def sha256_file(path):
+def sha256_file(path: str) -> str:
     """SHA256 of a file, opened without following a symlink."""
     h = hashlib.sha256()
     try:
@@ -178,7 +181,7 @@ def _module_files(moddir):
     return files
 
 
-def module_bytes(path):
+def module_bytes(path: str) -> bytes:
     """A module's ELF, decompressed (.ko, .ko.xz, .ko.zst, .ko.gz)."""
     if path.endswith(".xz"):
         with lzma.open(path) as f:
@@ -194,12 +197,12 @@ def module_bytes(path):
         return f.read()
 
 
-def module_depends(path):
+def module_depends(path: str) -> list[str]:
     m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", module_bytes(path))
     return [d.decode().replace("-", "_") for d in m.group(1).split(b",") if d] if m else []
 
 
-def read_config(path):
+def read_config(path: str) -> dict[str, str]:
     config = {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -223,7 +226,7 @@ def _mirror(uri):
     return uri.rstrip("/")
 
 
-def debian_uri(etc="/etc/apt"):
+def debian_uri(etc: str = "/etc/apt") -> str:
     """The Debian archive URI configured on this machine (not -security)."""
     env = os.environ.get("KPC_DEBIAN_MIRROR")
     if env:     # set and not empty
@@ -263,7 +266,7 @@ def debian_uri(etc="/etc/apt"):
                       ".sources stanza); set KPC_DEBIAN_MIRROR=URI of a Debian mirror")
 
 
-def check_cache():
+def check_cache() -> str:
     """Check the cache and the directories a guest run uses in it before
     anything is fetched or booted (one line and exit 2 when someone else
     controls them, not a guest failure later). Returns the cache root."""
@@ -437,7 +440,7 @@ class Apt:
                 "-o", "Acquire::AllowDowngradeToInsecureRepositories=false",
                 "-o", "APT::Get::AllowUnauthenticated=false"]
 
-    def write_sources(self, uri):
+    def write_sources(self, uri: str) -> bool:
         if not os.path.exists(KEYRING):
             raise KernelError(f"{KEYRING} is missing: install debian-archive-keyring "
                               f"(apt verifies the kernels with it)")
@@ -456,13 +459,13 @@ class Apt:
         os.rename(tmp, self.sources)
         return True
 
-    def lists_age_s(self):
+    def lists_age_s(self) -> float | None:
         stamps = glob.glob(os.path.join(self.root, "lists", "*_InRelease"))
         if len(stamps) < len(SUITES):
             return None
         return time.time() - min(os.path.getmtime(p) for p in stamps)
 
-    def update(self):
+    def update(self) -> None:
         """apt-get update; any index that failed to download or verify is
         an error (an unreachable signed source next to a reachable other one
         was only a warning)."""
@@ -476,7 +479,7 @@ class Apt:
             for t in touch:
                 os.utime(t)
 
-    def madison(self, pkg):
+    def madison(self, pkg: str) -> list[tuple[str, str]]:
         """[(version, suite)] for a package."""
         proc = _apt(["apt-cache", *self._opts(), "madison", pkg])
         if proc.returncode != 0:
@@ -489,7 +492,7 @@ class Apt:
                 rows.append((parts[1], m.group(1) if m else "?"))
         return rows
 
-    def show(self, pkg, version):
+    def show(self, pkg: str, version: str) -> dict[str, str]:
         proc = _apt(["apt-cache", *self._opts(), "show", f"{pkg}={version}"])
         if proc.returncode != 0:
             raise KernelError(f"apt-cache show {pkg}={version}: {' '.join(proc.stderr.split())}")
@@ -502,7 +505,7 @@ class Apt:
                 fields[key] = v.strip()
         return fields
 
-    def download_dir(self):
+    def download_dir(self) -> str:
         """An empty directory for apt-get download that apt's sandbox user
         can write (apt-get download writes into its working directory)."""
         path = os.path.join(self.root, "download")
@@ -510,7 +513,7 @@ class Apt:
             shutil.rmtree(path)
         return _sandbox_dir(path, self.user)
 
-    def download(self, pkg, version, dest):
+    def download(self, pkg: str, version: str, dest: str) -> str:
         """apt-get download into `dest` (download_dir): apt checks the
         size and SHA256 from the signed lists."""
         proc = _apt(["apt-get", *self._opts(), "-q", "download", f"{pkg}={version}"], cwd=dest)
@@ -565,7 +568,7 @@ def _matches(request, version, suite):
     return version == request or version.startswith(request + ".") or version.startswith(request + "-")
 
 
-def fresh_lists(apt, refresh=None, uri=None):
+def fresh_lists(apt: Apt, refresh: bool | None = None, uri: str | None = None) -> Apt:
     """`apt` with its lists written and refreshed when missing, changed or
     older than LISTS_MAX_AGE_S (the caller holds the cache's lock)."""
     changed = apt.write_sources(uri or debian_uri())
@@ -582,7 +585,8 @@ def fresh_lists(apt, refresh=None, uri=None):
     return apt
 
 
-def resolve(requests, refresh=None, apt=None, uri=None):
+def resolve(requests: list[str], refresh: bool | None = None, apt: Apt | None = None,
+            uri: str | None = None) -> tuple[Apt, list[tuple[str, str, str]]]:
     """Map each request (a version series like "6.1" or "7", or a suite
     name like "trixie") to (suite, version) of linux-image-cloud-<apt.arch>.
     A failed refresh is an error, except the periodic one of lists that
@@ -599,7 +603,8 @@ def resolve(requests, refresh=None, apt=None, uri=None):
     return apt, chosen
 
 
-def fetch_debian(requests, refresh=None, arch="amd64", label=None):
+def fetch_debian(requests: list[str], refresh: bool | None = None, arch: str = "amd64",
+                 label: Callable[[str], str] | None = None) -> list[Kernel]:
     """Kernels for version requests, downloading and extracting what is not
     in the cache yet, one kpc at a time per cache. The mirror is checked
     before anything is created or run. `label(request)`: the column's name
@@ -631,7 +636,7 @@ def _packages(apt, version):
     return debs
 
 
-def cache_name(suite, version, arch="amd64"):
+def cache_name(suite: str, version: str, arch: str = "amd64") -> str:
     """kernels/<this>: amd64 keeps the names older kpcs made."""
     return f"{suite}-{version}" if arch == "amd64" else f"{arch}-{suite}-{version}"
 
@@ -773,7 +778,7 @@ def _kernel_from(cache, info, label):
     return k
 
 
-def from_path(spec):
+def from_path(spec: str) -> Kernel:
     """--kernel path/to/bzImage[:modules-dir]: a kernel the user built. The
     release comes from the image header (the x86 boot protocol's
     kernel_version), or from the modules dir's name when the header has

@@ -19,6 +19,8 @@ files. Code-writing exercises live in labs/<name>/ (labs/init-exercise:
 write a container init until the staged checks pass).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import errno
 import hashlib
@@ -31,9 +33,15 @@ import stat
 import subprocess
 import sys
 import tempfile
+import typing
+from typing import Callable, TYPE_CHECKING, TextIO
 
 from . import cases as cases_mod
 from . import envinfo, manpages, paths, requirements, safefile, session, tables, tomlread, values
+
+if TYPE_CHECKING:
+    import argparse
+    from . import cases, evaluate
 
 UNITS = (
     ("basics", "Basics: exit status, zombies, signal masks and dispositions across fork and exec"),
@@ -55,7 +63,7 @@ class LabError(Exception):
     its InputError)."""
 
 
-def clean(text, limit=400):
+def clean(text: object, limit: int = 400) -> str:
     """Text from a student's file or input, safe for a terminal: control
     and direction-changing characters shown as escapes, length bounded."""
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
@@ -65,7 +73,7 @@ def clean(text, limit=400):
 
 # ---------------------------------------------------------------- notes
 
-def read_note(case):
+def read_note(case: cases.Case) -> str:
     try:
         with open(case.note_path, encoding="utf-8") as f:
             return f.read()
@@ -73,12 +81,12 @@ def read_note(case):
         return ""
 
 
-def paragraphs(text):
+def paragraphs(text: str) -> list[str]:
     body = text.split("\n", 1)[1] if text.startswith("#") else text
     return [p.strip("\n") for p in re.split(r"\n\s*\n", body) if p.strip()]
 
 
-def question(text):
+def question(text: str) -> str:
     """The note's question: its **Predict.** (or **Question.**) paragraph."""
     for para in paragraphs(text):
         if para.lstrip().startswith(("**Predict.**", "**Predict:**", "**Question.**")):
@@ -86,7 +94,7 @@ def question(text):
     return ""
 
 
-def plain(md):
+def plain(md: str) -> str:
     """Markdown as a terminal shows it: no ** markers."""
     return md.replace("**", "")
 
@@ -101,7 +109,7 @@ class Demo:
     expected: list
 
 
-def demo_blocks(text):
+def demo_blocks(text: str) -> list[list[str]]:
     """The runnable commands of the note's See-it-yourself section, as
     blocks (one shell session each): the indented lines that start with
     '$ ' or '# ' and the output lines under them."""
@@ -144,7 +152,7 @@ def _unfinished(command):
     return False
 
 
-def strip_comment(line):
+def strip_comment(line: str) -> str:
     """'grep SigBlk x   # why' -> 'grep SigBlk x' (a '#' after two spaces
     starts a comment in the notes' demos)."""
     return re.split(r"\s{2,}#\s", line, maxsplit=1)[0].rstrip()
@@ -162,7 +170,7 @@ class Exercise:
     avoid: dict             # key -> table values (examples must differ from them)
 
     @property
-    def run_case(self):
+    def run_case(self) -> str:
         """The case as this exercise runs it: only its variant, with the
         student's parameters as probe arguments."""
         extra = []
@@ -172,7 +180,7 @@ class Exercise:
                                    args=list(self.case.args) + extra)
 
 
-def params_for(case, seed):
+def params_for(case: cases.Case, seed: str | None) -> dict:
     """The student's parameter values: the defaults (what the tables say)
     without a seed; otherwise a choice derived from the seed, the case and
     the parameter, so it is the same on every machine and run."""
@@ -186,7 +194,7 @@ def params_for(case, seed):
     return out
 
 
-def param_rows(case, params):
+def param_rows(case: cases.Case, params: dict) -> dict:
     """key -> the expected value under these parameters."""
     rows = {}
     for name, value in params.items():
@@ -195,24 +203,24 @@ def param_rows(case, params):
     return rows
 
 
-def setup_steps(case, params):
+def setup_steps(case: cases.Case, params: dict) -> list[str]:
     return [step.format(**params) for step in case.lab.setup]
 
 
-def table_values(tbl, case_id, key):
+def table_values(tbl: tables.Tables, case_id: str, key: str) -> list[str]:
     """The values a key's rows expect; a row that only reports the value
     (tables.REPORTED) expects none."""
     return [r.value for r in tbl.rows_for(case_id, key) if r.value != tables.REPORTED]
 
 
-def form_of(case, tbl, key):
+def form_of(case: cases.Case, tbl: tables.Tables, key: str) -> values.Form:
     spec = case.lab.forms.get(key)
     if spec:
         return values.form(spec)
     return values.infer_form(key, table_values(tbl, case.id, key))
 
 
-def keys_of(case, tbl, variant):
+def keys_of(case: cases.Case, tbl: tables.Tables, variant: str) -> list[str]:
     """The keys a run of `variant` can record: those with a row whose
     variant condition (if any) admits it, in table order."""
     keys = []
@@ -223,7 +231,7 @@ def keys_of(case, tbl, variant):
     return keys
 
 
-def prepare(case, tbl, variant=None, seed=None):
+def prepare(case: cases.Case, tbl: tables.Tables, variant: str | None = None, seed: str | None = None) -> Exercise:
     variant = variant if variant is not None else (case.lab.variant or (case.variants[0] if case.variants else ""))
     if case.variants and variant not in case.variants:
         raise LabError(f"{case.id} has variants {', '.join(case.variants)}; not '{clean(variant, 60)}'")
@@ -238,7 +246,7 @@ def prepare(case, tbl, variant=None, seed=None):
     return Exercise(case, variant, params, asked, forms, avoid)
 
 
-def read_answer(ex, key, text):
+def read_answer(ex: Exercise, key: str, text: str) -> str:
     """A prediction in the key's form -> canonical text; ValueError_ says
     what is expected."""
     return ex.forms[key].read(text)
@@ -246,7 +254,7 @@ def read_answer(ex, key, text):
 
 # ---------------------------------------------------------------- asking
 
-def parse_predicts(ex, predicts, known):
+def parse_predicts(ex: Exercise, predicts: list[str] | None, known: list[str]) -> dict:
     """--predict KEY=VALUE ... -> {key: (raw, canonical)}; bad input is a
     LabError before anything runs."""
     given = {}
@@ -264,7 +272,7 @@ def parse_predicts(ex, predicts, known):
     return given
 
 
-def ask(ex, inp, out, echo):
+def ask(ex: Exercise, inp: TextIO, out: TextIO, echo: bool) -> dict:
     """Ask each key; one line answers one prompt. A bad answer is explained
     and asked again (also when the lines are piped: the next line is the
     retry). `key = value` answers that key out of turn. '?' explains the
@@ -340,7 +348,9 @@ def _tables_for(tbl, ex):
     return out
 
 
-def run(ex, all_cases, tbl, env, requested_flavor=None, say=None):
+def run(ex: Exercise, all_cases: dict[str, cases.Case], tbl: tables.Tables, env: envinfo.Environment,
+        requested_flavor: str | None = None, say: Callable[[str], object] | None = None,
+        ) -> tuple[evaluate.Verdict | None, session.Item | None, str | None]:
     """Run the exercise once: (verdict, item, flavor). A run that skips in
     the preferred flavor is tried in the next one that may work (a probe
     that makes its own PID namespace skips as non-root in host; userns
@@ -373,7 +383,7 @@ class Mark:
     why: str = ""
 
 
-def mark(ex, given, verdict):
+def mark(ex: Exercise, given: dict, verdict: evaluate.Verdict) -> list[Mark]:
     """Compare predictions with what the kernel recorded. Keys the run did
     not record (it skipped, hung first, broke) are 'ungraded': a skip or a
     hang is never the student's fault."""
@@ -398,7 +408,7 @@ def mark(ex, given, verdict):
     return marks
 
 
-def score(marks, blanks_count=False):
+def score(marks: list[Mark], blanks_count: bool = False) -> tuple[int, int]:
     """(right, out of). A lab counts the predictions made; a grade also
     counts a key left blank that the kernel recorded (it scores 0)."""
     right = sum(m.result == "right" for m in marks)
@@ -407,7 +417,7 @@ def score(marks, blanks_count=False):
     return right, graded
 
 
-def show_value(form, text):
+def show_value(form: values.Form, text: str) -> str:
     if not text:
         return ""
     if form.name in ("sigset", "signal"):
@@ -429,14 +439,14 @@ def _difference(form, read, kernel):
 
 # ---------------------------------------------------------------- kpc lab
 
-def header(case, position=None):
+def header(case: cases.Case, position: str | None = None) -> str:
     lab = case.lab
     bits = [x for x in (f"lab {position}" if position else "", lab.difficulty,
                         f"unit {lab.unit}" if lab.unit else "") if x]
     return f"== {case.id}" + (f" ({', '.join(bits)})" if bits else "") + " =="
 
 
-def print_exercise(ex, out, flavor_line="", seed=None):
+def print_exercise(ex: Exercise, out: TextIO, flavor_line: str = "", seed: str | None = None) -> None:
     case = ex.case
     pos = course_positions(None).get(case.id) if case.lab.unit else None
     out.write(header(case, pos) + "\n")
@@ -459,13 +469,14 @@ def print_exercise(ex, out, flavor_line="", seed=None):
         out.write(f"  (your parameters, from seed {clean(seed, 60)}: {params})\n")
 
 
-def print_keys(ex, out):
+def print_keys(ex: Exercise, out: TextIO) -> None:
     width = max([len(k) for k in ex.keys] + [3])
     for k in ex.keys:
         out.write(f"  {k.ljust(width)}  {ex.forms[k].prompt(ex.avoid[k])}\n")
 
 
-def run_lab(args, all_cases, tbl, ensure_build, out=sys.stdout, inp=sys.stdin):
+def run_lab(args: argparse.Namespace, all_cases: dict[str, cases.Case], tbl: tables.Tables,
+            ensure_build: Callable[[], None], out: TextIO = sys.stdout, inp: TextIO = sys.stdin) -> int:
     """kpc lab ID: predict, run, compare, then the rule and the note."""
     if args.id in exercise_names():
         return init_exercise(args, all_cases, tbl, ensure_build, out)
@@ -510,7 +521,8 @@ def run_lab(args, all_cases, tbl, ensure_build, out=sys.stdout, inp=sys.stdin):
     return 0 if right == graded else 1
 
 
-def report(ex, marks, verdict, flavor, env, out, reveal=True):
+def report(ex: Exercise, marks: list[Mark], verdict: evaluate.Verdict | None, flavor: str | None,
+           env: envinfo.Environment, out: TextIO, reveal: bool = True) -> None:
     out.write(f"\nThe kernel ({env.kernel}, flavor {flavor}) recorded:\n")
     keys = list(ex.keys) + [k for k in verdict.observations if k not in ex.keys]
     width = max([len(k) for k in keys] + [3])
@@ -566,7 +578,7 @@ def _skip_advice(case, reason):
 
 # ---------------------------------------------------------------- answer files
 
-def read_answer_file(path):
+def read_answer_file(path: str) -> dict:
     """An answer file (TOML) -> dict. It is untrusted input read as root:
     a regular file opened without following a symbolic link, at most 1
     MiB, UTF-8."""
@@ -607,7 +619,7 @@ def _flatten(table, prefix=""):
     return out
 
 
-def answers_of(doc):
+def answers_of(doc: dict) -> tuple[str | None, str, dict[str, dict[str, str]]]:
     """(student, seed, {case id: {key: raw}}) from an answer file's TOML."""
     student = doc.get("student")
     seed = doc.get("seed", student)
@@ -619,7 +631,7 @@ def _toml_str(text):
     return json.dumps(str(text), ensure_ascii=False)
 
 
-def save_answers(path, case_id, answers, seed):
+def save_answers(path: str, case_id: str, answers: dict, seed: str) -> None:
     """Add (or replace) one lab's answers in an answer file."""
     doc = {}
     if os.path.lexists(path):
@@ -638,7 +650,7 @@ def save_answers(path, case_id, answers, seed):
     write_file(path, "\n".join(lines) + "\n")
 
 
-def write_file(path, data):
+def write_file(path: str, data: str | bytes) -> None:
     """Grades, answer files, handouts: written without following a planted
     symbolic link and without a predictable temporary name (kpc may run as
     root in a shared directory): kpc's safefile writer."""
@@ -647,7 +659,8 @@ def write_file(path, data):
 
 # ---------------------------------------------------------------- kpc grade
 
-def grade(args, all_cases, tbl, ensure_build, out=sys.stdout):
+def grade(args: argparse.Namespace, all_cases: dict[str, cases.Case], tbl: tables.Tables,
+          ensure_build: Callable[[], None], out: TextIO = sys.stdout) -> int:
     """Score a class: each answer file's labs are run with that student's
     parameters (one run per distinct case and parameters) and compared
     key by key. Scores per student and per key; --json for the gradebook."""
@@ -734,7 +747,7 @@ def grade(args, all_cases, tbl, ensure_build, out=sys.stdout):
 
 # ---------------------------------------------------------------- the course
 
-def course(all_cases):
+def course(all_cases: dict[str, cases.Case]) -> list[tuple[str, list[str]]]:
     """[(unit, [case ids in order])]: units in UNITS order; inside a unit,
     prerequisites first, then easy before hard, then by id."""
     rank = {d: i for i, d in enumerate(cases_mod.DIFFICULTIES)}
@@ -760,7 +773,7 @@ def course(all_cases):
 _POSITIONS = {}
 
 
-def course_positions(all_cases):
+def course_positions(all_cases: dict[str, cases.Case] | None) -> dict[str, str]:
     """case id -> '1.3' (unit number . place in the unit)."""
     if all_cases is None:
         return _POSITIONS
@@ -771,7 +784,7 @@ def course_positions(all_cases):
     return _POSITIONS
 
 
-def first_sentence(text, limit=100):
+def first_sentence(text: str, limit: int = 100) -> str:
     q = re.sub(r"^\*\*[^*]+\*\*\s*", "", text).replace("\n", " ")
     q = re.sub(r"\s+", " ", q).strip()
     m = re.match(r"(.+?[.?!])(\s|$)", q)
@@ -779,7 +792,7 @@ def first_sentence(text, limit=100):
     return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
-def list_course(all_cases, out=sys.stdout):
+def list_course(all_cases: dict[str, cases.Case], out: TextIO = sys.stdout) -> int:
     positions = course_positions(all_cases)
     titles = dict(UNITS)
     out.write("The course path: do the labs in this order. `./kpc lab ID` runs one, `./kpc handout ID` "
@@ -806,7 +819,7 @@ def list_course(all_cases, out=sys.stdout):
 
 # ---------------------------------------------------------------- handouts
 
-def handout_markdown(case, tbl, seed=None):
+def handout_markdown(case: cases.Case, tbl: tables.Tables, seed: str | None = None) -> str:
     """The lab sheet: question, setup, what to predict and in which form,
     the commands to see it yourself, how to check and hand in. No answer:
     no summary, no expected rows, no note body, no story."""
@@ -850,7 +863,7 @@ def handout_markdown(case, tbl, seed=None):
     return "\n".join(lines)
 
 
-def handout_html(markdown_text, title):
+def handout_html(markdown_text: str, title: str) -> str:
     """A small HTML rendering of a handout (for --pdf)."""
     import html as html_mod
     out, in_code, in_table, in_list = [], False, False, False
@@ -906,7 +919,7 @@ def handout_html(markdown_text, title):
             + "\n".join(out))
 
 
-def to_pdf(html_text):
+def to_pdf(html_text: str) -> bytes:
     """PDF bytes from HTML by headless Chromium (Debian's chromium), in a
     private temporary directory."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -925,7 +938,8 @@ def to_pdf(html_text):
             return f.read()
 
 
-def handout(args, all_cases, tbl, out=sys.stdout):
+def handout(args: argparse.Namespace, all_cases: dict[str, cases.Case], tbl: tables.Tables,
+            out: TextIO = sys.stdout) -> int:
     course_positions(all_cases)
     ids = args.id
     docs = []
@@ -952,19 +966,19 @@ def handout(args, all_cases, tbl, out=sys.stdout):
 
 # ---------------------------------------------------------------- code exercises (labs/)
 
-def exercise_names():
+def exercise_names() -> list[str]:
     try:
         return sorted(d for d in os.listdir(LABS_DIR) if os.path.isfile(os.path.join(LABS_DIR, d, "checks.toml")))
     except OSError:
         return []
 
 
-def load_exercise(name):
+def load_exercise(name: str) -> dict:
     with open(os.path.join(LABS_DIR, name, "checks.toml"), "rb") as f:
         return tomlread.loads(f.read().decode("utf-8"))
 
 
-def exercise_summary(name):
+def exercise_summary(name: str) -> str:
     try:
         return load_exercise(name).get("summary", name)
     except (OSError, tomlread.TOMLError):
@@ -995,7 +1009,8 @@ def _init_prefix(path, workdir):
     return [path]
 
 
-def init_exercise(args, all_cases, tbl, ensure_build, out=sys.stdout):
+def init_exercise(args: argparse.Namespace, all_cases: dict[str, cases.Case], tbl: tables.Tables,
+                  ensure_build: Callable[[], None], out: TextIO = sys.stdout) -> int:
     """kpc lab init-exercise --init FILE: run the runtime cases under the
     student's init and report the staged checks, easy to hard; the first
     stage that fails names what to fix next."""
@@ -1023,8 +1038,14 @@ def init_exercise(args, all_cases, tbl, ensure_build, out=sys.stdout):
     return report_stages(spec, verdicts, out)
 
 
+class _Checked(typing.NamedTuple):
+    seen: object       # the observed value (None: not recorded)
+    want: object       # the expected value, canonical (None: no row)
+    verdict: object    # the run's evaluate.Verdict
+
+
 def _check_key(check, verdicts):
-    """'case:variant:key' -> (observed, expected, item verdict) or None."""
+    """'case:variant:key' -> _Checked, or None when the run is missing."""
     parts = check.split(":")
     cid, variant, key = (parts[0], "", parts[1]) if len(parts) == 2 else parts
     got = verdicts.get((cid, variant))
@@ -1040,10 +1061,10 @@ def _check_key(check, verdicts):
             want = values.canonical(types.get(key, "str"), row["value"])
         except values.ValueError_:
             want = row["value"]
-    return seen, want, v
+    return _Checked(seen, want, v)
 
 
-def report_stages(spec, verdicts, out):
+def report_stages(spec: dict, verdicts: dict, out: TextIO) -> int:
     passed = 0
     stages = spec["stage"]
     failed_at = None
@@ -1052,8 +1073,8 @@ def report_stages(spec, verdicts, out):
         for check in st["checks"]:
             got = _check_key(check, verdicts)
             key = check.split(":")[-1]
-            if got is None or got[0] is None or got[1] is None:
-                v = got[2] if got else None
+            if got is None or got.seen is None or got.want is None:
+                v = got.verdict if got else None
                 ungraded.append(f"{key}: " + (f"not recorded ({v.verdict}: {v.reason})" if v else "not run"))
                 continue
             seen, want, _ = got
@@ -1088,7 +1109,24 @@ def report_stages(spec, verdicts, out):
 
 # ---------------------------------------------------------------- kpc check
 
-def lint(all_cases, tbl):
+def note_problems(case: cases.Case) -> list[str]:
+    """A case has a lab note, with a question to predict and a way to see
+    it yourself (for `kpc check`)."""
+    rel_note = os.path.relpath(case.note_path, paths.ROOT)
+    if not os.path.exists(case.note_path):
+        return [f"{case.id}: no lab note {rel_note}"]
+    with open(case.note_path, encoding="utf-8") as f:
+        note = f.read()
+    problems = []
+    if not any(m in note for m in ("**Predict.**", "**Predict:**", "**Question.**")):
+        problems.append(f"{case.id}: {rel_note} has no question to predict (a '**Predict.**' paragraph)")
+    if "see it yourself" not in note.lower() and "/proc" not in note:
+        problems.append(f"{case.id}: {rel_note} does not say how to see it yourself "
+                        f"(a '**See it yourself.**' paragraph)")
+    return problems
+
+
+def lint(all_cases: dict[str, cases.Case], tbl: tables.Tables) -> list[str]:
     """Problems with the course metadata and notes (for `kpc check`)."""
     problems = []
     unit_rank = {u: i for i, u in enumerate(UNIT_NAMES)}
@@ -1163,7 +1201,7 @@ def lint(all_cases, tbl):
     return problems
 
 
-def check_quotes(all_cases):
+def check_quotes(all_cases: dict[str, cases.Case]) -> tuple[list[str], str]:
     """(problems, note): every man-page quote verbatim in the installed
     page; `note` says what was not checked and why."""
     problems, others = [], 0

@@ -1,18 +1,25 @@
 """Driving kpc-launch in batch mode: a plan in, a stream of events out."""
 
+from __future__ import annotations
+
 import json
 import os
 import select
 import subprocess
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from . import paths, runtimes
+
+if TYPE_CHECKING:
+    from . import cases
 
 ENGINE_HANG_MS = 10000  # the no-progress threshold for runs under a container engine or OCI runtime
 
 
-def plan_entry(run_id, case, variant, flavor, runtime=None, probe_dir=None):
+def plan_entry(run_id: str, case: cases.Case, variant: str, flavor: str, runtime: runtimes.Runtime | None = None,
+               probe_dir: str | None = None) -> dict:
     """One line of a launcher plan. PROBE_DIR: where the probes are on the
     machine that runs it (default: this build's)."""
     env = {}
@@ -135,7 +142,7 @@ class Batch:
         self._stderr_thread.join(timeout=self.LINGER_S)
         self._on_exit(rc, bytes(self._stderr).decode("utf-8", "replace"))
 
-    def stop(self):
+    def stop(self) -> None:
         """Ask the launcher to recover every run and exit (SIGTERM)."""
         if self._proc.poll() is None:
             self._proc.terminate()

@@ -20,6 +20,8 @@ rendered device (lava/device-qemu-tcg.yaml, from lava-server's qemu.jinja2
 with no_kvm) is in the repository.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess
@@ -29,7 +31,7 @@ import tempfile
 
 import json
 
-from . import guest, kernels, paths
+from . import guest_image, kernels, paths
 
 PYTHON = "/usr/bin/python3"
 PROMPT = "kpc-lava# "
@@ -69,7 +71,7 @@ def _libs(binary):
     return libs
 
 
-def python_files(bundle_dir):
+def python_files(bundle_dir: str) -> tuple[list[str], str]:
     """The files a Python needs to run the bundle's runner: found by running
     it here (-X importtime lists every module imported), for a real run that
     writes every format."""
@@ -112,13 +114,13 @@ def python_files(bundle_dir):
     return sorted(files), real
 
 
-def ramdisk(bundle_tar, kernel, out):
+def ramdisk(bundle_tar: str | None, kernel: kernels.Kernel, out: str) -> int:
     """Write the single-archive ramdisk to OUT (uncompressed newc: LAVA
     repacks it on every job, and gzip is the slow part)."""
-    c = guest.Cpio()
+    c = guest_image.Cpio()
     for d in ("proc", "sys", "dev", "tmp", "run", "root", "etc", "opt", "usr/bin", "sbin", "usr/sbin"):
         c.dir(d)
-    with open(guest.BUSYBOX, "rb") as f:
+    with open(guest_image.BUSYBOX, "rb") as f:
         c.file("bin/busybox", f.read(), 0o755)
     c.symlink("bin/sh", "busybox")
     c.file("init", INIT.replace("@PROMPT@", PROMPT).encode(), 0o755)
@@ -152,7 +154,9 @@ def ramdisk(bundle_tar, kernel, out):
     return len(data)
 
 
-def job(kernel_image, ramdisk_path, append, definition_text, timeout_min=20):
+def job(kernel_image: str, ramdisk_path: str, append: str,
+        definition_text: str,
+        timeout_min: int = 20) -> dict:
     """The LAVA job as a dict (yaml.safe_dump it): deploy to tmpfs with
     LAVA's overlay in the ramdisk, boot with QEMU, run kpc's test
     definition (inline: the repository file's own content)."""
@@ -175,7 +179,7 @@ def job(kernel_image, ramdisk_path, append, definition_text, timeout_min=20):
         ]}
 
 
-def run_job(job_path, outdir, job_id):
+def run_job(job_path: str, outdir: str, job_id: str) -> tuple[int, str]:
     """lava-run, its log in OUTDIR/job.log; returns (exit status, log path)."""
     log = os.path.join(outdir, "job.log")
     with open(log, "wb") as f:
@@ -184,7 +188,7 @@ def run_job(job_path, outdir, job_id):
     return rc, log
 
 
-def results(log_path):
+def results(log_path: str) -> dict[str, dict[str, str]]:
     """{definition: {case: result}} from lava-run's log: each line is a YAML
     record; the test cases are the records of level 'results'."""
     import yaml

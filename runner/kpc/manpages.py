@@ -11,11 +11,17 @@ mail, POSIX) are listed as not checked: there is no installed copy to
 check them against.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import re
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import cases
 
 MAN_DIR = "/usr/share/man"
 _SOURCE = re.compile(r"^([a-z_][a-z0-9_.-]*)\((\d)\)([^:]*):\s+(.*)$", re.S)
@@ -27,7 +33,7 @@ class NotInstalled(Exception):
     """The man pages (or `man`) are not on this machine."""
 
 
-def split_quote(quote):
+def split_quote(quote: str) -> tuple[str, str, list[str]] | None:
     """'page(N) label: a ... b' -> ('page', 'N', ['a', 'b']); None when the
     source is not a man page."""
     m = _SOURCE.match(quote.strip())
@@ -37,11 +43,11 @@ def split_quote(quote):
     return m.group(1), m.group(2), fragments
 
 
-def normalise(text):
+def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.translate(_FOLD)).strip()
 
 
-def available():
+def available() -> str | None:
     """Why quotes cannot be checked here, or None."""
     if shutil.which("man") is None:
         return "`man` is not installed (apt install man-db)"
@@ -51,7 +57,7 @@ def available():
 
 
 @functools.lru_cache(maxsize=None)
-def page_text(page, section):
+def page_text(page: str, section: str) -> str:
     """The page as `man` renders it, without hyphenation or justification,
     on one very long line per paragraph, normalised."""
     path = os.path.join(MAN_DIR, f"man{section}", f"{page}.{section}.gz")
@@ -64,7 +70,7 @@ def page_text(page, section):
     return normalise(out.stdout)
 
 
-def check_quote(quote):
+def check_quote(quote: str) -> str | None:
     """None when every fragment is in the page, in order; else what is
     wrong. Raises NotInstalled when nothing can be checked here."""
     parts = split_quote(quote)
@@ -88,12 +94,12 @@ def check_quote(quote):
     return None
 
 
-def quotes_of(case):
+def quotes_of(case: cases.Case) -> list[str]:
     q = case.provenance.get("quote")
     if not q:
         return []
     return [q] if isinstance(q, str) else list(q)
 
 
-def is_man_quote(quote):
+def is_man_quote(quote: str) -> bool:
     return split_quote(quote) is not None

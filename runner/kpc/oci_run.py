@@ -66,6 +66,8 @@ crun 1.8 once the container is set up and released) and logged an error
 to its own --log file, which the workload cannot write to.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import fcntl
 import json
@@ -78,6 +80,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable, Iterable
 
 KPC_OCI = "/run/kpc-oci"
 STATE_DIR, BUNDLES_DIR, LOCKS_DIR = "state", "bundles", "locks"
@@ -96,7 +99,7 @@ def _build_dir():
     return os.environ.get("KPC_BUILD_DIR") or os.path.join(root, "build")
 
 
-def config(argv, build_dir):
+def config(argv: list[str], build_dir: str) -> dict:
     env = ["PATH=/usr/bin:/bin", "KPC_TMPDIR=/tmp"]
     env += [f"{k}={v}" for k, v in os.environ.items() if k.startswith("KPC_") and k != "KPC_TMPDIR"]
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]  # runc spec's defaults
@@ -155,7 +158,17 @@ def _private_dir(parent_fd, name, shown):
     return fd
 
 
-def open_top(create):
+def private_dir_if(parent_fd: int, name: str, shown: str, create: bool) -> int | None:
+    """_private_dir; None, when CREATE is False, if NAME does not exist."""
+    if not create:
+        try:
+            os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+    return _private_dir(parent_fd, name, shown)
+
+
+def open_top(create: bool) -> int | None:
     """fd of /run/kpc-oci, holding a shared flock on it for as long as the
     fd is open (remove_empty_layout takes it exclusively: it never removes
     the layout under a kpc that is using it); None when it does not exist
@@ -165,19 +178,16 @@ def open_top(create):
     for _ in range(20):
         pfd = _open_dir(parent)
         try:
-            if not create:
-                try:
-                    os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                except FileNotFoundError:
-                    return None
             try:
-                top = _private_dir(pfd, name, KPC_OCI)
+                top = private_dir_if(pfd, name, KPC_OCI, create)
             except OciError:
                 if not os.path.lexists(KPC_OCI):
                     if not create:
                         return None
                     continue   # removed between the mkdir and the open
                 raise
+            if top is None:
+                return None
         finally:
             os.close(pfd)
         fcntl.flock(top, fcntl.LOCK_SH)
@@ -217,7 +227,7 @@ def _rmdir_own(dir_fd, name):
         return False
 
 
-def remove_empty_layout():
+def remove_empty_layout() -> bool:
     """At the end of a session: remove kpc's directories under /run/kpc-oci
     (state/<runtime>, state, bundles, locks, engines, then kpc-oci itself)
     that are empty, with rmdir only, when no kpc holds the layout (its
@@ -368,16 +378,20 @@ def _unescape(field):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
+def read_lines(path: str) -> list[str]:
+    """The lines of a file (of /proc); [] when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
 def _cgroup_mounts():
     """[(fstype, mountpoint, root, super options)] of every cgroup and
     cgroup2 mount this process sees."""
     out = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return out
-    for line in lines:
+    for line in read_lines("/proc/self/mountinfo"):
         pre, _, post = line.partition(" - ")
         pre, post = pre.split(), post.split()
         if len(pre) >= 5 and len(post) >= 3 and post[0] in ("cgroup", "cgroup2"):
@@ -391,12 +405,7 @@ def _own_cgroup_dirs():
     runtime and the cleaner share their cgroups)."""
     mounts = _cgroup_mounts()
     out = set()
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return out
-    for line in lines:
+    for line in read_lines("/proc/self/cgroup"):
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -457,11 +466,12 @@ def _zombie(pid):
         return True
 
 
-def _kill_tasks(paths, cid):
-    """SIGKILL every live process in the container's cgroups; True if there
-    was any. Each PID is pinned with a pidfd first and its membership
-    checked after: a PID reused before the pidfd was opened is in no
-    container cgroup of ours, one reused after it is not the pidfd's."""
+def kill_cgroup_procs(paths: Iterable[str], member: Callable[[int], bool]) -> bool:
+    """SIGKILL every live process listed in the cgroup directories PATHS
+    that MEMBER(pid) says is ours; True if there was any. Each PID is
+    pinned with a pidfd first and its membership checked after: a PID
+    reused before the pidfd was opened is in no cgroup of ours, one reused
+    after it is not the pidfd's. (engine_run.py's cleanup uses it too.)"""
     any_left = False
     for path in paths:
         try:
@@ -475,7 +485,7 @@ def _kill_tasks(paths, cid):
             except OSError:
                 continue
             try:
-                if _in_cgroup(pid, cid) and not _zombie(pid):
+                if member(pid) and not _zombie(pid):
                     any_left = True
                     signal.pidfd_send_signal(pfd, signal.SIGKILL)
             except OSError:
@@ -483,6 +493,12 @@ def _kill_tasks(paths, cid):
             finally:
                 os.close(pfd)
     return any_left
+
+
+def _kill_tasks(paths, cid):
+    """SIGKILL every live process in the container's cgroups; True if there
+    was any."""
+    return kill_cgroup_procs(paths, lambda pid: _in_cgroup(pid, cid))
 
 
 def _populated(paths):
@@ -569,7 +585,7 @@ def _container_ids(tree, runtime):
     return {i for i in ids if CONTAINER_ID.fullmatch(i)}
 
 
-def sweep(runtime, budget_s=10.0, tree=None):
+def sweep(runtime: str, budget_s: float = 10.0, tree: dict[str, int] | None = None) -> str:
     """Delete the containers whose wrapper and runtime process are both
     gone (their lock can be taken): the second line behind the launcher's
     per-run cleanup. Quiet; returns what could not be removed."""
@@ -597,7 +613,7 @@ def sweep(runtime, budget_s=10.0, tree=None):
     return ", ".join(left)
 
 
-def cleanup(runtime, run_id, budget_s=15.0):
+def cleanup(runtime: str, run_id: str, budget_s: float = 15.0) -> str:
     """Delete every container of one run (ID-*), however the run ended.
     The launcher calls this after the run's process tree is gone, so a lock
     still held is waited for only briefly (a sweep may be removing the same
@@ -627,7 +643,7 @@ def cleanup(runtime, run_id, budget_s=15.0):
 UNIFIED = "/sys/fs/cgroup/unified"
 
 
-def hybrid_with_v2_controllers():
+def hybrid_with_v2_controllers() -> bool:
     """True on a host crun refuses: /sys/fs/cgroup a tmpfs (v1), a cgroup2
     mount at /sys/fs/cgroup/unified, and controllers in it."""
     mounts = {(mp, fstype) for fstype, mp, _, _ in _cgroup_mounts()}
@@ -656,12 +672,111 @@ def _detach_unified():
 
 # --- running ----------------------------------------------------------------------------------------------------
 
-def _record_skip(reason):
-    fd = int(os.environ.get("KPC_OBS_FD", "3"))
+# --- shared with engine_run.py: the observation fd, signals, the kill series, usage --------------------------------
+
+# SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU: sent alone, after the others (signal(7):
+# generating SIGCONT discards pending stop signals, and a stop signal a
+# pending SIGCONT -- two of them sent at once can lose one)
+JOB_CONTROL = (18, 20, 21, 22)
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT)
+
+
+def obs_fd() -> int:
+    """The observation fd the launcher gave the wrapper (KPC_OBS_FD, 3)."""
+    return int(os.environ.get("KPC_OBS_FD", "3"))
+
+
+def record_skip(reason: str, who: str = "kpc-oci") -> None:
+    """A `skip` record on the observation fd (stderr when it is gone)."""
     try:
-        os.write(fd, (json.dumps({"skip": reason[:900]}) + "\n").encode())
+        os.write(obs_fd(), (json.dumps({"skip": reason[:900]}) + "\n").encode())
     except OSError:
-        sys.stderr.write(f"kpc-oci: skip: {reason}\n")
+        sys.stderr.write(f"{who}: skip: {reason}\n")
+
+
+def report_lines(lines: list[str], fd: int | None = None) -> None:
+    """Plain lines for the probe on the observation fd (facts about the
+    runtime or engine, after the fact); a closed fd is not an error."""
+    for line in lines:
+        try:
+            os.write(obs_fd() if fd is None else fd, (line + "\n").encode())
+        except OSError:
+            pass
+
+
+def forward_signals(proc: subprocess.Popen) -> None:
+    """What the engine sends the wrapper goes on to PROC (the runtime or the
+    engine client, which proxies it into the container). Installed after
+    the spawn: a handler set before it would reset an ignored disposition
+    the runtime must see."""
+    for sig in FORWARDED:
+        signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+
+
+def kill_signals() -> list[int]:
+    """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal sets it):
+    SIGUSR2 to the wrapper means `kill` of its container with each signal
+    N in turn, each reported as "kill N RC" on the observation fd, then
+    "kills done" (podman's test/system/130-kill.bats). [] when not asked."""
+    return [int(w) for w in os.environ.get("KPC_KILL_SIGNALS", "").split(",") if w.isdigit() and 1 <= int(w) <= 64]
+
+
+def kill_in_series(signals: list[int], kill_one: Callable[[int], None], jobs: int) -> None:
+    """KILL_ONE(n) for every signal: a few at a time (each signal is
+    distinct: the order does not matter), then SIGCONT and the stop
+    signals one at a time, last (JOB_CONTROL)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(kill_one, [n for n in signals if n not in JOB_CONTROL]))
+    for n in signals:
+        if n in JOB_CONTROL:
+            kill_one(n)
+
+
+def parse_wrapper_argv(argv: list[str], flags: Iterable[str], valued: Iterable[str], usage: str,
+                       error: type[Exception]) -> tuple[dict, list[str]]:
+    """A wrapper's words: FLAGS (True when given), VALUED options (their
+    value), then `--` and the probe. -> (options, probe argv); ERROR(message)
+    is raised for a word it does not know or a missing value."""
+    opts, rest = {}, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest = argv[i + 1:]
+            break
+        if a in flags:
+            opts[a] = True
+            i += 1
+        elif a in valued:
+            if i + 1 >= len(argv):
+                raise error(f"{a} needs a value ({usage})")
+            opts[a] = argv[i + 1]
+            i += 2
+        else:
+            raise error(f"unknown argument '{a}' ({usage})")
+    return opts, rest
+
+
+def wrapper_main(name: str, errors: type[Exception] | tuple[type[Exception], ...], body: Callable[[], int]) -> int:
+    """BODY() as a wrapper's main: its errors (ERRORS: bad usage) are one
+    line and exit 2, an OSError one line and exit 1."""
+    try:
+        return body()
+    except errors as e:
+        sys.stderr.write(f"kpc: {name}: {e}\n")
+        return 2
+    except OSError as e:
+        sys.stderr.write(f"kpc: {name}: {e}\n")
+        return 1
+
+
+def cleanup_status(what: str, run_id: str, left: str) -> int:
+    """The exit status of `--cleanup`: 1, said on stderr, when something
+    of the run could not be removed."""
+    if left:
+        sys.stderr.write(f"kpc: {what} cleanup of {run_id}: could not remove {left}\n")
+        return 1
+    return 0
 
 
 def _read_at(dir_fd, name, limit=65536):
@@ -696,7 +811,7 @@ def _write_bundle(bundle_fd, probe_argv):
         json.dump(config(probe_argv, _build_dir()), f, indent=1)
 
 
-def run(runtime, run_id, probe_argv):
+def run(runtime: str, run_id: str, probe_argv: list[str]) -> int:
     name = os.path.basename(runtime)
     tree = _open_tree(create=True)
     root = _state_root(tree, runtime)
@@ -713,20 +828,16 @@ def run(runtime, run_id, probe_argv):
         bundle_fd = _open_dir(cid, tree[BUNDLES_DIR])
         try:
             _write_bundle(bundle_fd, probe_argv)
-            obs_fd = int(os.environ.get("KPC_OBS_FD", "3"))
-            # Forward what the engine sends us to the runtime (which proxies it
-            # into the container). Installed after the spawn: a handler set
-            # before it would reset an ignored disposition the runtime must see.
+            fd3 = obs_fd()
             proc = subprocess.Popen(_runtime_cmd(root, runtime, *_runtime_log_args(runtime, bundle + "/runtime.log"),
                                                  "run", "--bundle", bundle, "--pid-file", bundle + "/pid",
                                                  "--preserve-fds", "1", cid),
-                                    pass_fds=((obs_fd,) if obs_fd == 3 else ()) + (lock_fd,),
+                                    pass_fds=((fd3,) if fd3 == 3 else ()) + (lock_fd,),
                                     stdin=subprocess.DEVNULL, restore_signals=True,
                                     preexec_fn=_detach_unified if name.startswith("crun") and
                                     hybrid_with_v2_controllers() else None)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
-                signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-            series = _kill_series(root, runtime, cid, obs_fd)
+            forward_signals(proc)
+            series = _kill_series(root, runtime, cid, fd3)
             if series:
                 signal.signal(signal.SIGUSR2, series)
             rc = proc.wait()
@@ -735,7 +846,7 @@ def run(runtime, run_id, probe_argv):
             started = _read_at(bundle_fd, "pid") is not None
             error = _logged_error(_read_at(bundle_fd, "runtime.log"))
             if rc > 0 and not started and error:
-                _record_skip(f"{name} cannot run a container here: {error}")
+                record_skip(f"{name} cannot run a container here: {error}")
                 rc = 0
         finally:
             os.close(bundle_fd)
@@ -746,20 +857,14 @@ def run(runtime, run_id, probe_argv):
     return rc if rc >= 0 else 128 - rc
 
 
-def _kill_series(root, runtime, cid, obs_fd):
+def _kill_series(root, runtime, cid, fd):
     """KPC_KILL_SIGNALS=1,2,... (runtime_delivers_every_signal): a SIGUSR2
     handler that runs `RUNTIME kill ID N` for each N in turn (from the
     host's namespace: crun too), writing "kill N RC" per signal and then
-    "kills done" on the observation fd. None when not asked."""
-    sigs = [int(w) for w in os.environ.get("KPC_KILL_SIGNALS", "").split(",") if w.isdigit() and 1 <= int(w) <= 64]
+    "kills done" on the observation fd FD. None when not asked."""
+    sigs = kill_signals()
     if not sigs:
         return None
-
-    def say(line):
-        try:
-            os.write(obs_fd, (line + "\n").encode())
-        except OSError:
-            pass
 
     def one(n):
         try:
@@ -767,19 +872,11 @@ def _kill_series(root, runtime, cid, obs_fd):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
         except subprocess.TimeoutExpired:   # killed by run(): reported as a refusal
             rc = -1
-        say(f"kill {n} {rc}")
+        report_lines([f"kill {n} {rc}"], fd)
 
     def series():
-        # a few at a time (each signal is distinct: the order does not matter)
-        # SIGCONT and the stop signals one at a time, last (signal(7): SIGCONT
-        # discards a pending stop signal, and a stop signal a pending SIGCONT)
-        job_control = (18, 20, 21, 22)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(one, [n for n in sigs if n not in job_control]))
-        for n in sigs:
-            if n in job_control:
-                one(n)
-        say("kills done")
+        kill_in_series(sigs, one, jobs=4)
+        report_lines(["kills done"], fd)
 
     def handler(_signum, _frame):
         t = threading.Thread(target=series, daemon=True)
@@ -795,26 +892,9 @@ USAGE = ("usage: oci_run.py --runtime PATH [--id kpc-<16 hex>] -- PROBE [ARGS...
 
 def _parse(argv):
     """-> (mode, runtime, run_id, probe_argv); OciError for bad usage."""
-    mode, runtime, run_id, rest = "run", None, None, []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            rest = argv[i + 1:]
-            break
-        if a == "--cleanup":
-            mode = "cleanup"
-            i += 1
-        elif a in ("--runtime", "--id"):
-            if i + 1 >= len(argv):
-                raise OciError(f"{a} needs a value ({USAGE})")
-            if a == "--runtime":
-                runtime = argv[i + 1]
-            else:
-                run_id = argv[i + 1]
-            i += 2
-        else:
-            raise OciError(f"unknown argument '{a}' ({USAGE})")
+    opts, rest = parse_wrapper_argv(argv, ("--cleanup",), ("--runtime", "--id"), USAGE, OciError)
+    mode = "cleanup" if opts.get("--cleanup") else "run"
+    runtime, run_id = opts.get("--runtime"), opts.get("--id")
     if not runtime or not os.path.isabs(runtime):
         raise OciError(f"--runtime needs an absolute path ({USAGE})")
     _runtime_name(runtime)
@@ -828,22 +908,13 @@ def _parse(argv):
     return mode, runtime, run_id, rest
 
 
-def main(argv):
-    try:
+def main(argv: list[str]) -> int:
+    def body():
         mode, runtime, run_id, probe_argv = _parse(argv)
         if mode == "cleanup":
-            left = cleanup(runtime, run_id)
-            if left:
-                sys.stderr.write(f"kpc: oci cleanup of {run_id}: could not remove {left}\n")
-                return 1
-            return 0
+            return cleanup_status("oci", run_id, cleanup(runtime, run_id))
         return run(runtime, run_id or "kpc-" + secrets.token_hex(8), probe_argv)
-    except OciError as e:
-        sys.stderr.write(f"kpc: oci_run: {e}\n")
-        return 2
-    except OSError as e:
-        sys.stderr.write(f"kpc: oci_run: {e}\n")
-        return 1
+    return wrapper_main("oci_run", OciError, body)
 
 
 if __name__ == "__main__":

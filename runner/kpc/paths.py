@@ -4,6 +4,8 @@ probes are still built from cases/), KPC_CACHE_DIR the cache of kernels
 and guest images (default images/cache/; CI keeps it outside the checkout
 so downloads survive a clean clone)."""
 
+from __future__ import annotations
+
 import os
 import pwd
 import stat
@@ -17,15 +19,15 @@ EXPECTED = os.environ.get("KPC_EXPECTED_DIR") or os.path.join(RESULTS, "expected
 RUNNER = os.path.join(ROOT, "runner")
 
 
-def build_dir():
+def build_dir() -> str:
     return os.environ.get("KPC_BUILD_DIR") or os.path.join(ROOT, "build")
 
 
-def probe_dir():
+def probe_dir() -> str:
     return os.path.join(build_dir(), "probes")
 
 
-def launcher():
+def launcher() -> str:
     return os.path.join(build_dir(), "bin", "kpc-launch")
 
 
@@ -44,7 +46,7 @@ def _who(uid):
         return f"uid {uid}"
 
 
-def check_private(path, st):
+def check_private(path: str, st: os.stat_result) -> None:
     """Refuse a directory another user could write: kpc boots and loads
     what the kernel cache holds, as root, so whoever can write a directory
     of it chooses the kernel. `st` is its lstat or fstat (a symlink is
@@ -63,7 +65,7 @@ def check_private(path, st):
                               f"boots; chmod go-w it")
 
 
-def private_dir(path):
+def private_dir(path: str) -> str:
     """`path` as a directory only the effective user can write: created
     0755 (whatever the umask) when missing, else checked. Checked through
     an O_NOFOLLOW descriptor, so what is checked is what is there."""
@@ -89,7 +91,7 @@ def private_dir(path):
     return path
 
 
-def cache_dir(*parts, root=None):
+def cache_dir(*parts: str, root: str | None = None) -> str:
     """The kernel and image cache (KPC_CACHE_DIR or images/cache) or a
     subdirectory of it, every level from the cache root down checked with
     private_dir (created when missing). Raises PrivateDirError."""

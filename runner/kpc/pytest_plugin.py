@@ -16,10 +16,13 @@ Either way the runs start when collection is finished, after pytest has
 deselected what `-k` leaves out: only the chosen runs are launched.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 
 import pytest
+from typing import Iterator
 
 SUITE_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "suite", "test_suite.py")
 
@@ -36,14 +39,14 @@ class RunItem(pytest.Item):
                  kpc_item.runtime.name if kpc_item.runtime else "")
         self.extra_keyword_matches.update(w for w in words if w)
 
-    def runtest(self):
+    def runtest(self) -> None:
         verdict = self.kpc_session.verdict(self.kpc_item)
         self.user_properties.append(("verdict", verdict.verdict))
         if verdict.reason:
             self.user_properties.append(("reason", verdict.reason))
         raise_outcome(verdict)
 
-    def reportinfo(self):
+    def reportinfo(self) -> tuple[object, None, str]:
         return self.path, None, self.name
 
 
@@ -54,7 +57,7 @@ class SuiteFile(pytest.File):
         super().__init__(**kw)
         self.kpc_session = kpc_session
 
-    def collect(self):
+    def collect(self) -> Iterator[RunItem]:
         for item in self.kpc_session.items:
             yield RunItem.from_parent(self, name=item.run_id, kpc_item=item, kpc_session=self.kpc_session)
 
@@ -66,27 +69,27 @@ class KpcPlugin:
         self.collect_errors = []
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_pycollect_makemodule(self, module_path, parent):
+    def pytest_pycollect_makemodule(self, module_path: object, parent: pytest.Collector) -> SuiteFile | None:
         """The suite's file is not a module of test functions: its tests
         are the session's runs."""
         if os.path.realpath(str(module_path)) == os.path.realpath(SUITE_FILE):
             return SuiteFile.from_parent(parent, path=module_path, kpc_session=self.session)
         return None
 
-    def pytest_collection_finish(self, session):
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
             return
         chosen = [i.kpc_item for i in session.items if isinstance(i, RunItem)]
         self.session.start(chosen)
 
-    def pytest_collectreport(self, report):
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collect_errors.append(str(report.longrepr))
 
-    def pytest_internalerror(self, excrepr):
+    def pytest_internalerror(self, excrepr: object) -> None:
         sys.stderr.write(f"kpc: pytest internal error:\n{excrepr}\n")
 
-    def pytest_sessionfinish(self, session, exitstatus):
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.session.stop()
         for err in self.collect_errors:
             sys.stderr.write(f"kpc: collection error:\n{err}\n")
@@ -94,7 +97,7 @@ class KpcPlugin:
             self.on_finish()
 
 
-def raise_outcome(verdict):
+def raise_outcome(verdict: str) -> None:
     """Map a kpc verdict onto pytest's outcomes."""
     v = verdict.verdict
     text = "\n".join([verdict.reason, *verdict.details])
@@ -109,7 +112,7 @@ def raise_outcome(verdict):
 
 # ---------------------------------------------------------------- python3 -m pytest runner/suite
 
-def add_options(parser):
+def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("kpc", "kpc suite (python3 -m pytest runner/suite)")
     group.addoption("--kpc-slow", action="store_true", help="also run the slow cases (./kpc run --slow)")
     group.addoption("--kpc-jobs", type=int, default=None, metavar="N",
@@ -118,7 +121,7 @@ def add_options(parser):
                     help="do not build first (./kpc run --no-build); the build must exist")
 
 
-def configure_direct(config):
+def configure_direct(config: pytest.Config) -> None:
     """Without `./kpc run`: build (incrementally), then the session of
     every case on this machine, in every flavor; pytest selects from it.
     Bad input is a pytest usage error (exit 4) with kpc's one line."""

@@ -4,6 +4,8 @@ between marker comments. `runner/update_readme.py` rewrites them in place;
 runner/tests/test_readme.py fails while README.md differs from what the
 metadata gives, so a new case needs no README edit by hand."""
 
+from __future__ import annotations
+
 import os
 import sys
 import textwrap
@@ -91,7 +93,7 @@ def rewrite(text: str, all_cases: dict) -> str:
     return text
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """update_readme.py [--check] [README]: rewrite the blocks (exit 0), or
     with --check only say whether they are up to date (exit 1 if not)."""
     import argparse

@@ -6,6 +6,8 @@ Everything here reads the results document only, so it works the same on
 a file from another machine, a merged matrix, or the run that just ended.
 """
 
+from __future__ import annotations
+
 import datetime
 import gzip
 import html
@@ -13,9 +15,14 @@ import json
 import math
 import os
 import re
+import typing
 import zlib
+from typing import TYPE_CHECKING
 
 from . import evaluate, safefile
+
+if TYPE_CHECKING:
+    from . import cases as cases_mod
 
 VERDICTS = evaluate.VERDICTS
 BAD = evaluate.BAD
@@ -40,7 +47,7 @@ class RenderError(Exception):
 
 # ------------------------------------------------------------ loading
 
-def load(path):
+def load(path: str) -> dict:
     """The results document in PATH (.json or .json.gz), validated: every
     field a renderer, merge or diff touches has the type they expect, so a
     malformed or hostile file is one RenderError, never a traceback, a
@@ -156,7 +163,7 @@ _NAME = re.compile("[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def validate(doc, name="results"):
+def validate(doc: dict, name: str = "results") -> None:
     """Raise RenderError('NAME: where: what is wrong') for the first problem
     in a results document: a structure deeper than MAX_DEPTH, a number that
     is not finite, a string that is not Unicode text, a field of the wrong
@@ -258,7 +265,7 @@ def _show(value):
     return "a list" if isinstance(value, list) else "an object"
 
 
-def duplicate_run(results):
+def duplicate_run(results: list[dict]) -> tuple[str, int, int] | None:
     """(run id, first index, second index) for the first run that lands in
     a matrix cell (row, column) another run took, else None. A cell is
     finer than nothing and coarser than a run id: runs under a runtime are
@@ -280,7 +287,7 @@ _CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def visible(text, newlines=False):
+def visible(text: object, newlines: bool = False) -> str:
     """TEXT with every control character shown as an escape (\\x1b, \\n):
     strings from a results file go to terminals and into reports, and none
     of them may move the cursor, recolour, or start a new line unless
@@ -293,7 +300,7 @@ def _escape(m):
     return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
-def column(r):
+def column(r: dict) -> str:
     """Where a run happened: the runtime under test, else the kernel (the
     target label: host or a --kernels label, or a merged machine name)."""
     if r.get("runtime", "none") != "none":
@@ -301,19 +308,19 @@ def column(r):
     return r.get("column") or r.get("target") or "host"
 
 
-def row_label(r):
+def row_label(r: dict) -> str:
     v = f":{r['variant']}" if r.get("variant") else ""
     return f"{r['case']}{v}@{r['flavor']}"
 
 
-def run_id(r):
+def run_id(r: dict) -> str:
     """A result's run id, as the launcher named the run (evaluate.run_id);
     a merged file's host runs are named after their machine's kernel."""
     where = r.get("column") or r.get("target") or "host"
     return evaluate.run_id(r["case"], r.get("variant"), r["flavor"], r.get("runtime"), where)
 
 
-def matrices(doc):
+def matrices(doc: dict) -> dict:
     """{'kernels': (cols, {row: {col: result}}), 'runtimes': (...)}: one
     matrix for runs without a runtime (columns: kernels/machines), one for
     runs under runtimes (columns: runtimes)."""
@@ -332,7 +339,7 @@ def matrices(doc):
     return out
 
 
-def totals(results):
+def totals(results: list[dict]) -> dict[str, int]:
     return evaluate.totals(r["verdict"] for r in results)
 
 
@@ -345,7 +352,7 @@ def _libc(env):
     return f", {libc}" if isinstance(libc, str) and libc else ""
 
 
-def markdown(doc, max_details=40):
+def markdown(doc: dict, max_details: int = 40) -> str:
     res = doc["results"]
     t = totals(res)
     lines = ["## kpc results", "",
@@ -401,7 +408,7 @@ def _code(text, limit=200, cell=False):
 
 # ------------------------------------------------------------ TAP 13
 
-def tap(doc):
+def tap(doc: dict) -> str:
     res = doc["results"]
     lines = ["TAP version 13", f"1..{len(res)}"]
     for i, r in enumerate(res, 1):
@@ -429,7 +436,7 @@ def _tap(text, limit=200):
 
 # ------------------------------------------------------------ merge / diff
 
-def merge(docs):
+def merge(docs: list[tuple[str, dict]]) -> dict:
     """One matrix from many results files: each file's host runs get the
     machine's kernel release as their column, guests keep their kernel
     label. Two files whose runs would land in the same cell (two machines
@@ -460,10 +467,18 @@ def merge(docs):
     return out
 
 
-def diff(old, new):
-    """[(run id, old verdict or None, new verdict or None, new reason)] for
-    runs whose verdict changed, appeared or disappeared. Both documents are
-    validated (load()): run ids are unique, verdicts are the six."""
+class Change(typing.NamedTuple):
+    """A run whose verdict changed, appeared or disappeared (kpc diff)."""
+    run: str
+    before: str        # None: the run is new
+    after: str         # None: the run is gone
+    reason: str        # the newer file's reason
+
+
+def diff(old: dict, new: dict) -> list[Change]:
+    """[Change] for runs whose verdict changed, appeared or disappeared.
+    Both documents are validated (load()): run ids are unique, verdicts are
+    the six."""
     a = {run_id(r): r for r in old["results"]}
     b = {run_id(r): r for r in new["results"]}
     out = []
@@ -471,11 +486,11 @@ def diff(old, new):
         va = a[k]["verdict"] if k in a else None
         vb = b[k]["verdict"] if k in b else None
         if va != vb:
-            out.append((k, va, vb, (b.get(k) or a.get(k)).get("reason", "")))
+            out.append(Change(k, va, vb, (b.get(k) or a.get(k)).get("reason", "")))
     return out
 
 
-def is_regression(old_v, new_v):
+def is_regression(old_v: str | None, new_v: str | None) -> bool:
     return new_v in BAD and old_v not in BAD
 
 
@@ -485,7 +500,7 @@ COLORS = {"pass": "#2e7d32", "fail": "#c62828", "xfail": "#f9a825", "skip": "#02
           "error": "#212121"}
 
 
-def html_report(doc, notes=None, title="kpc matrix"):
+def html_report(doc: dict, notes: dict[str, str] | None = None, title: str = "kpc matrix") -> str:
     """One self-contained page (inline CSS and JS, no network): the case ×
     kernel and case × runtime matrices, a filter by area and verdict, and a
     panel with expected vs observed, the stuck tasks' stacks, provenance
@@ -611,7 +626,7 @@ def _h(text):
     return html.escape(visible(text), quote=True)
 
 
-def script_json(data):
+def script_json(data: object) -> str:
     """DATA as JSON to put inside <script type="application/json">: no NaN
     (JSON.parse throws on it, and the page dies), and every '<', '>', '&'
     as \\u003c etc. so no string can close the element or open a comment
@@ -620,7 +635,7 @@ def script_json(data):
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def lab_notes(cases):
+def lab_notes(cases: dict[str, cases_mod.Case]) -> dict[str, str]:
     """case id -> lab note text, for the HTML panel."""
     out = {}
     for c in cases.values():
@@ -632,7 +647,7 @@ def lab_notes(cases):
     return out
 
 
-def write(path, text):
+def write(path: str, text: str) -> None:
     """A report or merged results file: safefile.write ('-' is standard
     output, no symbolic link followed, an atomic replace)."""
     safefile.write(path, text)

@@ -1,38 +1,45 @@
 """What a run produces: the compact verdict table, the results JSON and JUnit
 XML."""
 
+from __future__ import annotations
+
 import datetime
 import json
 import os
 import re
 import sys
 import xml.etree.ElementTree as ET
+from typing import ContextManager, Iterable, TYPE_CHECKING, TextIO
 
 from . import evaluate, safefile
+
+if TYPE_CHECKING:
+    from . import envinfo, session, tables
 
 COLORS = {"pass": "32", "fail": "31;1", "xfail": "33", "skip": "36", "hang": "35;1", "error": "31;7"}
 SCHEMA_VERSION = 1
 
 
-def use_color(stream):
+def use_color(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def paint(text, verdict, color):
+def paint(text: str, verdict: str, color: bool) -> str:
     return f"\033[{COLORS[verdict]}m{text}\033[0m" if color and verdict in COLORS else text
 
 
-def totals(items):
+def totals(items: Iterable[session.Item]) -> dict[str, int]:
     return evaluate.totals(item.verdict.verdict for item in items)
 
 
-def totals_line(items, wall_s):
+def totals_line(items: list[session.Item], wall_s: float) -> str:
     counts = totals(items)
     body = ", ".join(f"{counts[v]} {v}" for v in evaluate.VERDICTS)
     return f"totals: {body}  ({len(items)} runs in {wall_s:.2f} s)"
 
 
-def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
+def print_table(items: list[session.Item], flavors: list[str], stream: TextIO = sys.stdout, verbose: bool = False,
+                wall_s: float = 0.0) -> None:
     color = use_color(stream)
     rows = {}
     matrix = any(i.target != "host" for i in items)
@@ -106,7 +113,7 @@ def print_table(items, flavors, stream=sys.stdout, verbose=False, wall_s=0.0):
     stream.write("\n" + totals_line(items, wall_s) + "\n")
 
 
-def differences(rows, cols):
+def differences(rows: list[tables.Row], cols: list[str]) -> list[tuple[str, str, dict[str, str]]]:
     """[(row label, key, {target: value})] for observations whose value is
     not the same on every target that recorded it: where kernels differ."""
     out = []
@@ -134,7 +141,7 @@ def _print_differences(rows, cols, stream):
         stream.write(f"  {label} {key}: " + ", ".join(f"{c}={v}" for c, v in vals.items()) + "\n")
 
 
-def result_json(item, env):
+def result_json(item: session.Item, env: envinfo.Environment) -> dict:
     v = item.verdict
     out = {"case": item.case.id, "area": item.case.area, "variant": item.variant, "flavor": item.flavor,
            "kernel": (item.env or env).kernel, "target": item.target,
@@ -148,14 +155,16 @@ def result_json(item, env):
     return out
 
 
-def write_json(path, items, env, wall_s, kernels=None):
+def write_json(path: str, items: list[session.Item], env: envinfo.Environment, wall_s: float,
+               kernels: dict | None = None) -> dict:
     """`kernels`: label -> the guest's environment and boot facts."""
     doc = document(items, env, wall_s, kernels)
     safefile.write(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return doc
 
 
-def document(items, env, wall_s, kernels=None):
+def document(items: list[session.Item], env: envinfo.Environment, wall_s: float,
+             kernels: dict | None = None) -> dict:
     """The results document of judged ITEMS (what write_json writes)."""
     return {"schema": SCHEMA_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -166,7 +175,7 @@ def document(items, env, wall_s, kernels=None):
             "results": [result_json(i, env) for i in items]}
 
 
-def results_lock(directory):
+def results_lock(directory: str) -> ContextManager[None]:
     """An flock on DIRECTORY/.lock (results/runs/.lock) for the write of the
     default results file: two `./kpc run` in one checkout used to share
     last.json.tmp, and one lost its results or left half a file."""
@@ -174,7 +183,7 @@ def results_lock(directory):
     return safefile.flocked(directory, ".lock")
 
 
-def write_junit(path, items, env, wall_s):
+def write_junit(path: str, items: list[session.Item], env: envinfo.Environment, wall_s: float) -> None:
     counts = totals(items)
     suite = ET.Element("testsuite", name="kpc", tests=str(len(items)),
                        failures=str(counts["fail"] + counts["hang"]), errors=str(counts["error"]),

@@ -1,10 +1,17 @@
 """Why a case cannot run here: the skip reason, or None."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from . import cases as cases_mod
 from . import kver
 
+if TYPE_CHECKING:
+    from . import cases, envinfo
 
-def skip_reason(case, flavor, env):
+
+def skip_reason(case: cases.Case, flavor: str, env: envinfo.Environment) -> str | None:
     req = case.requires
     if req.root and not env.root:
         return "needs root"

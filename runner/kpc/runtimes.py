@@ -15,6 +15,8 @@ Profiles:
                 are reset)
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
@@ -23,6 +25,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import typing
 
 PROFILES = ("clean", "pass-through", "mask-through")
 
@@ -47,7 +50,7 @@ class Runtime:
     oci_runtime: str = ""  # the OCI runtime the engine uses, with its version (results environment)
     start_ms: int = 0      # added to a case's deadline per container start (an engine's start and stop)
 
-    def for_run(self):
+    def for_run(self) -> tuple[list[str], list[str] | None]:
         """(prefix, cleanup argv or None) for one run. An OCI runtime's
         containers are named after a run ID chosen here, so the launcher
         can delete them once the run's process tree is gone, however it
@@ -64,14 +67,14 @@ class Runtime:
                 [PYTHON, OCI_WRAPPER, "--cleanup", "--runtime", self.oci, "--id", run_id])
 
     @property
-    def profile_note(self):
+    def profile_note(self) -> str:
         """'' when the installed version is one the profile was measured on."""
         if not self.measured or not self.version or self.version in self.measured:
             return ""
         return (f"profile {self.profile} was measured on {', '.join(self.measured)}; installed {self.version} is "
                 f"unverified: a fail may mean the runtime changed")
 
-    def describe(self):
+    def describe(self) -> dict:
         """For the results environment."""
         out = {"prefix": self.prefix, "profile": self.profile, "version": self.version, "source": self.source}
         out.update({k: val for k, val in (("profile_measured_on", list(self.measured or ())),
@@ -90,27 +93,36 @@ def _package_version(pkg):
     return p.stdout.strip() if p.returncode == 0 else ""
 
 
-# name -> (binary, prefix after the binary, profile, package, source)
+class Known(typing.NamedTuple):
+    """A runtime kpc knows: how to find it and what it promises."""
+    binary: str        # looked up in PATH (and /usr/sbin, /sbin)
+    args: list         # the prefix after the binary
+    profile: str
+    package: str       # the Debian package
+    source: str        # where the profile comes from
+
+
 KNOWN = {
-    "tini": ("tini", ["-s", "--"], "pass-through", "tini",
-             "tini.c spawn(): restore_signals() = sigprocmask(SIG_SETMASK, original) + the saved SIGTTIN/SIGTTOU "
-             "actions: the child gets the caller's mask and ignores (research notes, runtimes-and-inits.md s.1)"),
-    "dumb-init": ("dumb-init", ["--"], "clean", "dumb-init",
-                  "dumb-init.c: signal(i, dummy) for 1..31 in dumb-init, then in the child "
-                  "sigprocmask(SIG_UNBLOCK, &all_signals, NULL), setsid(), execvp: mask empty and SIG_DFL for "
-                  "1..31 (research s.2)"),
-    "catatonit": ("catatonit", ["--"], "pass-through", "catatonit",
-                  "catatonit.c spawn_pid1() -> make_foreground(): restores the caller's mask but adds SIGTSTP, "
-                  "SIGTTOU, SIGTTIN to it ('This isn't strictly necessary') (research s.3)"),
-    "bwrap": ("bwrap", ["--dev-bind", "/", "/", "--"], "pass-through", "bubblewrap",
-              "bubblewrap.c: blocks only SIGCHLD for its monitor and unblocks it before exec; nothing else "
-              "touched (research s.3)"),
-    "runc": ("runc", [], "mask-through", "runc",
-             "runc 1.1.5, measured (research s.3, and kpc's own bundle): blocked signals leak into the container, "
-             "ignores are reset"),
-    "crun": ("crun", [], "clean", "crun",
-             "crun src/libcrun/container.c unblock_signals(): SIG_UNBLOCK all and SIG_DFL for every signal "
-             "(research s.3)"),
+    "tini": Known("tini", ["-s", "--"], "pass-through", "tini",
+                  "tini.c spawn(): restore_signals() = sigprocmask(SIG_SETMASK, original) + the saved "
+                  "SIGTTIN/SIGTTOU actions: the child gets the caller's mask and ignores "
+                  "(research notes, runtimes-and-inits.md s.1)"),
+    "dumb-init": Known("dumb-init", ["--"], "clean", "dumb-init",
+                       "dumb-init.c: signal(i, dummy) for 1..31 in dumb-init, then in the child "
+                       "sigprocmask(SIG_UNBLOCK, &all_signals, NULL), setsid(), execvp: mask empty and SIG_DFL for "
+                       "1..31 (research s.2)"),
+    "catatonit": Known("catatonit", ["--"], "pass-through", "catatonit",
+                       "catatonit.c spawn_pid1() -> make_foreground(): restores the caller's mask but adds SIGTSTP, "
+                       "SIGTTOU, SIGTTIN to it ('This isn't strictly necessary') (research s.3)"),
+    "bwrap": Known("bwrap", ["--dev-bind", "/", "/", "--"], "pass-through", "bubblewrap",
+                   "bubblewrap.c: blocks only SIGCHLD for its monitor and unblocks it before exec; nothing else "
+                   "touched (research s.3)"),
+    "runc": Known("runc", [], "mask-through", "runc",
+                  "runc 1.1.5, measured (research s.3, and kpc's own bundle): blocked signals leak into the container, "
+                  "ignores are reset"),
+    "crun": Known("crun", [], "clean", "crun",
+                  "crun src/libcrun/container.c unblock_signals(): SIG_UNBLOCK all and SIG_DFL for every signal "
+                  "(research s.3)"),
 }
 OCI = {"runc", "crun"}
 # The profile of each known runtime holds for the versions it was measured
@@ -119,23 +131,38 @@ OCI = {"runc", "crun"}
 # runtime line `./kpc run` prints).
 MEASURED = {"tini": ("0.19.0-1+b3",), "dumb-init": ("1.2.5-2",), "catatonit": ("0.1.7-1+b2",),
             "bwrap": ("0.8.0-2+deb12u1",), "runc": ("1.1.5+ds1-1+deb12u1",), "crun": ("1.8.1-1+deb12u1",)}
+
+
 # Container engines (issue 19; research notes, engines.md): kpc runs
 # each container itself through runner/kpc/engine_run.py, in private state.
-# name -> (engine, init binary or None, profile, Debian package, source)
+class Engine(typing.NamedTuple):
+    """A container engine kpc runs in private state, with or without its
+    --init."""
+    engine: str        # podman or docker (engine_run.py --engine)
+    init: str          # the init binary `run --init` uses, or "" for none
+    profile: str
+    package: str       # the Debian package
+    source: str        # where the profile comes from
+
+
 ENGINES = {
-    "podman": ("podman", None, "mask-through", "podman",
-               "podman 4.3.1 + runc 1.1.5, measured (research s.4): podman (Go) keeps the caller's mask and SIGHUP "
-               "ignore for its children, runc resets the ignores and keeps the mask"),
-    "podman:init": ("podman", "/usr/libexec/podman/catatonit", "mask-through", "podman",
-                    "podman run --init = catatonit as the container's PID 1, over podman+runc's mask-through: "
-                    "catatonit adds SIGTSTP|SIGTTIN|SIGTTOU to its child's mask (research s.4)"),
-    "docker": ("docker", None, "mask-through", "docker.io",
-               "docker 20.10: the client's state does not matter, the daemon's does; kpc starts its private dockerd "
-               "with the dirty caller's state, and its mask leaks through containerd and runc (research s.4)"),
-    "docker:init": ("docker", "/usr/bin/docker-init", "mask-through", "docker.io",
-                    "docker run --init = tini (docker-init) as PID 1, over the daemon's mask-through: tini passes "
-                    "its state through (research s.4)"),
+    "podman": Engine("podman", "", "mask-through", "podman",
+                     "podman 4.3.1 + runc 1.1.5, measured (research s.4): podman (Go) keeps the caller's mask and "
+                     "SIGHUP ignore for its children, runc resets the ignores and keeps the mask"),
+    "docker": Engine("docker", "", "mask-through", "docker.io",
+                     "docker 20.10: the client's state does not matter, the daemon's does; kpc starts its private "
+                     "dockerd with the dirty caller's state, and its mask leaks through containerd and runc "
+                     "(research s.4)"),
 }
+ENGINES["podman:init"] = ENGINES["podman"]._replace(
+    init="/usr/libexec/podman/catatonit",
+    source="podman run --init = catatonit as the container's PID 1, over podman+runc's mask-through: catatonit adds "
+           "SIGTSTP|SIGTTIN|SIGTTOU to its child's mask (research s.4)")
+ENGINES["docker:init"] = ENGINES["docker"]._replace(
+    init="/usr/bin/docker-init",
+    source="docker run --init = tini (docker-init) as PID 1, over the daemon's mask-through: tini passes its state "
+           "through (research s.4)")
+ENGINES = {name: ENGINES[name] for name in ("podman", "podman:init", "docker", "docker:init")}   # this order
 MEASURED.update({"podman": ("4.3.1+ds1-8+deb12u1+b3",), "podman:init": ("4.3.1+ds1-8+deb12u1+b3",),
                  "docker": ("20.10.24+dfsg1-1+deb12u1+b6",), "docker:init": ("20.10.24+dfsg1-1+deb12u1+b6",)})
 NAMES = tuple(KNOWN) + tuple(ENGINES)
@@ -149,7 +176,7 @@ OCI_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_run.
 ENGINE_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_run.py")
 
 
-def resolve(spec, profile=None):
+def resolve(spec: str, profile: str | None = None) -> Runtime:
     """'tini' or a command prefix like 'my-init --' -> Runtime. Raises
     ValueError with a message for the user.
 
@@ -191,9 +218,10 @@ def resolve(spec, profile=None):
 
 
 def _known(spec, profile):
-    binary, rest, prof, pkg, source = KNOWN[spec]
+    known = KNOWN[spec]
+    binary, pkg = known.binary, known.package
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
-    rt = Runtime(spec, [path] + rest if path else [], profile or prof, pkg, source)
+    rt = Runtime(spec, [path] + known.args if path else [], profile or known.profile, pkg, known.source)
     if not path:
         rt.unavailable = f"{binary} is not installed (Debian package {pkg})"
     elif spec in OCI:
@@ -209,9 +237,10 @@ def _engine(spec, profile):
     """podman, podman:init, docker, docker:init: what cannot run here is
     said at once (cheap checks); what the engine itself refuses is a skip
     in its own words, from the wrapper."""
-    engine, init, prof, pkg, source = ENGINES[spec]
+    e = ENGINES[spec]
+    engine, init, pkg = e.engine, e.init, e.package
     rt = Runtime(spec, [PYTHON, ENGINE_WRAPPER, "--engine", engine] + (["--init"] if init else []) + ["--"],
-                 profile or prof, pkg, source, engine=engine, start_ms=ENGINE_START_MS[engine])
+                 profile or e.profile, pkg, e.source, engine=engine, start_ms=ENGINE_START_MS[engine])
     needs = {"podman": ["/usr/bin/podman", "/usr/bin/conmon"], "docker": ["/usr/bin/docker", "/usr/sbin/dockerd"]}
     missing = [b for b in needs[engine] + ([init] if init else []) if not os.access(b, os.X_OK)]
     if missing:
@@ -229,7 +258,7 @@ def _engine(spec, profile):
     return rt
 
 
-def parse_list(text, profile=None):
+def parse_list(text: str, profile: str | None = None) -> list[Runtime]:
     """--runtime value: comma-separated known names, or one command prefix
     (which may contain spaces but no comma)."""
     if profile is not None and profile not in PROFILES:

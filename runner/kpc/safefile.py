@@ -6,12 +6,15 @@ The rules (audit §9, §10): no predictable temporary name, no following a
 symbolic link someone planted at the target, one directory looked up once.
 """
 
+from __future__ import annotations
+
 import contextlib
 import fcntl
 import os
 import secrets
 import stat
 import sys
+from typing import Callable, Iterator
 
 
 class UnsafePath(OSError):
@@ -23,7 +26,7 @@ class UnsafePath(OSError):
         return self.args[0]
 
 
-def write(path, data):
+def write(path: str, data: str | bytes) -> None:
     """Write DATA (str or bytes) to PATH.
 
     '-' is standard output. An existing symbolic link at PATH is refused
@@ -126,7 +129,7 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-def lock(directory, name, waiting=None):
+def lock(directory: str, name: str, waiting: Callable[[], None] | None = None) -> int:
     """An open descriptor of DIRECTORY/NAME holding an exclusive flock
     (closing it releases the lock). The file is created when missing, never
     through a symbolic link, and left in place: removing a lock file races
@@ -154,7 +157,7 @@ def lock(directory, name, waiting=None):
 
 
 @contextlib.contextmanager
-def flocked(directory, name, waiting=None):
+def flocked(directory: str, name: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """lock() for the duration of a with block."""
     fd = lock(directory, name, waiting)
     try:

@@ -3,36 +3,42 @@ that runs it, and the verdicts. The pytest plugin turns each item into a
 test (`./kpc run` and `python3 -m pytest runner/suite` both go through it);
 this module knows nothing about pytest."""
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from . import evaluate, launch, requirements
 from . import targets as targets_mod
 
+if TYPE_CHECKING:
+    from . import cases, envinfo, runtimes
+
 
 @dataclasses.dataclass(eq=False)
 class Item:
-    case: object
+    case: cases.Case
     variant: str
     flavor: str
-    runtime: object = None    # runtimes.Runtime, or None: kpc's launcher starts the probe itself
+    runtime: runtimes.Runtime | None = None    # runtimes.Runtime, or None: kpc's launcher starts the probe itself
     target: str = "host"      # "host", or a --kernels label: the guest it runs in
-    env: object = None        # envinfo.Environment of the target
-    skip: str = None          # decided before running: a requirement is missing
-    result: dict = None
-    verdict: evaluate.Verdict = None
+    env: envinfo.Environment | None = None   # envinfo.Environment of the target
+    skip: str | None = None          # decided before running: a requirement is missing
+    result: dict | None = None
+    verdict: evaluate.Verdict | None = None
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     @property
-    def run_id(self):
+    def run_id(self) -> str:
         return evaluate.run_id(self.case.id, self.variant, self.flavor,
                                self.runtime.name if self.runtime else None, self.target)
 
     @property
-    def column(self):
+    def column(self) -> str:
         """The report's column: the flavor, or the runtime under test."""
         return self.runtime.name if self.runtime else self.flavor
 
@@ -45,21 +51,21 @@ class Progress:
         self.enabled = stream.isatty()
         self.lock = threading.Lock()
 
-    def step(self, label):
+    def step(self, label: str) -> None:
         with self.lock:
             self.done += 1
             if self.enabled:
                 self.stream.write(f"\r\033[K[{self.done}/{self.total}] {label}")
                 self.stream.flush()
 
-    def note(self, text):
+    def note(self, text: str) -> None:
         """A phase (a kernel booting): on the status line of a terminal."""
         with self.lock:
             if self.enabled:
                 self.stream.write(f"\r\033[K[{self.done}/{self.total}] {text}")
                 self.stream.flush()
 
-    def clear(self):
+    def clear(self) -> None:
         if self.enabled:
             self.stream.write("\r\033[K")
             self.stream.flush()
@@ -99,13 +105,13 @@ class Session:
         self.unrecovered = []     # runs whose stuck tasks kpc-launch could not free (its "unrecovered" event)
         self.started = self.finished = None
 
-    def note(self, text):
+    def note(self, text: str) -> None:
         """A target's phase (a kernel booting) on the status line."""
         if self.progress:
             self.progress.note(text)
 
     @property
-    def launcher_failure(self):
+    def launcher_failure(self) -> str | None:
         host = self.targets.get("host")
         return host.failure if host is not None else None
 
@@ -136,7 +142,7 @@ class Session:
                     items.append(item)
         return items
 
-    def start(self, items=None):
+    def start(self, items: list[Item] | None = None) -> None:
         """Launch ITEMS (default: every item; pytest passes the ones its
         selection kept), once: later calls do nothing (`./kpc run` starts
         every item before pytest collects). An item not started is never
@@ -181,7 +187,7 @@ class Session:
         self.progress.step(f"{item.run_id}: {event.get('outcome')}")
         item.done.set()
 
-    def verdict(self, item):
+    def verdict(self, item: Item) -> evaluate.Verdict:
         if item.verdict is None:
             item.done.wait()
             env = item.env or self.env
@@ -199,15 +205,15 @@ class Session:
                 item.verdict = evaluate.evaluate(item.case, item.result, self.tables, ctx)
         return item.verdict
 
-    def kernel_report(self):
+    def kernel_report(self) -> dict:
         """label -> each target's environment and how it went (not the host's)."""
         return {label: t.report() for label, t in self.targets.items() if label != "host"}
 
     @property
-    def guest_failures(self):
+    def guest_failures(self) -> dict[str, str]:
         return {label: t.failure for label, t in self.targets.items() if label != "host" and t.failure}
 
-    def run_all(self, items=None):
+    def run_all(self, items: list[Item] | None = None) -> list[evaluate.Verdict]:
         """start(), a verdict for each of ITEMS (default: every item),
         stop() however that ends: a whole run. Returns the verdicts."""
         self.start()
@@ -216,7 +222,7 @@ class Session:
         finally:
             self.stop()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping.set()
         for label, t in self.targets.items():
             if label == "host" or not all(i.done.is_set() for i in self.items if i.target == label):
@@ -250,7 +256,7 @@ class Session:
         self.progress.clear()
 
     @property
-    def wall_s(self):
+    def wall_s(self) -> float:
         if self.started is None:
             return 0.0
         return (self.finished or time.monotonic()) - self.started

@@ -9,6 +9,8 @@ per thread, like FreeBSD's `procstat -i` / `procstat -j`, with the hex next
 to the names so the lab notes' masks can be matched with them.
 """
 
+from __future__ import annotations
+
 import os
 import re
 
@@ -34,7 +36,7 @@ NOT_IN_PROC = ("/proc does not show sa_flags (SA_NOCLDWAIT, SA_RESTART, SA_RESET
                "or the child-subreaper flag: ask the process (sigaction, prctl) or see the lab cases")
 
 
-def decode(text):
+def decode(text: str) -> list[str]:
     """'0000000000014a02' (or a pasted 'SigBlk:\t0000000000014a02' line) ->
     ['SIGINT', 'SIGUSR1', ...]; raises ValueError."""
     t = text.strip()
@@ -48,7 +50,7 @@ def decode(text):
     return [values.signal_name(n) for n in range(1, 65) if mask >> (n - 1) & 1]
 
 
-def decode_lines(text):
+def decode_lines(text: str) -> list[tuple[str, str, list[str]]]:
     """A pasted /proc/PID/status (or some of its lines) -> [(field, hex,
     names)] for its signal lines, in order. Lines of other fields are
     skipped; raises ValueError when there is no signal line at all."""
@@ -62,7 +64,7 @@ def decode_lines(text):
     return out
 
 
-def names_of(names):
+def names_of(names: list[str]) -> str:
     """A decoded list as one readable string: real-time and glibc-internal
     signals labelled, near-full sets as 'all but ...'."""
     return values.describe_sigset("|".join(names) or "none")
@@ -78,7 +80,7 @@ def _status(path):
     return out
 
 
-def inspect(pid):
+def inspect(pid: int) -> dict:
     """{'pid', 'name', 'state', 'ppid', 'nspid', 'process': {...}, 'threads':
     [{'tid', 'name', 'state', 'pending', 'blocked'}]} with decoded sets.
     Raises OSError for a process that does not exist or cannot be read."""
@@ -104,7 +106,7 @@ def inspect(pid):
     return out
 
 
-def is_namespace_init(info):
+def is_namespace_init(info: dict) -> bool:
     """PID 1 of its PID namespace (the last NSpid field is 1)."""
     nspid = (info.get("nspid") or str(info["pid"])).split()
     return nspid[-1] == "1"
@@ -114,7 +116,7 @@ def _hex(field, raw):
     return (f"  [{field} {raw}]" if field else f"  [{raw}]") if raw else ""
 
 
-def format_inspect(info):
+def format_inspect(info: dict) -> str:
     lines = [f"pid {info['pid']} ({info['name']}) state {info['state']} ppid {info['ppid']}"
              + (f" nspid {info['nspid']}" if info.get("nspid") and info["nspid"] != str(info["pid"]) else "")]
     if is_namespace_init(info):
@@ -137,7 +139,7 @@ def format_inspect(info):
     return "\n".join(lines)
 
 
-def parse_signal(text):
+def parse_signal(text: str) -> int:
     """'TERM', 'sigterm', '15', 'SIGRTMIN+2' -> signal number; ValueError."""
     try:
         return values.answer_signal(text)
@@ -145,7 +147,7 @@ def parse_signal(text):
         raise ValueError(f"--signal: {e} (a name such as TERM or a number 1-64)") from None
 
 
-def what_if(info, sig):
+def what_if(info: dict, sig: int) -> dict:
     """What the kernel would do with `sig` sent by kill(2) to this process
     now: {'signal', 'outcome', 'because': [...]}. The rules are the ones the
     labs teach (signal(7), pid_namespaces(7)); sa_flags are not visible in
@@ -220,7 +222,7 @@ def what_if(info, sig):
     return result(effect)
 
 
-def format_what_if(info, answer):
+def format_what_if(info: dict, answer: dict) -> str:
     lines = [f"{answer['signal']} to pid {info['pid']} ({info['name']}) now: {answer['outcome']}"]
     lines += [f"  - {b}" for b in answer["because"]]
     lines.append(f"  ({NOT_IN_PROC})")

@@ -24,20 +24,26 @@ known hosts); KPC_SSH_CONFIG=FILE adds `-F FILE`. BatchMode: never a
 password prompt.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import subprocess
 import threading
 import time
+from typing import Callable, TYPE_CHECKING
 
 from . import bundle, paths
-from .targets import (Target, TargetError, checked_result, env_from_facts, read_event_lines, unreported)
+from .targets import (RECOVERY_ALLOWANCE_S, Target, TargetError, checked_result, env_from_facts, overdue,
+                      read_event_lines, unreported)
+
+if TYPE_CHECKING:
+    from . import envinfo
 
 URL = re.compile(r"^ssh://(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?"
                  r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
 REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
-RECOVERY_ALLOWANCE_S = 20.0
 COPY_TIMEOUT_S = 600.0
 ALIVE = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
 
@@ -50,7 +56,7 @@ exec "$d/kpc/run" --facts %s
 """
 
 
-def parse_url(text):
+def parse_url(text: str) -> tuple[str | None, str, int | None]:
     """(user or None, host, port or None); ValueError with what is wrong."""
     m = URL.match(text or "")
     if not m:
@@ -61,7 +67,7 @@ def parse_url(text):
     return m.group("user"), m.group("host"), int(port) if port else None
 
 
-def bundle_for_targets():
+def bundle_for_targets() -> str:
     """A bundle of this build for the targets, cached by what it holds (the
     xz compression is the slow part: ~25 s)."""
     from . import cases
@@ -104,7 +110,7 @@ class SshTarget(Target):
 
     # -- ssh
 
-    def argv(self, command, alive=True):
+    def argv(self, command: str, alive: bool = True) -> list[str]:
         ssh = os.environ.get("KPC_SSH", "ssh")
         opts = ["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
         if os.environ.get("KPC_SSH_CONFIG"):
@@ -124,7 +130,7 @@ class SshTarget(Target):
 
     # -- prepare
 
-    def prepare(self, bundle_path):
+    def prepare(self, bundle_path: str) -> envinfo.Environment:
         t0 = time.monotonic()
         with open(bundle_path, "rb") as f:
             data = f.read()
@@ -155,12 +161,12 @@ class SshTarget(Target):
         return self.env
 
     @property
-    def probe_dir(self):
+    def probe_dir(self) -> str:
         return f"{self.remote_dir}/kpc/build/probes"
 
     # -- run
 
-    def start(self, plan, jobs, on_event):
+    def start(self, plan: list[dict], jobs: int, on_event: Callable[[dict], None]) -> None:
         self._thread = threading.Thread(target=self._execute, args=(plan, jobs, on_event), daemon=True)
         self._thread.start()
 
@@ -216,14 +222,10 @@ class SshTarget(Target):
                 reader.join(0.2)
                 now = time.monotonic()
                 with self._lock:
-                    late = [(rid, now - st) for rid, st in inflight.items()
-                            if now - st > timeouts[rid] + RECOVERY_ALLOWANCE_S]
-                if late:
-                    self.failure = (f"{self.url} stopped answering: {late[0][0]} ran {late[0][1]:.0f} s, past its "
-                                    f"deadline (its timeout + {RECOVERY_ALLOWANCE_S:g} s of recovery)")
-                    break
-                if now - t0 > total:
-                    self.failure = f"{self.url} exceeded the whole plan's deadline of {total:.0f} s"
+                    why = overdue(self.url, now, t0, total, {
+                        rid: (st, timeouts[rid] + RECOVERY_ALLOWANCE_S) for rid, st in inflight.items()})
+                if why:
+                    self.failure = why
                     break
                 if self._stop.is_set():
                     break
@@ -284,7 +286,7 @@ class SshTarget(Target):
                 on_event(e)
         self.cleanup()
 
-    def ask_boot_id(self):
+    def ask_boot_id(self) -> str | None:
         """The machine's boot id over a new connection, None when it does not
         answer within ~30 s (it may be rebooting)."""
         for _ in range(3):
@@ -294,7 +296,7 @@ class SshTarget(Target):
             time.sleep(1)
         return None
 
-    def lost_outcome(self, boot_id_now):
+    def lost_outcome(self, boot_id_now: str) -> tuple[str, str]:
         """(outcome, why) for the runs in flight when the connection died."""
         if boot_id_now is None:
             return "guest-lost", f"{self.url} stopped answering while this ran (no new connection either)"
@@ -304,7 +306,7 @@ class SshTarget(Target):
         return "target-lost", (f"kpc lost its connection to {self.url} while this ran; the machine answers again "
                                f"with the same boot id ({(self.failure or 'ssh ended').replace(self.url + ': ', '')})")
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         """Remove the bundle's directory there (the entry point removes it
         itself after --serve; this covers a copy or plan that failed)."""
         if self.remote_dir:
@@ -312,7 +314,7 @@ class SshTarget(Target):
             if r is not None and r.returncode == 0:
                 self.remote_dir_removed = True
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         with self._lock:
             proc = self._proc
@@ -322,13 +324,13 @@ class SshTarget(Target):
             except OSError:
                 pass
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> None:
         if self._thread:
             self._thread.join(timeout)
         elif self.remote_dir:
             self.cleanup()  # prepared, but nothing of the plan ran here
 
-    def report(self):
+    def report(self) -> dict:
         doc = self.env.to_json()
         doc["ssh"] = {"url": self.url, **self.stats, "failure": self.failure}
         return doc

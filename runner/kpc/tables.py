@@ -31,6 +31,8 @@ The key `hang` (yes/no) states whether the case is expected to deadlock;
 match: overlaps are found when the tables load, with both rows' file:line.
 """
 
+from __future__ import annotations
+
 import bisect
 import dataclasses
 import fnmatch
@@ -38,8 +40,13 @@ import itertools
 import os
 import re
 import shlex
+from typing import Iterator, TYPE_CHECKING
 
 from . import inputs, kver, paths, values
+
+if TYPE_CHECKING:
+    from . import cases as cases_mod
+    from . import cases
 
 DIMENSIONS = ("kernel", "flavor", "variant", "profile", "runtime", "libc", "glibc", "arch", "root")
 # Compared as versions (intervals), not names. A context's glibc is its
@@ -81,10 +88,10 @@ class Condition:
     text: str
     negate: bool = False
     choices: tuple = ()          # dimensions of names
-    lo: tuple = None             # VERSIONED: half-open interval [lo, hi)
-    hi: tuple = None
+    lo: tuple | None = None             # VERSIONED: half-open interval [lo, hi)
+    hi: tuple | None = None
 
-    def matches(self, ctx):
+    def matches(self, ctx: dict) -> bool:
         if self.dim in VERSIONED:
             v = ctx.get(self.dim)
             return v is not None and (self.lo is None or v >= self.lo) and (self.hi is None or v < self.hi)
@@ -93,7 +100,7 @@ class Condition:
         return not inside if self.negate else inside
 
 
-def parse_condition(token, case, where):
+def parse_condition(token: str, case: cases.Case, where: str) -> Condition:
     m = _COND.match(token)
     if not m:
         raise TableError(where, f"cannot read condition '{token}' (expected e.g. kernel>=5.3 or flavor=pidns)")
@@ -204,10 +211,10 @@ class Row:
     where: str  # "results/expected/x.exp:12"
     own: tuple = ()  # the row's own condition tokens as written (a @NAME unread; none inherited)
 
-    def matches(self, ctx):
+    def matches(self, ctx: dict) -> bool:
         return all(c.matches(ctx) for c in self.conditions)
 
-    def describe(self):
+    def describe(self) -> str:
         text = f"{self.key} = {self.value}"
         if self.conditions:
             text += " if " + " ".join(c.text for c in self.conditions if c.text)
@@ -325,11 +332,11 @@ class Tables:
         self.rows = {}      # case id -> [Row]
         self.sections = {}  # case id -> "file:line"
 
-    def rows_for(self, case_id, key=None):
+    def rows_for(self, case_id: str, key: str | None = None) -> list[Row]:
         rows = self.rows.get(case_id, [])
         return [r for r in rows if key is None or r.key == key]
 
-    def match(self, case_id, key, ctx):
+    def match(self, case_id: str, key: str, ctx: dict) -> Row | None:
         """The one row of `key` matching ctx, or None. Two matches raise
         TableError (load-time linting should have caught it)."""
         hits = [r for r in self.rows_for(case_id, key) if r.matches(ctx)]
@@ -338,7 +345,7 @@ class Tables:
         return hits[0] if hits else None
 
 
-def parse_file(path, cases, tables):
+def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> None:
     rel = os.path.relpath(path, paths.ROOT)
     area = os.path.splitext(os.path.basename(path))[0]
     current = None
@@ -466,7 +473,21 @@ def _row_mask(row, dim, domain, index):
     return mask
 
 
-def find_overlaps(case, rows):
+def shared_keys(case: cases.Case, rows: list[Row]) -> Iterator[tuple[list[Row], list[str], list]]:
+    """(the rows, the dimensions their conditions name, each dimension's
+    domain) for every key that more than one row sets: where two rows can
+    overlap."""
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+    for key_rows in by_key.values():
+        if len(key_rows) < 2:
+            continue
+        dims = sorted({c.dim for r in key_rows for c in r.conditions})
+        yield key_rows, dims, [_domain(d, case, key_rows) for d in dims]
+
+
+def find_overlaps(case: cases.Case, rows: list[Row]) -> list[tuple[Row, Row, dict]]:
     """Contexts where two rows of one key both match: [(row_a, row_b, ctx)],
     one per key: the first such context in the order of the dimensions'
     domains, with the first two rows that match it.
@@ -478,14 +499,7 @@ def find_overlaps(case, rows):
     O(domain^dimensions x rows) (36 rows with 4 conditions: 29 s per
     command); this is O(rows^2 x dimensions) ANDs of masks."""
     problems = []
-    by_key = {}
-    for r in rows:
-        by_key.setdefault(r.key, []).append(r)
-    for key_rows in by_key.values():
-        if len(key_rows) < 2:
-            continue
-        dims = sorted({c.dim for r in key_rows for c in r.conditions})
-        domains = [_domain(d, case, key_rows) for d in dims]
+    for key_rows, dims, domains in shared_keys(case, rows):
         indexes = [{v: k for k, v in enumerate(dom)} for dom in domains]
         masks = [[_row_mask(r, d, dom, ix) for d, dom, ix in zip(dims, domains, indexes)] for r in key_rows]
         first = None
@@ -501,7 +515,7 @@ def find_overlaps(case, rows):
     return problems
 
 
-def describe_context(ctx):
+def describe_context(ctx: dict) -> str:
     parts = []
     for dim, v in sorted(ctx.items()):
         if v is not None:
@@ -509,7 +523,7 @@ def describe_context(ctx):
     return " ".join(parts) or "every context"
 
 
-def load(cases, directory=None):
+def load(cases: dict[str, cases_mod.Case], directory: str | None = None) -> Tables:
     """Parse every table and lint it; raises TableError on the first problem."""
     directory = directory or paths.EXPECTED
     tables = Tables()

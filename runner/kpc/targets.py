@@ -23,9 +23,15 @@ The contract, which makes every verdict come out of the same code:
     report(): the results' `kernels` block entry (None for the host).
 """
 
+from __future__ import annotations
+
 import threading
+from typing import Callable, Iterable, Iterator, TYPE_CHECKING
 
 from . import launch, paths
+
+if TYPE_CHECKING:
+    from . import envinfo
 
 
 class Target:
@@ -35,26 +41,26 @@ class Target:
     failure = None
 
     @property
-    def probe_dir(self):
+    def probe_dir(self) -> str:
         return paths.probe_dir()
 
-    def prepare(self):
+    def prepare(self) -> None:
         """Make `env` true of the machine (connect, copy, ask). Raises
         TargetError with one line for the user."""
 
-    def start(self, plan, jobs, on_event):
+    def start(self, plan: list[dict], jobs: int, on_event: Callable[[dict], None]) -> None:
         raise NotImplementedError
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop early (interrupted): recover what runs, report the rest."""
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> None:
         """Wait until the target has ended (its QEMU, SSH, launcher)."""
 
-    def report(self):
+    def report(self) -> dict | None:
         return None
 
-    def on_target_event(self, event):
+    def on_target_event(self, event: dict) -> bool:
         """A target's own facts in its event stream ("batch", "guest"):
         True when the event was consumed here."""
         if event.get("event") == "batch":
@@ -67,7 +73,26 @@ class TargetError(Exception):
     """A target that cannot be used: one line, exit 2 before anything runs."""
 
 
-def unreported(plan, reported, outcome, error, **extra):
+# Per case, on top of its timeout: the launcher's own recovery (a guest's or
+# a remote machine's runs are given up on only after that).
+RECOVERY_ALLOWANCE_S = 20.0
+
+
+def overdue(who: str, now: float, t0: float, total: float, inflight: dict[str, tuple[float, float]]) -> str | None:
+    """Why a target whose runs stream back must be given up now, or None:
+    a run past its deadline (INFLIGHT: run id -> (start, seconds it may
+    take)), or the whole plan past TOTAL seconds since T0."""
+    late = [(rid, now - st) for rid, (st, allowed) in inflight.items() if now - st > allowed]
+    if late:
+        rid, dt = late[0]
+        return (f"{who} stopped answering: {rid} ran {dt:.0f} s, past its deadline "
+                f"(its timeout + {RECOVERY_ALLOWANCE_S:g} s of recovery)")
+    if now - t0 > total:
+        return f"{who} exceeded its whole-plan deadline of {total:.0f} s"
+    return None
+
+
+def unreported(plan: list[dict], reported: set[str], outcome: str, error: str, **extra: object) -> Iterator[dict]:
     """Result events for the plan entries never reported."""
     for p in plan:
         if p["run"] in reported:
@@ -84,7 +109,7 @@ class HostTarget(Target):
         self._batch = None
         self._done = threading.Event()
 
-    def start(self, plan, jobs, on_event):
+    def start(self, plan: list[dict], jobs: int, on_event: Callable[[dict], None]) -> None:
         reported = set()
 
         def event(e):
@@ -102,11 +127,11 @@ class HostTarget(Target):
 
         self._batch = launch.Batch(plan, jobs, event, exited)
 
-    def stop(self):
+    def stop(self) -> None:
         if self._batch:
             self._batch.stop()
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> None:
         if self._batch:
             self._done.wait(timeout)
 
@@ -131,14 +156,14 @@ class GuestTarget(Target):
         self._stopping = threading.Event()
 
     @property
-    def probe_dir(self):
+    def probe_dir(self) -> str:
         return paths.probe_dir()  # the initramfs holds the build at the host's paths
 
     @property
-    def failure(self):
+    def failure(self) -> str | None:
         return self.run.failure if self.run is not None else None
 
-    def start(self, plan, jobs, on_event):
+    def start(self, plan: list[dict], jobs: int, on_event: Callable[[dict], None]) -> None:
         from . import guest
 
         def one():
@@ -155,7 +180,7 @@ class GuestTarget(Target):
         self._thread = threading.Thread(target=one, daemon=True)
         self._thread.start()
 
-    def on_target_event(self, event):
+    def on_target_event(self, event: dict) -> bool:
         kind = event.get("event")
         if kind == "guest":
             self._reported_itself(event)
@@ -177,16 +202,16 @@ class GuestTarget(Target):
         tenv.guest["channel"] = info.get("channel")
         tenv.guest["tainted_at_boot"] = info.get("tainted")
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping.set()
         if self.guest:
             self.guest.stop()
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> None:
         if self._thread:
             self._thread.join(timeout)
 
-    def report(self, append=""):
+    def report(self, append: str = "") -> dict:
         doc = self.env.to_json()
         doc["arch"] = getattr(self.kernel, "arch", "amd64")
         r = self.run
@@ -196,7 +221,7 @@ class GuestTarget(Target):
                            "suite_s": round(r.suite_s, 3) if r.suite_s is not None else None,
                            "wall_s": round(r.wall_s, 3), "failure": r.failure,
                            "cmdline_append": self.append,
-                           "kernel_messages": [line for _, line in r.crashes][:50]}
+                           "kernel_messages": [line.text for line in r.crashes][:50]}
         return doc
 
 
@@ -224,7 +249,7 @@ def _str_list(value, what, limit=200):
     return value
 
 
-def env_from_facts(facts, label, origin):
+def env_from_facts(facts: dict, label: str, origin: str) -> envinfo.Environment:
     """envinfo.Environment of a machine from its bundle's facts line (what
     kpc/run --facts prints): the same facts envinfo.detect() reads, so the
     requirement checks decide the same skips as on the machine itself. The
@@ -289,7 +314,7 @@ def _trouble_ok(t):
     return True
 
 
-def checked_result(event, run_id):
+def checked_result(event: dict, run_id: str) -> dict:
     """A launcher result event from another machine, with only the fields
     the evaluator reads, each of the type it expects; anything else makes
     the run an error naming what was wrong (a machine cannot pick its
@@ -336,12 +361,13 @@ def checked_result(event, run_id):
     return out
 
 
-def render_safe(value):
+def render_safe(value: object) -> str:
     from . import render
     return repr(render.visible(str(value))[:60])
 
 
-def read_event_lines(stream_lines, on_line, on_garbage):
+def read_event_lines(stream_lines: Iterable[bytes], on_line: Callable[[dict], None],
+                     on_garbage: Callable[[str], None]) -> None:
     """JSON objects from lines; a line that is not one goes to on_garbage."""
     import json
     for raw in stream_lines:
@@ -397,7 +423,7 @@ class ReplayTarget(Target):
         self._lines = lines[1:]
         self.garbage = []
 
-    def start(self, plan, jobs, on_event):
+    def start(self, plan: list[dict], jobs: int, on_event: Callable[[dict], None]) -> None:
         suffix = f"#{self.label}" if self.label != "host" else ""
         wanted = {p["run"]: p for p in plan}
         reported = set()
@@ -420,7 +446,7 @@ class ReplayTarget(Target):
                             f"not in {self.path}: the recording ended before this run reported"):
             on_event(e)
 
-    def report(self):
+    def report(self) -> dict:
         doc = self.env.to_json()
         doc["events_file"] = self.path
         return doc

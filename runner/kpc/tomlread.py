@@ -6,6 +6,8 @@ backports); Debian 11 has no python3-tomli, only python3-toml (toml 0.10:
 TOML 0.5, its own API, and on malformed text it can raise more than its
 own error). Whichever is found, a malformed file is one TOMLError."""
 
+from __future__ import annotations
+
 import importlib
 
 # The modules in the order they are tried, and the Debian package of each.
@@ -20,7 +22,7 @@ class TOMLError(ValueError):
 _parser = None
 
 
-def parser():
+def parser() -> str | None:
     """The name of the module that reads TOML here, or None."""
     global _parser
     if _parser is None:
@@ -34,12 +36,12 @@ def parser():
     return _parser
 
 
-def missing_message():
+def missing_message() -> str:
     return ("Python < 3.11 reads TOML with Debian's python3-tomli (or, where there is none, as on Debian 11, "
             "python3-toml): run kpc as root once to install it, or: sudo apt-get install python3-tomli")
 
 
-def loads(text):
+def loads(text: str) -> dict:
     name = parser()
     if name is None:
         raise TOMLError(missing_message())

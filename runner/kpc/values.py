@@ -15,6 +15,8 @@ person writes for that kind of value. `Z (zombie)` is the state Z, `7` is
 form says what it expects and gives an example, so a prompt can show them.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import errno as errno_mod
 import re
@@ -37,7 +39,7 @@ class ValueError_(ValueError):
     """A table value (or an answer) that cannot be read as its type."""
 
 
-def signal_name(sig):
+def signal_name(sig: int) -> str:
     if 1 <= sig < len(SIGNAL_NAMES):
         return SIGNAL_NAMES[sig]
     if 32 <= sig <= MAX_SIGNAL:
@@ -45,7 +47,7 @@ def signal_name(sig):
     raise ValueError_(f"no signal {sig}")
 
 
-def signal_alias(sig):
+def signal_alias(sig: int) -> str:
     """What people call a signal kpc names by number: 'glibc SIGRTMIN+2'
     for 36, 'glibc-internal SIGCANCEL' for 32; '' for the named ones."""
     if sig == 32:
@@ -59,13 +61,13 @@ def signal_alias(sig):
     return ""
 
 
-def signal_label(sig):
+def signal_label(sig: int) -> str:
     """'SIG36 (glibc SIGRTMIN+2)'; a standard signal as its name."""
     alias = signal_alias(sig)
     return f"{signal_name(sig)} ({alias})" if alias else signal_name(sig)
 
 
-def signal_number(name):
+def signal_number(name: str) -> int:
     """'SIGTERM', 'TERM', 'SIG34', '34', 'SIGRTMIN+2' (glibc: 36),
     'SIGRTMAX' -> int; raises ValueError_. Upper case, as tables write it."""
     text = name.strip()
@@ -89,7 +91,7 @@ def signal_number(name):
     raise ValueError_(f"unknown signal '{name}'")
 
 
-def parse_sigset(text):
+def parse_sigset(text: str) -> int:
     """'SIGINT|SIGTERM' or 'none' -> bitmask (bit N-1 = signal N)."""
     text = text.strip()
     if text == "none":
@@ -102,12 +104,12 @@ def parse_sigset(text):
     return mask
 
 
-def format_sigset(mask):
+def format_sigset(mask: int) -> str:
     names = [signal_name(s) for s in range(1, MAX_SIGNAL + 1) if mask >> (s - 1) & 1]
     return "|".join(names) if names else "none"
 
 
-def describe_sigset(canonical):
+def describe_sigset(canonical: str) -> str:
     """A canonical set as a person reads it: real-time signals labelled, and
     a set of more than half the signals as 'all but ...' (a blocked-
     everything mask is 62 names)."""
@@ -123,7 +125,7 @@ def describe_sigset(canonical):
     return canonical + (f"  ({', '.join(f'{signal_name(s)} = {signal_alias(s)}' for s in odd)})" if odd else "")
 
 
-def canonical(vtype, value):
+def canonical(vtype: str, value: object) -> str:
     """Canonical text of a value of `vtype`; `value` is an observed JSON value
     or a table's text. Raises ValueError_ when it does not fit the type."""
     if vtype == "bool":
@@ -166,7 +168,7 @@ def _squash(text):
     return _WS.sub(" ", text.strip())
 
 
-def answer_signal(token):
+def answer_signal(token: str) -> int:
     """One signal as a person writes it: any case, with or without SIG, a
     number, glibc's SIGRTMIN+n. Raises ValueError_."""
     t = token.strip().upper().replace(" ", "")
@@ -175,7 +177,7 @@ def answer_signal(token):
     return signal_number(t)
 
 
-def answer_sigset(text):
+def answer_sigset(text: str) -> int:
     """A set of signals as people write it -> bitmask. 'SIGUSR1|SIGTERM',
     'term, usr1', '15 10', '0x4200', a pasted '/proc' line 'SigBlk:
     0000000000004200', 'none', 'all', 'all but KILL STOP'."""
@@ -202,7 +204,7 @@ def answer_sigset(text):
     return mask
 
 
-def answer_errno(text):
+def answer_errno(text: str) -> str:
     t = _squash(text).upper()
     for prefix in ("-1 ", "ERRNO ", "FAILS WITH ", "FAILED WITH ", "ERROR "):
         if t.startswith(prefix):
@@ -218,14 +220,14 @@ def answer_errno(text):
     raise ValueError_(f"'{text}' is not an errno name such as ESRCH")
 
 
-def answer_result(text):
+def answer_result(text: str) -> str:
     low = _squash(text).lower()
     if low in ("ok", "0", "success", "succeeds", "succeeded", "works", "it works", "no error"):
         return "ok"
     return answer_errno(text)
 
 
-def answer_status(text):
+def answer_status(text: str) -> str:
     """How a child ended, as describe_wait_status prints it: 'exited N',
     'killed SIGX' (+ ' (core)'), 'stopped SIGX', 'continued'."""
     t = _squash(text)
@@ -252,7 +254,7 @@ def answer_status(text):
     raise ValueError_(f"'{text}' is not a way a process ends: write exited N (or just N) or killed SIGNAME")
 
 
-def answer_state(text):
+def answer_state(text: str) -> str:
     t = _squash(text)
     m = re.fullmatch(r"([A-Za-z])(?:\s*\(([a-z ]+)\))?", t)
     if m:
@@ -267,7 +269,7 @@ def answer_state(text):
     raise ValueError_(f"'{text}' is not a process state: one letter as in /proc/PID/stat (R, S, D, Z, T, t, X)")
 
 
-def answer_bool(text):
+def answer_bool(text: str) -> str:
     low = _squash(text).lower()
     if low in ("true", "t", "yes", "y", "1"):
         return "true"
@@ -276,7 +278,7 @@ def answer_bool(text):
     raise ValueError_(f"'{text}' is not true or false")
 
 
-def answer_yesno(text):
+def answer_yesno(text: str) -> str:
     low = _squash(text).lower()
     if low in ("yes", "y", "true", "1", "hang", "hangs", "it hangs"):
         return "yes"
@@ -285,7 +287,7 @@ def answer_yesno(text):
     raise ValueError_(f"'{text}' is not yes or no")
 
 
-def answer_int(text):
+def answer_int(text: str) -> str:
     t = _squash(text).lower()
     try:
         return str(int(t, 0))
@@ -293,7 +295,7 @@ def answer_int(text):
         raise ValueError_(f"'{text}' is not a number (a count or a value, e.g. 2)") from None
 
 
-def answer_siglist(text):
+def answer_siglist(text: str) -> str:
     """An ordered list of deliveries, 'SIGUSR1,SIGRTMIN+2:3' (signal, and
     the value sent with it) -> canonical 'SIGUSR1,SIG36:3'."""
     items = []
@@ -316,14 +318,14 @@ _DISPOSITIONS = {"default": "default", "sig_dfl": "default", "dfl": "default", "
                  "caught": "handler", "a handler": "handler", "handled": "handler", "catch": "handler"}
 
 
-def answer_disposition(text):
+def answer_disposition(text: str) -> str:
     low = _squash(text).lower()
     if low in _DISPOSITIONS:
         return _DISPOSITIONS[low]
     raise ValueError_(f"'{text}' is not a disposition: default (SIG_DFL), ignore (SIG_IGN) or handler")
 
 
-def answer_saflags(text):
+def answer_saflags(text: str) -> str:
     """sigaction flags, any order and case, SA_ optional -> 'SA_X|SA_Y' in
     the library's order (state.cc), or 'none'."""
     low = _squash(text).lower()
@@ -341,7 +343,7 @@ def answer_saflags(text):
     return "|".join(f for f in _SA_FLAGS if f in got)
 
 
-def answer_intlist(text):
+def answer_intlist(text: str) -> str:
     items = [t for t in re.split(r"[,;\s]+", text.strip()) if t]
     try:
         return ",".join(str(int(t, 0)) for t in items) if items else _bad_intlist(text)
@@ -364,7 +366,7 @@ class Form:
     read: object
     choices: tuple = ()
 
-    def example(self, avoid=()):
+    def example(self, avoid: tuple = ()) -> str:
         """An example that is not one of the values in `avoid` (the prompt
         must not give the answer away)."""
         avoid = {a.lower() for a in avoid}
@@ -373,7 +375,7 @@ class Form:
                 return ex
         return ""
 
-    def prompt(self, avoid=()):
+    def prompt(self, avoid: tuple = ()) -> str:
         ex = self.example(avoid)
         return self.hint + (f"; e.g. {ex}" if ex else "")
 
@@ -417,7 +419,7 @@ FORMS = {
 }
 
 
-def form(spec):
+def form(spec: str) -> Form:
     """A Form from metadata: a FORMS name; choices 'alive|dead'; or
     alternatives 'status|result', 'a namespace|errno' (forms and literal
     choices mixed: the first that reads the answer wins)."""
@@ -450,7 +452,7 @@ _STATUS = re.compile(r"^(exited -?\d+|killed SIG[A-Z0-9]+( \(core\))?|stopped SI
 _ERRNO = re.compile(r"^E[A-Z0-9]+$")
 
 
-def infer_form(key, table_values):
+def infer_form(key: str, table_values: list[str]) -> Form:
     """The answer form of an observation from the shapes of its values in
     the expected tables (never their content: the form is shown before the
     run). Metadata (lab.forms) overrides it."""
@@ -497,7 +499,7 @@ def infer_form(key, table_values):
     return FORMS["text"]
 
 
-def same(form_, answer, observed):
+def same(form_: Form, answer: str, observed: str) -> bool:
     """Does a read answer equal the kernel's canonical value?"""
     if form_.name in ("text", "choice") or form_.choices:
         return answer.casefold() == observed.casefold()

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from conftest import needs_root
-from kpc import cli, cross, guest, kernels, paths
+from kpc import columns, cross, guest, guest_image, kernels, paths
 from test_cli import kpc
 from test_guest import _read_newc, qemu_pids
 
@@ -43,9 +43,10 @@ def test_arm64_kernels_have_their_own_cache_names_and_columns():
     assert kernels.cache_name("bookworm", "6.1.176-1") == "bookworm-6.1.176-1"   # as older kpcs made it
     assert kernels.cache_name("bookworm", "6.1.176-1", "arm64") == "arm64-bookworm-6.1.176-1"
     assert kernels.meta("arm64") == "linux-image-cloud-arm64"
-    assert cli._kernel_label("6.1", "amd64", ["amd64"]) == "6.1"
-    assert cli._kernel_label("6.1", "arm64", ["arm64"]) == "6.1-arm64"
-    assert [cli._kernel_label("6.1", a, ["amd64", "arm64"]) for a in ("amd64", "arm64")] == ["6.1-amd64", "6.1-arm64"]
+    assert columns.kernel_label("6.1", "amd64", ["amd64"]) == "6.1"
+    assert columns.kernel_label("6.1", "arm64", ["arm64"]) == "6.1-arm64"
+    both = ["amd64", "arm64"]
+    assert [columns.kernel_label("6.1", a, both) for a in both] == ["6.1-amd64", "6.1-arm64"]
 
 
 def _kernel(arch, tmp_path):
@@ -87,9 +88,9 @@ def test_the_arm64_image_holds_the_cross_build_at_the_host_build_paths(tmp_path,
     (root / "bin" / "busybox").write_bytes(b"arm64 busybox")
     (cache / "initramfs" / "base-amd64-0123456789abcdef.cpio").write_bytes(b"amd64")
     (cache / "initramfs" / "base-arm64-0123456789abcdef.cpio").write_bytes(b"old arm64")
-    monkeypatch.setattr(guest, "CACHE", str(cache))
-    monkeypatch.setitem(guest.CROSS, "arm64", (str(bdir), str(root)))
-    out = guest.base_image("arm64")
+    monkeypatch.setattr(guest_image, "CACHE", str(cache))
+    monkeypatch.setitem(guest_image.CROSS, "arm64", cross.Build(str(bdir), str(root)))
+    out = guest_image.base_image("arm64")
     assert os.path.basename(out).startswith("base-arm64-")
     assert sorted(os.listdir(cache / "initramfs")) == sorted(["base-amd64-0123456789abcdef.cpio",
                                                               os.path.basename(out)])
@@ -159,7 +160,7 @@ def test_the_suite_runs_inside_an_arm64_kernel_next_to_amd64(tmp_path, arm64_rea
 
 # ------------------------------------------------------------ hvc0 on every kernel
 
-@pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest.BUSYBOX),
+@pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest_image.BUSYBOX),
                     reason="qemu-system-x86 and busybox-static are not installed")
 @pytest.mark.parametrize("label", os.environ.get("KPC_TEST_HVC_KERNELS", "6.1,7.2").split(","))
 def test_events_use_the_virtio_console_on_every_kernel(label, built):

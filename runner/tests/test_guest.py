@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import processes, needs_root
-from kpc import guest, kernels, paths
+from kpc import guest, guest_image, kernels, paths
 from test_cli import kpc
 
 TEST_KERNEL = os.environ.get("KPC_TEST_KERNEL", "6.1")
@@ -43,7 +43,7 @@ def _read_newc(blob):
 
 
 def test_newc_archive_is_what_the_kernel_reads():
-    c = guest.Cpio()
+    c = guest_image.Cpio()
     c.file("a/b/c.txt", b"hello", 0o644)
     c.symlink("bin/sh", "busybox")
     c.file("init", b"#!/bin/sh\n", 0o755)
@@ -116,7 +116,7 @@ def test_bad_kernel_options_are_input_errors():
 
 # ------------------------------------------------------------ boots
 
-needs_qemu = pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest.BUSYBOX),
+needs_qemu = pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest_image.BUSYBOX),
                                 reason="qemu-system-x86 and busybox-static are not installed "
                                        "(./kpc run --kernels installs them)")
 
@@ -251,8 +251,8 @@ def test_no_qemu_outlives_a_killed_kpc(kernel, tmp_path):
         time.sleep(0.1)
     assert not alive(), "QEMU survived kpc"
     # what the killed kpc could not remove is swept by the next one
-    guest.sweep_stale()
-    assert not [p for p in os.listdir(os.path.join(guest.CACHE, "initramfs"))
+    guest_image.sweep_stale()
+    assert not [p for p in os.listdir(os.path.join(guest_image.CACHE, "initramfs"))
                 if p.startswith(f"initrd-{proc.pid}-")]
 
 
@@ -279,12 +279,12 @@ def test_parallel_guests_share_one_image_build(kernel, tmp_path, monkeypatch):
     """Four guests booting at once used to build the base image four times
     in one directory and trip over each other's rename."""
     import threading
-    monkeypatch.setattr(guest, "CACHE", str(tmp_path))
+    monkeypatch.setattr(guest_image, "CACHE", str(tmp_path))
     results, errors = [], []
 
     def build():
         try:
-            results.append((guest.base_image(), guest.modules_image(kernel)))
+            results.append((guest_image.base_image(), guest_image.modules_image(kernel)))
         except Exception as e:  # noqa: BLE001 - the test reports any failure
             errors.append(e)
     threads = [threading.Thread(target=build) for _ in range(4)]

@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from conftest import run
-from kpc import formats, guest, kernels, lava, paths
+from kpc import formats, guest, guest_image, kernels, lava, paths
 
 KPC = os.path.join(paths.ROOT, "kpc")
 PY = "/usr/bin/python3"
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="lava-run refuses to run unless root"),
-              pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest.BUSYBOX),
+              pytest.mark.skipif(shutil.which(guest.QEMU) is None or not os.path.exists(guest_image.BUSYBOX),
                                  reason="needs qemu-system-x86 and busybox-static")]
 
 

@@ -226,14 +226,7 @@ def brute_force_overlaps(case, rows):
     O(domain^dimensions)): the reference the pairwise one must agree with."""
     import itertools
     problems = []
-    by_key = {}
-    for r in rows:
-        by_key.setdefault(r.key, []).append(r)
-    for key_rows in by_key.values():
-        if len(key_rows) < 2:
-            continue
-        dims = sorted({c.dim for r in key_rows for c in r.conditions})
-        domains = [tables._domain(d, case, key_rows) for d in dims]
+    for key_rows, dims, domains in tables.shared_keys(case, rows):
         for point in itertools.product(*domains):
             ctx = dict(zip(dims, point))
             hits = [r for r in key_rows if r.matches(ctx)]
