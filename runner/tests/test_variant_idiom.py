@@ -2,7 +2,8 @@
 variant through p.variant_is("a", "b") or p.dispatch({{"a", fn}, ...}),
 which make an unknown variant a broken probe. Comparing p.variant -- or a
 copy of it: `const std::string& v = p.variant`, a parameter named
-`variant` -- with == or != by hand lets a misspelt or new variant fall
+`variant` -- with == or != by hand, or a piece of it (v.starts_with("read_"),
+.ends_with, .substr, .find, ...), lets a misspelt or new variant fall
 through silently, so no probe under cases/ does it. Passing p.variant on as
 a string (into a key, a helper's argv) is fine; cases/lib, which implements
 variant_is, is not a probe."""
@@ -21,6 +22,8 @@ LIBRARY = os.path.join(CASES, "lib")
 # NAME is a copy of the variant (or a reference to it).
 COPY = re.compile(r"(?:std::string|std::string_view|auto)\s*&?\s*(\w+)\s*(?:=|\{|\()"
                   r"\s*\w+\s*(?:\.|->)\s*variant\b")
+# Pieces of it compared by hand: v.starts_with("read_") and the like.
+PIECES = "starts_with|ends_with|substr|find|rfind|compare|contains"
 # A parameter that carries the variant under its own name.
 PARAM = re.compile(r"(?:std::string|std::string_view)\s*&?\s*(variant)\b")
 
@@ -31,8 +34,9 @@ def comparisons(text):
     code = re.sub(r"//[^\n]*", "", text)   # comments may say anything
     names = {"variant"} | set(COPY.findall(code)) | set(PARAM.findall(code))
     alt = "|".join(sorted(re.escape(n) for n in names))
-    operand = rf"(?:\b\w+\s*(?:\.|->)\s*)?\b(?:{alt})\b(?!\s*[\.(\[])"
-    pattern = re.compile(rf"{operand}\s*[!=]=|[!=]=\s*{operand}")
+    operand = rf"(?:\b\w+\s*(?:\.|->)\s*)?\b(?:{alt})\b"
+    pattern = re.compile(rf"{operand}(?!\s*[\.(\[])\s*[!=]=|[!=]=\s*{operand}(?!\s*[\.(\[])"
+                         rf"|{operand}\s*\.\s*(?:{PIECES})\s*\(")
     return [(i, line.strip()) for i, line in enumerate(code.splitlines(), 1) if pattern.search(line)]
 
 
@@ -69,7 +73,10 @@ def test_no_probe_compares_its_variant_by_hand():
     ('if (p.variant_is("exitkill", "detach")) {', False),
     ('return p.dispatch({{"a", [] { return 0; }}});', False),
     ('kpc::exec_or_broken({p.helper(p.id), "--variant", p.variant, "exec-side"});', False),
-    ('std::string path_arg = p.variant.substr(5);', False),
+    ('std::string path_arg = p.variant.substr(5);', True),
+    ('const std::string& v = p.variant;\nbool do_read = v.starts_with("read_");', True),
+    ('if (p.variant.ends_with("_ignored")) signal(sig, SIG_IGN);', True),
+    ('std::string h = p.helper("x");\nif (h.ends_with("_x")) return 0;', False),
     ('// variant == "x" in a comment\nint v = 3;\nif (v == 3) return;', False),
     ('if (how == How::waitpid) {', False),
 ])
