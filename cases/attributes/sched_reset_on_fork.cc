@@ -18,19 +18,25 @@
 int probe_main(kpc::Probe& p) {
   kpc::Child c = kpc::fork_child([&] {
     sched_param sp{};
-    int policy;
-    if (p.variant == "fifo_plain" || p.variant == "fifo_reset") {
+    int policy = SCHED_OTHER;
+    auto fifo = [&](int reset) {
       sp.sched_priority = 1;
-      policy = SCHED_FIFO | (p.variant == "fifo_reset" ? SCHED_RESET_ON_FORK : 0);
-    } else if (p.variant == "negative_nice_reset") {
-      if (setpriority(PRIO_PROCESS, 0, -5) != 0) {
-        if (errno == EACCES || errno == EPERM) kpc::skip("a negative nice value needs CAP_SYS_NICE");
-        kpc::broken("setpriority: " + kpc::errno_name(errno));
-      }
-      policy = SCHED_OTHER | SCHED_RESET_ON_FORK;
-    } else {
-      kpc::broken("unknown variant '" + p.variant + "'");
-    }
+      policy = SCHED_FIFO | reset;
+      return 0;
+    };
+    p.dispatch({
+        {"fifo_plain", [&] { return fifo(0); }},
+        {"fifo_reset", [&] { return fifo(SCHED_RESET_ON_FORK); }},
+        {"negative_nice_reset",
+         [&] {
+           if (setpriority(PRIO_PROCESS, 0, -5) != 0) {
+             if (errno == EACCES || errno == EPERM) kpc::skip("a negative nice value needs CAP_SYS_NICE");
+             kpc::broken("setpriority: " + kpc::errno_name(errno));
+           }
+           policy = SCHED_OTHER | SCHED_RESET_ON_FORK;
+           return 0;
+         }},
+    });
     if (sched_setscheduler(0, policy, &sp) != 0) {
       if (errno == EPERM) kpc::skip("setting a real-time policy needs CAP_SYS_NICE (EPERM)");
       kpc::broken("sched_setscheduler: " + kpc::errno_name(errno));

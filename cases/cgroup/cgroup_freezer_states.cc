@@ -24,10 +24,21 @@
 #include "kpc/testfs.h"
 
 int probe_main(kpc::Probe& p) {
-  const std::string& v = p.variant;
+  enum class Member { sleeping, stopped, vfork, fuse_stuck };
+  Member m = Member::sleeping;
+  auto member_is = [&](Member kind) {
+    m = kind;
+    return 0;
+  };
+  p.dispatch({
+      {"sleeping", [&] { return member_is(Member::sleeping); }},
+      {"stopped", [&] { return member_is(Member::stopped); }},
+      {"vfork", [&] { return member_is(Member::vfork); }},
+      {"fuse_stuck", [&] { return member_is(Member::fuse_stuck); }},
+  });
   std::unique_ptr<kpc::testfs::Server> fs;
   kpc::TempDir mnt("fuse");
-  if (v == "fuse_stuck") {
+  if (m == Member::fuse_stuck) {
     kpc::testfs::enter_private_mount_namespace();
     fs = kpc::testfs::Server::start(mnt.path(), kpc::testfs::Serve::process);
     fs->set_read(kpc::testfs::Answer::never);
@@ -38,7 +49,7 @@ int probe_main(kpc::Probe& p) {
   // 1. The member.
   kpc::Child member = kpc::fork_child([&] {
     go.write.reset();
-    if (v == "vfork") {
+    if (m == Member::vfork) {
       pid_t c = vfork();
       if (c == 0) {  // raw calls only: the parent's memory
         char b;
@@ -49,7 +60,7 @@ int probe_main(kpc::Probe& p) {
       waitpid(c, &st, 0);
       return;
     }
-    if (v == "fuse_stuck") {
+    if (m == Member::fuse_stuck) {
       int fd = open(fs->file_path().c_str(), O_RDONLY);
       char b[16];
       if (fd >= 0) (void)!read(fd, b, sizeof b);  // never answered
@@ -58,18 +69,22 @@ int probe_main(kpc::Probe& p) {
     kpc::recv_byte(go.read.get(), 20000);
   });
   cg->move(member.pid());
-  if (v == "stopped") {
-    KPC_SYS(kill(member.pid(), SIGSTOP));
-    int st;
-    KPC_SYS(waitpid(member.pid(), &st, WUNTRACED));
-  } else if (v == "fuse_stuck") {
-    KPC_CHECK_MSG(fs->wait_unanswered(1, 5000), "the member's READ never reached the server");
-  } else if (v == "vfork") {
-    KPC_CHECK(kpc::wait_for_state(member.pid(), 'D', 5000) == 'D');  // in the vfork wait
-  } else if (v == "sleeping") {
-    KPC_CHECK(kpc::wait_for_state(member.pid(), 'S', 5000) == 'S');
-  } else {
-    kpc::broken("unknown variant '" + v + "'");
+  switch (m) {
+    case Member::stopped: {
+      KPC_SYS(kill(member.pid(), SIGSTOP));
+      int st;
+      KPC_SYS(waitpid(member.pid(), &st, WUNTRACED));
+      break;
+    }
+    case Member::fuse_stuck:
+      KPC_CHECK_MSG(fs->wait_unanswered(1, 5000), "the member's READ never reached the server");
+      break;
+    case Member::vfork:
+      KPC_CHECK(kpc::wait_for_state(member.pid(), 'D', 5000) == 'D');  // in the vfork wait
+      break;
+    case Member::sleeping:
+      KPC_CHECK(kpc::wait_for_state(member.pid(), 'S', 5000) == 'S');
+      break;
   }
   // 2. Freeze; does the cgroup get there?
   std::string w = cg->write("cgroup.freeze", "1");
@@ -81,7 +96,7 @@ int probe_main(kpc::Probe& p) {
   for (int i = 0; i < 5000; ++i) {
     frozen = cg->key("cgroup.events", "frozen");
     if (frozen && *frozen == 1) break;
-    if (v == "fuse_stuck" && kpc::wait_for_state(member.pid(), 'D', 0) == 'D') {
+    if (m == Member::fuse_stuck && kpc::wait_for_state(member.pid(), 'D', 0) == 'D') {
       frozen = cg->wait_key("cgroup.events", "frozen", 1, 100);
       break;
     }
@@ -91,8 +106,8 @@ int probe_main(kpc::Probe& p) {
   // 3. Thaw, release, collect.
   KPC_CHECK(cg->write("cgroup.freeze", "0").empty());
   kpc::observe("thawed", cg->wait_key("cgroup.events", "frozen", 0, 2000).value_or(-1) == 0);
-  if (v == "stopped") KPC_SYS(kill(member.pid(), SIGCONT));
-  if (v == "fuse_stuck") fs->kill_server();  // the connection ends: the READ fails
+  if (m == Member::stopped) KPC_SYS(kill(member.pid(), SIGCONT));
+  if (m == Member::fuse_stuck) fs->kill_server();  // the connection ends: the READ fails
   kpc::send_byte(go.write.get());
   kpc::observe("member.status", kpc::describe_wait_status(member.wait()));
   return 0;

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,30 +64,47 @@ bool has(cap_value_t cap, cap_flag_t set) {
 int probe_main(kpc::Probe& p) {
   if (!has(kX, CAP_PERMITTED) || !has(kY, CAP_PERMITTED) || !CAP_IS_SUPPORTED(kY))
     kpc::skip("the probe does not hold CAP_NET_BIND_SERVICE and CAP_NET_RAW to move around");
-  bool nonroot = p.variant.starts_with("nonroot");
-  if (nonroot && p.flavor() == "userns")
-    kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
-  kpc::Child child = kpc::fork_child([&] {
-    std::string h = p.helper_for_any_uid("creds_report");  // before becoming nobody
-    if (p.variant == "root_exec") {
-      exec_report(h, false);
-    } else if (p.variant == "root_bounding_drop") {
-      KPC_CHECK_MSG(cap_drop_bound(kY) == 0, "cap_drop_bound: " + kpc::errno_name(errno));
-      exec_report(h, false);
-    } else if (p.variant == "nonroot_exec") {
-      become_nobody({kX}, {kX}, {});
-      exec_report(h, false);
-    } else if (p.variant == "nonroot_inheritable") {
-      become_nobody({kX}, {kX}, {kX});
-      exec_report(h, false);
-    } else if (p.variant == "nonroot_ambient") {
-      become_nobody({kX}, {kX}, {kX});
-      KPC_CHECK_MSG(cap_set_ambient(kX, CAP_SET) == 0, "cap_set_ambient: " + kpc::errno_name(errno));
-      exec_report(h, true);
-    } else {
-      kpc::broken("unknown variant '" + p.variant + "'");
-    }
+  // A child prepares its capabilities (then, for nonroot, becomes nobody)
+  // and execs creds_report, which records them.
+  auto child_execs = [&](bool nonroot, const std::function<void(const std::string&)>& prepare_and_exec) {
+    if (nonroot && p.flavor() == "userns")
+      kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
+    kpc::Child child = kpc::fork_child([&] {
+      prepare_and_exec(p.helper_for_any_uid("creds_report"));  // the helper's path before becoming nobody
+    });
+    kpc::observe("status", kpc::describe_wait_status(child.wait()));
+    return 0;
+  };
+  return p.dispatch({
+      {"root_exec", [&] { return child_execs(false, [](const std::string& h) { exec_report(h, false); }); }},
+      {"root_bounding_drop",
+       [&] {
+         return child_execs(false, [](const std::string& h) {
+           KPC_CHECK_MSG(cap_drop_bound(kY) == 0, "cap_drop_bound: " + kpc::errno_name(errno));
+           exec_report(h, false);
+         });
+       }},
+      {"nonroot_exec",
+       [&] {
+         return child_execs(true, [](const std::string& h) {
+           become_nobody({kX}, {kX}, {});
+           exec_report(h, false);
+         });
+       }},
+      {"nonroot_inheritable",
+       [&] {
+         return child_execs(true, [](const std::string& h) {
+           become_nobody({kX}, {kX}, {kX});
+           exec_report(h, false);
+         });
+       }},
+      {"nonroot_ambient",
+       [&] {
+         return child_execs(true, [](const std::string& h) {
+           become_nobody({kX}, {kX}, {kX});
+           KPC_CHECK_MSG(cap_set_ambient(kX, CAP_SET) == 0, "cap_set_ambient: " + kpc::errno_name(errno));
+           exec_report(h, true);
+         });
+       }},
   });
-  kpc::observe("status", kpc::describe_wait_status(child.wait()));
-  return 0;
 }

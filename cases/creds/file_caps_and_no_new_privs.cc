@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -55,21 +56,23 @@ void become_nobody(std::vector<cap_value_t> keep) {
   syscall(SYS_execveat, prog, "", argv, environ, AT_EMPTY_PATH);  // glibc < 2.34 has no execveat()
   kpc::broken("execveat creds_report: " + kpc::errno_name(errno));
 }
-}  // namespace
 
-int probe_main(kpc::Probe& p) {
-  if (p.variant == "nnp_inherited") {
-    // Root sets no_new_privs; a fork child has it, an exec keeps it.
-    kpc::Child c = kpc::fork_child([&] {
-      KPC_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
-      KPC_OBSERVE_CALL("unset_no_new_privs", prctl(PR_SET_NO_NEW_PRIVS, 0, 0, 0, 0));
-      kpc::Child grandchild = kpc::fork_child([] { kpc::record_state("fork_child", "no_new_privs"); });
-      grandchild.wait();
-      kpc::exec_or_broken({p.helper("creds_report"), "--prefix", "exec"});
-    });
-    kpc::observe("status", kpc::describe_wait_status(c.wait()));
-    return 0;
-  }
+// Root sets no_new_privs; a fork child has it, an exec keeps it.
+int nnp_inherited(const kpc::Probe& p) {
+  kpc::Child c = kpc::fork_child([&] {
+    KPC_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    KPC_OBSERVE_CALL("unset_no_new_privs", prctl(PR_SET_NO_NEW_PRIVS, 0, 0, 0, 0));
+    kpc::Child grandchild = kpc::fork_child([] { kpc::record_state("fork_child", "no_new_privs"); });
+    grandchild.wait();
+    kpc::exec_or_broken({p.helper("creds_report"), "--prefix", "exec"});
+  });
+  kpc::observe("status", kpc::describe_wait_status(c.wait()));
+  return 0;
+}
+
+// A capability-carrying copy of creds_report, exec'd by a child that has
+// become nobody in the variant's way (become()).
+int file_caps(const kpc::Probe& p, const std::function<void()>& become) {
   if (p.flavor() == "userns") kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
   // 1. The capability-carrying copy, in a mount namespace of our own.
   kpc::enter_private_mount_namespace();
@@ -85,19 +88,31 @@ int probe_main(kpc::Probe& p) {
   kpc::Fd prog(KPC_SYS(openat(dir.get(), "creds_report", O_PATH | O_NOFOLLOW | O_CLOEXEC)));
   // 2. The variants.
   kpc::Child child = kpc::fork_child([&] {
-    if (p.variant == "file_caps_nonroot") {
-      become_nobody({});
-    } else if (p.variant == "file_caps_clear_ambient") {
-      become_nobody({kY, CAP_SETPCAP});
-      KPC_CHECK_MSG(cap_set_ambient(kY, CAP_SET) == 0, "cap_set_ambient: " + kpc::errno_name(errno));
-    } else if (p.variant == "nnp_blocks_file_caps") {
-      become_nobody({});
-      KPC_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
-    } else {
-      kpc::broken("unknown variant '" + p.variant + "'");
-    }
+    become();
     exec_fd(prog.get());
   });
   kpc::observe("status", kpc::describe_wait_status(child.wait()));
   return 0;
+}
+}  // namespace
+
+int probe_main(kpc::Probe& p) {
+  return p.dispatch({
+      {"nnp_inherited", [&] { return nnp_inherited(p); }},
+      {"file_caps_nonroot", [&] { return file_caps(p, [] { become_nobody({}); }); }},
+      {"file_caps_clear_ambient",
+       [&] {
+         return file_caps(p, [] {
+           become_nobody({kY, CAP_SETPCAP});
+           KPC_CHECK_MSG(cap_set_ambient(kY, CAP_SET) == 0, "cap_set_ambient: " + kpc::errno_name(errno));
+         });
+       }},
+      {"nnp_blocks_file_caps",
+       [&] {
+         return file_caps(p, [] {
+           become_nobody({});
+           KPC_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+         });
+       }},
+  });
 }

@@ -15,6 +15,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <functional>
+
 #include "kpc/probe.h"
 
 namespace {
@@ -38,30 +40,40 @@ void set_bits(unsigned bits) {
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  if (p.variant == "keep_caps" && p.flavor() == "userns")
-    kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
-  kpc::Child child = kpc::fork_child([&] {
-    std::string h = p.helper_for_any_uid("creds_report");
-    if (p.variant == "keep_caps") {
-      set_bits(SECBIT_KEEP_CAPS);
-      KPC_SYS(setgroups(0, nullptr));
-      KPC_SYS(setresgid(kNobody, kNobody, kNobody));
-      KPC_SYS(setresuid(kNobody, kNobody, kNobody));
-      kpc::observe("after_setuid.permitted", permitted_markers());
-    } else if (p.variant == "noroot") {
-      set_bits(SECBIT_NOROOT);
-    } else if (p.variant == "no_cap_ambient_raise") {
-      cap_t c = cap_get_proc();
-      cap_set_flag(c, CAP_INHERITABLE, 1, &kX, CAP_SET);
-      KPC_CHECK(cap_set_proc(c) == 0);
-      cap_free(c);
-      set_bits(SECBIT_NO_CAP_AMBIENT_RAISE);
-      KPC_OBSERVE_CALL("raise_ambient", cap_set_ambient(kX, CAP_SET));
-    } else {
-      kpc::broken("unknown variant '" + p.variant + "'");
-    }
-    kpc::exec_or_broken({h, "--prefix", "exec"});
+  // A child sets the variant's bits (and what they govern), then execs
+  // creds_report, which records its credentials.
+  auto child_execs = [&](const std::function<void()>& set_and_act) {
+    kpc::Child child = kpc::fork_child([&] {
+      std::string h = p.helper_for_any_uid("creds_report");
+      set_and_act();
+      kpc::exec_or_broken({h, "--prefix", "exec"});
+    });
+    kpc::observe("status", kpc::describe_wait_status(child.wait()));
+    return 0;
+  };
+  return p.dispatch({
+      {"keep_caps",
+       [&] {
+         if (p.flavor() == "userns") kpc::skip("the userns flavor maps one uid: there is no non-root uid to become");
+         return child_execs([] {
+           set_bits(SECBIT_KEEP_CAPS);
+           KPC_SYS(setgroups(0, nullptr));
+           KPC_SYS(setresgid(kNobody, kNobody, kNobody));
+           KPC_SYS(setresuid(kNobody, kNobody, kNobody));
+           kpc::observe("after_setuid.permitted", permitted_markers());
+         });
+       }},
+      {"noroot", [&] { return child_execs([] { set_bits(SECBIT_NOROOT); }); }},
+      {"no_cap_ambient_raise",
+       [&] {
+         return child_execs([] {
+           cap_t c = cap_get_proc();
+           cap_set_flag(c, CAP_INHERITABLE, 1, &kX, CAP_SET);
+           KPC_CHECK(cap_set_proc(c) == 0);
+           cap_free(c);
+           set_bits(SECBIT_NO_CAP_AMBIENT_RAISE);
+           KPC_OBSERVE_CALL("raise_ambient", cap_set_ambient(kX, CAP_SET));
+         });
+       }},
   });
-  kpc::observe("status", kpc::describe_wait_status(child.wait()));
-  return 0;
 }

@@ -64,8 +64,18 @@ bool waits_on_fuse(pid_t pid) {
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  bool autou = p.variant != "plain";
-  bool outlives = p.variant == "connection_outlives_daemon";
+  // Mount with auto_unmount? Let the connection outlive the daemon?
+  bool autou = false, outlives = false;
+  auto mount_with = [&](bool auto_unmount, bool connection_outlives) {
+    autou = auto_unmount;
+    outlives = connection_outlives;
+    return 0;
+  };
+  p.dispatch({
+      {"auto_unmount", [&] { return mount_with(true, false); }},
+      {"connection_outlives_daemon", [&] { return mount_with(true, true); }},
+      {"plain", [&] { return mount_with(false, false); }},
+  });
   KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 1));  // fusermount3's watcher comes to us when the daemon dies
   kpc::testfs::enter_private_mount_namespace();
   kpc::TempDir dir("fuse-auto");

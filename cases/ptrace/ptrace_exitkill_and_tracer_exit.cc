@@ -16,8 +16,19 @@
 #include "kpc/proc.h"
 
 int probe_main(kpc::Probe& p) {
-  const std::string& v = p.variant;
-  if (v != "exitkill" && v != "detach" && v != "sigkill_no_stop") kpc::broken("unknown variant '" + v + "'");
+  // What the tracer does: seize with PTRACE_O_EXITKILL or without, and exit
+  // with its tracee traced, or first SIGKILL it.
+  bool exitkill = false, sigkill_first = false;
+  auto tracer_does = [&](bool with_exitkill, bool sigkill) {
+    exitkill = with_exitkill;
+    sigkill_first = sigkill;
+    return 0;
+  };
+  p.dispatch({
+      {"exitkill", [&] { return tracer_does(true, false); }},
+      {"detach", [&] { return tracer_does(false, false); }},
+      {"sigkill_no_stop", [&] { return tracer_does(false, true); }},
+  });
   KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 1));  // C comes to us when T exits
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC), cpid = kpc::Pipe::make(O_CLOEXEC), seized = kpc::Pipe::make(O_CLOEXEC);
   kpc::Child tracer = kpc::fork_child([&] {
@@ -26,10 +37,10 @@ int probe_main(kpc::Probe& p) {
       kpc::recv_byte(go.read.get(), 10000);
       return 5;
     });
-    long opts = v == "exitkill" ? PTRACE_O_EXITKILL : 0;
+    long opts = exitkill ? PTRACE_O_EXITKILL : 0;
     KPC_SYS(ptrace(PTRACE_SEIZE, c.pid(), 0, opts));
     kpc::send_int(cpid.write.get(), c.pid());
-    if (v == "sigkill_no_stop") {
+    if (sigkill_first) {
       KPC_SYS(kill(c.pid(), SIGKILL));
       int st = 0;
       KPC_SYS(waitpid(c.pid(), &st, __WALL));
@@ -41,9 +52,9 @@ int probe_main(kpc::Probe& p) {
   });
   auto c = kpc::recv_int(cpid.read.get(), 5000);
   KPC_CHECK(c.has_value());
-  if (v != "sigkill_no_stop") KPC_CHECK(kpc::recv_byte(seized.read.get(), 5000).has_value());
+  if (!sigkill_first) KPC_CHECK(kpc::recv_byte(seized.read.get(), 5000).has_value());
   kpc::observe("tracer.status", kpc::describe_wait_status(tracer.wait()));
-  if (v == "sigkill_no_stop") return 0;
+  if (sigkill_first) return 0;
   // T is gone: C is ours now (subreaper). Dead already, or waiting for us?
   go.read.reset();
   {

@@ -43,15 +43,19 @@ void make_orphan(pid_t expect_reaper, const char* key) {
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  if (p.variant == "to_subreaper") {
-    KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 1));
-    make_orphan(getpid(), "orphan.reparented_to_subreaper");
-    KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 0));
-  } else if (p.variant == "to_ns_init") {
-    kpc::Child init = kpc::fork_child_in_new_pidns([] { make_orphan(1, "orphan.reparented_to_pid1"); });
-    kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
-  } else {
-    kpc::broken("unknown variant '" + p.variant + "'");
-  }
-  return 0;
+  return p.dispatch({
+      {"to_subreaper",
+       [] {
+         KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 1));
+         make_orphan(getpid(), "orphan.reparented_to_subreaper");
+         KPC_SYS(prctl(PR_SET_CHILD_SUBREAPER, 0));
+         return 0;
+       }},
+      {"to_ns_init",
+       [] {
+         kpc::Child init = kpc::fork_child_in_new_pidns([] { make_orphan(1, "orphan.reparented_to_pid1"); });
+         kpc::observe("init.status", kpc::describe_wait_status(init.wait()));
+         return 0;
+       }},
+  });
 }

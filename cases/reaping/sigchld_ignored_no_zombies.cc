@@ -20,19 +20,18 @@ void on_chld(int) { g_sigchld.fetch_add(1); }
 int probe_main(kpc::Probe& p) {
   struct sigaction sa {};
   sigemptyset(&sa.sa_mask);
-  if (p.variant == "sig_ign") {
-    sa.sa_handler = SIG_IGN;
-  } else if (p.variant == "sa_nocldwait_default") {
-    sa.sa_handler = SIG_DFL;
-    sa.sa_flags = SA_NOCLDWAIT;
-  } else if (p.variant == "sa_nocldwait_handler") {
-    sa.sa_handler = on_chld;
-    sa.sa_flags = SA_NOCLDWAIT;
-  } else if (p.variant == "default") {
-    sa.sa_handler = on_chld;
-  } else {
-    kpc::broken("unknown variant '" + p.variant + "'");
-  }
+  // The disposition, and whether a handler is there to see SIGCHLD.
+  auto set = [&](void (*handler)(int), int flags) {
+    sa.sa_handler = handler;
+    sa.sa_flags = flags;
+    return handler == on_chld;
+  };
+  bool has_handler = p.dispatch({
+      {"sig_ign", [&] { return set(SIG_IGN, 0); }},
+      {"sa_nocldwait_default", [&] { return set(SIG_DFL, SA_NOCLDWAIT); }},
+      {"sa_nocldwait_handler", [&] { return set(on_chld, SA_NOCLDWAIT); }},
+      {"default", [&] { return set(on_chld, 0); }},
+  });
   struct sigaction old {};
   KPC_SYS(sigaction(SIGCHLD, &sa, &old));
 
@@ -61,8 +60,7 @@ int probe_main(kpc::Probe& p) {
       left = alive();
     }
   kpc::observe("children_left", left);
-  if (p.variant == "sa_nocldwait_handler" || p.variant == "default")
-    kpc::observe("sigchld_delivered", g_sigchld.load() > 0);
+  if (has_handler) kpc::observe("sigchld_delivered", g_sigchld.load() > 0);
   KPC_SYS(sigaction(SIGCHLD, &old, nullptr));
   return 0;
 }

@@ -19,13 +19,15 @@ using namespace kpc::pidfd;
 
 // One way of asking: returns the report in the table's words, "none" when
 // there is nothing to report (WNOHANG), or the errno name.
+enum class How { waitpid, waitid, pidfd };
+
 struct Waiter {
-  std::string how;
+  How how;
   pid_t pid;
   int pidfd = -1;
 
   std::string ask(int options) const {
-    if (how == "waitpid") {
+    if (how == How::waitpid) {
       int st = 0;
       // waitpid always reports exits; WUNTRACED is waitid's WSTOPPED.
       int wopts = (options & WSTOPPED ? WUNTRACED : 0) | (options & (WCONTINUED | WNOHANG));
@@ -34,8 +36,8 @@ struct Waiter {
       return r == 0 ? "none" : kpc::describe_wait_status(st);
     }
     siginfo_t si{};
-    long r = how == "waitid" ? syscall(SYS_waitid, P_PID, pid, &si, options, nullptr)
-                             : syscall(SYS_waitid, kPPidfd, pidfd, &si, options, nullptr);
+    long r = how == How::waitid ? syscall(SYS_waitid, P_PID, pid, &si, options, nullptr)
+                                : syscall(SYS_waitid, kPPidfd, pidfd, &si, options, nullptr);
     if (r < 0) return kpc::errno_name(errno);
     return kpc::describe_child_siginfo(si);
   }
@@ -43,15 +45,23 @@ struct Waiter {
 }  // namespace
 
 int probe_main(kpc::Probe& p) {
-  if (p.variant != "waitpid" && p.variant != "waitid" && p.variant != "pidfd")
-    kpc::broken("unknown variant '" + p.variant + "'");
+  How how = How::waitpid;
+  auto asks_by = [&](How h) {
+    how = h;
+    return 0;
+  };
+  p.dispatch({
+      {"waitpid", [&] { return asks_by(How::waitpid); }},
+      {"waitid", [&] { return asks_by(How::waitid); }},
+      {"pidfd", [&] { return asks_by(How::pidfd); }},
+  });
   // 1. A child that waits on a pipe and exits 0 when told.
   kpc::Pipe go = kpc::Pipe::make(O_CLOEXEC);
   kpc::Child child = kpc::fork_child([&] { go.wait_for_go(20000); });
   go.read.reset();
-  Waiter w{p.variant, child.pid()};
+  Waiter w{how, child.pid()};
   kpc::Fd pidfd;
-  if (p.variant == "pidfd") {
+  if (how == How::pidfd) {
     long fd = syscall(kSysOpen, child.pid(), 0);
     if (fd < 0 && errno == ENOSYS) kpc::skip("no pidfd_open (Linux 5.3)");
     pidfd.reset(static_cast<int>(KPC_SYS(fd)));
@@ -69,7 +79,7 @@ int probe_main(kpc::Probe& p) {
   kpc::observe("stop.exit_wait_sees", w.ask(WEXITED | WNOHANG));
 
   // 3. Continue it (through the pidfd in that variant): WCONTINUED reports it once.
-  if (p.variant == "pidfd") KPC_SYS(syscall(kSysSendSignal, w.pidfd, SIGCONT, nullptr, 0));
+  if (how == How::pidfd) KPC_SYS(syscall(kSysSendSignal, w.pidfd, SIGCONT, nullptr, 0));
   else KPC_SYS(kill(child.pid(), SIGCONT));
   kpc::observe("continue.report", w.ask(WCONTINUED));
   kpc::observe("continue.report_again", w.ask(WCONTINUED | WNOHANG));

@@ -21,9 +21,22 @@
 #include "kpc/probe.h"
 
 int probe_main(kpc::Probe& p) {
-  const std::string& v = p.variant;
-  bool do_read = v.starts_with("read_");
-  if (!do_read && !v.starts_with("tcsetpgrp_")) kpc::broken("unknown variant '" + v + "'");
+  // What B does (read, or tcsetpgrp), and how it holds that signal (SIGTTIN, SIGTTOU).
+  enum class Holds { default_action, ignored, blocked };
+  bool do_read = false;
+  Holds holds = Holds::default_action;
+  auto b_does = [&](bool read, Holds h) {
+    do_read = read;
+    holds = h;
+    return 0;
+  };
+  p.dispatch({
+      {"tcsetpgrp_default", [&] { return b_does(false, Holds::default_action); }},
+      {"tcsetpgrp_ignored", [&] { return b_does(false, Holds::ignored); }},
+      {"tcsetpgrp_blocked", [&] { return b_does(false, Holds::blocked); }},
+      {"read_default", [&] { return b_does(true, Holds::default_action); }},
+      {"read_ignored", [&] { return b_does(true, Holds::ignored); }},
+  });
   std::string slave;
   kpc::Fd master = kpc::open_pty_or_skip(&slave);
   kpc::Child s = kpc::fork_child([&] {
@@ -35,8 +48,8 @@ int probe_main(kpc::Probe& p) {
     if (b == 0) {
       setpgid(0, 0);
       int sig = do_read ? SIGTTIN : SIGTTOU;
-      if (v.ends_with("_ignored")) signal(sig, SIG_IGN);
-      if (v.ends_with("_blocked")) {
+      if (holds == Holds::ignored) signal(sig, SIG_IGN);
+      if (holds == Holds::blocked) {
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, sig);

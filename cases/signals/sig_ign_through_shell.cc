@@ -19,15 +19,24 @@ int probe_main(kpc::Probe& p) {
   std::vector<std::string> worker = {helper,          "--prefix", "worker", "--record", "ignored,disp:SIGTERM",
                                      "--signal-self", "SIGTERM"};
   std::vector<std::string> argv;
-  if (p.variant == "direct") {
-    argv = {helper, "--prefix", "mid", "--record", "disp:SIGTERM", "--then-exec"};
-  } else if (p.variant == "shell") {
-    argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\""};
-  } else if (p.variant == "shell_trap_reset") {
-    argv = {"/bin/sh", "-c", "trap - TERM; exec \"$0\" \"$@\""};
-  } else {
-    kpc::broken("unknown variant '" + p.variant + "'");
-  }
+  auto via = [&](std::vector<std::string> mid) {
+    argv = std::move(mid);
+    return 0;
+  };
+  p.dispatch({
+      {"direct",
+       [&] {
+         return via({helper, "--prefix", "mid", "--record", "disp:SIGTERM", "--then-exec"});
+       }},
+      {"shell",
+       [&] {
+         return via({"/bin/sh", "-c", "exec \"$0\" \"$@\""});
+       }},
+      {"shell_trap_reset",
+       [&] {
+         return via({"/bin/sh", "-c", "trap - TERM; exec \"$0\" \"$@\""});
+       }},
+  });
   argv.insert(argv.end(), worker.begin(), worker.end());
 
   // 2. fork + exec the chain; the worker records and signals itself.

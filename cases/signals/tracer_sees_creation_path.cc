@@ -86,42 +86,64 @@ long syscall_number(pid_t who) {
 void* thread_body(void*) { return nullptr; }
 int exit_now(void*) { _exit(0); }
 
+// The creation paths, one per variant, as the tracee takes them: each
+// returns the new process's pid (-1 on failure); the new process exits at once.
+alignas(16) char clone_stack[64 * 1024];
+
+pid_t by_fork() {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  return pid;
+}
+
+pid_t by_vfork() {
+  pid_t pid = vfork();
+  if (pid == 0) _exit(0);
+  return pid;
+}
+
+pid_t by_sys_fork() {
+  pid_t pid = -1;
+#ifdef SYS_fork
+  pid = static_cast<pid_t>(syscall(SYS_fork));
+  if (pid == 0) _exit(0);
+#endif
+  return pid;
+}
+
+pid_t by_clone_sigchld() { return clone(exit_now, clone_stack + sizeof clone_stack, SIGCHLD, nullptr); }
+
+pid_t by_clone_exit_signal_usr1() { return clone(exit_now, clone_stack + sizeof clone_stack, SIGUSR1, nullptr); }
+
+pid_t by_clone3() {
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  pid_t pid = static_cast<pid_t>(syscall(SYS_clone3, &args, sizeof args));
+  if (pid == 0) _exit(0);
+  if (pid < 0 && errno == ENOSYS) _exit(77);
+  return pid;
+}
+
+pid_t by_posix_spawn() {
+  pid_t pid = -1;
+  char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+  if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) pid = -1;
+  return pid;
+}
+
+// A thread: no new process to reap; the tracee exits after joining it.
+pid_t by_pthread_create() {
+  pthread_t t;
+  if (pthread_create(&t, nullptr, thread_body, nullptr) != 0) _exit(91);
+  pthread_join(t, nullptr);
+  _exit(0);
+}
+
 // The tracee: stop, let the tracer attach options, create, reap, exit.
-[[noreturn]] void tracee(const std::string& variant) {
+[[noreturn]] void tracee(pid_t (*create)()) {
   if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) _exit(90);
   raise(SIGSTOP);
-  static char stack[64 * 1024] alignas(16);
-  pid_t pid = -1;
-  if (variant == "fork") {
-    pid = fork();
-    if (pid == 0) _exit(0);
-  } else if (variant == "vfork") {
-    pid = vfork();
-    if (pid == 0) _exit(0);
-  } else if (variant == "sys_fork") {
-#ifdef SYS_fork
-    pid = static_cast<pid_t>(syscall(SYS_fork));
-    if (pid == 0) _exit(0);
-#endif
-  } else if (variant == "clone_sigchld") {
-    pid = clone(exit_now, stack + sizeof stack, SIGCHLD, nullptr);
-  } else if (variant == "clone_exit_signal_usr1") {
-    pid = clone(exit_now, stack + sizeof stack, SIGUSR1, nullptr);
-  } else if (variant == "clone3") {
-    clone_args args{};
-    args.exit_signal = SIGCHLD;
-    pid = static_cast<pid_t>(syscall(SYS_clone3, &args, sizeof args));
-    if (pid == 0) _exit(0);
-    if (pid < 0 && errno == ENOSYS) _exit(77);
-  } else if (variant == "posix_spawn") {
-    char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
-    if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) pid = -1;
-  } else if (variant == "pthread_create") {
-    pthread_t t;
-    if (pthread_create(&t, nullptr, thread_body, nullptr) != 0) _exit(91);
-    pthread_join(t, nullptr);
-    _exit(0);
-  }
+  pid_t pid = create();
   if (pid < 0) _exit(92);
   int st;
   waitpid(pid, &st, __WALL);
@@ -134,15 +156,41 @@ int probe_main(kpc::Probe& p) {
 #if !defined(__x86_64__) && !defined(__aarch64__)
   kpc::skip("the syscall decoding is implemented for x86_64 and aarch64 only");
 #endif
-  if (p.variant == "sys_fork") {
+  // The variant: a creation path in this tracee, or (musl_*) one in
+  // cases/helpers/musl/musl_tracee.c, built with musl-gcc when Debian's
+  // musl-tools is installed, named in its argument.
+  pid_t (*create)() = nullptr;
+  std::string musl_arg;
+  auto here = [&](pid_t (*path)()) {
+    create = path;
+    return 0;
+  };
+  auto in_musl = [&](const char* path) {
+    musl_arg = path;
+    return 0;
+  };
+  p.dispatch({
+      {"fork", [&] { return here(by_fork); }},
+      {"vfork", [&] { return here(by_vfork); }},
+      {"sys_fork",
+       [&] {
 #ifndef SYS_fork
-    kpc::skip("this architecture has no fork system call (only clone), e.g. aarch64");
+         kpc::skip("this architecture has no fork system call (only clone), e.g. aarch64");
 #endif
-  }
-  // musl_* variants: the tracee is cases/helpers/musl/musl_tracee.c, built
-  // with musl-gcc when Debian's musl-tools is installed.
+         return here(by_sys_fork);
+       }},
+      {"clone_sigchld", [&] { return here(by_clone_sigchld); }},
+      {"clone_exit_signal_usr1", [&] { return here(by_clone_exit_signal_usr1); }},
+      {"clone3", [&] { return here(by_clone3); }},
+      {"posix_spawn", [&] { return here(by_posix_spawn); }},
+      {"pthread_create", [&] { return here(by_pthread_create); }},
+      {"musl_fork", [&] { return in_musl("fork"); }},
+      {"musl_vfork", [&] { return in_musl("vfork"); }},
+      {"musl_posix_spawn", [&] { return in_musl("posix_spawn"); }},
+      {"musl_pthread_create", [&] { return in_musl("pthread_create"); }},
+  });
   std::string musl_path;
-  if (p.variant.starts_with("musl_")) {
+  if (!musl_arg.empty()) {
     musl_path = p.helper("musl_tracee");
     if (access(musl_path.c_str(), X_OK) != 0)
       kpc::skip("the musl tracee was not built: install Debian's musl-tools (musl-gcc); the next ./kpc run builds it");
@@ -150,12 +198,11 @@ int probe_main(kpc::Probe& p) {
   // 1. The tracee stops itself; the tracer sets the creation options.
   pid_t child = kpc::fork_or_broken();
   if (child == 0 && !musl_path.empty()) {
-    std::string path_arg = p.variant.substr(5);
-    char* argv[] = {musl_path.data(), path_arg.data(), nullptr};
+    char* argv[] = {musl_path.data(), musl_arg.data(), nullptr};
     execve(argv[0], argv, environ);
     _exit(94);
   }
-  if (child == 0) tracee(p.variant);
+  if (child == 0) tracee(create);
   kpc::Child guard(child);
   int status = 0;
   KPC_SYS(waitpid(child, &status, __WALL));
