@@ -83,7 +83,8 @@ def launcher_added(runs=200):
     direct = []
     for _ in range(runs):
         t0 = time.monotonic()
-        pid = os.posix_spawn(noop, [noop], {}, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+        pid = os.posix_spawn(noop, [noop], {}, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                                                             (os.POSIX_SPAWN_DUP2, 1, 2)])
         os.waitpid(pid, 0)
         direct.append((time.monotonic() - t0) * 1000)
     plan = "".join(json.dumps({"run": f"n{i}", "case": "noop", "flavor": "host", "argv": [noop],
