@@ -54,10 +54,11 @@ def main():
     ap.add_argument("--arch", help="the kernels' architectures (kpc run --arch), e.g. amd64,arm64")
     ap.add_argument("--slow", action="store_true", help="include slow cases (the FUSE request timeout: 15 s)")
     args = ap.parse_args()
-    subprocess.run([os.path.join(ROOT, "kpc"), "run", "--kernels", args.kernels,
-                    *(["--arch", args.arch] if args.arch else []), "--case", "sigmask_survives_execve",
-                    "--json", os.path.join(tempfile.gettempdir(), "kpc-bench-warmup.json")],
-                   capture_output=True, cwd=ROOT)  # fetch + build caches
+    with tempfile.TemporaryDirectory(prefix="kpc-bench-") as d:   # never a fixed name in a shared /tmp
+        subprocess.run([os.path.join(ROOT, "kpc"), "run", "--kernels", args.kernels,
+                        *(["--arch", args.arch] if args.arch else []), "--case", "sigmask_survives_execve",
+                        "--json", os.path.join(d, "warmup.json")],
+                       capture_output=True, cwd=ROOT)  # fetch + build caches
     print(f"cpus {os.cpu_count()}; kernels {args.kernels}; slow cases {'on' if args.slow else 'off'}")
     for i in range(args.runs):
         wall, doc, rc = once(args.kernels, args.slow, args.arch)

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -234,6 +235,13 @@ def sweep_stale() -> None:
     longer exist (killed with SIGKILL: nothing else leaves them)."""
     for old in glob.glob(os.path.join(tempfile.gettempdir(), "kpc-guest-*-*")):
         pid = os.path.basename(old).split("-")[2]
+        try:
+            st = os.lstat(old)
+        except OSError:
+            continue
+        # Only a directory of ours: /tmp is everyone's, and a name is no proof.
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             shutil.rmtree(old, ignore_errors=True)
     d = os.path.join(CACHE, "initramfs")

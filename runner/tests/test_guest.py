@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -294,3 +295,22 @@ def test_parallel_guests_share_one_image_build(kernel, tmp_path, monkeypatch):
         t.join()
     assert not errors and len(set(results)) == 1
     assert sorted(os.listdir(tmp_path / "initramfs")) == sorted(os.path.basename(p) for p in results[0])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to make a directory another user owns)")
+def test_stale_sweep_removes_only_directories_of_its_own_user(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = 4194303  # above any pid this machine hands out by default
+    assert not os.path.exists(f"/proc/{dead}")
+    mine = tmp_path / f"kpc-guest-{dead}-a"
+    theirs = tmp_path / f"kpc-guest-{dead}-b"
+    link = tmp_path / f"kpc-guest-{dead}-c"
+    target = tmp_path / "target"
+    for d in (mine, theirs, target):
+        d.mkdir()
+    (target / "keep").write_text("")
+    os.chown(theirs, 65534, 65534)
+    link.symlink_to(target)
+    guest_image.sweep_stale()
+    assert not mine.exists()
+    assert theirs.is_dir() and link.is_symlink() and (target / "keep").exists()
