@@ -10,6 +10,8 @@ runner's paths need no change:
   build/bin/kpc-launch  the launcher, build/probes/* the probes and helpers, build/testprobes/*
                         the launcher's test probes: all static, stripped
   runner/kpc/*.py       the runner's stdlib-only modules, runner/kpc-dut its entry
+  cases/lib/include/kpc/signal_names.def
+                        the signal names (the probes' library and values.py share them)
   cases/cases.json      the case metadata, precompiled (no tomllib needed)
   results/expected/     the expected tables
   plan.jsonl            every run (case x variant x flavor), probes under @KPC_ROOT@; plan-slow.jsonl
@@ -32,7 +34,7 @@ import subprocess
 import tarfile
 import tempfile
 
-from . import cases, envinfo, formats, launch, paths, safefile
+from . import cases, envinfo, formats, launch, paths, safefile, values
 
 # The runner modules the device needs (Python >= 3.9, standard library only).
 MODULES = ("__init__", "cases", "catalogue", "dut", "envinfo", "evaluate", "formats", "inputs", "kver", "launch",
@@ -147,6 +149,8 @@ def members(all_cases: dict[str, cases.Case]) -> list[tuple[str, bytes, int]]:
              ("runner/kpc-dut", _read(os.path.join(paths.RUNNER, "bundle", "kpc-dut")), 0o755)]
     for m in MODULES:
         files.append((f"runner/kpc/{m}.py", _read(os.path.join(paths.RUNNER, "kpc", f"{m}.py")), 0o644))
+    # values.py reads the signal names where the C++ library has them
+    files.append((os.path.relpath(values.SIGNAL_NAMES_DEF, paths.ROOT), _read(values.SIGNAL_NAMES_DEF), 0o644))
     for rel, path in binaries():
         data = _stripped(path)
         if not _is_static(data):

@@ -20,16 +20,8 @@ FIELDS = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
 _HEX = re.compile(r"^(0x)?[0-9a-fA-F]{1,16}$")
 _PASTED = re.compile(r"^\s*(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt)\s*:\s*(\S*)\s*$")
 
-# signal(7), "Standard signals": the default action of each signal; the
-# real-time signals' default is Term.
-DEFAULT_ACTION = {
-    "SIGABRT": "Core", "SIGALRM": "Term", "SIGBUS": "Core", "SIGCHLD": "Ign", "SIGCONT": "Cont", "SIGFPE": "Core",
-    "SIGHUP": "Term", "SIGILL": "Core", "SIGINT": "Term", "SIGIO": "Term", "SIGKILL": "Term", "SIGPIPE": "Term",
-    "SIGPROF": "Term", "SIGPWR": "Term", "SIGQUIT": "Core", "SIGSEGV": "Core", "SIGSTKFLT": "Term",
-    "SIGSTOP": "Stop", "SIGTSTP": "Stop", "SIGSYS": "Core", "SIGTERM": "Term", "SIGTRAP": "Core", "SIGTTIN": "Stop",
-    "SIGTTOU": "Stop", "SIGURG": "Ign", "SIGUSR1": "Term", "SIGUSR2": "Term", "SIGVTALRM": "Term",
-    "SIGXCPU": "Core", "SIGXFSZ": "Core", "SIGWINCH": "Ign",
-}
+# signal(7)'s default actions, from the one signal list (values.py reads it).
+DEFAULT_ACTION = values.DEFAULT_ACTION
 _ACTION_TEXT = {"Term": "terminate the process", "Core": "terminate the process and dump core",
                 "Ign": "ignore the signal", "Stop": "stop the process", "Cont": "continue the process if stopped"}
 NOT_IN_PROC = ("/proc does not show sa_flags (SA_NOCLDWAIT, SA_RESTART, SA_RESETHAND), the parent-death signal "

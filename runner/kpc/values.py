@@ -4,9 +4,10 @@ people write for them: the runner's one value vocabulary.
 A probe records each value with a type (bool, int, str, errno, sigset). The
 expected tables hold plain text; before comparing, both sides are put in the
 type's canonical form, so `SIGTERM|SIGUSR1` equals `SIGUSR1|SIGTERM`.
-Signal naming matches the C++ library (cases/lib/src/signals.cc): standard
-signals by name, real-time signals by number (SIG34), because "SIGRTMIN"
-means 32 to the kernel, 34 to glibc and 35 to musl.
+Signal names come from the list the C++ library includes too
+(cases/lib/include/kpc/signal_names.def): standard signals by name,
+real-time signals by number (SIG34), because "SIGRTMIN" means 32 to the
+kernel, 34 to glibc and 35 to musl.
 
 A student's prediction is read in an answer *form* (FORMS below): what a
 person writes for that kind of value. `Z (zombie)` is the state Z, `7` is
@@ -19,15 +20,40 @@ from __future__ import annotations
 
 import dataclasses
 import errno as errno_mod
+import os
 import re
 
-SIGNAL_NAMES = [
-    "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
-]
-MAX_SIGNAL = 64
+SIGNAL_NAMES_DEF = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "cases", "lib", "include", "kpc", "signal_names.def")
+
+
+def _read_signal_names(path: str) -> tuple[list[str], dict[str, str], int]:
+    """kpc's one list of signal names (the C++ library includes the same
+    file): names (index = number), each one's default action, and the
+    highest signal number."""
+    names, actions, top = [""], {}, None
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip() or line.startswith("//"):
+                continue
+            m = re.fullmatch(r"KPC_SIGNAL\((\d+), (SIG[A-Z0-9]+), (Term|Core|Ign|Stop|Cont)\)"
+                             r"|KPC_MAX_SIGNAL\((\d+)\)", line.strip())
+            if not m or (m.group(1) and int(m.group(1)) != len(names)):
+                raise RuntimeError(f"{path}:{n}: not KPC_SIGNAL({len(names)}, SIGNAME, Term|Core|Ign|Stop|Cont) "
+                                   f"or KPC_MAX_SIGNAL(N)")
+            if m.group(4):
+                top = int(m.group(4))
+            else:
+                names.append(m.group(2))
+                actions[m.group(2)] = m.group(3)
+    if top is None:
+        raise RuntimeError(f"{path}: no KPC_MAX_SIGNAL(N)")
+    return names, actions, top
+
+
+# DEFAULT_ACTION: signal(7)'s default action of each named signal (Term,
+# Core, Ign, Stop, Cont); the real-time signals' default is Term.
+SIGNAL_NAMES, DEFAULT_ACTION, MAX_SIGNAL = _read_signal_names(SIGNAL_NAMES_DEF)
 GLIBC_SIGRTMIN = 34  # glibc keeps 32 and 33 for itself (SIGCANCEL, SIGSETXID)
 ALL_SIGNALS = (1 << MAX_SIGNAL) - 1
 TYPES = ("bool", "int", "str", "errno", "sigset")

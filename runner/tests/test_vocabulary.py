@@ -1,14 +1,16 @@
 """One vocabulary, two languages: the C++ library names signals and sets
 (cases/lib/src/signals.cc, what probes record) and the Python runner reads
-them back (runner/kpc/values.py, what tables hold). A rename on one side
-would break every sigset row at run time, so the same questions go to both
-and the answers must agree.
+them back (runner/kpc/values.py, what tables hold). The names are written
+once, in cases/lib/include/kpc/signal_names.def, which both read; the
+parsers and formatters around them are still two, so the same questions go
+to both and the answers must agree.
 
 The Python side also reads forms people write in tables and lab answers
 that probes never print (SIGIOT, SIGRTMIN+2, ' SIGTERM '): those are the
 only allowed differences, listed in PYTHON_ONLY."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -21,6 +23,35 @@ PYTHON_ONLY = {
     "number SIGRTMIN", "number SIGRTMIN+2", "number RTMAX", "number SIGRTMAX-1", "number  SIGTERM ",
     "set SIGRTMIN|SIGTERM", "set  none ",
 }
+
+
+def test_signal_names_are_written_once():
+    """Only signal_names.def spells the names out: the C++ library and the
+    runner read it (a second copy could drift from it unseen)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    copies = []
+    for top in ("cases/lib", "runner/kpc", "runner/launcher"):
+        for d, _, files in os.walk(os.path.join(root, top)):
+            for name in files:
+                if name.endswith((".cc", ".h", ".py", ".def")):
+                    with open(os.path.join(d, name), encoding="utf-8") as f:
+                        if "SIGSTKFLT" in f.read():
+                            copies.append(os.path.relpath(os.path.join(d, name), root))
+    assert copies == ["cases/lib/include/kpc/signal_names.def"]
+    assert values.SIGNAL_NAMES[15] == "SIGTERM" and len(values.SIGNAL_NAMES) == 32 and values.MAX_SIGNAL == 64
+    assert values.DEFAULT_ACTION["SIGCHLD"] == "Ign" and values.DEFAULT_ACTION["SIGQUIT"] == "Core"
+    assert sorted(values.DEFAULT_ACTION) == sorted(values.SIGNAL_NAMES[1:])
+
+
+@pytest.mark.parametrize("text, why", [("KPC_MAX_SIGNAL(64)\nKPC_SIGNAL(2, SIGINT, Term)\n", ":3: not KPC_SIGNAL(1, "),
+                                       ("KPC_SIGNAL(1, SIGHUP, Term)\n", "no KPC_MAX_SIGNAL"),
+                                       ("KPC_MAX_SIGNAL(64)\nKPC_SIGNAL(1, SIGHUP, Die)\n", ":3: not KPC_SIGNAL(1, "),
+                                       ("KPC_MAX_SIGNAL(64)\nSIGHUP = 1\n", ":3: not KPC_SIGNAL(1, ")])
+def test_a_broken_signal_list_is_refused_with_its_line(tmp_path, text, why):
+    p = tmp_path / "signal_names.def"
+    p.write_text("// a comment\n" + text)
+    with pytest.raises(RuntimeError, match=re.escape(why)):
+        values._read_signal_names(str(p))
 
 
 def questions():

@@ -6,12 +6,33 @@
 namespace kpc {
 namespace {
 
-// x86-64 / generic numbering (asm-generic/signal.h). Index = signal number.
-constexpr std::array<std::string_view, 32> kNames = {
-    "",          "SIGHUP",  "SIGINT",    "SIGQUIT", "SIGILL",   "SIGTRAP", "SIGABRT", "SIGBUS",
-    "SIGFPE",    "SIGKILL", "SIGUSR1",   "SIGSEGV", "SIGUSR2",  "SIGPIPE", "SIGALRM", "SIGTERM",
-    "SIGSTKFLT", "SIGCHLD", "SIGCONT",   "SIGSTOP", "SIGTSTP",  "SIGTTIN", "SIGTTOU", "SIGURG",
-    "SIGXCPU",   "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO",   "SIGPWR",  "SIGSYS"};
+// Index = signal number; the list is kpc/signal_names.def (shared with the
+// Python runner). The numbers there must count up from 1 without a gap.
+struct Entry {
+  int number;
+  std::string_view name;
+};
+constexpr Entry kEntries[] = {
+    {0, ""},
+#define KPC_SIGNAL(number, name, default_action) {number, #name},
+#define KPC_MAX_SIGNAL(n)
+#include "kpc/signal_names.def"
+#undef KPC_MAX_SIGNAL
+#undef KPC_SIGNAL
+};
+constexpr std::array<std::string_view, std::size(kEntries)> names_by_number() {
+  std::array<std::string_view, std::size(kEntries)> out{};
+  for (size_t i = 0; i < std::size(kEntries); ++i) out[i] = kEntries[i].name;
+  return out;
+}
+constexpr bool numbered_in_order() {
+  for (size_t i = 0; i < std::size(kEntries); ++i)
+    if (kEntries[i].number != static_cast<int>(i)) return false;
+  return true;
+}
+static_assert(numbered_in_order(), "kpc/signal_names.def: numbers must count up from 1");
+static_assert(std::size(kEntries) == 32, "kpc/signal_names.def: the 31 standard signals");
+constexpr auto kNames = names_by_number();
 
 std::optional<int> parse_number(std::string_view s) {
   int n = 0;

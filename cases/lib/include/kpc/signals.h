@@ -15,7 +15,13 @@
 
 namespace kpc {
 
-inline constexpr int kMaxSignal = 64;
+// The names and the highest number come from kpc/signal_names.def, the list
+// the Python runner reads too.
+#define KPC_SIGNAL(number, name, default_action)
+#define KPC_MAX_SIGNAL(n) inline constexpr int kMaxSignal = n;
+#include "kpc/signal_names.def"
+#undef KPC_MAX_SIGNAL
+#undef KPC_SIGNAL
 
 struct SigSet {
   uint64_t bits = 0;
