@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import build, cases, columns, envinfo, evaluate, paths, report, session, tables
 from .messages import EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError, say
@@ -132,21 +132,52 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_FAIL if regressions else EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def prepare(no_build: bool, check_args: Callable[[dict[str, cases.Case]], None] | None = None) \
+        -> tuple[dict[str, cases.Case], tables.Tables, envinfo.Environment]:
+    """What both ways into the suite do before their session: load the
+    cases and tables, check the caller's arguments (check_args), build
+    (installing missing packages as root), describe this machine. Used by
+    `./kpc run` (cmd_run) and by `python3 -m pytest runner/suite`
+    (pytest_plugin.configure_direct), so the two judge alike."""
     all_cases, tbl = _load_cases_and_tables()
-    selected = _select(all_cases, args.case, args.area)
-    flavors = args.flavor or list(cases.FLAVORS)
-    rts = columns.runtimes_for(args)
-    columns.check_kernel_args(args)
-    columns.check_targets(args)
-    if args.no_host and not (args.kernels or args.kernel or args.target):
-        raise InputError("--no-host needs --kernels, --kernel or --target (something has to run)")
-    _ensure_build(args.no_build)
+    if check_args:
+        check_args(all_cases)
+    _ensure_build(no_build)
     env = envinfo.detect()
     # The launcher refuses a $TMPDIR others could replace run directories
     # in; its flavor check says so once (every run would be a skip).
     if env.flavors.get("host", "").startswith("run directory base:"):
         raise InputError(env.flavors["host"])
+    return all_cases, tbl, env
+
+
+def write_results(sess: session.Session, env: envinfo.Environment, json_path: str | None) -> dict:
+    """The results file of the session's finished runs (default
+    results/runs/last.json, one writer at a time); returns the document."""
+    done = [i for i in sess.items if i.done.is_set()]
+    for item in done:
+        sess.verdict(item)   # those pytest did not ask for (after -x) too
+    if json_path:
+        return report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+    json_path = os.path.join(paths.ROOT, DEFAULT_JSON)
+    # two runs in one checkout: one after the other (and each through its own temporary file)
+    with report.results_lock(os.path.dirname(json_path)):
+        return report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    def check_args(all_cases):
+        nonlocal selected, flavors, rts
+        selected = _select(all_cases, args.case, args.area)
+        flavors = args.flavor or list(cases.FLAVORS)
+        rts = columns.runtimes_for(args)
+        columns.check_kernel_args(args)
+        columns.check_targets(args)
+        if args.no_host and not (args.kernels or args.kernel or args.target):
+            raise InputError("--no-host needs --kernels, --kernel or --target (something has to run)")
+
+    selected, flavors, rts = [], [], []
+    all_cases, tbl, env = prepare(args.no_build, check_args)
     if rts:
         env.runtimes = {r.name: r.describe() for r in rts}
         for r in rts:
@@ -200,12 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     report.print_table(done, list(cases.FLAVORS), verbose=args.verbose, wall_s=sess.wall_s)
     json_path = args.json or os.path.join(paths.ROOT, DEFAULT_JSON)
     try:
-        if args.json:
-            doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
-        else:
-            # two runs in one checkout: one after the other (and each through its own temporary file)
-            with report.results_lock(os.path.dirname(json_path)):
-                doc = report.write_json(json_path, done, env, sess.wall_s, kernels=sess.kernel_report())
+        doc = write_results(sess, env, args.json)
         if args.junit:
             report.write_junit(args.junit, done, env, sess.wall_s)
         _render_outputs(doc, args, all_cases)

@@ -12,8 +12,13 @@ Two ways in, one session (kpc/session.py) and this one plugin:
   registers the same plugin; pytest's selection (node ids, `-k`), `-x`,
   `--junitxml` and its reporter work as for any pytest suite.
 
-Either way the runs start when collection is finished, after pytest has
-deselected what `-k` leaves out: only the chosen runs are launched.
+Both prepare with commands.prepare and write kpc's results file with
+commands.write_results (here: --kpc-json FILE).
+
+Under pytest directly the runs start when collection is finished, after
+pytest has deselected what `-k` leaves out: only the chosen runs are
+launched. `./kpc run` has chosen its runs already and starts them before
+pytest is imported (start() is then a no-op).
 """
 
 from __future__ import annotations
@@ -119,6 +124,9 @@ def add_options(parser: pytest.Parser) -> None:
                     help="runs at once (./kpc run --jobs; default: 8 per CPU, at most 64)")
     group.addoption("--kpc-no-build", action="store_true",
                     help="do not build first (./kpc run --no-build); the build must exist")
+    group.addoption("--kpc-json", default=None, metavar="FILE",
+                    help="write kpc's results file of the runs pytest chose (./kpc run --json); "
+                         "kpc diff, report and evaluate read it")
 
 
 def configure_direct(config: pytest.Config) -> None:
@@ -129,26 +137,25 @@ def configure_direct(config: pytest.Config) -> None:
         return   # ./kpc run brought its own session
     if config.option.help:
         return
-    from . import build, cases, envinfo, paths, session, tables
+    from . import build, cases, commands, messages, session
     jobs = config.getoption("kpc_jobs")
     jobs = min(8 * (os.cpu_count() or 2), 64) if jobs is None else jobs
     if not 1 <= jobs <= 1024:
         raise pytest.UsageError(f"kpc: --kpc-jobs must be 1 to 1024, got {jobs}")
     try:
-        build.check_trusted()
-        if config.getoption("kpc_no_build"):
-            if not os.path.exists(paths.launcher()):
-                raise build.BuildError(f"--kpc-no-build given but {paths.launcher()} does not exist")
-        else:
-            build.build()
-        all_cases = cases.load_all()
-        tbl = tables.load(all_cases)
-        env = envinfo.detect()
-    except (build.BuildError, cases.CaseError, tables.TableError) as e:
+        all_cases, tbl, env = commands.prepare(config.getoption("kpc_no_build"))
+    except (build.BuildError, messages.InputError) as e:
         raise pytest.UsageError(f"kpc: {e}") from None
-    if env.flavors.get("host", "").startswith("run directory base:"):
-        raise pytest.UsageError(f"kpc: {env.flavors['host']}")
     sess = session.Session(all_cases, tbl, env, list(all_cases.values()), list(cases.FLAVORS), jobs=jobs,
                            slow=config.getoption("kpc_slow"))
     sess.progress.enabled = False   # pytest reports progress itself
-    config.pluginmanager.register(KpcPlugin(sess), "kpc")
+    json_path = config.getoption("kpc_json")
+
+    def write_results() -> None:
+        if json_path:
+            try:
+                commands.write_results(sess, env, json_path)
+            except OSError as e:
+                sys.stderr.write(f"kpc: cannot write results: {e}\n")
+
+    config.pluginmanager.register(KpcPlugin(sess, on_finish=write_results), "kpc")

@@ -103,3 +103,33 @@ def test_bad_input_is_a_usage_error_not_a_traceback(built, tmp_path):
     assert r.returncode == 4 and "kpc: --kpc-jobs must be 1 to 1024" in r.stderr and "Traceback" not in r.stderr
     r = pytest_suite(SUITE, cwd=tmp_path, env={"KPC_CASES_DIR": "/nonexistent"})
     assert r.returncode == 4 and "kpc: /nonexistent: cannot read the cases" in r.stderr, r.stderr[-2000:]
+
+
+def test_kpc_run_and_pytest_judge_the_same_runs_alike(built, tmp_path):
+    """Both doors build the session the same way (commands.prepare) and
+    write the same results file (commands.write_results): a case run by
+    `./kpc run --case` and chosen by `pytest -k` gives the same run ids,
+    verdicts and observations."""
+    a, b = tmp_path / "kpc-run.json", tmp_path / "pytest.json"
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KPC_EXPECTED_DIR", "KPC_CASES_DIR")}
+    r = subprocess.run([os.path.join(paths.ROOT, "kpc"), "run", "--no-build", "--case", CASE, "--json", str(a)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=clean)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = pytest_suite(SUITE, "-q", "-k", CASE, "--kpc-json", str(b), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    import json
+    from kpc import render
+
+    def judged(path):
+        doc = json.loads(path.read_text())
+        return {render.run_id(x): (x["verdict"], x.get("observations")) for x in doc["results"]}
+
+    got_run, got_pytest = judged(a), judged(b)
+    assert sorted(got_run) == sorted(run_ids(ALL[CASE])) and got_run == got_pytest
+    assert {v for v, _ in got_run.values()} == {"pass"} and all(obs for _, obs in got_run.values())
+
+
+def test_an_unwritable_results_file_is_one_line_not_a_traceback(built, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    r = pytest_suite(SUITE, "-q", "-k", CASE, "--kpc-json", str(tmp_path / "a-file" / "r.json"), cwd=tmp_path)
+    assert "kpc: cannot write results:" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
