@@ -226,6 +226,14 @@ def _split_reason(text):
     return parts[0].strip(), (parts[1].strip() if len(parts) > 1 else "")
 
 
+def _shell_words(text, where):
+    """A row's or a set's words, quoted as in a shell ("exited 0" is one)."""
+    try:
+        return shlex.split(text, comments=False, posix=True)
+    except ValueError as e:
+        raise TableError(where, f"cannot read '{text}': {e}") from None
+
+
 def _parse_row(text, case, where, sets=None, inherited=(), inherited_reason=""):
     """One row; `inherited`: its sub-section's conditions (and reason)."""
     m = _ROW.match(text)
@@ -236,10 +244,7 @@ def _parse_row(text, case, where, sets=None, inherited=(), inherited_reason=""):
         raise TableError(where, f"bad key '{key}' (use a-z 0-9 _ . -)")
     rest, reason = _split_reason(rest)
     reason = reason or inherited_reason
-    try:
-        tokens = shlex.split(rest, comments=False, posix=True)
-    except ValueError as e:
-        raise TableError(where, f"cannot read '{rest}': {e}") from None
+    tokens = _shell_words(rest, where)
     if not tokens:
         raise TableError(where, f"row for '{key}' has no value")
     value, tail = tokens[0], tokens[1:]
@@ -314,10 +319,7 @@ def _define_set(text, sets, where):
         raise TableError(where, f"bad set name '{name}' (use @ then a-z 0-9 _, starting with a letter)")
     if name in sets:
         raise TableError(where, f"condition set '{name}' is already defined at {sets[name]['where']}")
-    try:
-        tokens = shlex.split(body, comments=False, posix=True)
-    except ValueError as e:
-        raise TableError(where, f"cannot read '{body}': {e}") from None
+    tokens = _shell_words(body, where)
     if not tokens:
         raise TableError(where, f"condition set '{name}' is empty")
     for t in tokens:
@@ -384,10 +386,7 @@ def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> N
                 tables.sections.setdefault(case_id, where)
                 tables.rows.setdefault(case_id, [])
                 continue
-            try:
-                tokens = shlex.split(cond_text, comments=False, posix=True)
-            except ValueError as e:
-                raise TableError(where, f"cannot read '{cond_text}': {e}") from None
+            tokens = _shell_words(cond_text, where)
             if tokens[0] != "if":
                 raise TableError(where, f"unexpected '{tokens[0]}' after the case id "
                                         f"(write [{case_id}] or [{case_id} if COND...])")
