@@ -17,11 +17,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "runner"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
 from kpc import paths  # noqa: E402
 
 TARGET_MS = 5.0
@@ -33,7 +31,6 @@ def pct(values, p):
 
 
 def launcher_overhead(runs, flavors):
-    noop = os.path.join(paths.build_dir(), "testprobes", "noop")
     status = json.loads(subprocess.run([paths.launcher(), "flavors"], capture_output=True, text=True).stdout)
     print(f"launcher overhead, noop probe, {runs} runs per flavor, --jobs 1")
     print(f"  {'flavor':<8} {'median':>8} {'p90':>8} {'max':>8} {'wall/run':>9}   target < {TARGET_MS:g} ms")
@@ -41,15 +38,10 @@ def launcher_overhead(runs, flavors):
         if status.get(flavor) != "ok":
             print(f"  {flavor:<8} unavailable: {status.get(flavor)}")
             continue
-        plan = "".join(json.dumps({"run": f"n{i}", "case": "noop", "flavor": flavor, "argv": [noop],
-                                   "timeout_ms": 5000, "hang_ms": 1000}) + "\n" for i in range(runs))
-        t0 = time.monotonic()
-        out = subprocess.run([paths.launcher(), "batch", "--jobs", "1"], input=plan, capture_output=True, text=True)
-        wall = (time.monotonic() - t0) * 1000
-        results = [json.loads(line) for line in out.stdout.splitlines() if '"result"' in line]
+        results, wall, rc, err = benchlib.noop_batch(flavor, runs)
         bad = [r for r in results if r["outcome"] != "completed"]
-        if out.returncode != 0 or bad or len(results) != runs:
-            print(f"  {flavor:<8} FAILED: rc={out.returncode} {len(bad)} bad runs {out.stderr[-300:]}")
+        if rc != 0 or bad or len(results) != runs:
+            print(f"  {flavor:<8} FAILED: rc={rc} {len(bad)} bad runs {err[-300:]}")
             continue
         d = [r["duration_ms"] for r in results]
         verdict = "met" if statistics.median(d) < TARGET_MS else "NOT met"
@@ -59,17 +51,12 @@ def launcher_overhead(runs, flavors):
 
 def suite_wall(repeats):
     times = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            t0 = time.monotonic()
-            p = subprocess.run([os.path.join(ROOT, "kpc"), "run", "--no-build", "--json", os.path.join(tmp, "r.json")],
-                               capture_output=True, text=True)
-            times.append(time.monotonic() - t0)
-            if p.returncode not in (0, 1):
-                print(f"suite run failed (exit {p.returncode}): {p.stderr[-500:]}")
-                return
-            with open(os.path.join(tmp, "r.json")) as f:
-                doc = json.load(f)
+    for _ in range(repeats):
+        verdicts, doc, rc, wall = benchlib.suite()
+        times.append(wall)
+        if rc not in (0, 1) or doc is None:
+            print(f"suite run failed (exit {rc})")
+            return
     print(f"whole host suite: {len(doc['results'])} case-flavor runs, ./kpc run wall time "
           f"median {statistics.median(times):.2f} s over {repeats} (min {min(times):.2f}, max {max(times):.2f}); "
           f"runs alone {doc['wall_s']:.2f} s")

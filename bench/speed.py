@@ -25,44 +25,37 @@ Usage: bench/speed.py [--repeats N] [--no-matrix] [--kernels LIST]   (build firs
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "runner"))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import ROOT  # noqa: E402
 from kpc import cases, paths  # noqa: E402
 from kpc.catalogue import CATALOGUE  # noqa: E402
 
-KPC = os.path.join(ROOT, "kpc")
 # Issue 22's measurement of LTP on this machine (LTP is not installed here).
 LTP = {"behaviours": sum(1 for b in CATALOGUE.values() if b.score("LTP")), "wall_s": 220.0,
        "wall_s_without_fork_stress": 27.0}
 
 
-def suite(extra, out):
-    t0 = time.monotonic()
-    p = subprocess.run([KPC, "run", "--no-build", "--json", out, *extra], capture_output=True, text=True, cwd=ROOT)
-    wall = time.monotonic() - t0
-    if p.returncode not in (0, 1) or not os.path.exists(out):
-        sys.exit(f"bench/speed.py: ./kpc run {' '.join(extra)} failed (exit {p.returncode}): {p.stderr[-400:]}")
-    with open(out) as f:
-        doc = json.load(f)
-    return wall, {(r["case"], r["variant"], r["flavor"], r["target"]): r["verdict"] for r in doc["results"]}
+def suite(extra):
+    verdicts, _, rc, wall = benchlib.suite(extra)
+    if rc not in (0, 1) or verdicts is None:
+        sys.exit(f"bench/speed.py: ./kpc run {' '.join(extra)} failed (exit {rc})")
+    return wall, verdicts
 
 
-def host_suite(repeats, tmp):
+def host_suite(repeats):
     walls, first = [], None
-    for i in range(repeats):
-        wall, verdicts = suite([], os.path.join(tmp, f"h{i}.json"))
+    for _ in range(repeats):
+        wall, verdicts = suite([])
         walls.append(wall)
         first = first or verdicts
-    _, serial = suite(["--jobs", "1"], os.path.join(tmp, "serial.json"))
+    _, serial = suite(["--jobs", "1"])
     differ = sorted(k for k in first if serial.get(k) != first[k])
     return statistics.median(walls), min(walls), max(walls), len(first), differ
 
@@ -87,17 +80,15 @@ def launcher_added(runs=200):
                                                              (os.POSIX_SPAWN_DUP2, 1, 2)])
         os.waitpid(pid, 0)
         direct.append((time.monotonic() - t0) * 1000)
-    plan = "".join(json.dumps({"run": f"n{i}", "case": "noop", "flavor": "host", "argv": [noop],
-                               "timeout_ms": 5000, "hang_ms": 1000}) + "\n" for i in range(runs))
-    out = subprocess.run([paths.launcher(), "batch", "--jobs", "1"], input=plan, capture_output=True, text=True)
-    through = [json.loads(line)["duration_ms"] for line in out.stdout.splitlines() if '"result"' in line]
+    results, _, _, _ = benchlib.noop_batch("host", runs)
+    through = [r["duration_ms"] for r in results]
     if len(through) != runs:
         return None, None, None
     return statistics.median(through), statistics.median(direct), statistics.median(through) - statistics.median(direct)
 
 
-def matrix(kernels, tmp):
-    wall, verdicts = suite(["--kernels", kernels], os.path.join(tmp, "m.json"))
+def matrix(kernels):
+    wall, verdicts = suite(["--kernels", kernels])
     return wall, len(verdicts)
 
 
@@ -114,29 +105,28 @@ def main():
     print(f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPUs; load {load:.1f} at the start "
           f"(figures from a loaded machine are not the machine's)")
     print(f"  {'figure':<44} {'measured':>12} {'target':>10}  met")
-    with tempfile.TemporaryDirectory(prefix="kpc-speed-") as tmp:
-        med, lo, hi, n, differ = host_suite(args.repeats, tmp)
-        print(f"  {'host suite wall, median of %d (%d runs)' % (args.repeats, n):<44} {med:>10.2f} s "
-              f"{'<= 2 s':>10}  {'yes' if med <= 2 else 'no'}   (min {lo:.2f}, max {hi:.2f})")
-        print(f"  {'  verdicts equal to a --jobs 1 suite':<44} {len(differ):>8} diff {'0':>10}  "
-              f"{'yes' if not differ else 'no: ' + ', '.join(map(str, differ[:5]))}")
-        worst, rows = deadlock()
-        if worst is None:
-            print(f"  {'deadlock -> hang verdict':<44} {'not measured (needs root, /dev/fuse)':>24}")
-        else:
-            print(f"  {'deadlock -> hang verdict, worst median of %d' % rows:<44} {worst:>9.0f} ms "
-                  f"{'<= 200 ms':>10}  {'yes' if worst <= 200 else 'no'}")
-        m_wall = None
-        if not args.no_matrix:
-            m_wall, m_runs = matrix(args.kernels, tmp)
-            print(f"  {'matrix %s + host (%d runs)' % (args.kernels, m_runs):<44} {m_wall:>10.2f} s "
-                  f"{'<= 20 s':>10}  {'yes' if m_wall <= 20 else 'no'}")
-        through, direct, added = launcher_added()
-        if added is None:
-            print(f"  {'launcher: added per run':<44} {'failed':>12}")
-        else:
-            print(f"  {'launcher: added per run, median':<44} {added:>9.2f} ms {'<= 1 ms':>10}  "
-                  f"{'yes' if added <= 1 else 'no'}   (noop {through:.2f} ms through it, {direct:.2f} ms direct)")
+    med, lo, hi, n, differ = host_suite(args.repeats)
+    print(f"  {'host suite wall, median of %d (%d runs)' % (args.repeats, n):<44} {med:>10.2f} s "
+          f"{'<= 2 s':>10}  {'yes' if med <= 2 else 'no'}   (min {lo:.2f}, max {hi:.2f})")
+    print(f"  {'  verdicts equal to a --jobs 1 suite':<44} {len(differ):>8} diff {'0':>10}  "
+          f"{'yes' if not differ else 'no: ' + ', '.join(map(str, differ[:5]))}")
+    worst, rows = deadlock()
+    if worst is None:
+        print(f"  {'deadlock -> hang verdict':<44} {'not measured (needs root, /dev/fuse)':>24}")
+    else:
+        print(f"  {'deadlock -> hang verdict, worst median of %d' % rows:<44} {worst:>9.0f} ms "
+              f"{'<= 200 ms':>10}  {'yes' if worst <= 200 else 'no'}")
+    m_wall = None
+    if not args.no_matrix:
+        m_wall, m_runs = matrix(args.kernels)
+        print(f"  {'matrix %s + host (%d runs)' % (args.kernels, m_runs):<44} {m_wall:>10.2f} s "
+              f"{'<= 20 s':>10}  {'yes' if m_wall <= 20 else 'no'}")
+    through, direct, added = launcher_added()
+    if added is None:
+        print(f"  {'launcher: added per run':<44} {'failed':>12}")
+    else:
+        print(f"  {'launcher: added per run, median':<44} {added:>9.2f} ms {'<= 1 ms':>10}  "
+              f"{'yes' if added <= 1 else 'no'}   (noop {through:.2f} ms through it, {direct:.2f} ms direct)")
     print(f"\nrate: catalogue behaviours observed per second of wall time ({covered} for kpc, "
           f"{LTP['behaviours']} for LTP)")
     print(f"  kpc host suite        {covered / med:>7.1f} /s   ({med:.2f} s)")

@@ -18,37 +18,26 @@ A count of 0 skips that part. Defaults: --host 50 --pairs 10 --kernel-runs 0 --s
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KPC = os.path.join(ROOT, "kpc")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import KPC, ROOT  # noqa: E402
+from kpc import render  # noqa: E402
 
 
 def suite(kpc=KPC, extra=(), cwd=ROOT):
     """One run: ({run_id: verdict} or None when the results were lost, exit code, wall s)."""
-    with tempfile.TemporaryDirectory(prefix="kpc-stab-") as d:
-        out = os.path.join(d, "r.json")
-        t0 = time.monotonic()
-        proc = subprocess.run([kpc, "run", "--no-build", *extra, "--json", out], capture_output=True, text=True,
-                              cwd=cwd)
-        wall = time.monotonic() - t0
-        try:
-            with open(out) as f:
-                doc = json.load(f)
-        except (OSError, ValueError):
-            return None, proc.returncode, wall
-    verdicts = {}
-    for r in doc["results"]:
-        key = f"{r['case']}:{r.get('variant', '')}@{r['flavor']}+{r.get('runtime', 'none')}#{r.get('target', 'host')}"
-        verdicts[key] = r["verdict"]
-        REASONS[key, r["verdict"]] = (r.get("reason") or "")[:300]
-    return verdicts, proc.returncode, wall
+    verdicts, doc, rc, wall = benchlib.suite(extra, kpc=kpc, cwd=cwd)
+    for r in (doc or {}).get("results", []):
+        REASONS[render.run_id(r), r["verdict"]] = (r.get("reason") or "")[:300]
+    return verdicts, rc, wall
 
 
 REASONS = {}  # (run key, verdict) -> its reason, the last one seen: printed beside a flip
