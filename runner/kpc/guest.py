@@ -39,8 +39,8 @@ import threading
 import time
 import typing
 
-from . import kernels, paths, targets
-from .guest_image import HOST_ARCH, GuestError, run_initrd
+from . import kernels, launch, paths, targets
+from .guest_image import HOST_ARCH, GuestError, base_image, run_initrd
 
 CACHE = paths.CACHE
 QEMU = "qemu-system-x86_64"
@@ -283,8 +283,9 @@ class Guest:
         initrd = None
         tmpdir = tempfile.mkdtemp(prefix=f"kpc-guest-{os.getpid()}-")
         try:
-            base, initrd = run_initrd(self.kernel, self.arch, self.plan, self.jobs)
-            r.accel, r.accel_why = accelerator(self.kernel.image, base, self.arch)
+            r.accel, r.accel_why = accelerator(self.kernel.image, base_image(self.arch), self.arch)
+            plan = launch.for_emulated_target(self.plan) if r.accel == "tcg" else self.plan
+            initrd = run_initrd(self.kernel, self.arch, plan, self.jobs)
             sock = os.path.join(tmpdir, "events.sock")
             argv = [a.replace("@SOCK@", sock) for a in self.argv(initrd, r.accel)]
             with self._lock:

@@ -286,8 +286,8 @@ def _write_atomic(path, data):
     os.rename(tmp, path)
 
 
-def run_initrd(kernel: kernels.Kernel, arch: str, plan: list[dict], jobs: int) -> tuple[str, str]:
-    """(base image, this run's initrd): the base and modules images and a
+def run_initrd(kernel: kernels.Kernel, arch: str, plan: list[dict], jobs: int) -> str:
+    """This run's initrd: the base and modules images and a
     plan archive concatenated into a new file in the cache (removed by the
     caller; sweep_stale removes those of a kpc that was killed)."""
     base = base_image(arch)
@@ -303,4 +303,4 @@ def run_initrd(kernel: kernels.Kernel, arch: str, plan: list[dict], jobs: int) -
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out, 1 << 20)
         out.write(c.bytes())
-    return base, path
+    return path

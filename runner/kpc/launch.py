@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from . import cases
 
 ENGINE_HANG_MS = 10000  # the no-progress threshold for runs under a container engine or OCI runtime
+# An emulated guest (QEMU's TCG) runs every kernel path several times slower,
+# and slower still when the host is loaded: a D-state wait that ends in
+# 100 ms on the host can last seconds there (oom_group_kill's allocator, 5 s
+# and more on 7.2 at load 10). The no-progress fallback waits EMULATED_HANG_FACTOR
+# times the case's threshold there, at most half the run's timeout (a hang
+# is still found before the deadline). The structural FUSE rule needs no
+# waiting and is not affected.
+EMULATED_HANG_FACTOR = 5
 
 
 def plan_entry(run_id: str, case: cases.Case, variant: str, flavor: str, runtime: runtimes.Runtime | None = None,
@@ -147,3 +155,10 @@ class Batch:
         if self._proc.poll() is None:
             self._proc.terminate()
         self._thread.join(timeout=30)
+
+
+def for_emulated_target(plan: list[dict]) -> list[dict]:
+    """PLAN for a guest under emulation (TCG): each run's no-progress
+    threshold stretched (see EMULATED_HANG_FACTOR), never below the case's."""
+    return [{**e, "hang_ms": max(e["hang_ms"], min(e["hang_ms"] * EMULATED_HANG_FACTOR, e["timeout_ms"] // 2))}
+            for e in plan]

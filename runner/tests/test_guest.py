@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import types
 
 import pytest
 
@@ -314,3 +315,28 @@ def test_stale_sweep_removes_only_directories_of_its_own_user(tmp_path, monkeypa
     guest_image.sweep_stale()
     assert not mine.exists()
     assert theirs.is_dir() and link.is_symlink() and (target / "keep").exists()
+
+
+def test_an_emulated_guest_waits_longer_before_calling_no_progress_a_hang(monkeypatch):
+    """Under TCG the plan baked into the guest carries stretched no-progress
+    thresholds (never below the case's, at most half the timeout); under
+    KVM the case's own."""
+    from kpc import guest, launch
+    plan = [{"run": r, "case": r, "variant": "", "flavor": "host", "hang_ms": h, "timeout_ms": t}
+            for r, h, t in (("a", 1000, 10000), ("b", 12000, 20000), ("c", 1000, 4000))]
+    assert [e["hang_ms"] for e in launch.for_emulated_target(plan)] == [5000, 12000, 2000]
+    baked = {}
+
+    def fake_initrd(kernel, arch, plan_, jobs):
+        baked["plan"] = plan_
+        raise guest.GuestError("stop here: no boot needed")
+
+    monkeypatch.setattr(guest, "run_initrd", fake_initrd)
+    monkeypatch.setattr(guest, "base_image", lambda arch: "base.cpio")
+    k = types.SimpleNamespace(image="vmlinuz", label="6.1", release="6.1.0", arch="amd64")
+    for accel, want in (("tcg", [5000, 12000, 2000]), ("kvm", [1000, 12000, 1000])):
+        monkeypatch.setattr(guest, "accelerator", lambda *a, accel=accel: guest.Accel(accel, "test"))
+        g = guest.Guest(k, plan, 1, lambda e: None)
+        r = g.execute()
+        assert r.failure == "stop here: no boot needed"
+        assert [e["hang_ms"] for e in baked["plan"]] == want
