@@ -88,7 +88,9 @@ def parser() -> _Parser:
                  help="run the suite and print a verdict table",
                  description="Build on first use, run the selected cases in every flavor, compare the "
                  "observations with results/expected/*.exp, print a table and write results JSON.")
-    r.add_argument("--case", action="append", metavar="GLOB", help="case id or glob (repeatable), e.g. 'sig*'")
+    r.add_argument("--case", action="append", metavar="GLOB[:VARIANT]",
+                   help="case id or glob (repeatable), e.g. 'sig*'; with :VARIANT (a glob too) only those variants "
+                        "of it, e.g. 'runtime_pid1_duties:child_*'")
     r.add_argument("--area", action="append", metavar="AREA", help="only cases of this area (repeatable)")
     r.add_argument("--flavor", action="append", choices=cases.FLAVORS, help="only this flavor (repeatable)")
     r.add_argument("--json", metavar="FILE", help=f"results JSON (default {DEFAULT_JSON}). " + OUTPUT_HELP)
@@ -158,7 +160,7 @@ def parser() -> _Parser:
                   "with this checkout's tables: the same verdicts `./kpc run` gives on that machine. The "
                   "file is checked field by field first (a malformed one is exit 2 or error verdicts).")
     ev.add_argument("events", help="the events file")
-    ev.add_argument("--case", action="append", metavar="GLOB")
+    ev.add_argument("--case", action="append", metavar="GLOB[:VARIANT]")
     ev.add_argument("--area", action="append", metavar="AREA")
     ev.add_argument("--flavor", action="append", choices=cases.FLAVORS)
     ev.add_argument("--label", help="the column's name (default: the machine's kernel release)")

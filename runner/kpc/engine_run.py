@@ -62,7 +62,8 @@ Sweep. Each wrapper holds a shared flock on the run directory's `lock`
 for its life; `sweep()` (the runner, at the end of a session) removes the
 run directories nobody holds whose cgroups have no process left -- runs
 whose cleanup never ran. A container whose wrapper was killed but which
-still runs (runtime_pid1_duties watches one) is left alone.
+still runs (runtime_pid1_duties:child_runtime_sigkill watches one) is
+left alone.
 """
 
 from __future__ import annotations

@@ -1027,8 +1027,8 @@ def init_exercise(args: argparse.Namespace, all_cases: dict[str, cases.Case], tb
             rt = runtimes.resolve(shlex.join(prefix), "clean")
         except ValueError as e:
             raise LabError(str(e)) from None
-        wanted = sorted({c.split(":")[0] for st in spec["stage"] for c in st["checks"]})
-        selected = [all_cases[c] for c in wanted]
+        selected = checked_runs(spec, all_cases)
+        wanted = [c.id for c in selected]
         out.write(f"== {args.id}: {spec.get('summary', '')} ==\nyour init: {' '.join(prefix)}\n"
                   f"running {', '.join(wanted)} under it (a few seconds)...\n")
         out.flush()
@@ -1036,6 +1036,18 @@ def init_exercise(args: argparse.Namespace, all_cases: dict[str, cases.Case], tb
         sess.progress.enabled = False
         verdicts = {(i.case.id, i.variant): (v, i) for i, v in zip(sess.items, sess.run_all())}
     return report_stages(spec, verdicts, out)
+
+
+def checked_runs(spec: dict, all_cases: dict[str, cases.Case]) -> list[cases.Case]:
+    """The cases an exercise's checks name, each with only the variants
+    they name ('case:variant:key'; 'case:key' for a case without any)."""
+    wanted = {}
+    for st in spec["stage"]:
+        for check in st["checks"]:
+            parts = check.split(":")
+            wanted.setdefault(parts[0], set()).update(parts[1:2] if len(parts) == 3 else [])
+    return [dataclasses.replace(all_cases[c], variants=[v for v in all_cases[c].variants if v in named])
+            for c, named in sorted(wanted.items())]
 
 
 class _Checked(typing.NamedTuple):
@@ -1192,8 +1204,13 @@ def lint(all_cases: dict[str, cases.Case], tbl: tables.Tables) -> list[str]:
             continue
         for st in spec.get("stage", []):
             for check in st.get("checks", []):
+                # case:key, or case:variant:key for a case with variants: a
+                # key with a row for that variant
                 parts = check.split(":")
-                if parts[0] not in all_cases or parts[-1] not in [r.key for r in tbl.rows_for(parts[0])]:
+                case = all_cases.get(parts[0])
+                variant = parts[1] if len(parts) == 3 else ""
+                if (case is None or len(parts) not in (2, 3) or bool(variant) != bool(case.variants)
+                        or (variant and variant not in case.variants) or parts[-1] not in keys_of(case, tbl, variant)):
                     problems.append(f"labs/{name}/checks.toml: stage '{st.get('title')}' checks unknown {check}")
         for s in spec.get("starters", []):
             if not os.path.isfile(os.path.join(LABS_DIR, name, s)):

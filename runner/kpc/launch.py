@@ -47,8 +47,10 @@ def plan_entry(run_id: str, case: cases.Case, variant: str, flavor: str, runtime
     argv += case.args
     timeout_ms = case.timeout_ms
     if runtime is not None and runtime.start_ms:
-        # a container engine's start and stop, per container (the probe that
-        # plays the engine starts five)
+        # a container engine's start and stop; a probe that plays the engine
+        # starts one container per run but waits up to 60 s for it to get
+        # ready (many starts at once on a loaded machine took over 10 s
+        # each): five starts' worth
         timeout_ms += runtime.start_ms * (5 if case.runtime_workload else 1)
     hang_ms = case.hang_ms
     if runtime is not None and (runtime.engine or runtime.name in ("runc", "crun")):

@@ -16,22 +16,23 @@ without following symlinks): state/<runtime>/ is the runtime's --root,
 bundles/<ID>/ the bundles, locks/<ID>.lock one lock per container.
 
 Names and cleanup. --id names the run (the runner picks it); every
-container the wrapper starts for it is ID-<8 hex> (runtime_pid1_duties
-starts the prefix five times in one run). `--cleanup --id ID` deletes every
-container of the run, its cgroups, bundle and lock; the launcher runs it
-once the run's process tree is gone, however the run ended (a SIGKILLed
-wrapper runs no `finally:`).
+container the wrapper starts for it is ID-<8 hex> (a probe that plays the
+engine may start the prefix more than once in one run). `--cleanup --id
+ID` deletes every container of the run, its cgroups, bundle and lock; the
+launcher runs it once the run's process tree is gone, however the run
+ended (a SIGKILLed wrapper runs no `finally:`).
 
 Liveness. The wrapper holds an exclusive flock on locks/ID.lock and hands
 the same open file to the runtime process, so the lock is held while
 either lives. A container is swept (by the next wrapper, and by the
 runner at the end of a session) only when its lock can be taken. Both
-halves matter: runtime_pid1_duties SIGKILLs the wrapper and watches the
-container run on under `runc run`; a sweep that deleted it then made
-`sigkill_of_runtime.workload_survives` false whenever another wrapper
-started within 1.5 s, and a sweep from inside the pid1 variant's PID
-namespace (where the container's PIDs mean nothing) made runc drop the
-state of a live container and leak its cgroups (measured: 4 of 5 runs).
+halves matter: runtime_pid1_duties:child_runtime_sigkill SIGKILLs the
+wrapper and watches the container run on under `runc run`; a sweep that
+deleted it then made `sigkill_of_runtime.workload_survives` false
+whenever another wrapper started within 1.5 s, and a sweep from inside
+the pid1_* variants' PID namespace (where the container's PIDs mean
+nothing) made runc drop the state of a live container and leak its
+cgroups (measured: 4 of 5 runs).
 
 Removal never trusts a PID number from the runtime's state: the
 container's processes are SIGKILLed through its cgroups (cgroup.procs
@@ -816,8 +817,8 @@ def run(runtime: str, run_id: str, probe_argv: list[str]) -> int:
     tree = _open_tree(create=True)
     root = _state_root(tree, runtime)
     if os.getpid() != 1:
-        # As PID 1 of its own namespace (runtime_pid1_duties) the wrapper
-        # cannot see, let alone kill, other containers' processes.
+        # As PID 1 of its own namespace (runtime_pid1_duties:pid1_*) the
+        # wrapper cannot see, let alone kill, other containers' processes.
         sweep(runtime, budget_s=5.0, tree=tree)
     cid = f"{run_id}-{secrets.token_hex(4)}"
     lock_fd = _hold_lock(tree, cid)

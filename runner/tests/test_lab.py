@@ -489,6 +489,29 @@ def test_init_exercise_stages(built):
     assert r.returncode == 2 and "--init FILE" in r.stderr and "labs/init-exercise/init.py" in r.stderr
 
 
+def test_init_exercise_checks_name_a_variant_and_a_key_it_records(monkeypatch):
+    """runtime_pid1_duties has one variant per duty: a check still naming
+    the old variant (child), a variant of another duty, or a variant on a
+    case without any is unknown; the exercise runs just the variants its
+    checks name."""
+    tbl = tables.load(ALL)
+    spec = lab.load_exercise("init-exercise")
+    assert [(c.id, c.variants) for c in lab.checked_runs(spec, ALL)] == [
+        ("inherited_signal_state", []), ("runtime_pid1_duties", ALL["runtime_pid1_duties"].variants)]
+    bad = ["runtime_pid1_duties:child:exit7.runtime_status",                 # a variant that is gone
+           "runtime_pid1_duties:pid1_exit_status:forwards.sigint",           # not that variant's key
+           "runtime_pid1_duties:orphan.after_exit",                          # no variant
+           "inherited_signal_state:child_forwarding:self.blocked"]           # a case without variants
+    good = ["runtime_pid1_duties:child_signal_death:killed_by_sigusr2.runtime_status",
+            "runtime_pid1_duties:pid1_orphan_reaping:startup"]
+    monkeypatch.setattr(lab, "exercise_names", lambda: ["x"])
+    monkeypatch.setattr(lab, "load_exercise", lambda name: {"stage": [{"title": "t", "checks": bad + good}]})
+    problems = lab.lint(ALL, tbl)
+    assert problems == [f"labs/x/checks.toml: stage 't' checks unknown {c}" for c in bad], problems
+    assert [(c.id, c.variants) for c in lab.checked_runs({"stage": [{"checks": good}]}, ALL)] == [
+        ("runtime_pid1_duties", ["child_signal_death", "pid1_orphan_reaping"])]
+
+
 def test_init_exercise_compiles_the_c_starter(built):
     if not any(os.path.exists(p) for p in ("/usr/bin/cc", "/usr/bin/gcc")):
         pytest.skip("no C compiler")

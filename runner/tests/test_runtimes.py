@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import make_case, processes, needs_root
-from kpc import launch, oci_run, paths, runtimes
+from kpc import cases, launch, oci_run, paths, runtimes
 from test_cli import kpc
 
 
@@ -126,11 +126,13 @@ def test_a_runtime_leaving_a_signal_pending_fails_the_pid1_duties_naming_it(tmp_
     not 'probe broken: the workload never reported'."""
     out = tmp_path / "rt.json"
     spec = f"/usr/bin/python3 {INITS}/leaves_usr1_pending.py --"
+    # (every variant checks startup first: one duty is enough)
     p = kpc("run", "--no-build", "--runtime", spec, "--profile", "clean", "--json", str(out),
-            "--case", "runtime_pid1_duties")
+            "--case", "runtime_pid1_duties:*_exit_status")
     assert p.returncode == 1
     results = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
-    child = results["child"]
+    assert set(results) == {"child_exit_status", "pid1_exit_status"}
+    child = results["child_exit_status"]
     assert child["verdict"] == "fail", (child["verdict"], child["reason"])
     assert child["reason"].startswith("workload.inherited_pending: expected none"), child["reason"]
     assert "SIGUSR1" in child["reason"]
@@ -138,7 +140,8 @@ def test_a_runtime_leaving_a_signal_pending_fails_the_pid1_duties_naming_it(tmp_
     assert any(d.startswith("not recorded (a consequence): ") for d in child["details"])
     # As PID 1 of its namespace the workload is immune to the default action:
     # it runs on, and the pending signal is still named.
-    assert results["pid1"]["verdict"] == "fail" and "SIGUSR1" in results["pid1"]["reason"]
+    pid1 = results["pid1_exit_status"]
+    assert pid1["verdict"] == "fail" and "SIGUSR1" in pid1["reason"]
 
 
 def test_profile_without_runtime_is_bad_usage(built):
@@ -366,17 +369,25 @@ def own_kpc_cgroups():
 @needs_runc
 def test_runc_runs_leave_no_container_cgroup_and_do_not_flip(tmp_path, built):
     """Audit 13: normal --runtime runc runs leaked container cgroups in 4 of
-    7 runs, and runtime_pid1_duties:child flipped between fail and xfail.
-    Ten runs: every one the same verdicts, no container cgroup left."""
+    7 runs (a sweep from inside the pid1 variants' namespace), and
+    runtime_pid1_duties' child variant flipped between fail and xfail
+    (sigkill_of_runtime.workload_survives). Ten runs of the duties that
+    showed it: every one the same verdicts, no container cgroup left."""
     before = own_kpc_cgroups()
     for i in range(10):
         out = tmp_path / f"r{i}.json"
-        r = kpc("run", "--no-build", "--runtime", "runc", "--case", "runtime_pid1_duties", "--case",
-                "inherited_signal_state", "--case", "runtime_closes_leaked_fds", "--json", str(out))
+        r = kpc("run", "--no-build", "--runtime", "runc", "--case", "runtime_pid1_duties:*_runtime_sigkill",
+                "--case", "runtime_pid1_duties:*_orphan_reaping", "--case", "inherited_signal_state", "--case",
+                "runtime_closes_leaked_fds", "--json", str(out))
         res = {(x["case"], x["variant"]): x for x in json.loads(out.read_text())["results"]}
-        child = res[("runtime_pid1_duties", "child")]
-        assert child["observations"]["sigkill_of_runtime.workload_survives"] == "true", f"run {i}"
-        assert r.returncode == 0 and child["verdict"] == "xfail", r.stdout + r.stderr
+        assert {v for c, v in res if c == "runtime_pid1_duties"} == {
+            "child_runtime_sigkill", "pid1_runtime_sigkill", "child_orphan_reaping", "pid1_orphan_reaping"}
+        sigkill = res[("runtime_pid1_duties", "child_runtime_sigkill")]
+        assert sigkill["observations"]["sigkill_of_runtime.workload_survives"] == "true", f"run {i}"
+        verdicts = {v: x["verdict"] for (c, v), x in res.items() if c == "runtime_pid1_duties"}
+        assert r.returncode == 0 and verdicts == {"child_runtime_sigkill": "pass", "pid1_runtime_sigkill": "pass",
+                                                  "child_orphan_reaping": "xfail", "pid1_orphan_reaping": "xfail"}, \
+            (verdicts, r.stdout + r.stderr)
         assert not [c for c in own_kpc_cgroups() - before if not _in_use(c)], f"run {i}"
     # (the session removes the layout itself once it is empty)
     assert not [n for d in ("bundles", "locks") if os.path.isdir(os.path.join(oci_run.KPC_OCI, d))
@@ -408,14 +419,15 @@ def _in_use(cid):
 def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, built):
     out = tmp_path / "r.json"
     r = kpc("run", "--no-build", "--runtime", "runc,crun", "--case", "inherited_signal_state", "--case",
-            "runtime_pid1_duties", "--json", str(out))
+            "runtime_pid1_duties:*_orphan_reaping", "--json", str(out))
     doc = json.loads(out.read_text())
     by = {x["runtime"]: x for x in doc["results"] if x["case"] == "inherited_signal_state"}
-    duties = {x["runtime"]: x for x in doc["results"] if x["case"] == "runtime_pid1_duties"}
+    duties = {(x["runtime"], x["variant"]): x for x in doc["results"] if x["case"] == "runtime_pid1_duties"}
     assert by["runc"]["verdict"] == "pass", by["runc"]["reason"]
     # no init in the container: the workload is PID 1 and leaves its orphans as zombies
-    assert duties["runc"]["verdict"] == "xfail", duties["runc"]["reason"]
-    assert duties["runc"]["observations"]["orphan.after_exit"] == "zombie"
+    for v in ("child_orphan_reaping", "pid1_orphan_reaping"):
+        assert duties[("runc", v)]["verdict"] == "xfail", duties[("runc", v)]["reason"]
+        assert duties[("runc", v)]["observations"]["orphan.after_exit"] == "zombie"
     assert by["runc"]["profile"] == "mask-through"
     assert by["runc"]["observations"]["self.blocked"] == "SIGUSR1|SIGALRM"   # the caller's mask leaks in
     if CRUN:
@@ -428,7 +440,8 @@ def test_oci_runtimes_run_from_a_bundle_kpc_builds_and_leave_nothing(tmp_path, b
             assert not oci_run.hybrid_with_v2_controllers(), by["crun"]["reason"]
         else:
             assert by["crun"]["observations"]["self.blocked"] == "none"   # crun is clean, runc is not
-            assert duties["crun"]["verdict"] == "xfail", duties["crun"]["reason"]   # as runc: no init
+            for v in ("child_orphan_reaping", "pid1_orphan_reaping"):   # as runc: no init
+                assert duties[("crun", v)]["verdict"] == "xfail", duties[("crun", v)]["reason"]
     assert r.returncode in (0, 1)
     state = os.path.join(oci_run.KPC_OCI, "state", "runc")
     # (not when the session removed it: runc would make its --root again)
@@ -452,7 +465,7 @@ def test_an_oci_run_entry_carries_the_cleanup_of_its_containers():
     # the probe that plays the engine gets the same prefix (and its run the cleanup)
     wl = make_case("runtime_pid1_duties", area="runtimes", flavors=("host",))
     wl.runtime_workload = True
-    e3 = launch.plan_entry("r3", wl, "child", "host", runtime=rt)
+    e3 = launch.plan_entry("r3", wl, "child_exit_status", "host", runtime=rt)
     prefix = e3["env"]["KPC_RUNTIME_PREFIX"].split("\x1f")
     assert prefix[prefix.index("--id") + 1] == e3["cleanup"][-1]
     # a runtime that is no OCI wrapper leaves nothing to clean
@@ -518,6 +531,14 @@ def test_bundle_removal_does_not_follow_symlinks(tmp_path):
     assert not b.exists() and (victim / "keep").read_text() == "x"
 
 
+DUTIES = [f"{mode}_{duty}" for mode in ("child", "pid1")
+          for duty in ("exit_status", "signal_death", "forwarding", "orphan_reaping", "runtime_sigkill")]
+
+
+def test_the_duties_are_the_cases_variants():
+    assert sorted(DUTIES) == sorted(cases.load_all()["runtime_pid1_duties"].variants)
+
+
 @needs_root
 @pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed")
 def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, built, scope):
@@ -526,14 +547,16 @@ def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, bui
             env={"TMPDIR": scope.tmp})
     assert r.returncode == 0, r.stdout + r.stderr
     res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
-    assert set(res) == {"child", "pid1"} and all(r["verdict"] == "pass" for r in res.values())
-    for r in res.values():
-        obs = r["observations"]
-        assert obs["killed_by_sigusr2.runtime_status"] == "exited 140" and obs["orphan.adopted_by"] == "the runtime"
+    assert set(res) == set(DUTIES) and all(r["verdict"] == "pass" for r in res.values()), \
+        {v: (r["verdict"], r["reason"]) for v, r in res.items()}
+    for mode in ("child", "pid1"):
+        assert res[f"{mode}_signal_death"]["observations"]["killed_by_sigusr2.runtime_status"] == "exited 140"
+        assert res[f"{mode}_orphan_reaping"]["observations"]["orphan.adopted_by"] == "the runtime"
+        assert all(r["observations"]["startup"] == "ready" for r in res.values())
     # tini as the engine's child leaves the workload running when SIGKILLed;
     # as PID 1 its death ends the namespace and the workload with it
-    assert res["child"]["observations"]["sigkill_of_runtime.workload_survives"] == "true"
-    assert res["pid1"]["observations"]["sigkill_of_runtime.workload_survives"] == "false"
+    assert res["child_runtime_sigkill"]["observations"]["sigkill_of_runtime.workload_survives"] == "true"
+    assert res["pid1_runtime_sigkill"]["observations"]["sigkill_of_runtime.workload_survives"] == "false"
     # ... and the probe killed the survivor: no workload of this run is left
     # (a workload carries the probe's environment: conftest.Scope finds it)
     assert not scope.settle(), scope.leftovers()
@@ -543,11 +566,36 @@ def test_pid1_duties_are_judged_from_outside_and_leave_no_workload(tmp_path, bui
 
 
 @needs_root
-def test_a_command_that_is_no_init_fails_the_pid1_duties(built):
-    """env execs the workload: no 128+N, no subreaper, dies with... itself."""
-    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--case", "runtime_pid1_duties")
+def test_a_command_that_is_no_init_fails_the_pid1_duties_it_does_not_do(tmp_path, built):
+    """env execs the workload: it returns its exit code and gets every
+    signal itself (it is the workload), but gives no 128+N, adopts no
+    orphan and dies with... itself. Each duty its own verdict."""
+    out = tmp_path / "r.json"
+    p = kpc("run", "--no-build", "--runtime", "/usr/bin/env --", "--case", "runtime_pid1_duties:child_*", "--json",
+            str(out))
     assert p.returncode == 1
     assert "killed_by_sigusr2.runtime_status: expected exited 140" in p.stdout and "observed killed SIGUSR2" in p.stdout
+    verdicts = {r["variant"]: r["verdict"] for r in json.loads(out.read_text())["results"]}
+    assert verdicts == {"child_exit_status": "pass", "child_signal_death": "fail", "child_forwarding": "pass",
+                        "child_orphan_reaping": "fail", "child_runtime_sigkill": "fail"}, verdicts
+
+
+@needs_root
+def test_an_init_that_forwards_nothing_fails_only_the_forwarding_duty(tmp_path, built):
+    """Issue 24, one behaviour per verdict: an init that does every other
+    duty (init_reference.py) but swallows the signals it should forward
+    fails child_forwarding and pid1_forwarding, and passes the other eight."""
+    out = tmp_path / "r.json"
+    spec = f"/usr/bin/python3 {INITS}/swallows_signals.py --"
+    p = kpc("run", "--no-build", "--runtime", spec, "--case", "runtime_pid1_duties", "--json", str(out))
+    assert p.returncode == 1
+    res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    verdicts = {v: r["verdict"] for v, r in res.items()}
+    assert verdicts == {v: "fail" if v.endswith("_forwarding") else "pass" for v in DUTIES}, \
+        {v: (r["verdict"], r["reason"]) for v, r in res.items()}
+    for v in ("child_forwarding", "pid1_forwarding"):
+        o = res[v]["observations"]
+        assert [o[f"forwards.{s}"] for s in ("sigterm", "sigint", "sighup", "sigusr1")] == ["false"] * 4, (v, o)
 
 
 def test_a_profile_is_tied_to_the_versions_it_was_measured_on():

@@ -133,7 +133,7 @@ def test_an_engine_start_extends_the_deadline():
     assert e["cleanup"][:3] == [runtimes.PYTHON, runtimes.ENGINE_WRAPPER, "--cleanup"]
     wl = make_case("runtime_pid1_duties", area="runtimes", flavors=("host",))
     wl.runtime_workload = True
-    e = launch.plan_entry("r2", wl, "child", "host", runtime=rt)
+    e = launch.plan_entry("r2", wl, "child_exit_status", "host", runtime=rt)
     assert e["timeout_ms"] == wl.timeout_ms + 5 * runtimes.ENGINE_START_MS["docker"]
     tini = runtimes.Runtime("tini", ["/usr/bin/tini", "-s", "--"], "pass-through")
     assert launch.plan_entry("r3", case, None, "host", runtime=tini)["timeout_ms"] == case.timeout_ms
@@ -233,8 +233,10 @@ def test_engines_give_verdicts_judged_by_their_rows_and_leave_nothing(tmp_path, 
     try:
         # the runtime cases of issue 19's first round (story 002 and the 64
         # signals have tests of their own below: together they outlast a
-        # kpc() call)
-        cases = [a for c in ("inherited_signal_state", "runtime_pid1_duties", "engine_stop_grace",
+        # kpc() call); of the PID-1 duties every one as the engine's child,
+        # and as PID 1 the orphans (the one row of its own for the engines)
+        cases = [a for c in ("inherited_signal_state", "runtime_pid1_duties:child_*",
+                             "runtime_pid1_duties:pid1_orphan_reaping", "engine_stop_grace",
                              "runtime_closes_leaked_fds") for a in ("--case", c)]
         p = kpc("run", "--no-build", "--runtime", "podman,podman:init,docker,docker:init", *cases, "--json", str(out),
                 env={"TMPDIR": scope.tmp})
@@ -250,8 +252,13 @@ def test_engines_give_verdicts_judged_by_their_rows_and_leave_nothing(tmp_path, 
             ("inherited_signal_state", None, "podman:init"): "fail"}
     for case in ("engine_stop_grace", "runtime_closes_leaked_fds"):
         want.update({(case, None, e): "pass" for e in ("podman", "podman:init", "docker", "docker:init")})
-    for v in ("child", "pid1"):
-        want.update({("runtime_pid1_duties", v, "podman"): "xfail", ("runtime_pid1_duties", v, "docker"): "xfail",
+    # Without an init the workload is the container's PID 1: it cannot die of
+    # its own SIGUSR2 and leaves its orphans as zombies (xfail); each other
+    # duty passes. With the engine's init every duty passes.
+    for v in ("child_exit_status", "child_signal_death", "child_forwarding", "child_orphan_reaping",
+              "child_runtime_sigkill", "pid1_orphan_reaping"):
+        no_init = "xfail" if v.endswith(("_signal_death", "_orphan_reaping")) else "pass"
+        want.update({("runtime_pid1_duties", v, "podman"): no_init, ("runtime_pid1_duties", v, "docker"): no_init,
                      ("runtime_pid1_duties", v, "podman:init"): "pass",
                      ("runtime_pid1_duties", v, "docker:init"): "pass"})
     assert verdicts == want, {k: (v["verdict"], v["reason"]) for k, v in got.items() if v["verdict"] != want.get(k)}
@@ -260,13 +267,15 @@ def test_engines_give_verdicts_judged_by_their_rows_and_leave_nothing(tmp_path, 
     assert isn["podman"]["self.blocked"] == "SIGUSR1|SIGALRM"   # podman+runc: mask-through
     assert isn["docker"]["self.blocked"] == "SIGUSR1|SIGALRM"   # the daemon kpc started dirty
     assert isn["docker:init"]["self.session_leader"] == "false"
-    duties = got[("runtime_pid1_duties", "child", "docker")]["observations"]
-    assert duties["orphan.after_exit"] == "zombie" and duties["forwards.sigterm"] == "true"
-    assert got[("runtime_pid1_duties", "child", "podman")]["expected"]["forwards.sigterm"]["value"] == "*"
+    duty = {(v, rt): got[("runtime_pid1_duties", v, rt)] for v in ("child_orphan_reaping", "child_forwarding")
+            for rt in ("docker", "podman")}
+    assert duty[("child_orphan_reaping", "docker")]["observations"]["orphan.after_exit"] == "zombie"
+    assert duty[("child_forwarding", "docker")]["observations"]["forwards.sigterm"] == "true"
+    assert duty[("child_forwarding", "podman")]["expected"]["forwards.sigterm"]["value"] == "*"
     envr = doc["environment"]["runtimes"]
     assert envr["docker"]["engine"] == "docker" and envr["podman"]["oci_runtime"].startswith("runc")
     assert not scope.settle(), scope.leftovers()
-    assert len(ids.ids) >= 8   # 12 runs, each with its run ID
+    assert len(ids.ids) >= 16   # 36 runs, each with its run ID (sampled)
     assert not [(i, engine_leftovers(i)) for i in ids.ids if engine_leftovers(i)]
     assert host_state() == before
 
@@ -282,8 +291,10 @@ def test_kill_9_of_kpc_during_engine_runs_leaves_nothing(what, tmp_path, built):
     ids = ContainerIds(scope)
     ids.start()
     try:
+        # (the duty whose container outlives its client: 4 runs, 2 per engine)
         runner = subprocess.Popen([os.path.join(paths.ROOT, "kpc"), "run", "--no-build", "--runtime", "podman,docker",
-                                   "--case", "runtime_pid1_duties", "--json", str(tmp_path / "k.json")],
+                                   "--case", "runtime_pid1_duties:*_runtime_sigkill", "--json",
+                                   str(tmp_path / "k.json")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=paths.ROOT,
                                   env=scope.env())
         # wait until both engines have containers running

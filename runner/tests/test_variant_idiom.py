@@ -6,8 +6,10 @@ copy of it: `const std::string& v = p.variant`, a parameter named
 .ends_with, .substr, .find, ...), lets a misspelt or new variant fall
 through silently, so no probe under cases/ does it. Passing p.variant on as
 a string (into a key, a helper's argv) is fine; cases/lib, which implements
-variant_is, is not a probe."""
+variant_is, is not a probe. And one way to pick variants to run:
+`./kpc run --case ID:VARIANT` (globs)."""
 
+import json
 import os
 import re
 
@@ -83,3 +85,46 @@ def test_no_probe_compares_its_variant_by_hand():
 def test_the_check_sees_a_hand_comparison(source, flagged):
     """The scan finds what it is meant to find, and only that."""
     assert bool(comparisons(source)) == flagged, comparisons(source)
+
+
+# ---------------------------------------------------------------- selecting variants: --case ID:VARIANT
+
+def test_case_variant_patterns_narrow_the_variants_and_refuse_a_typo():
+    from kpc import cases, commands
+    from kpc.messages import InputError
+    all_cases = cases.load_all()
+
+    def sel(*patterns):
+        return [(c.id, c.variants) for c in commands._select(all_cases, list(patterns), None)]
+    sigchld = all_cases["sigchld_ignored_no_zombies"].variants
+    assert len(sigchld) == 4
+    assert sel("sigchld_ignored_no_zombies") == [("sigchld_ignored_no_zombies", sigchld)]
+    nocldwait = ["sa_nocldwait_default", "sa_nocldwait_handler"]
+    assert sel("sigchld_ignored_no_zombies:sa_nocldwait_*") == [("sigchld_ignored_no_zombies", nocldwait)]
+    assert sel("sigchld_ignored_no_zombies:sa_nocldwait_handler", "sigchld_ignored_no_zombies:d*") == [
+        ("sigchld_ignored_no_zombies", ["default", "sa_nocldwait_handler"])]   # the case's order
+    # a case id glob: the cases without such a variant are left out
+    assert sel("sigchld_*:sig_ign") == [("sigchld_ignored_no_zombies", ["sig_ign"])]
+    assert sel("sigchld_ignored_no_zombies:sig_ign", "sigmask_survives_execve") == [
+        ("sigchld_ignored_no_zombies", ["sig_ign"]), ("sigmask_survives_execve", [])]
+    # the catalogue's own case objects are left as they were
+    assert all_cases["sigchld_ignored_no_zombies"].variants == sigchld
+    for bad, says in [(["sigchld_ignored_no_zombies:ign"], "no variant matches --case sigchld_ignored_no_zombies:ign"),
+                      (["sigchld_ignored_no_zombies:nope", "sigchld_ignored_no_zombies"], "no variant matches"),
+                      (["sigmask_survives_execve:x"], "sigmask_survives_execve: no variants"),
+                      (["no_such_case:x"], "no case matches")]:
+        with pytest.raises(InputError, match=says):
+            commands._select(all_cases, bad, None)
+
+
+def test_run_case_variant_runs_just_that_variant(tmp_path, built):
+    from test_cli import kpc
+    out = tmp_path / "r.json"
+    p = kpc("run", "--no-build", "--case", "sigchld_ignored_no_zombies:sig_ign", "--flavor", "host", "--json",
+            str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    runs = [(r["case"], r["variant"], r["flavor"]) for r in json.loads(out.read_text())["results"]]
+    assert runs == [("sigchld_ignored_no_zombies", "sig_ign", "host")]
+    p = kpc("run", "--no-build", "--case", "sigchld_ignored_no_zombies:ign")
+    assert p.returncode == 2 and p.stderr.startswith("kpc: no variant matches --case sigchld_ignored_no_zombies:ign")
+    assert p.stderr.count("\n") == 1, p.stderr
