@@ -29,6 +29,9 @@ import sys
 import pytest
 from typing import Iterator
 
+# pytest 6 (Debian 11) names a file by py.path (fspath=, the hook's path);
+# 7 and later by pathlib (path=, module_path).
+PYTEST_6 = int(pytest.__version__.split(".")[0]) < 7
 SUITE_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "suite", "test_suite.py")
 
 
@@ -52,7 +55,7 @@ class RunItem(pytest.Item):
         raise_outcome(verdict)
 
     def reportinfo(self) -> tuple[object, None, str]:
-        return self.path, None, self.name
+        return (self.fspath if PYTEST_6 else self.path), None, self.name
 
 
 class SuiteFile(pytest.File):
@@ -73,13 +76,23 @@ class KpcPlugin:
         self.on_finish = on_finish
         self.collect_errors = []
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pycollect_makemodule(self, module_path: object, parent: pytest.Collector) -> SuiteFile | None:
+    def _suite_file(self, path: object, parent: pytest.Collector) -> SuiteFile | None:
         """The suite's file is not a module of test functions: its tests
         are the session's runs."""
-        if os.path.realpath(str(module_path)) == os.path.realpath(SUITE_FILE):
-            return SuiteFile.from_parent(parent, path=module_path, kpc_session=self.session)
-        return None
+        if os.path.realpath(str(path)) != os.path.realpath(SUITE_FILE):
+            return None
+        if PYTEST_6:
+            return SuiteFile.from_parent(parent, fspath=path, kpc_session=self.session)
+        return SuiteFile.from_parent(parent, path=path, kpc_session=self.session)
+
+    if PYTEST_6:   # Debian 11's pytest 6: the hook's argument is a py.path
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_pycollect_makemodule(self, path: object, parent: pytest.Collector) -> SuiteFile | None:
+            return self._suite_file(path, parent)
+    else:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_pycollect_makemodule(self, module_path: object, parent: pytest.Collector) -> SuiteFile | None:
+            return self._suite_file(module_path, parent)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
