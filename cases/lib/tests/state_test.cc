@@ -4,6 +4,7 @@
 // (in_child.h) because it records.
 #include "kpc/state.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "in_child.h"
 #include "kpc/raii.h"
@@ -139,6 +141,19 @@ std::set<int> fd_list(const std::string& text) {
   return out;
 }
 
+// Closes every descriptor above 2 but `keep` (whatever the test runner
+// left open, at any number).
+void close_all_but(int keep) {
+  std::vector<int> fds;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') fds.push_back(atoi(e->d_name));
+    closedir(d);
+  }
+  for (int fd : fds)
+    if (fd > 2 && fd != keep) close(fd);
+}
+
 TEST(OpenFdsAboveStdio, ListsAnOpenFdAndNotAClosedOne) {
   int fd = fcntl(0, F_DUPFD_CLOEXEC, 300);
   ASSERT_GE(fd, 300) << errno_name(errno);
@@ -166,7 +181,7 @@ TEST(OpenFdsAboveStdio, NumericOrderWithoutTheObservationFd) {
     int chan = atoi(getenv("KPC_OBS_FD"));
     if (dup2(chan, 500) != 500) _exit(3);
     setenv("KPC_OBS_FD", "500", 1);
-    for (int fd = 3; fd < 500; ++fd) close(fd);
+    close_all_but(500);
     if (dup2(0, 10) != 10 || dup2(0, 100) != 100 || dup2(0, 9) != 9) _exit(4);
     std::string some = open_fds_above_stdio();
     close(9);
@@ -277,9 +292,7 @@ TEST(RecordState, RecordsEachPropertyUnderThePrefix) {
 
 TEST(RecordState, FdsLeavesOutTheObservationChannel) {
   ChildResult r = run_in_child([] {
-    int chan = atoi(getenv("KPC_OBS_FD"));
-    for (int fd = 3; fd < 1024; ++fd)
-      if (fd != chan) close(fd);
+    close_all_but(atoi(getenv("KPC_OBS_FD")));
     record_state("p", "fds");
   });
   EXPECT_EQ(r.all(), obs("p.fds", "str", "\"none\"")) << r.describe();
