@@ -52,6 +52,11 @@ struct ChildResult {
   }
 };
 
+// The line observe() sends the launcher: obs_line("k", "bool", "true").
+inline std::string obs_line(const std::string& key, const std::string& type, const std::string& json_value) {
+  return "{\"obs\":\"" + key + "\",\"type\":\"" + type + "\",\"value\":" + json_value + "}\n";
+}
+
 inline long long now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);

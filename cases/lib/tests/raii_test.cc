@@ -25,6 +25,7 @@ namespace kpc {
 namespace {
 
 using tests::ChildResult;
+constexpr auto obs = tests::obs_line;
 using tests::now_ms;
 using tests::run_in_child;
 
@@ -219,7 +220,7 @@ TEST(RecvByte, SignalDuringTheWaitIsNotTheEnd) {
     auto c = recv_byte(p.read.get(), 5000);
     observe("got", c ? std::string(1, *c) : std::string("nullopt"));
   });
-  EXPECT_EQ(r.all(), "{\"obs\":\"got\",\"type\":\"str\",\"value\":\"s\"}\n") << r.describe();
+  EXPECT_EQ(r.all(), obs("got", "str", "\"s\"")) << r.describe();
 }
 
 // Interrupted waits go on with what is left of the timeout, not a new one:
@@ -243,8 +244,8 @@ TEST(RecvByte, SignalsDoNotRestartTheTimeout) {
       },
       tests::Records::kToLauncher, 3000);
   EXPECT_FALSE(r.timed_out) << "recv_byte(100 ms) still waiting after 3 s of signals";
-  EXPECT_NE(r.all().find("{\"obs\":\"nullopt\",\"type\":\"bool\",\"value\":true}"), std::string::npos) << r.describe();
-  EXPECT_NE(r.all().find("{\"obs\":\"in_time\",\"type\":\"bool\",\"value\":true}"), std::string::npos) << r.describe();
+  EXPECT_NE(r.all().find(obs("nullopt", "bool", "true")), std::string::npos) << r.describe();
+  EXPECT_NE(r.all().find(obs("in_time", "bool", "true")), std::string::npos) << r.describe();
 }
 
 // --- send_int / recv_int -------------------------------------------------------
@@ -436,7 +437,7 @@ TEST(ForkExitAndWait, EchildWhereChildrenAreAutoReaped) {
     ScopedSigaction ign(SIGCHLD, SIG_IGN);
     observe("result", fork_exit_and_wait());
   });
-  EXPECT_EQ(r.all(), "{\"obs\":\"result\",\"type\":\"str\",\"value\":\"ECHILD\"}\n") << r.describe();
+  EXPECT_EQ(r.all(), obs("result", "str", "\"ECHILD\"")) << r.describe();
 }
 
 // --- expect_ready ----------------------------------------------------------------------
@@ -454,7 +455,7 @@ TEST(ExpectReady, ReturnsOnTheReadyByte) {
     observe("ready", true);
   });
   EXPECT_EQ(r.exit_code(), 0) << r.describe();
-  EXPECT_EQ(r.all(), "{\"obs\":\"ready\",\"type\":\"bool\",\"value\":true}\n") << r.describe();
+  EXPECT_EQ(r.all(), obs("ready", "bool", "true")) << r.describe();
 }
 
 TEST(ExpectReady, AChildThatSkippedSkipsTheCaller) {

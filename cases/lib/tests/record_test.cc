@@ -21,12 +21,9 @@ namespace kpc {
 namespace {
 
 using tests::ChildResult;
+constexpr auto obs = tests::obs_line;
 using tests::Records;
 using tests::run_in_child;
-
-std::string obs(const std::string& key, const std::string& type, const std::string& json_value) {
-  return "{\"obs\":\"" + key + "\",\"type\":\"" + type + "\",\"value\":" + json_value + "}\n";
-}
 
 // --- to the launcher: one JSON line per write ----------------------------------
 
