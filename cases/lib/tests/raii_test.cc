@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <string>
 
 #include "in_child.h"
+#include "kpc/caps.h"
 #include "kpc/record.h"
 
 namespace kpc {
@@ -674,6 +676,61 @@ TEST_F(TempDirTest, DestructorRemovesItWithItsContentsButNotWhatLinksPointTo) {
   }
   EXPECT_FALSE(exists(path)) << path << " is still there";
   EXPECT_TRUE(exists(outside)) << "a symlink's target was removed";
+}
+
+// --- copy_file_into -------------------------------------------------------------------
+
+using CopyFileInto = TempDirTest;
+
+TEST_F(CopyFileInto, CopiesTheBytesThenSetsTheMode) {
+  std::string from = base_ + "/from";
+  {
+    Fd f(open(from.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    ASSERT_TRUE(f) << errno_name(errno);
+    std::string big(100000, 'q');  // more than copy_file_into's buffer
+    big += "end";
+    ASSERT_EQ(write(f.get(), big.data(), big.size()), static_cast<ssize_t>(big.size())) << errno_name(errno);
+  }
+  TempDir t;
+  Fd dir(open(t.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir) << errno_name(errno);
+  // Without CAP_FSETID, as a probe's unprivileged side: with it, a write
+  // keeps S_ISUID and the order would not show.
+  ChildResult r = run_in_child([&] {
+    if (has_effective_capability(CAP_FSETID)) drop_capabilities({CAP_FSETID});
+    copy_file_into(from, dir.get(), "copy", 04711);
+  });
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  struct stat st {};
+  ASSERT_EQ(fstatat(dir.get(), "copy", &st, AT_SYMLINK_NOFOLLOW), 0) << errno_name(errno);
+  EXPECT_EQ(st.st_mode & 07777, 04711u) << "set-user-ID must survive: chmod after the write";
+  EXPECT_EQ(st.st_size, 100003);
+  Fd in(openat(dir.get(), "copy", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(in) << errno_name(errno);
+  char tail[3];
+  ASSERT_EQ(pread(in.get(), tail, 3, 100000), 3) << errno_name(errno);
+  EXPECT_EQ(std::string(tail, 3), "end");
+}
+
+// Never an existing name, never through a link: both make the probe broken
+// (EEXIST) and leave what was there alone.
+TEST_F(CopyFileInto, RefusesAnExistingNameOrALink) {
+  std::string victim = base_ + "/victim";
+  write_file(victim);
+  ASSERT_EQ(symlink(victim.c_str(), (base_ + "/link").c_str()), 0) << errno_name(errno);
+  for (const char* name : {"victim", "link"}) {
+    std::string b = base_;
+    ChildResult r = run_in_child([&] {
+      Fd dir(open(b.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      copy_file_into("/proc/self/exe", dir.get(), name, 0755);
+    });
+    EXPECT_EQ(r.exit_code(), kExitBroken) << name << ": " << r.describe();
+    EXPECT_NE(r.all().find("EEXIST"), std::string::npos) << name << ": " << r.describe();
+  }
+  struct stat st {};
+  ASSERT_EQ(stat(victim.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0) << "the victim was written through the link";
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
 }
 
 }  // namespace
