@@ -66,9 +66,10 @@ def test_case_and_flavor_selection(tmp_path, built):
 
 
 def test_a_wrong_expectation_fails_with_expected_and_observed(tmp_path, built):
-    shutil.copy(os.path.join(paths.RESULTS, "expected", "signals.exp"), tmp_path / "signals.exp")
-    text = (tmp_path / "signals.exp").read_text()
-    (tmp_path / "signals.exp").write_text(text.replace("exec.blocked = SIGUSR1|SIGTERM", "exec.blocked = none"))
+    table = tmp_path / "signals" / "sigmask_survives_execve.exp"   # the case's own rows, alone
+    table.parent.mkdir()
+    text = open(os.path.join(paths.EXPECTED, "signals", "sigmask_survives_execve.exp")).read()
+    table.write_text(text.replace("exec.blocked = SIGUSR1|SIGTERM", "exec.blocked = none"))
     p = kpc("run", "--no-build", "--case", "sigmask_survives_execve", "--flavor", "host",
             "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
     assert p.returncode == 1
@@ -78,18 +79,22 @@ def test_a_wrong_expectation_fails_with_expected_and_observed(tmp_path, built):
 
 
 def test_a_malformed_table_exits_2_with_file_and_line(tmp_path, built):
-    (tmp_path / "signals.exp").write_text("[sigmask_survives_execve]\nexec.blocked = SIGUSR1 if flavor=host\n")
+    (tmp_path / "signals").mkdir()
+    (tmp_path / "signals" / "sigmask_survives_execve.exp").write_text(
+        "[sigmask_survives_execve]\nexec.blocked = SIGUSR1 if flavor=host\n")
     p = kpc("run", "--no-build", "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
     assert p.returncode == 2
-    assert "signals.exp:2: a row with a condition or xfail needs a reason" in p.stderr
+    assert "sigmask_survives_execve.exp:2: a row with a condition or xfail needs a reason" in p.stderr
 
 
 def test_unknown_key_in_a_table_is_an_error_verdict(tmp_path, built):
-    shutil.copy(os.path.join(paths.RESULTS, "expected", "signals.exp"), tmp_path / "signals.exp")
-    text = (tmp_path / "signals.exp").read_text()
+    shutil.copytree(os.path.join(paths.EXPECTED, "signals"), tmp_path / "signals",
+                    ignore=lambda d, names: [n for n in names if not n.endswith(".exp")])
+    table = tmp_path / "signals" / "handler_reset_by_execve.exp"
+    text = table.read_text()
     # A misspelt key in the case's section.
-    text = text.replace("[handler_reset_by_execve]\n", "[handler_reset_by_execve]\nexec.blockd = none\n")
-    (tmp_path / "signals.exp").write_text(text)
+    assert "[handler_reset_by_execve]\n" in text
+    table.write_text(text.replace("[handler_reset_by_execve]\n", "[handler_reset_by_execve]\nexec.blockd = none\n"))
     p = kpc("run", "--no-build", "--case", "handler_reset_by_execve", "--flavor", "host",
             "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
     assert p.returncode == 1
@@ -110,7 +115,7 @@ def test_list_and_explain(built):
     p = kpc("explain", "sigmask_survives_execve")
     assert p.returncode == 0
     for needle in ("cases/signals/sigmask_survives_execve.cc", "cases/signals/sigmask_survives_execve.toml",
-                   "results/expected/signals.exp", "cases/signals/sigmask_survives_execve.md",
+                   "cases/signals/sigmask_survives_execve.exp", "cases/signals/sigmask_survives_execve.md",
                    'story 000: Jan Veen, "A Little Bug Hunt"'):
         assert needle in p.stdout
 
