@@ -101,6 +101,40 @@ def test_unknown_key_in_a_table_is_an_error_verdict(tmp_path, built):
     assert "did not record 'exec.blockd'" in p.stdout
 
 
+def _tables_copy(tmp_path):
+    d = tmp_path / "tables"
+    shutil.copytree(paths.EXPECTED, d, ignore=lambda where, names: [
+        n for n in names if not n.endswith(".exp") and not os.path.isdir(os.path.join(where, n))])
+    return d
+
+
+@pytest.mark.parametrize("how", ["emptied", "removed"])
+def test_check_names_a_case_without_rows_and_its_file(tmp_path, how):
+    """A case whose .exp has no section, or is missing: `kpc check` lists
+    it, naming the file the rows belong in (exit 2), as before the move."""
+    d = _tables_copy(tmp_path)
+    table = d / "signals" / "sigmask_survives_execve.exp"
+    table.write_text("# rows to come\n") if how == "emptied" else table.unlink()
+    p = kpc("check", env={"KPC_EXPECTED_DIR": str(d)})
+    assert p.returncode == 2, p.stdout + p.stderr
+    rel = os.path.relpath(table, paths.ROOT)
+    assert f"sigmask_survives_execve: no [sigmask_survives_execve] section in {rel}\n" in p.stdout, p.stdout
+    assert p.stderr.startswith("kpc: ") and "problems (listed above)" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[no_such_case]\n", "sigmask_survives_execve.exp:1: unknown case id 'no_such_case'"),
+    ("[handler_reset_by_execve]\na = 1\n", "sigmask_survives_execve.exp:1: [handler_reset_by_execve] in "
+     "sigmask_survives_execve.exp: a file holds the rows of the case it is named after; put the rows of "
+     "'handler_reset_by_execve' in cases/signals/handler_reset_by_execve.exp"),
+])
+def test_check_refuses_rows_in_the_wrong_file_in_one_line(tmp_path, text, message):
+    d = _tables_copy(tmp_path)
+    (d / "signals" / "sigmask_survives_execve.exp").write_text(text)
+    p = kpc("check", env={"KPC_EXPECTED_DIR": str(d)})
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, p.stderr
+
+
 @pytest.mark.parametrize("args", [["run", "--case", "no_such_case*"], ["explain", "no_such_case"],
                                   ["run", "--flavor", "vm"], ["run", "--jobs", "0"], ["frobnicate"]])
 def test_bad_usage_exits_2(args, built):
