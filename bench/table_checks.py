@@ -247,9 +247,20 @@ def contexts(case, rows):
         yield ctx
 
 
+def tables_of(tbl, case_ids):
+    """The rows of CASE_IDS only, as a Tables."""
+    out = tables.Tables()
+    out.rows = {c: tbl.rows_for(c) for c in case_ids}
+    return out
+
+
 def compare_tables(all_cases, old, new):
+    """(differences, contexts compared, rows reworded, cases new since
+    REV): a case with rows now and none at REV is an addition, listed,
+    not compared; one that lost its rows is a difference."""
     problems, compared, reworded = [], 0, 0
-    for case_id in sorted(set(old.rows) | set(new.rows)):
+    added = sorted(c for c in new.rows if c not in old.rows)
+    for case_id in sorted((set(old.rows) | set(new.rows)) - set(added)):
         case = all_cases[case_id]
         rows = old.rows_for(case_id) + new.rows_for(case_id)
         for ctx in contexts(case, rows):
@@ -260,7 +271,7 @@ def compare_tables(all_cases, old, new):
             for d in differs(a, b):
                 problems.append(f"{case_id} when {tables.describe_context(ctx)}: {d}")
             reworded += sum(1 for k in a if k in b and a[k].reason != b[k].reason)
-    return problems, compared, reworded
+    return problems, compared, reworded, added
 
 
 def _env_context(env):
@@ -344,7 +355,10 @@ def main(argv=None):
             print(f"\n{args.against}:")
             old, n_old = count(all_cases, tables_dir, originals)
         print(f"\nchecks: {n_old} at {args.against}, {n_checks} now ({n_checks - n_old:+d})")
-        problems, compared, reworded = compare_tables(all_cases, old, new)
+        problems, compared, reworded, added = compare_tables(all_cases, old, new)
+        if added:
+            n_added = sum(len(checks_of) for checks_of in checks(tables_of(new, added)).values())
+            print(f"cases new since {args.against} (not compared): {', '.join(added)} ({n_added} checks)")
         print(f"contexts compared: {compared}; matched rows with another reason: {reworded}; "
               f"differences: {len(problems)}")
         files = args.results if args.results is not None else sorted(

@@ -278,3 +278,18 @@ def test_no_case_is_named_like_the_area_file(tmp_path):
     with pytest.raises(cases.CaseError) as e:
         cases.case_from_data(str(path), {"summary": "x"}, check_source=False)
     assert "'area' cannot be a case id" in str(e.value)
+
+
+def test_table_checks_reads_the_layout_before_the_move(write_table, demo_cases):
+    """--against an older revision splits its <area>.exp per case, a set
+    that served the whole file written out: the same checks load."""
+    old = ("# area notes\n@late = kernel>=6.1 flavor=host\n[demo]\na = 1 if @late -- r\n"
+           "[other if variant=fork]\nb = \\\n  2 if @late -- r\n[other]\nc = 3\n")
+    split = _bench().split_area_file(old)
+    assert sorted(split) == ["demo", "other"]
+    for case_id, lines in split.items():
+        d = write_table("signals", "\n".join(lines) + "\n", name=f"{case_id}.exp")
+    t = tables.load(demo_cases, d)
+    assert t.rows_for("demo", "a")[0].describe() == "a = 1 if kernel>=6.1 flavor=host"
+    assert t.rows_for("other", "b")[0].describe() == "b = 2 if variant=fork kernel>=6.1 flavor=host"
+    assert [r.key for r in t.rows_for("other")] == ["b", "c"]
