@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The expected tables in figures, and proof that a rewrite kept them.
 
-Default: per file and in total, the number of checks the tables hold -- a
+Default: per area and in total, the number of checks the tables hold -- a
 check is one (case, key, conditions) triple of a parsed row, the
 conditions read from named sets and sub-sections as the evaluator sees
 them -- next to the lines, the lines longer than 100 characters, the
@@ -13,7 +13,11 @@ set or inside a `[case if ...]` sub-section counts as the same check it
 was when written out in full.
 
 --against REV   also compare the tables of git revision REV (e.g. main)
-                with the working tree's, context by context: for every
+                with the working tree's (REV may hold them in either
+                layout: cases/<area>/<id>.exp, or the one before,
+                results/expected/<area>.exp, whose named sets are
+                written out so that each case's rows load alone: its
+                "repeated" figure counts those), context by context: for every
                 case and every context its rows' conditions can tell
                 apart, the row each key matches must have the same value
                 and the same xfail in both (reasons may be reworded: they
@@ -34,6 +38,8 @@ import gzip
 import itertools
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,13 +57,19 @@ def condition_key(c):
     return (c.dim, c.negate, tuple(sorted(c.choices)), c.lo, c.hi)
 
 
+def area_of(where):
+    """The area of a row's file: cases/<area>/<id>.exp (or an old <area>.exp)."""
+    path = where.rsplit(":", 1)[0]
+    parent = os.path.basename(os.path.dirname(path))
+    return os.path.splitext(os.path.basename(path))[0] if parent in ("expected", "") else parent
+
+
 def checks(tbl):
-    """{file: set of (case, key, conditions)} of parsed rows."""
+    """{area: set of (case, key, conditions)} of parsed rows."""
     out = {}
     for case_id, rows in tbl.rows.items():
         for r in rows:
-            where = r.where.rsplit(":", 1)[0]
-            out.setdefault(os.path.basename(where), set()).add(
+            out.setdefault(area_of(r.where), set()).add(
                 (case_id, r.key, frozenset(condition_key(c) for c in r.conditions)))
     return out
 
@@ -69,40 +81,54 @@ def is_list(own):
 
 
 def repeated_lists(tbl):
-    """{file: rows whose own condition list (as written) another row of the
+    """{area: rows whose own condition list (as written) another row of the
     same case wrote before}."""
     out, seen = {}, set()
     for case_id, rows in tbl.rows.items():
         for r in rows:
             said = (case_id, tuple(r.own))
             if is_list(r.own) and said in seen:
-                name = os.path.basename(r.where.rsplit(":", 1)[0])
+                name = area_of(r.where)
                 out[name] = out.get(name, 0) + 1
             seen.add(said)
     return out
 
 
-def line_figures(directory):
+def table_files(directory):
+    """{area: [its .exp files]} of a directory laid out like cases/."""
     out = {}
-    for path in sorted(glob.glob(os.path.join(directory, "*.exp"))):
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        out[os.path.basename(path)] = (len(lines), sum(len(x) > LIMIT for x in lines), max(map(len, lines or [""])))
+    for path in sorted(glob.glob(os.path.join(directory, "*", "*.exp"))):
+        out.setdefault(os.path.basename(os.path.dirname(path)), []).append(path)
     return out
 
 
-def count(all_cases, directory=None):
+def line_figures(files):
+    """{area: (lines, lines over LIMIT, longest)} of {area: [files]}."""
+    out = {}
+    for area, paths_ in files.items():
+        lines = []
+        for path in paths_:
+            with open(path, encoding="utf-8") as f:
+                text = f.read().split("\n")
+            if text and text[-1] == "":
+                text.pop()
+            lines += text
+        out[area] = (len(lines), sum(len(x) > LIMIT for x in lines), max(map(len, lines or [""])))
+    return out
+
+
+def count(all_cases, directory=None, figures_from=None):
+    """Prints the figures per area; (tables, number of checks). FIGURES_FROM:
+    {area: [files]} to count lines in (default: the tables loaded)."""
     tbl = tables.load(all_cases, directory)
-    per_file = checks(tbl)
+    per_area = checks(tbl)
     repeats = repeated_lists(tbl)
-    figures = line_figures(directory or paths.EXPECTED)
+    figures = line_figures(figures_from or table_files(directory or paths.EXPECTED))
     total = [0, 0, 0, 0, 0, 0]
-    print(f"{'file':18} {'rows':>5} {'checks':>6} {'lines':>5} {'>100':>5} {'longest':>7} {'repeated':>8}")
+    print(f"{'area':18} {'rows':>5} {'checks':>6} {'lines':>5} {'>100':>5} {'longest':>7} {'repeated':>8}")
     for name in sorted(figures):
-        n_rows = sum(1 for rows in tbl.rows.values() for r in rows if os.path.basename(r.where).startswith(name + ":"))
-        n_checks = len(per_file.get(name, ()))
+        n_rows = sum(1 for rows in tbl.rows.values() for r in rows if area_of(r.where) == name)
+        n_checks = len(per_area.get(name, ()))
         lines, long_lines, longest = figures[name]
         n_rep = repeats.get(name, 0)
         print(f"{name:18} {n_rows:5} {n_checks:6} {lines:5} {long_lines:5} {longest:7} {n_rep:8}")
@@ -112,15 +138,73 @@ def count(all_cases, directory=None):
     return tbl, total[1]
 
 
-def extract(rev, into):
-    names = subprocess.run(["git", "-C", ROOT, "ls-tree", "--name-only", f"{rev}:results/expected"],
-                           check=True, capture_output=True, text=True).stdout.split()
-    for name in names:
-        if name.endswith(".exp"):
-            text = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:results/expected/{name}"], check=True,
-                                  capture_output=True).stdout
-            with open(os.path.join(into, name), "wb") as f:
-                f.write(text)
+def _git(*args, text=True):
+    return subprocess.run(["git", "-C", ROOT, *args], check=True, capture_output=True, text=text).stdout
+
+
+_SET_USE = re.compile(r"@[a-z][a-z0-9_]*")
+_SECTION = re.compile(r"^\[([a-z0-9_]+)")
+
+
+def split_area_file(text):
+    """An old <area>.exp -> {case id: its lines}: each case's contiguous
+    sections, with every @NAME written out (a set there served the whole
+    file) and the set definitions and comments left out."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    sets, out, current = {}, {}, None
+    joined, buf = [], ""
+    for x in lines:      # continued lines first: a @NAME may sit on a continuation
+        buf = buf + " " + x.strip() if buf else x
+        if buf.rstrip().endswith("\\"):
+            buf = buf.rstrip()[:-1].rstrip()
+            continue
+        joined.append(buf)
+        buf = ""
+    for x in joined:
+        s = x.strip()
+        if not s or s.startswith("#"):
+            continue
+        if s.startswith("@"):
+            name, body = s.split("=", 1)
+            sets[name.strip()] = " ".join(shlex.quote(t) for t in shlex.split(body))
+            continue
+        m = _SECTION.match(s)
+        if m:
+            current = m.group(1)
+        out.setdefault(current, []).append(_SET_USE.sub(lambda u: sets.get(u.group(0), u.group(0)), s))
+    return out
+
+
+def extract(rev, into, old):
+    """REV's tables into INTO, laid out like cases/ (an old layout's files
+    as they were into OLD); returns {area: [files as REV wrote them]} for
+    the line figures."""
+    names = _git("ls-tree", "-r", "--name-only", rev, "--", "cases").split()
+    exp = [n for n in names if n.endswith(".exp")]
+    originals = {}
+    if exp:   # cases/<area>/<id>.exp
+        for name in exp:
+            _, area, base = name.split("/")
+            os.makedirs(os.path.join(into, area), exist_ok=True)
+            path = os.path.join(into, area, base)
+            with open(path, "wb") as f:
+                f.write(_git("show", f"{rev}:{name}", text=False))
+            originals.setdefault(area, []).append(path)
+        return originals
+    # results/expected/<area>.exp (before issue 24's move)
+    for name in _git("ls-tree", "--name-only", f"{rev}:results/expected").split():
+        if not name.endswith(".exp"):
+            continue
+        area = name[:-4]
+        text = _git("show", f"{rev}:results/expected/{name}")
+        with open(os.path.join(old, name), "w", encoding="utf-8") as f:
+            f.write(text)
+        originals[area] = [os.path.join(old, name)]
+        os.makedirs(os.path.join(into, area))
+        for case_id, rows in split_area_file(text).items():
+            with open(os.path.join(into, area, case_id + ".exp"), "w", encoding="utf-8") as f:
+                f.write("\n".join(rows) + "\n")
+    return originals
 
 
 def same_value(a, b):
@@ -163,9 +247,20 @@ def contexts(case, rows):
         yield ctx
 
 
+def tables_of(tbl, case_ids):
+    """The rows of CASE_IDS only, as a Tables."""
+    out = tables.Tables()
+    out.rows = {c: tbl.rows_for(c) for c in case_ids}
+    return out
+
+
 def compare_tables(all_cases, old, new):
+    """(differences, contexts compared, rows reworded, cases new since
+    REV): a case with rows now and none at REV is an addition, listed,
+    not compared; one that lost its rows is a difference."""
     problems, compared, reworded = [], 0, 0
-    for case_id in sorted(set(old.rows) | set(new.rows)):
+    added = sorted(c for c in new.rows if c not in old.rows)
+    for case_id in sorted((set(old.rows) | set(new.rows)) - set(added)):
         case = all_cases[case_id]
         rows = old.rows_for(case_id) + new.rows_for(case_id)
         for ctx in contexts(case, rows):
@@ -176,7 +271,7 @@ def compare_tables(all_cases, old, new):
             for d in differs(a, b):
                 problems.append(f"{case_id} when {tables.describe_context(ctx)}: {d}")
             reworded += sum(1 for k in a if k in b and a[k].reason != b[k].reason)
-    return problems, compared, reworded
+    return problems, compared, reworded, added
 
 
 def _env_context(env):
@@ -254,11 +349,16 @@ def main(argv=None):
     status = 0
     if args.against:
         with tempfile.TemporaryDirectory(prefix="kpc-tables.") as tmp:
-            extract(args.against, tmp)
+            tables_dir = os.path.join(tmp, "cases")
+            os.mkdir(tables_dir)
+            originals = extract(args.against, tables_dir, tmp)
             print(f"\n{args.against}:")
-            old, n_old = count(all_cases, tmp)
+            old, n_old = count(all_cases, tables_dir, originals)
         print(f"\nchecks: {n_old} at {args.against}, {n_checks} now ({n_checks - n_old:+d})")
-        problems, compared, reworded = compare_tables(all_cases, old, new)
+        problems, compared, reworded, added = compare_tables(all_cases, old, new)
+        if added:
+            n_added = sum(len(checks_of) for checks_of in checks(tables_of(new, added)).values())
+            print(f"cases new since {args.against} (not compared): {', '.join(added)} ({n_added} checks)")
         print(f"contexts compared: {compared}; matched rows with another reason: {reworded}; "
               f"differences: {len(problems)}")
         files = args.results if args.results is not None else sorted(

@@ -13,7 +13,7 @@ runner's paths need no change:
   cases/lib/include/kpc/signal_names.def
                         the signal names (the probes' library and values.py share them)
   cases/cases.json      the case metadata, precompiled (no tomllib needed)
-  results/expected/     the expected tables
+  cases/<area>/*.exp    the expected tables
   plan.jsonl            every run (case x variant x flavor), probes under @KPC_ROOT@; plan-slow.jsonl
                         the slow cases' runs
   needs                 what the requirement checks ask of a machine (kconfig, files, commands)
@@ -34,7 +34,7 @@ import subprocess
 import tarfile
 import tempfile
 
-from . import cases, envinfo, formats, launch, paths, safefile, values
+from . import cases, envinfo, formats, launch, paths, safefile, tables, values
 
 # The runner modules the device needs (Python >= 3.9, standard library only).
 MODULES = ("__init__", "cases", "catalogue", "dut", "envinfo", "evaluate", "formats", "inputs", "kver", "launch",
@@ -157,9 +157,11 @@ def members(all_cases: dict[str, cases.Case]) -> list[tuple[str, bytes, int]]:
             raise BundleError(f"{path} is dynamically linked: the bundle needs static binaries (KPC_STATIC=ON)")
         files.append((rel, data, 0o755))
     files.append(("cases/cases.json", cases.precompile(all_cases).encode(), 0o644))
-    for name in sorted(os.listdir(paths.EXPECTED)):
-        if name.endswith(".exp"):
-            files.append((f"results/expected/{name}", _read(os.path.join(paths.EXPECTED, name)), 0o644))
+    for case in sorted(all_cases.values(), key=lambda c: (c.area, c.id)):   # each case's rows, and its area's sets
+        for path in (os.path.join(paths.EXPECTED, case.area, tables.AREA_FILE), case.table_path):
+            name = f"cases/{case.area}/{os.path.basename(path)}"
+            if os.path.isfile(path) and name not in {f[0] for f in files}:
+                files.append((name, _read(path), 0o644))
     files.append(("plan.jsonl", plan(all_cases, slow=False).encode(), 0o644))
     files.append(("plan-slow.jsonl", plan(all_cases, slow=True).encode(), 0o644))
     files.append(("needs", needs(all_cases).encode(), 0o644))

@@ -1,6 +1,6 @@
-"""Case metadata: cases/<area>/<id>.toml beside the probe <id>.cc and the
-lab note <id>.md. The id and area come from the path, so one id finds all
-three files (and the [<id>] section of results/expected/<area>.exp)."""
+"""Case metadata: cases/<area>/<id>.toml beside the probe <id>.cc, the
+expected rows <id>.exp and the lab note <id>.md. The id and area come from
+the path, so one id finds all four files."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ _KERNEL_REQUIREMENT = re.compile(r"^>=(\d+(\.\d+){0,2})$")
 # Ids, areas and probe names end up in paths, run ids, TAP/JUnit names and
 # table sections: plain names only.
 _NAME = re.compile(r"^[a-z0-9_]+$")
+RESERVED_ID = "area"   # cases/<area>/area.exp is not a case's table (kpc/tables.py AREA_FILE)
 
 _TOP_KEYS = {"summary", "flavors", "variants", "timeout", "hang_ms", "hang_grace_ms", "exclusive", "slow",
              "under_runtimes", "runtime_workload", "probe", "args", "requires", "flavor_notes", "provenance", "lab",
@@ -134,7 +135,7 @@ class Case:
 
     @property
     def table_path(self) -> str:
-        return os.path.join(paths.EXPECTED, self.area + ".exp")
+        return os.path.join(paths.EXPECTED, self.area, self.id + ".exp")
 
     def provenance_lines(self) -> list[str]:
         """'man: ...', 'commit: ...', 'story 002: <citation>', ... as every
@@ -205,6 +206,9 @@ def _check_names(rel, area, case_id, data, req):
     for what, name in (("area", area), ("case id", case_id), ("probe", data.get("probe", case_id))):
         if not _NAME.match(name):
             raise CaseError(f"{rel}: {what} '{name}' is not a plain name (a-z, 0-9, _)")
+    if case_id == RESERVED_ID:
+        raise CaseError(f"{rel}: '{RESERVED_ID}' cannot be a case id: cases/<area>/{RESERVED_ID}.exp holds the "
+                        f"condition sets the area's tables share")
     bad = [c for c in req.caps if c not in CAPABILITIES]
     if bad:
         raise CaseError(f"{rel}: requires.caps: unknown capability {', '.join(repr(c) for c in bad)} "

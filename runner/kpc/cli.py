@@ -78,7 +78,7 @@ def _command(sub, name, func, **kw):
 def parser() -> _Parser:
     p = _Parser(prog="kpc",
                 description="kpc: Linux process-lifecycle conformance suite. Probes record "
-                            "what the kernel does; expected tables in results/expected/ say what it should do.",
+                            "what the kernel does; expected tables (cases/<area>/<id>.exp) say what it should do.",
                 epilog="exit codes: 0 all pass/xfail/skip, 1 a fail/hang/error (kpc diff: a "
                        "regression), 2 usage or input error, 3 internal error (a bug in kpc)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,7 +87,8 @@ def parser() -> _Parser:
     r = _command(sub, "run", commands.cmd_run,
                  help="run the suite and print a verdict table",
                  description="Build on first use, run the selected cases in every flavor, compare the "
-                 "observations with results/expected/*.exp, print a table and write results JSON.")
+                 "observations with the expected tables (cases/<area>/<id>.exp), print a table and write "
+                 "results JSON.")
     r.add_argument("--case", action="append", metavar="GLOB[:VARIANT]",
                    help="case id or glob (repeatable), e.g. 'sig*'; with :VARIANT (a glob too) only those variants "
                         "of it, e.g. 'runtime_pid1_duties:child_*'")

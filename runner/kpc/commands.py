@@ -367,7 +367,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"{case.id}  ({case.area})\n  {case.summary}\n")
     print(f"probe source   {rel(case.source_path)}" + (f"  (args: {' '.join(case.args)})" if case.args else ""))
     print(f"metadata       {rel(case.metadata_path)}")
-    print(f"expected rows  {rel(case.table_path)} [{case.id}]  ({tbl.sections.get(case.id, 'no section yet')})")
+    print(f"expected rows  {rel(case.table_path)}"
+          + ("" if case.id in tbl.sections else f"  (no [{case.id}] section yet)"))
     print(f"lab note       {rel(case.note_path)}" + ("" if os.path.exists(case.note_path) else "  (missing)"))
     print(f"flavors        {', '.join(case.flavors)}")
     for f, why in case.flavor_notes.items():

@@ -1,6 +1,7 @@
 """Where things are. KPC_BUILD_DIR overrides the build directory,
-KPC_EXPECTED_DIR the expected tables, KPC_CASES_DIR the case metadata (the
-probes are still built from cases/), KPC_CACHE_DIR the cache of kernels
+KPC_CASES_DIR the case metadata and expected tables (the probes are still
+built from cases/), KPC_EXPECTED_DIR the expected tables alone (a
+directory laid out like cases/: <area>/<id>.exp), KPC_CACHE_DIR the cache of kernels
 and guest images (default images/cache/; CI keeps it outside the checkout
 so downloads survive a clean clone)."""
 
@@ -11,11 +12,12 @@ import pwd
 import stat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# KPC_CASES_DIR: another copy of cases/ for the metadata (tests of bad metadata use it).
+# KPC_CASES_DIR: another copy of cases/ for the metadata and tables (tests of bad metadata use it).
 CASES = os.environ.get("KPC_CASES_DIR") or os.path.join(ROOT, "cases")
 RESULTS = os.path.join(ROOT, "results")
-# KPC_EXPECTED_DIR: try another set of expected tables (and the tests use it).
-EXPECTED = os.environ.get("KPC_EXPECTED_DIR") or os.path.join(RESULTS, "expected")
+# The expected tables, cases/<area>/<id>.exp beside each case's metadata.
+# KPC_EXPECTED_DIR: try another set of tables, laid out the same way (the tests use it).
+EXPECTED = os.environ.get("KPC_EXPECTED_DIR") or CASES
 RUNNER = os.path.join(ROOT, "runner")
 
 

@@ -1,4 +1,6 @@
-r"""Expected tables: results/expected/<area>.exp.
+r"""Expected tables: cases/<area>/<id>.exp, beside the case's <id>.toml.
+
+A case's file holds the rows of that case only:
 
     # comment
     @NAME = COND [COND...]                        a named condition set, for this file
@@ -10,7 +12,11 @@ r"""Expected tables: results/expected/<area>.exp.
                                                   conditions (and the reason, if they have none)
     a row or header ending in \                   continues on the next line
 
-COND is DIM OP VALUE, or @NAME (a set defined above in the same file):
+cases/<area>/area.exp holds what the area's tables share: comments about
+every case of the area, and the @NAME sets that more than one case uses
+(a set only one case uses is defined in that case's file). No rows.
+
+COND is DIM OP VALUE, or @NAME (a set defined above in the same file, or in area.exp):
     kernel>=5.3  kernel<6.3  kernel>6.1  kernel<=6.1  kernel=6.1 (any 6.1.x)
     flavor=pidns|userns  flavor!=host  variant=fork|clone  profile=clean
     variant=posix_spawn*   (shell-style globs in every dimension but kernel)
@@ -29,6 +35,8 @@ anything but `variant` (a reason inherited from the sub-section counts).
 The key `hang` (yes/no) states whether the case is expected to deadlock;
 `hang = yes` must be xfail. For any context at most one row of a key may
 match: overlaps are found when the tables load, with both rows' file:line.
+No condition list is written twice: two sets of an area with the same
+list are an error (one of them belongs in area.exp).
 """
 
 from __future__ import annotations
@@ -177,7 +185,7 @@ def _conditions(tokens, case, where, sets):
         if sets is None or token not in sets:
             raise TableError(where, f"unknown condition set '{token}' (define it above: '{token} = COND...')")
         entry = sets[token]
-        entry["used"] = True
+        entry["users"].add(case.id if case else "")
         try:
             out += [parse_condition(t, case, where) for t in entry["tokens"]]
         except TableError as e:
@@ -208,7 +216,7 @@ class Row:
     conditions: tuple
     xfail: bool
     reason: str
-    where: str  # "results/expected/x.exp:12"
+    where: str  # "cases/signals/x.exp:12"
     own: tuple = ()  # the row's own condition tokens as written (a @NAME unread; none inherited)
 
     def matches(self, ctx: dict) -> bool:
@@ -326,7 +334,7 @@ def _define_set(text, sets, where):
         if t.startswith("@"):
             raise TableError(where, f"a condition set cannot use another set ('{t}'): write its conditions")
         parse_condition(t, None, where)   # the form; variants and flavors are checked where it is used
-    sets[name] = {"tokens": tokens, "where": where, "used": False}
+    sets[name] = {"tokens": tokens, "where": where, "users": set()}
 
 
 class Tables:
@@ -347,21 +355,52 @@ class Tables:
         return hits[0] if hits else None
 
 
-def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> None:
-    rel = os.path.relpath(path, paths.ROOT)
-    area = os.path.splitext(os.path.basename(path))[0]
-    current = None
-    inherited, inherited_reason = (), ""   # the current sub-section's
-    subsections = {}                       # (case id, condition texts) -> "file:line"
-    sets = {}                              # "@name" -> {tokens, where, used}
-    empty = None                           # a sub-section header with no row yet
+AREA_FILE = "area.exp"   # cases/<area>/area.exp: the area's shared sets and notes (no case is named 'area')
+
+
+def _rel(path):
+    return os.path.relpath(path, paths.ROOT)
+
+
+def _read(path, rel):
     try:
         content = inputs.read_text(path)
     except inputs.InputFileError as e:
         raise TableError(e.where(rel), str(e)) from None
-    for lineno, text in _logical_lines(content, rel):
+    return _logical_lines(content, rel)
+
+
+def parse_area_file(path: str, sets: dict) -> None:
+    """cases/<area>/area.exp: @NAME sets for several of the area's cases
+    (added to `sets`), and comments; a row or a section is an error."""
+    rel = _rel(path)
+    for lineno, text in _read(path, rel):
+        where = f"{rel}:{lineno}"
+        if not text.startswith("@"):
+            raise TableError(where, f"{AREA_FILE} holds only condition sets (@name = COND...) and comments: a "
+                                    f"case's rows go in its own file, {os.path.dirname(rel)}/<case_id>.exp")
+        _define_set(text, sets, where)
+
+
+def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables, area_sets: dict | None = None) -> dict:
+    """cases/<area>/<id>.exp: the rows of case <id>, every section naming
+    it. `area_sets`: the sets of the area's area.exp, usable here too.
+    Returns the sets the file defined itself."""
+    rel = _rel(path)
+    area = os.path.basename(os.path.dirname(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    current = None
+    inherited, inherited_reason = (), ""   # the current sub-section's
+    subsections = {}                       # condition texts -> "file:line"
+    area_sets = area_sets or {}
+    sets = dict(area_sets)                 # "@name" -> {tokens, where, users}
+    empty = None                           # a sub-section header with no row yet
+    for lineno, text in _read(path, rel):
         where = f"{rel}:{lineno}"
         if text.startswith("@"):
+            name = _SET_DEF.match(text).group(1) if _SET_DEF.match(text) else ""
+            if name in area_sets:
+                raise TableError(where, f"condition set '{name}' is already defined at {area_sets[name]['where']}")
             _define_set(text, sets, where)
             continue
         m = _SECTION.match(text)
@@ -372,13 +411,17 @@ def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> N
             case_id, cond_text = (head.split(None, 1) + ["", ""])[:2] if head else ("", "")
             if case_id not in cases:
                 raise TableError(where, f"unknown case id '{case_id}' (no cases/*/{case_id}.toml)")
+            home = f"cases/{cases[case_id].area}/{case_id}.exp"
             if cases[case_id].area != area:
                 raise TableError(where, f"case '{case_id}' belongs to area '{cases[case_id].area}': put its rows "
-                                        f"in results/expected/{cases[case_id].area}.exp")
+                                        f"in {home}")
+            if case_id != stem:
+                raise TableError(where, f"[{case_id}] in {stem}.exp: a file holds the rows of the case it is "
+                                        f"named after; put the rows of '{case_id}' in {home}")
             if not cond_text:
                 if reason:
                     raise TableError(where, "a reason belongs to a sub-section ([case_id if COND... -- why])")
-                if case_id in tables.sections and not (inherited and current.id == case_id):
+                if case_id in tables.sections and not inherited:
                     raise TableError(where, f"case '{case_id}' already has a section at {tables.sections[case_id]}")
                 # (again right after its sub-sections: back to rows for every context)
                 current = cases[case_id]
@@ -392,17 +435,14 @@ def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> N
                                         f"(write [{case_id}] or [{case_id} if COND...])")
             if len(tokens) == 1:
                 raise TableError(where, "'if' without a condition")
-            if current is None or current.id != case_id:
-                if case_id in tables.sections:
-                    raise TableError(where, f"a sub-section of '{case_id}' must follow its section at "
-                                            f"{tables.sections[case_id]} (or another of its sub-sections)")
+            if current is None:
                 current = cases[case_id]   # a case may start with a sub-section
                 tables.sections[case_id] = where
                 tables.rows.setdefault(case_id, [])
             inherited = tuple(_conditions(tokens[1:], current, where, sets))
             _implied(list(inherited), where)
             inherited_reason = reason
-            said = (case_id, tuple(sorted(c.text for c in inherited)))
+            said = tuple(sorted(c.text for c in inherited))
             if said in subsections:
                 raise TableError(where, f"'{case_id}' already has a sub-section with these conditions at "
                                         f"{subsections[said]}: put the rows there")
@@ -415,9 +455,42 @@ def parse_file(path: str, cases: dict[str, cases_mod.Case], tables: Tables) -> N
         empty = None
     if empty:
         raise TableError(empty, "a sub-section without rows")
-    for name, entry in sets.items():
-        if not entry["used"]:
+    if stem not in cases:
+        raise TableError(rel, f"no case '{stem}' (no cases/{area}/{stem}.toml): a table is named after its case")
+    if cases[stem].area != area:
+        raise TableError(rel, f"case '{stem}' belongs to area '{cases[stem].area}': put its rows in "
+                              f"cases/{cases[stem].area}/{stem}.exp")
+    own = {name: entry for name, entry in sets.items() if name not in area_sets}
+    for name, entry in own.items():
+        if not entry["users"]:
             raise TableError(entry["where"], f"condition set '{name}' is never used")
+    return own
+
+
+def _is_list(tokens):
+    """A condition list worth naming once: two or more conditions, or one
+    with alternatives (bench/table_checks.py counts repeats the same way)."""
+    return len(tokens) >= 2 or (len(tokens) == 1 and "|" in tokens[0])
+
+
+def _check_area_sets(area, area_sets, own_sets):
+    """An area.exp set serves several cases; no list is defined twice."""
+    for name, entry in area_sets.items():
+        users = sorted(entry["users"])
+        if not users:
+            raise TableError(entry["where"], f"condition set '{name}' is never used")
+        if len(users) == 1:
+            raise TableError(entry["where"], f"condition set '{name}' is used only by '{users[0]}': define it in "
+                                             f"cases/{area}/{users[0]}.exp")
+    seen = {}
+    for name, entry in list(area_sets.items()) + own_sets:
+        said = tuple(sorted(entry["tokens"]))
+        if _is_list(said) and said in seen:
+            first_name, first = seen[said]
+            raise TableError(entry["where"], f"'{name}' has the conditions of '{first_name}' ({first['where']}): "
+                                             f"write the list once, in cases/{area}/{AREA_FILE} if several cases "
+                                             f"use it")
+        seen.setdefault(said, (name, entry))
 
 
 def _domain(dim, case, rows):
@@ -523,19 +596,46 @@ def describe_context(ctx: dict) -> str:
 
 
 def load(cases: dict[str, cases_mod.Case], directory: str | None = None) -> Tables:
-    """Parse every table and lint it; raises TableError on the first problem."""
+    """Parse every table (DIRECTORY/<area>/<id>.exp, by default cases/) and
+    lint it; raises TableError on the first problem."""
     directory = directory or paths.EXPECTED
     tables = Tables()
-    try:
-        names = inputs.list_dir(directory)
-    except inputs.InputFileError as e:
-        raise TableError(directory, f"cannot read the expected tables: {e}"
-                                    + (" (KPC_EXPECTED_DIR)" if os.environ.get("KPC_EXPECTED_DIR") else "")) from None
-    for name in names:
-        if name.endswith(".exp"):
-            parse_file(os.path.join(directory, name), cases, tables)
+    for area, names in _table_files(directory):
+        area_dir = os.path.join(directory, area)
+        area_sets = {}
+        if AREA_FILE in names:
+            parse_area_file(os.path.join(area_dir, AREA_FILE), area_sets)
+        own_sets = []
+        for name in names:
+            if name != AREA_FILE:
+                own_sets += parse_file(os.path.join(area_dir, name), cases, tables, area_sets).items()
+        _check_area_sets(area, area_sets, own_sets)
     for case_id, rows in tables.rows.items():
         for a, b, ctx in find_overlaps(cases[case_id], rows):
             raise TableError(b.where, f"rows {a.where} and {b.where} both match '{a.key}' when "
                                       f"{describe_context(ctx)}: make their conditions exclusive")
     return tables
+
+
+def _table_files(directory):
+    """[(area, [names of its .exp files])] of DIRECTORY's subdirectories; a
+    .exp file directly in DIRECTORY (the old layout: one <area>.exp per
+    area, in another directory) is an error."""
+    def listing(d):
+        try:
+            return inputs.list_dir(d)
+        except inputs.InputFileError as e:
+            where = d if d == directory else _rel(d)
+            raise TableError(where, f"cannot read the expected tables: {e}"
+                                    + (" (KPC_EXPECTED_DIR)" if os.environ.get("KPC_EXPECTED_DIR") else "")) from None
+    out = []
+    for entry in listing(directory):
+        path = os.path.join(directory, entry)
+        if os.path.isdir(path):
+            names = [n for n in listing(path) if n.endswith(".exp")]
+            if names:
+                out.append((entry, names))
+        elif entry.endswith(".exp"):
+            raise TableError(_rel(path), "rows live beside their case now, in <area>/<case_id>.exp (one file per "
+                                         "case); see CONTRIBUTING.md, 'Adding a case'")
+    return out

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,12 +51,23 @@ def demo_cases():
             "fusey": make_case("fusey", area="fuse")}
 
 
+def table_name(text):
+    """The file a table's text goes in: <case>.exp of the case its first
+    section names (demo.exp when it has none)."""
+    m = re.search(r"^\[([a-z0-9_]+)", text, re.M)
+    return (m.group(1) if m else "demo") + ".exp"
+
+
 @pytest.fixture
 def write_table(tmp_path):
-    """write_table('signals', text) -> the directory holding it."""
-    def write(area, text):
-        (tmp_path / f"{area}.exp").write_text(text)
-        return str(tmp_path)
+    """write_table('signals', text) -> the directory holding the tables,
+    laid out like cases/: the text in <area>/<case>.exp (table_name), or in
+    <area>/NAME with name=NAME (e.g. 'area.exp')."""
+    def write(area, text, name=None):
+        d = tmp_path / "tables" / area
+        d.mkdir(parents=True, exist_ok=True)
+        (d / (name or table_name(text))).write_text(text)
+        return str(tmp_path / "tables")
     return write
 
 

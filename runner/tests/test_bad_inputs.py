@@ -46,11 +46,14 @@ def kpc(args, env=None, timeout=ANSWER_S):
 
 # ---------------------------------------------------------------- building inputs
 
+SIGMASK_WHERE = "cases/signals/sigmask_survives_execve.exp:3"
+
+
 def _result(case="sigmask_survives_execve", verdict="pass", **kw):
     r = {"case": case, "area": "signals", "variant": "", "flavor": "host", "kernel": "6.1.0", "target": "host",
          "runtime": "none", "profile": "none", "verdict": verdict, "observations": {"exec.blocked": "SIGUSR1|SIGTERM"},
-         "expected": {"exec.blocked": {"value": "SIGUSR1|SIGTERM", "where": "results/expected/signals.exp:17",
-                                       "xfail": False, "reason": ""}},
+         "expected": {"exec.blocked": {"value": "SIGUSR1|SIGTERM", "where": SIGMASK_WHERE, "xfail": False,
+                                       "reason": ""}},
          "reason": "", "duration_ms": 12.5}
     r.update(kw)
     return r
@@ -123,10 +126,15 @@ def truncated_gz(t):
     return write_raw(t, data[:len(data) // 2], "trunc.json.gz")
 
 
+SIGMASK_EXP = "signals/sigmask_survives_execve.exp"
+
+
 def expected_copy(t, edit=None):
-    """A copy of results/expected/ for KPC_EXPECTED_DIR; edit(dir) changes it."""
+    """A copy of the tables (cases/<area>/*.exp) for KPC_EXPECTED_DIR;
+    edit(dir) changes it."""
     d = t / "expected"
-    shutil.copytree(os.path.join(paths.RESULTS, "expected"), d)
+    shutil.copytree(paths.EXPECTED, d, ignore=lambda where, names: [
+        n for n in names if not n.endswith(".exp") and not os.path.isdir(os.path.join(where, n))])
     if edit:
         edit(d)
     return {"KPC_EXPECTED_DIR": str(d)}
@@ -143,7 +151,7 @@ def append_bytes(name, data):
 def add_rows(rows, section="[sigmask_survives_execve]"):
     """edit for expected_copy: rows (text) right after a section header."""
     def edit(d):
-        f = d / "signals.exp"
+        f = d / SIGMASK_EXP
         text = f.read_text()
         assert section + "\n" in text
         f.write_text(text.replace(section + "\n", section + "\n" + rows, 1))
@@ -158,9 +166,9 @@ def disjoint_rows(n):
 
 
 def cases_copy(t, edit=None):
-    """A copy of cases/ (metadata, probe sources, lab notes) for KPC_CASES_DIR."""
+    """A copy of cases/ (metadata, probe sources, tables, lab notes) for KPC_CASES_DIR."""
     d = t / "cases"
-    keep = (".toml", ".cc", ".md")
+    keep = (".toml", ".cc", ".md", ".exp")
     shutil.copytree(paths.CASES, d, ignore=lambda where, names: [
         n for n in names if n in ("lib", "helpers") or (os.path.isfile(os.path.join(where, n))
                                                         and not n.endswith(keep))])
@@ -213,6 +221,14 @@ RUN = ["run", "--no-build"]
 
 def _mkfifo(path):
     os.mkfifo(path)
+
+
+def _mkdir(path):
+    os.mkdir(path)
+
+
+def _symlink(target, directory, name):
+    os.symlink(target, directory / name)
 
 
 BAD = [
@@ -274,23 +290,24 @@ BAD = [
     ("32-expected-dir-is-a-file", lambda t: (["check"], {"KPC_EXPECTED_DIR": write_raw(t, b"", "plain")})),
     ("32-expected-dir-is-a-file-run", lambda t: (RUN + ["--case", "sigmask_*"],
                                                  {"KPC_EXPECTED_DIR": write_raw(t, b"", "plain")})),
-    ("33-exp-not-utf8", lambda t: (["check"], expected_copy(t, append_bytes("signals.exp", b"x = caf\xe9\n")))),
-    ("34-directory-named-x-exp", lambda t: (["check"], expected_copy(t, lambda d: (d / "extra.exp").mkdir()))),
+    ("33-exp-not-utf8", lambda t: (["check"], expected_copy(t, append_bytes(SIGMASK_EXP, b"x = caf\xe9\n")))),
+    ("34-directory-named-x-exp", lambda t: (["check"], expected_copy(t, lambda d: _mkdir(d / "signals" / "x.exp")))),
     ("35-36-rows-and-an-overlap", lambda t: (["check"], expected_copy(t, add_rows(
         disjoint_rows(36) + "dos.key = x if runtime=r35 profile=p35 arch=a35 kernel=5.35 -- dup\n")))),
     ("36-unclosed-quote", lambda t: (["check"], expected_copy(t, add_rows('foo = "unclosed\n')))),
-    ("37-unknown-case", lambda t: (["check"], expected_copy(t, append_bytes("signals.exp", b"[no_such_case]\n")))),
+    ("37-unknown-case", lambda t: (["check"], expected_copy(t, append_bytes(SIGMASK_EXP, b"[no_such_case]\n")))),
     ("38-kernel-abc", lambda t: (["check"], expected_copy(t, add_rows("x.y = 1 if kernel>=abc -- r\n")))),
     ("39-unknown-signal", lambda t: (["check"], expected_copy(t, add_rows("x.y = SIGFOO\n")))),
-    ("40-nul-in-section", lambda t: (["check"], expected_copy(t, append_bytes("signals.exp",
+    ("40-nul-in-section", lambda t: (["check"], expected_copy(t, append_bytes(SIGMASK_EXP,
                                                                               b"[sigmask\0_survives_execve]\n")))),
-    ("41-signals-exp-emptied", lambda t: (["check"], expected_copy(t, lambda d: (d / "signals.exp").write_text("")))),
+    ("41-signals-exp-emptied", lambda t: (["check"], expected_copy(t, lambda d: (d / SIGMASK_EXP).write_text("")))),
     ("x-exp-kernel-5x", lambda t: (["check"], expected_copy(t, add_rows("x.y = 1 if kernel>=5.x -- r\n")))),
-    ("x-exp-is-a-fifo", lambda t: (["check"], expected_copy(t, lambda d: _mkfifo(d / "zz.exp")))),
-    ("x-exp-symlink-loop", lambda t: (["check"], expected_copy(t, lambda d: os.symlink("zz.exp", d / "zz.exp")))),
+    ("x-exp-is-a-fifo", lambda t: (["check"], expected_copy(t, lambda d: _mkfifo(d / "signals" / "zz.exp")))),
+    ("x-exp-symlink-loop", lambda t: (["check"], expected_copy(t, lambda d: _symlink("zz.exp", d / "signals",
+                                                                                     "zz.exp")))),
     ("x-exp-row-with-escapes", lambda t: (["check"], expected_copy(t, add_rows("x\x1b[2J\x1b[31m = 1\n")))),
     ("x-exp-section-with-osc-escape", lambda t: (["check"], expected_copy(t, append_bytes(
-        "signals.exp", b"[no\x1b]0;pwned\x07case]\n")))),
+        SIGMASK_EXP, b"[no\x1b]0;pwned\x07case]\n")))),
     # -------- case metadata (§14)
     ("42-toml-not-utf8", lambda t: (["check"], cases_copy(t, append_bytes("signals/sigmask_survives_execve.toml",
                                                                           b"\n# \xff\xfe\n")))),

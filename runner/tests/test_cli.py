@@ -66,9 +66,10 @@ def test_case_and_flavor_selection(tmp_path, built):
 
 
 def test_a_wrong_expectation_fails_with_expected_and_observed(tmp_path, built):
-    shutil.copy(os.path.join(paths.RESULTS, "expected", "signals.exp"), tmp_path / "signals.exp")
-    text = (tmp_path / "signals.exp").read_text()
-    (tmp_path / "signals.exp").write_text(text.replace("exec.blocked = SIGUSR1|SIGTERM", "exec.blocked = none"))
+    table = tmp_path / "signals" / "sigmask_survives_execve.exp"   # the case's own rows, alone
+    table.parent.mkdir()
+    text = open(os.path.join(paths.EXPECTED, "signals", "sigmask_survives_execve.exp")).read()
+    table.write_text(text.replace("exec.blocked = SIGUSR1|SIGTERM", "exec.blocked = none"))
     p = kpc("run", "--no-build", "--case", "sigmask_survives_execve", "--flavor", "host",
             "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
     assert p.returncode == 1
@@ -78,22 +79,60 @@ def test_a_wrong_expectation_fails_with_expected_and_observed(tmp_path, built):
 
 
 def test_a_malformed_table_exits_2_with_file_and_line(tmp_path, built):
-    (tmp_path / "signals.exp").write_text("[sigmask_survives_execve]\nexec.blocked = SIGUSR1 if flavor=host\n")
+    (tmp_path / "signals").mkdir()
+    (tmp_path / "signals" / "sigmask_survives_execve.exp").write_text(
+        "[sigmask_survives_execve]\nexec.blocked = SIGUSR1 if flavor=host\n")
     p = kpc("run", "--no-build", "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
     assert p.returncode == 2
-    assert "signals.exp:2: a row with a condition or xfail needs a reason" in p.stderr
+    assert "sigmask_survives_execve.exp:2: a row with a condition or xfail needs a reason" in p.stderr
 
 
 def test_unknown_key_in_a_table_is_an_error_verdict(tmp_path, built):
-    shutil.copy(os.path.join(paths.RESULTS, "expected", "signals.exp"), tmp_path / "signals.exp")
-    text = (tmp_path / "signals.exp").read_text()
+    shutil.copytree(os.path.join(paths.EXPECTED, "signals"), tmp_path / "signals",
+                    ignore=lambda d, names: [n for n in names if not n.endswith(".exp")])
+    table = tmp_path / "signals" / "handler_reset_by_execve.exp"
+    text = table.read_text()
     # A misspelt key in the case's section.
-    text = text.replace("[handler_reset_by_execve]\n", "[handler_reset_by_execve]\nexec.blockd = none\n")
-    (tmp_path / "signals.exp").write_text(text)
+    assert "[handler_reset_by_execve]\n" in text
+    table.write_text(text.replace("[handler_reset_by_execve]\n", "[handler_reset_by_execve]\nexec.blockd = none\n"))
     p = kpc("run", "--no-build", "--case", "handler_reset_by_execve", "--flavor", "host",
             "--json", str(tmp_path / "r.json"), env={"KPC_EXPECTED_DIR": str(tmp_path)})
     assert p.returncode == 1
     assert "did not record 'exec.blockd'" in p.stdout
+
+
+def _tables_copy(tmp_path):
+    d = tmp_path / "tables"
+    shutil.copytree(paths.EXPECTED, d, ignore=lambda where, names: [
+        n for n in names if not n.endswith(".exp") and not os.path.isdir(os.path.join(where, n))])
+    return d
+
+
+@pytest.mark.parametrize("how", ["emptied", "removed"])
+def test_check_names_a_case_without_rows_and_its_file(tmp_path, how):
+    """A case whose .exp has no section, or is missing: `kpc check` lists
+    it, naming the file the rows belong in (exit 2), as before the move."""
+    d = _tables_copy(tmp_path)
+    table = d / "signals" / "sigmask_survives_execve.exp"
+    table.write_text("# rows to come\n") if how == "emptied" else table.unlink()
+    p = kpc("check", env={"KPC_EXPECTED_DIR": str(d)})
+    assert p.returncode == 2, p.stdout + p.stderr
+    rel = os.path.relpath(table, paths.ROOT)
+    assert f"sigmask_survives_execve: no [sigmask_survives_execve] section in {rel}\n" in p.stdout, p.stdout
+    assert p.stderr.startswith("kpc: ") and "problems (listed above)" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[no_such_case]\n", "sigmask_survives_execve.exp:1: unknown case id 'no_such_case'"),
+    ("[handler_reset_by_execve]\na = 1\n", "sigmask_survives_execve.exp:1: [handler_reset_by_execve] in "
+     "sigmask_survives_execve.exp: a file holds the rows of the case it is named after; put the rows of "
+     "'handler_reset_by_execve' in cases/signals/handler_reset_by_execve.exp"),
+])
+def test_check_refuses_rows_in_the_wrong_file_in_one_line(tmp_path, text, message):
+    d = _tables_copy(tmp_path)
+    (d / "signals" / "sigmask_survives_execve.exp").write_text(text)
+    p = kpc("check", env={"KPC_EXPECTED_DIR": str(d)})
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("args", [["run", "--case", "no_such_case*"], ["explain", "no_such_case"],
@@ -110,7 +149,7 @@ def test_list_and_explain(built):
     p = kpc("explain", "sigmask_survives_execve")
     assert p.returncode == 0
     for needle in ("cases/signals/sigmask_survives_execve.cc", "cases/signals/sigmask_survives_execve.toml",
-                   "results/expected/signals.exp", "cases/signals/sigmask_survives_execve.md",
+                   "cases/signals/sigmask_survives_execve.exp", "cases/signals/sigmask_survives_execve.md",
                    'story 000: Jan Veen, "A Little Bug Hunt"'):
         assert needle in p.stdout
 

@@ -54,14 +54,14 @@ def test_pass_when_every_observation_matches_its_row(demo_cases, tbl):
     v = verdict(demo_cases, tbl, result())
     assert v.verdict == "pass", v.reason
     assert v.observations["mask"] == "SIGUSR1|SIGTERM"          # canonical order
-    assert v.expected["err"]["where"].endswith("signals.exp:6")
+    assert v.expected["err"]["where"].endswith("signals/demo.exp:6")
 
 
 def test_fail_shows_expected_observed_and_row(demo_cases, tbl):
     v = verdict(demo_cases, tbl, result(good_records(mask=obs("mask", "sigset", "SIGUSR1"))))
     assert v.verdict == "fail"
     assert "mask: expected SIGUSR1|SIGTERM" in v.reason and "observed SIGUSR1" in v.reason
-    assert "signals.exp:3" in v.reason
+    assert "signals/demo.exp:3" in v.reason
 
 
 def test_kernel_condition_selects_the_row(demo_cases, tbl):
@@ -97,7 +97,7 @@ def test_unknown_key_observed_without_a_row_is_an_error(demo_cases, tbl):
 def test_row_for_a_key_never_observed_is_an_error_with_file_line(demo_cases, tbl):
     v = verdict(demo_cases, tbl, result(good_records(status=None)))
     assert v.verdict == "error"
-    assert "signals.exp:4" in v.reason and "did not record 'status'" in v.reason
+    assert "signals/demo.exp:4" in v.reason and "did not record 'status'" in v.reason
 
 
 def test_no_section_for_the_case_is_an_error(demo_cases, tbl):
@@ -240,6 +240,7 @@ def test_a_helper_killed_by_the_signal_under_test_is_a_fail_not_an_error(built):
     exec.after_sigusr2. Judged with the real case's rows, that is the system's
     defect: fail, the unrecorded key listed as its consequence."""
     import json
+    import re
     import subprocess
 
     from conftest import helper_probe
@@ -251,7 +252,8 @@ def test_a_helper_killed_by_the_signal_under_test_is_a_fail_not_an_error(built):
     v = evaluate.evaluate(case, r, tbl, envinfo.detect().context("host"))
     assert v.verdict == "fail", (v.verdict, v.reason)
     assert v.reason.startswith("child.ignored: expected SIGUSR2"), v.reason
-    assert "exec.status: expected exited 0 (results/expected/signals.exp:27), observed killed SIGUSR2" in v.details
+    assert any(re.fullmatch(r"exec\.status: expected exited 0 \(cases/signals/sig_ign_survives_execve\.exp:\d+\), "
+                            r"observed killed SIGUSR2", d) for d in v.details), v.details
     assert "not recorded (a consequence): exec.after_sigusr2" in v.details
 
 

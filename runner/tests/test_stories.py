@@ -15,9 +15,7 @@ from kpc import cases, paths
 KPC = os.path.join(paths.ROOT, "kpc")
 ALL = cases.load_all()
 STORIES = cases.load_stories()
-# Recorded runs are history (what a run printed then); signals.exp is being
-# rewritten by another change of issue 24 (its comment at line 263 still
-# names the research notes' path): drop it from here once that has landed.
+# Recorded runs are history (what a run printed then).
 NOT_SCANNED = ("results/runs", "build", ".git", "images/cache")
 
 

@@ -4,6 +4,7 @@ continued lines; every malformed use gives file:line. And the shipped
 tables written in it: short lines, no condition list written twice, no
 check lost (bench/table_checks.py counts them)."""
 
+import glob
 import importlib.util
 import os
 
@@ -11,13 +12,9 @@ import pytest
 
 from kpc import kver, paths, tables, values
 
+from conftest import table_name
 from test_tables import ctx, error_of, load
 
-# The files written in the language of sets and sub-sections (issue 24):
-# every line within 100 characters, no condition list written twice.
-CONVERTED = ("attributes.exp", "cgroup.exp", "creds.exp", "fds.exp", "fuse.exp", "oom.exp", "pidfd.exp",
-             "pidns.exp", "ptrace.exp", "reaping.exp", "runtimes.exp", "seccomp.exp", "sessions.exp",
-             "signals.exp")
 LIMIT = 100
 # The checks (case, key, conditions) the tables held before the rewrite
 # (bench/table_checks.py at d81c808): a rewrite must not lose one.
@@ -48,18 +45,18 @@ def test_a_sub_section_gives_its_rows_its_conditions_and_reason(write_table, dem
     assert t.match("other", "b", dict(fork, kernel=kver.parse("6.1"))) is None
     # back to rows for every context after the sub-sections
     assert t.match("other", "last", clone).value == "4" and t.rows_for("other", "last")[0].conditions == ()
-    assert t.sections["other"].endswith("signals.exp:1")
+    assert t.sections["other"].endswith("signals/other.exp:1")
 
 
 def test_a_case_may_start_with_a_sub_section(write_table, demo_cases):
     t = load(write_table, demo_cases, "[other if variant=fork]\na = 1\n[other if variant=clone]\na = 2\n")
-    assert t.sections["other"].endswith("signals.exp:1")
+    assert t.sections["other"].endswith("signals/other.exp:1")
     assert t.match("other", "a", ctx(variant="clone")).value == "2"
 
 
 def test_rows_of_two_sub_sections_that_overlap_are_found(write_table, demo_cases):
     err = error_of(write_table, demo_cases, "[other if variant=fork]\na = 1\n[other if variant=f*]\na = 2\n")
-    assert "both match 'a'" in err and "signals.exp:2" in err and "signals.exp:4" in err
+    assert "both match 'a'" in err and "other.exp:2" in err and "other.exp:4" in err
 
 
 # ---------------------------------------------------------------- named sets
@@ -77,8 +74,8 @@ def test_a_named_set_stands_for_its_conditions(write_table, demo_cases):
 
 def test_a_set_is_checked_against_the_case_that_uses_it(write_table, demo_cases):
     err = error_of(write_table, demo_cases, "@spawn = variant=posix_spawn\n[other]\na = 1 if @spawn\n")
-    assert "signals.exp:3:" in err and "'posix_spawn' is not a variant of this case" in err
-    assert "in @spawn, defined at" in err and "signals.exp:1" in err
+    assert "other.exp:3:" in err and "'posix_spawn' is not a variant of this case" in err
+    assert "in @spawn, defined at" in err and "other.exp:1" in err
 
 
 # ---------------------------------------------------------------- reasons
@@ -115,9 +112,9 @@ def test_a_line_ending_in_a_backslash_continues(write_table, demo_cases):
     t = load(write_table, demo_cases, "[other if \\\n   variant=fork]\na = 1 if kernel>=6.1 -- one \\\n"
                                       "    reason \\\n  on three lines\nb = 2\n")
     row = t.rows_for("other", "a")[0]
-    assert row.reason == "one reason on three lines" and row.where.endswith("signals.exp:3")
+    assert row.reason == "one reason on three lines" and row.where.endswith("other.exp:3")
     assert row.describe() == "a = 1 if variant=fork kernel>=6.1"
-    assert t.rows_for("other", "b")[0].where.endswith("signals.exp:6")
+    assert t.rows_for("other", "b")[0].where.endswith("other.exp:6")
 
 
 # ---------------------------------------------------------------- malformed
@@ -145,7 +142,9 @@ def test_a_line_ending_in_a_backslash_continues(write_table, demo_cases):
     ("[demo if glibc>=2.38 libc=musl]\na = 1 -- r\n", 1, "never hold together"),
     ("[nosuch if flavor=host]\n", 1, "unknown case id 'nosuch'"),
     ("[fusey if flavor=host]\n", 1, "belongs to area 'fuse'"),
-    ("[other]\na = 1\n[demo]\nb = 1\n[other if variant=fork]\nc = 1\n", 5, "must follow its section at"),
+    ("[other]\na = 1\n[demo]\nb = 1\n", 3,
+     "[demo] in other.exp: a file holds the rows of the case it is named after; put the rows of 'demo' in "
+     "cases/signals/demo.exp"),
     ("[other]\n[other if variant=fork]\na = 1\n[other if variant=fork]\nb = 1\n", 4,
      "already has a sub-section with these conditions at"),
     ("[other if variant=fork]\n[other if variant=clone]\na = 1\n", 1, "a sub-section without rows"),
@@ -168,30 +167,40 @@ def test_a_line_ending_in_a_backslash_continues(write_table, demo_cases):
 ])
 def test_malformed_new_constructs_name_file_and_line(write_table, demo_cases, text, line, message):
     err = error_of(write_table, demo_cases, text)
-    assert f"signals.exp:{line}:" in err, err
+    assert f"signals/{table_name(text)}:{line}:" in err, err
     assert message in err, err
     assert "\n" not in err
 
 
 # ---------------------------------------------------------------- the shipped tables
 
-def test_every_table_is_converted():
-    assert sorted(CONVERTED) == sorted(n for n in os.listdir(paths.EXPECTED) if n.endswith(".exp"))
+def _shipped_tables():
+    return sorted(glob.glob(os.path.join(paths.EXPECTED, "*", "*.exp")))
 
 
-def test_converted_tables_keep_lines_within_100_characters():
+def test_every_table_is_beside_its_case():
+    """cases/<area>/<id>.exp next to <id>.toml (or the area's area.exp), one
+    for every case, and no table anywhere else."""
+    from kpc import cases
+    all_cases = cases.load_all()
+    found = {os.path.relpath(p, paths.EXPECTED) for p in _shipped_tables()}
+    own = {f"{c.area}/{c.id}.exp" for c in all_cases.values()}
+    assert {f for f in found if not f.endswith("/" + tables.AREA_FILE)} == own
+    assert not os.path.exists(os.path.join(paths.RESULTS, "expected"))
+
+
+def test_tables_keep_lines_within_100_characters():
     long_lines = []
-    for name in CONVERTED:
-        with open(os.path.join(paths.EXPECTED, name), encoding="utf-8") as f:
-            long_lines += [f"{name}:{n}: {len(line)}" for n, line in enumerate(f.read().split("\n"), 1)
+    for path in _shipped_tables():
+        with open(path, encoding="utf-8") as f:
+            long_lines += [f"{path}:{n}: {len(line)}" for n, line in enumerate(f.read().split("\n"), 1)
                            if len(line) > LIMIT]
     assert long_lines == []
 
 
-def test_converted_tables_write_no_condition_list_twice():
+def test_tables_write_no_condition_list_twice():
     from kpc import cases
-    repeated = _bench().repeated_lists(tables.load(cases.load_all()))
-    assert {name: n for name, n in repeated.items() if name in CONVERTED} == {}
+    assert _bench().repeated_lists(tables.load(cases.load_all())) == {}
 
 
 def test_the_tables_hold_no_fewer_checks_than_before_the_rewrite():
@@ -213,3 +222,74 @@ def test_the_check_count_sees_a_lost_row(write_table, demo_cases):
     assert n("[other]\nb = 3\n[other if variant=fork -- x]\na = 1 if kernel>=6.1\n"
              "[other if variant=clone]\na = 2\n") == 3
     assert n("[other]\na = 1 if variant=fork kernel>=6.1 -- x\nb = 3\n") == 2
+
+
+# ---------------------------------------------------------------- one file per case, area.exp
+
+def test_a_set_of_area_exp_serves_the_cases_that_use_it(write_table, demo_cases):
+    write_table("signals", "# for demo and other\n@late = kernel>=6.1 flavor=host\n", name="area.exp")
+    write_table("signals", "[demo]\na = 1 if @late -- new\n")
+    t = load(write_table, demo_cases, "[other]\nb = 2 if @late -- new\n")
+    assert t.match("demo", "a", ctx(kernel=kver.parse("6.12"))).value == "1"
+    assert t.rows_for("other", "b")[0].describe() == "b = 2 if kernel>=6.1 flavor=host"
+
+
+@pytest.mark.parametrize("files, where, message", [
+    # area.exp: sets several cases use, and comments; nothing else
+    ({"area.exp": "@late = kernel>=6.1 flavor=host\n", "demo.exp": "[demo]\na = 1 if @late -- r\n"},
+     "area.exp:1", "condition set '@late' is used only by 'demo': define it in cases/signals/demo.exp"),
+    ({"area.exp": "@late = kernel>=6.1\n", "demo.exp": "[demo]\na = 1\n"}, "area.exp:1",
+     "condition set '@late' is never used"),
+    ({"area.exp": "# notes\n[demo]\na = 1\n"}, "area.exp:2",
+     "area.exp holds only condition sets (@name = COND...) and comments"),
+    ({"area.exp": "@late = kernel>=6.1\n", "demo.exp": "@late = kernel>=6.2\n[demo]\na = 1 if @late -- r\n"},
+     "demo.exp:1", "condition set '@late' is already defined at"),
+    # one list, written once across the area's files
+    ({"demo.exp": "@a = kernel>=6.1 flavor=host\n[demo]\na = 1 if @a -- r\n",
+      "other.exp": "@b = flavor=host kernel>=6.1\n[other]\nb = 1 if @b -- r\n"},
+     "other.exp:1", "'@b' has the conditions of '@a'"),
+    # a file is named after its case, in its case's area
+    ({"demo.exp": "[demo]\na = 1\n[other]\nb = 1\n"}, "demo.exp:3",
+     "[other] in demo.exp: a file holds the rows of the case it is named after; put the rows of 'other' in "
+     "cases/signals/other.exp"),
+    ({"nosuch.exp": "# rows to come\n"}, "nosuch.exp", "no case 'nosuch' (no cases/signals/nosuch.toml)"),
+    ({"fusey.exp": "# rows to come\n"}, "signals/fusey.exp",
+     "case 'fusey' belongs to area 'fuse': put its rows in cases/fuse/fusey.exp"),
+])
+def test_files_of_an_area_and_their_errors(write_table, demo_cases, files, where, message):
+    for name, text in files.items():
+        d = write_table("signals", text, name=name)
+    with pytest.raises(tables.TableError) as e:
+        tables.load(demo_cases, d)
+    err = str(e.value)
+    assert f"{where}:" in err and message in err and "\n" not in err, err
+
+
+def test_a_table_outside_an_area_directory_is_an_error(tmp_path, demo_cases):
+    (tmp_path / "signals.exp").write_text("[demo]\na = 1\n")
+    with pytest.raises(tables.TableError) as e:
+        tables.load(demo_cases, str(tmp_path))
+    assert "signals.exp: rows live beside their case now, in <area>/<case_id>.exp" in str(e.value)
+
+
+def test_no_case_is_named_like_the_area_file(tmp_path):
+    from kpc import cases
+    path = tmp_path / "signals" / "area.toml"
+    with pytest.raises(cases.CaseError) as e:
+        cases.case_from_data(str(path), {"summary": "x"}, check_source=False)
+    assert "'area' cannot be a case id" in str(e.value)
+
+
+def test_table_checks_reads_the_layout_before_the_move(write_table, demo_cases):
+    """--against an older revision splits its <area>.exp per case, a set
+    that served the whole file written out: the same checks load."""
+    old = ("# area notes\n@late = kernel>=6.1 flavor=host\n[demo]\na = 1 if @late -- r\n"
+           "[other if variant=fork]\nb = \\\n  2 if @late -- r\n[other]\nc = 3\n")
+    split = _bench().split_area_file(old)
+    assert sorted(split) == ["demo", "other"]
+    for case_id, lines in split.items():
+        d = write_table("signals", "\n".join(lines) + "\n", name=f"{case_id}.exp")
+    t = tables.load(demo_cases, d)
+    assert t.rows_for("demo", "a")[0].describe() == "a = 1 if kernel>=6.1 flavor=host"
+    assert t.rows_for("other", "b")[0].describe() == "b = 2 if variant=fork kernel>=6.1 flavor=host"
+    assert [r.key for r in t.rows_for("other")] == ["b", "c"]

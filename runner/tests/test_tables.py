@@ -3,6 +3,7 @@ found at load time, and matching follows the documented conditions."""
 
 import pytest
 
+from conftest import table_name
 from kpc import kver, tables
 
 
@@ -26,7 +27,7 @@ def error_of(write_table, demo_cases, text, area="signals"):
 def test_plain_rows_load_and_match(write_table, demo_cases):
     t = load(write_table, demo_cases, "# comment\n[demo]\na.b = SIGTERM|SIGINT\nc = \"exited 0\"\n")
     row = t.match("demo", "c", ctx())
-    assert row.value == "exited 0" and row.where.endswith("signals.exp:4")
+    assert row.value == "exited 0" and row.where.endswith("signals/demo.exp:4")
     assert t.match("demo", "a.b", ctx()).value == "SIGTERM|SIGINT"
     assert t.match("demo", "missing", ctx()) is None
 
@@ -63,13 +64,13 @@ def test_plain_rows_load_and_match(write_table, demo_cases):
 ])
 def test_malformed_tables_name_file_and_line(write_table, demo_cases, text, line, message):
     err = error_of(write_table, demo_cases, text)
-    assert f"signals.exp:{line}:" in err
+    assert f"signals/{table_name(text)}:{line}:" in err, err
     assert message in err
 
 
 def test_section_in_the_wrong_area_file(write_table, demo_cases):
     err = error_of(write_table, demo_cases, "[fusey]\na = 1\n")
-    assert "signals.exp:1" in err and "results/expected/fuse.exp" in err
+    assert "signals/fusey.exp:1" in err and "put its rows in cases/fuse/fusey.exp" in err
 
 
 @pytest.mark.parametrize("rows", [
@@ -85,7 +86,7 @@ def test_section_in_the_wrong_area_file(write_table, demo_cases):
 ])
 def test_two_rows_that_both_match_are_an_error_at_load(write_table, demo_cases, rows):
     err = error_of(write_table, demo_cases, "[demo]\n" + rows)
-    assert "both match 'a'" in err and "signals.exp:2" in err and "signals.exp:3" in err
+    assert "both match 'a'" in err and "demo.exp:2" in err and "demo.exp:3" in err
 
 
 @pytest.mark.parametrize("rows", [
@@ -206,7 +207,7 @@ def test_globs_match_variants_and_are_checked(write_table, demo_cases):
     assert t.match("other", "a", ctx(variant="fork")).value == "1"
     assert t.match("other", "a", ctx(variant="clone")).value == "2"
     err = error_of(write_table, demo_cases, "[other]\na = 1 if variant=spawn* -- s\n")
-    assert "signals.exp:2" in err and "'spawn*' is not a variant of this case" in err
+    assert "signals/other.exp:2" in err and "'spawn*' is not a variant of this case" in err
 
 
 def test_globs_overlapping_a_plain_row_are_found(write_table, demo_cases):
