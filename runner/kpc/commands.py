@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 DEFAULT_JSON = os.path.join("results", "runs", "last.json")
 # Under `./kpc run` (python3 -m pytest runner/suite keeps them all).
-NOT_USED_PYTEST_PLUGINS = ("cacheprovider", "terminal", "stepwise", "logging", "warnings", "unittest", "nose",
-                           "doctest", "junitxml", "pastebin", "setuponly", "setupplan", "legacypath", "python_path",
-                           "recwarn", "monkeypatch", "tmpdir", "debugging", "threadexception",
+NOT_USED_PYTEST_PLUGINS = ("cacheprovider", "terminal", "stepwise", "logging", "warnings", "capture", "unittest",
+                           "nose", "doctest", "junitxml", "pastebin", "setuponly", "setupplan", "legacypath",
+                           "python_path", "recwarn", "monkeypatch", "tmpdir", "debugging", "threadexception",
                            "unraisableexception")
 PYTHON = "/usr/bin/python3"
 
@@ -185,10 +185,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plugin = KpcPlugin(sess)
     pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"),
-                   "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull, "--capture=no"]
+                   "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull]
     # pytest's plugins that nothing here uses: kpc prints and writes its
-    # own reports, and the suite's tests take no fixtures. Each costs an
-    # import and, for some, hooks around every run's three phases.
+    # own reports (nothing is captured), and the suite's tests take no
+    # fixtures. Each costs an import and, for some, hooks around every
+    # run's three phases.
     for name in NOT_USED_PYTEST_PLUGINS:
         pytest_args += ["-p", f"no:{name}"]
     try:
