@@ -185,7 +185,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plugin = KpcPlugin(sess)
     pytest_args = [os.path.join(paths.RUNNER, "suite", "test_suite.py"),
-                   "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull]
+                   "--rootdir", os.path.join(paths.RUNNER, "suite"), "-c", os.devnull,
+                   "--noconftest"]   # runner/suite/conftest.py is for python3 -m pytest runner/suite
     # pytest's plugins that nothing here uses: kpc prints and writes its
     # own reports (nothing is captured), and the suite's tests take no
     # fixtures. Each costs an import and, for some, hooks around every
