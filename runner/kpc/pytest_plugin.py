@@ -53,7 +53,7 @@ class RunItem(pytest.Item):
         """An xfail's text is its verdict's, like a failure's
         (pytest.fail(pytrace=False)): pytest would otherwise show the
         traceback through its own code, finding each frame's statement by
-        parsing its source file (~10 ms an xfail; nobody reads it: pytest
+        parsing its source file (~50 ms of CPU an xfail; nobody reads it: pytest
         reports an xfail by its reason)."""
         if isinstance(excinfo.value, pytest.xfail.Exception):
             style = "value"
