@@ -2,7 +2,8 @@
 """kpc benchmark: issue 22's four speed figures, each beside its target, and
 kpc's rate beside LTP's. Prints figures, asserts nothing.
 
-  host suite     `./kpc run --no-build` (default options) N times: median wall;
+  host suite     `./kpc run --no-build` (default options) N times: median wall,
+                 and CPU time (the floor of the wall is CPU time / CPUs);
                  and whether one `--jobs 1` suite gives the same verdicts
                  target <= 2 s on 2 cores
   deadlock       FUSE deadlock formed -> hang verdict (bench/fuse_hang.py's
@@ -26,6 +27,7 @@ Usage: bench/speed.py [--repeats N] [--no-matrix] [--kernels LIST]   (build firs
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,22 +44,32 @@ LTP = {"behaviours": sum(1 for b in CATALOGUE.values() if b.score("LTP")), "wall
        "wall_s_without_fork_stress": 27.0}
 
 
-def suite(extra):
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def suite(extra, cpu=None):
+    """Wall seconds and verdicts of one ./kpc run; CPU seconds (user+sys of
+    kpc and of everything it started) appended to the list CPU."""
+    c0 = children_cpu()
     verdicts, _, rc, wall = benchlib.suite(extra)
+    if cpu is not None:
+        cpu.append(children_cpu() - c0)
     if rc not in (0, 1) or verdicts is None:
         sys.exit(f"bench/speed.py: ./kpc run {' '.join(extra)} failed (exit {rc})")
     return wall, verdicts
 
 
 def host_suite(repeats):
-    walls, first = [], None
+    walls, cpus, first = [], [], None
     for _ in range(repeats):
-        wall, verdicts = suite([])
+        wall, verdicts = suite([], cpus)
         walls.append(wall)
         first = first or verdicts
     _, serial = suite(["--jobs", "1"])
     differ = sorted(k for k in first if serial.get(k) != first[k])
-    return statistics.median(walls), min(walls), max(walls), len(first), differ
+    return statistics.median(walls), min(walls), max(walls), len(first), differ, statistics.median(cpus)
 
 
 def deadlock():
@@ -105,9 +117,12 @@ def main():
     print(f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPUs; load {load:.1f} at the start "
           f"(figures from a loaded machine are not the machine's)")
     print(f"  {'figure':<44} {'measured':>12} {'target':>10}  met")
-    med, lo, hi, n, differ = host_suite(args.repeats)
+    med, lo, hi, n, differ, cpu = host_suite(args.repeats)
     print(f"  {'host suite wall, median of %d (%d runs)' % (args.repeats, n):<44} {med:>10.2f} s "
           f"{'<= 2 s':>10}  {'yes' if med <= 2 else 'no'}   (min {lo:.2f}, max {hi:.2f})")
+    # What the wall cannot go below with every CPU busy: CPU time / CPUs.
+    print(f"  {'  its CPU time (kpc, launcher, probes), median':<44} {cpu:>10.2f} s {'':>10}       "
+          f"(/ {os.cpu_count()} CPUs = {cpu / (os.cpu_count() or 1):.2f} s)")
     print(f"  {'  verdicts equal to a --jobs 1 suite':<44} {len(differ):>8} diff {'0':>10}  "
           f"{'yes' if not differ else 'no: ' + ', '.join(map(str, differ[:5]))}")
     worst, rows = deadlock()

@@ -147,19 +147,41 @@ def read_kconfig(release: str) -> tuple[dict[str, str] | None, str]:
 
 
 def launcher_json(*args: str, timeout: float = 30) -> dict:
-    out = subprocess.run([paths.launcher(), *args], check=True, capture_output=True, text=True, timeout=timeout)
-    return json.loads(out.stdout)
+    return _launcher_answers([args], timeout)[0]
+
+
+def _launcher_answers(questions: list[tuple[str, ...]], timeout: float = 30) -> list[dict]:
+    """kpc-launch's JSON answer to each of QUESTIONS (argument lists), the
+    launchers run side by side; a failure raises as subprocess.run's
+    check=True would."""
+    procs = []
+    try:
+        for q in questions:
+            procs.append(subprocess.Popen([paths.launcher(), *q], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        answers = []
+        for q, p in zip(questions, procs):
+            out, err = p.communicate(timeout=timeout)
+            if p.returncode:
+                raise subprocess.CalledProcessError(p.returncode, p.args, out, err)
+            answers.append(json.loads(out))
+        return answers
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def detect() -> Environment:
     uname = platform.uname()
-    caps = launcher_json("caps")
+    caps, flavors = _launcher_answers([("caps",), ("flavors",)])
     kconfig, source = read_kconfig(uname.release)
     root_mount = root_is_mount_point()
     return Environment(kernel=uname.release, machine=uname.machine, distro=distro_name(), libc=libc_version(),
                        root=os.geteuid() == 0, capabilities=caps["text"],
                        effective_caps=frozenset(caps["effective"]), kconfig=kconfig, kconfig_source=source,
-                       flavors=launcher_json("flavors"), chroot=in_chroot(root_mount), root_mount=root_mount)
+                       flavors=flavors, chroot=in_chroot(root_mount), root_mount=root_mount)
 
 
 class EveryCapability(frozenset):

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import sys
-import xml.etree.ElementTree as ET
 from typing import ContextManager, Iterable, TYPE_CHECKING, TextIO
 
 from . import evaluate, safefile
@@ -159,8 +158,80 @@ def write_json(path: str, items: list[session.Item], env: envinfo.Environment, w
                kernels: dict | None = None) -> dict:
     """`kernels`: label -> the guest's environment and boot facts."""
     doc = document(items, env, wall_s, kernels)
-    safefile.write(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    safefile.write(path, dumps_indent1(doc) + "\n")
     return doc
+
+
+def dumps_indent1(obj: object) -> str:
+    """json.dumps(obj, indent=1), the same text in half the time: with an
+    indent, json encodes in Python through a generator per container (60 ms
+    for a suite's results); this appends to one list, strings and numbers
+    encoded as json's encoder does. Anything it does not know (a cycle, a
+    type json refuses) goes to json.dumps itself, for json's own error."""
+    out = []
+    app = out.append
+
+    def enc(o, nl):
+        if isinstance(o, str):
+            app(_json_str(o))
+        elif o is None:
+            app("null")
+        elif o is True:
+            app("true")
+        elif o is False:
+            app("false")
+        elif isinstance(o, int):
+            app(int.__repr__(o))
+        elif isinstance(o, float):
+            app(_json_float(o))
+        elif isinstance(o, (list, tuple)):
+            if not o:
+                app("[]")
+                return
+            inner = nl + " "
+            app("[" + inner)
+            for n, v in enumerate(o):
+                if n:
+                    app("," + inner)
+                enc(v, inner)
+            app(nl + "]")
+        elif isinstance(o, dict):
+            if not o:
+                app("{}")
+                return
+            inner = nl + " "
+            app("{" + inner)
+            for n, (k, v) in enumerate(o.items()):
+                if not isinstance(k, str):
+                    raise _NotPlain
+                app(("," + inner if n else "") + _json_str(k) + ": ")
+                enc(v, inner)
+            app(nl + "}")
+        else:
+            raise _NotPlain
+
+    try:
+        enc(obj, "\n")
+    except (_NotPlain, RecursionError):
+        return json.dumps(obj, indent=1)
+    return "".join(out)
+
+
+class _NotPlain(Exception):
+    """A value dumps_indent1 leaves to json.dumps."""
+
+
+_json_str = json.encoder.encode_basestring_ascii   # json.dumps' (ensure_ascii)
+
+
+def _json_float(o: float) -> str:
+    if o != o:
+        return "NaN"
+    if o == float("inf"):
+        return "Infinity"
+    if o == float("-inf"):
+        return "-Infinity"
+    return float.__repr__(o)
 
 
 def document(items: list[session.Item], env: envinfo.Environment, wall_s: float,
@@ -184,6 +255,7 @@ def results_lock(directory: str) -> ContextManager[None]:
 
 
 def write_junit(path: str, items: list[session.Item], env: envinfo.Environment, wall_s: float) -> None:
+    import xml.etree.ElementTree as ET   # here: most runs write no JUnit
     counts = totals(items)
     suite = ET.Element("testsuite", name="kpc", tests=str(len(items)),
                        failures=str(counts["fail"] + counts["hang"]), errors=str(counts["error"]),

@@ -59,6 +59,7 @@ ALL_SIGNALS = (1 << MAX_SIGNAL) - 1
 TYPES = ("bool", "int", "str", "errno", "sigset")
 _ALIASES = {"SIGIOT": 6, "SIGPOLL": 29, "SIGCLD": 17, "SIGUNUSED": 31}
 _RT = re.compile(r"^(?:SIG)?RT(MIN|MAX)(?:([+-])(\d+))?$")
+_BY_BARE_NAME = {full[3:]: i for i, full in enumerate(SIGNAL_NAMES) if i}   # "TERM" -> 15
 
 
 class ValueError_(ValueError):
@@ -109,9 +110,8 @@ def signal_number(name: str) -> int:
         n = int(bare)
         if 1 <= n <= MAX_SIGNAL:
             return n
-    for i, full in enumerate(SIGNAL_NAMES):
-        if i and full[3:] == bare:
-            return i
+    if bare in _BY_BARE_NAME:
+        return _BY_BARE_NAME[bare]
     if "SIG" + bare in _ALIASES:
         return _ALIASES["SIG" + bare]
     raise ValueError_(f"unknown signal '{name}'")
@@ -131,8 +131,17 @@ def parse_sigset(text: str) -> int:
 
 
 def format_sigset(mask: int) -> str:
-    names = [signal_name(s) for s in range(1, MAX_SIGNAL + 1) if mask >> (s - 1) & 1]
+    names, sig, rest = [], 1, mask & ALL_SIGNALS
+    while rest:   # the set bits only, lowest first
+        if rest & 1:
+            names.append(signal_name(sig))
+        rest >>= 1
+        sig += 1
     return "|".join(names) if names else "none"
+
+
+# Tables and probes write the same few sets over and over: each is read once.
+_SIGSET_TEXTS: dict[str, str] = {}
 
 
 def describe_sigset(canonical: str) -> str:
@@ -168,7 +177,13 @@ def canonical(vtype: str, value: object) -> str:
         except (TypeError, ValueError):
             raise ValueError_(f"'{value}' is not an int") from None
     if vtype == "sigset":
-        return format_sigset(parse_sigset(str(value)))
+        text = str(value)
+        known = _SIGSET_TEXTS.get(text)
+        if known is None:
+            known = format_sigset(parse_sigset(text))   # raises before anything is remembered
+            if len(_SIGSET_TEXTS) < 4096:
+                _SIGSET_TEXTS[text] = known
+        return known
     if vtype == "errno":
         text = str(value)
         if not (text.startswith("E") and text[1:].replace("_", "").isalnum() and text.isupper()):

@@ -1,5 +1,6 @@
 // The event loop: start runs, collect their output, supervise, recover,
 // report. Single-threaded; waits only in poll() with a timeout.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -35,6 +36,33 @@ int64_t now_ns() {
 }
 
 double ms_between(int64_t a, int64_t b) { return static_cast<double>(b - a) / 1e6; }
+
+// L's own mount table, read again only when it has changed: an open
+// mountinfo file polls POLLPRI once its namespace has gained or lost a
+// mount since the last poll (proc(5)). Read afresh at every run's start and
+// end, it was a tenth of L's CPU in a suite.
+class OwnMounts {
+ public:
+  const std::vector<kpc::MountInfo>& now() {
+    pollfd p{fd_.get(), POLLPRI, 0};
+    if (fd_ && poll(&p, 1, 0) == 0) return mounts_;  // unchanged since it was read
+    // Opened before the read: a change after the open shows at the next poll.
+    fd_.reset(open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+    mounts_.clear();
+    std::string text;
+    char buf[16384];
+    ssize_t n = 0;
+    while (fd_ && ((n = read(fd_.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+      if (n > 0) text.append(buf, static_cast<size_t>(n));
+    if (n < 0) fd_.reset();  // unread: read again next time
+    else mounts_ = kpc::parse_mountinfo(text);
+    return mounts_;
+  }
+
+ private:
+  kpc::Fd fd_;
+  std::vector<kpc::MountInfo> mounts_;
+};
 
 struct TaskHistory {
   char state;
@@ -184,6 +212,7 @@ class Batch {
   Options opt_;
   RecoveryScope scope_;
   kpc::Fd fusectl_;
+  OwnMounts own_mounts_;
   std::function<void(const json&)> emit_;
   size_t next_ = 0;
   std::list<std::unique_ptr<Run>> active_;
@@ -209,7 +238,7 @@ void Batch::start(const RunSpec& spec) {
   std::string error;
   int64_t t0 = now_ns();
   // Whatever FUSE mount L sees now is the machine's, not the run's.
-  scope_.foreign = fuse::connections_in("/proc/self/mountinfo");
+  scope_.foreign = fuse::connections_of(own_mounts_.now());
   auto sp = spawn_run(spec, scope_, &error);
   if (!sp) {
     emit_({{"event", "result"},
@@ -362,7 +391,7 @@ void Batch::recover_step(Run& r, int64_t now) {
     // first open, beside a second kpc).
     fuse::PinnedConnections conns = fuse::run_connections(procs);
     std::set<unsigned long> foreign = r.foreign;
-    foreign.merge(fuse::connections_in("/proc/self/mountinfo"));
+    foreign.merge(fuse::connections_of(own_mounts_.now()));
     for (auto c : conns.ids) {
       if (foreign.count(c) || !r.aborted.insert(c).second) continue;
       std::string err = fuse::abort_connection(scope_.fusectl_fd, c);
@@ -453,7 +482,7 @@ void Batch::finish(Run& r) {
     result[r.outcome == "hang" ? "hang" : "trouble"] = r.trouble;
   }
 
-  json mounts = unmount_leftovers(r.sp.tmpdir);
+  json mounts = unmount_leftovers(r.sp.tmpdir, own_mounts_.now());
   if (!mounts.empty()) result["leftover_mounts"] = mounts;
   kpc::remove_tree(r.sp.tmpdir);
   emit_(result);

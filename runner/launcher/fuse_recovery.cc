@@ -34,10 +34,14 @@ bool is_fuse(const kpc::MountInfo& m) {
 }  // namespace
 
 std::set<unsigned long> connections_in(const std::string& mountinfo_path) {
-  std::set<unsigned long> out;
   auto text = kpc::read_text(mountinfo_path);
-  if (!text) return out;
-  for (const auto& m : kpc::parse_mountinfo(*text))
+  if (!text) return {};
+  return connections_of(kpc::parse_mountinfo(*text));
+}
+
+std::set<unsigned long> connections_of(const std::vector<kpc::MountInfo>& mounts) {
+  std::set<unsigned long> out;
+  for (const auto& m : mounts)
     if (is_fuse(m) && m.major == 0) out.insert(m.minor);
   return out;
 }

@@ -21,12 +21,15 @@
 #include <string>
 #include <vector>
 
+#include "kpc/proc.h"
 #include "kpc/raii.h"
 
 namespace kpcl::fuse {
 
 // The FUSE connections of the FUSE mounts in one mountinfo file.
 std::set<unsigned long> connections_in(const std::string& mountinfo_path);
+// ... among these mounts (a mountinfo file already read).
+std::set<unsigned long> connections_of(const std::vector<kpc::MountInfo>& mounts);
 
 // The connections of the FUSE mounts any task of `procs` sees, pinned: the
 // tasks' mount namespaces are held open, so none of those mounts -- and no

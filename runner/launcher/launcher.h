@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "kpc/proc.h"
+
 namespace kpcl {
 
 using json = nlohmann::json;
@@ -149,6 +151,8 @@ std::set<pid_t> unanswerable_fuse_waiters(const std::vector<TaskInfo>& tasks, pi
 // Detaches the mounts under `tmpdir` that the caller's mount namespace
 // shows (a host-flavor probe's leftovers), deepest first; one entry each.
 json unmount_leftovers(const std::string& tmpdir);
+// ... found in `mounts`, the caller's mount table read already.
+json unmount_leftovers(const std::string& tmpdir, std::vector<kpc::MountInfo> mounts);
 
 // libcap's text form of this process's capabilities, e.g. "=ep".
 std::string capabilities_text();

@@ -189,10 +189,13 @@ json task_json(const TaskInfo& t) {
 // FUSE mounts a host-flavor probe left in the launcher's own mount
 // namespace under its run directory.
 json unmount_leftovers(const std::string& tmpdir) {
-  json out = json::array();
   auto text = kpc::read_text("/proc/self/mountinfo");
-  if (!text) return out;
-  auto mounts = kpc::parse_mountinfo(*text);
+  if (!text) return json::array();
+  return unmount_leftovers(tmpdir, kpc::parse_mountinfo(*text));
+}
+
+json unmount_leftovers(const std::string& tmpdir, std::vector<kpc::MountInfo> mounts) {
+  json out = json::array();
   // Deepest first.
   std::sort(mounts.begin(), mounts.end(),
             [](const auto& a, const auto& b) { return a.mount_point.size() > b.mount_point.size(); });

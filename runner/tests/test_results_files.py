@@ -578,3 +578,22 @@ def test_a_build_failure_shows_the_compilers_lines(monkeypatch, capsys):
     assert err[0] == "kpc: cmake --build build failed:"
     assert err[1].startswith("  x.cc:29:5: error: 'uint32_t' was not declared") and "\x1b" not in err[1]
     assert err[2] == "  ninja: build stopped"
+
+
+def test_results_text_is_json_dumps_indent_1():
+    """report.dumps_indent1 writes the results file: json.dumps(indent=1)'s
+    exact text, or json's own error, for whatever a document can hold."""
+    import math
+    doc = {"s": "é\x00\u2028\"\\\n\ud800", "f": [1.0, -0.0, 1e300, 5e-324, 0.1, math.nan, math.inf, -math.inf],
+           "i": [True, False, None, 2 ** 70, -3, 0], "t": (1, (2, [])), "e": {}, "l": [],
+           "n": {"a": {"b": [{}, [[]], {"c": [1, {"d": "x"}]}]}}, "": ""}
+    assert report.dumps_indent1(doc) == json.dumps(doc, indent=1)
+    for odd in ({1: 2}, {"x": {1.5: 2, None: 3, True: 4}}):   # keys json turns into text
+        assert report.dumps_indent1(odd) == json.dumps(odd, indent=1)
+    cycle = []
+    cycle.append(cycle)
+    for bad in (cycle, {"x": object()}, {(1,): 2}):
+        with pytest.raises((ValueError, TypeError)) as want:
+            json.dumps(bad, indent=1)
+        with pytest.raises(want.type, match=re.escape(str(want.value))):
+            report.dumps_indent1(bad)

@@ -3,6 +3,7 @@
 per run id, with pytest's own node ids, -k, -x and --junitxml; `./kpc run`
 is a front end over the same session and plugin (kpc/pytest_plugin.py)."""
 
+import json
 import os
 import re
 import shutil
@@ -134,3 +135,51 @@ def test_an_unwritable_results_file_is_one_line_not_a_traceback(built, tmp_path)
     (tmp_path / "a-file").write_text("")
     r = pytest_suite(SUITE, "-q", "-k", CASE, "--kpc-json", str(tmp_path / "a-file" / "r.json"), cwd=tmp_path)
     assert "kpc: cannot write results:" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+XFAIL_REPORTS = r'''
+import json, os, sys, types
+sys.path.insert(0, sys.argv[1])
+import pytest
+from kpc import evaluate
+from kpc.pytest_plugin import KpcPlugin, SUITE_FILE
+
+verdicts = {"a@host": evaluate.Verdict("xfail", "known divergence R1", details=["detail D1"]),
+            "b@host": evaluate.Verdict("fail", "mismatch R2", details=["detail D2"])}
+
+class Session:
+    items = [types.SimpleNamespace(run_id=rid, case=types.SimpleNamespace(id=rid[0], area="x"), flavor="host",
+                                   variant="", target="host", runtime=None) for rid in verdicts]
+    def start(self, items): pass
+    def stop(self): pass
+    def verdict(self, item): return verdicts[item.run_id]
+
+class Record:
+    out = {}
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.out[report.nodeid.split("::")[-1]] = [report.outcome, report.longreprtext]
+
+rec = Record()
+pytest.main([SUITE_FILE, "-q", "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", os.path.dirname(SUITE_FILE)],
+            plugins=[KpcPlugin(Session()), rec])
+print("RESULT " + json.dumps(rec.out))
+'''
+
+
+def test_an_xfail_is_reported_by_its_verdict_not_a_traceback(tmp_path):
+    """pytest shows a failure's text as kpc's verdict (pytest.fail with
+    pytrace=False), and an xfail's the same way: not a traceback through
+    pytest's frames, for which pytest parsed each frame's source file (most
+    of `./kpc run`'s CPU time with 18 xfails)."""
+    script = tmp_path / "xfail_reports.py"
+    script.write_text(XFAIL_REPORTS)
+    r = subprocess.run([PYTHON, str(script), paths.RUNNER], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    assert line, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads(line[0][len("RESULT "):])
+    assert out["a@host"][0] == "skipped" and out["b@host"][0] == "failed", out   # xfail is pytest's skipped
+    for rid, reason in (("a@host", "known divergence R1"), ("b@host", "mismatch R2")):
+        text = out[rid][1]
+        assert reason in text, (rid, text)
+        assert "raise_outcome" not in text and "pytest_plugin.py" not in text, (rid, text)

@@ -325,3 +325,30 @@ def test_overlap_linter_does_not_walk_the_contexts(demo_cases, monkeypatch):
     assert ctx == {"arch": "a199", "kernel": (5, 199, 0), "profile": "p199", "runtime": "r199"}
     assert tables.find_overlaps(case, rows[:-1]) == []
     assert took < 1.0, f"{took:.2f} s for 201 rows"
+
+
+def test_words_are_shlex_words():
+    """tables._words splits a row without quotes or backslashes itself: it
+    must give shlex.split's words (posix, no comments) for every line of
+    the tables and for random text, quotes and odd whitespace included."""
+    import glob
+    import os
+    import random
+    import shlex
+    from kpc import paths
+    lines = [line for path in glob.glob(os.path.join(paths.ROOT, "**", "*.exp"), recursive=True)
+             for line in open(path, encoding="utf-8")]
+    assert len(lines) > 100
+    rng = random.Random(2212)
+    alphabet = " \t\r\n\x0b\x0c\xa0\u2003ab=|#*?[]-_.!<>\x00é'\"\\"
+    texts = lines + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(30000)]
+    for text in texts:
+        try:
+            want = shlex.split(text, comments=False, posix=True)
+        except ValueError as e:
+            want = f"ValueError: {e}"
+        try:
+            got = tables._words(text)
+        except ValueError as e:
+            got = f"ValueError: {e}"
+        assert got == want, repr(text)
