@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import make_case, processes, needs_root, Scope
-from kpc import engine_run, launch, paths, runtimes
+from kpc import engine_run, launch, oci_run, paths, runtimes
 from test_cli import kpc
 from test_runtimes import read_ready, run_id
 from test_kill_anytime import ContainerIds
@@ -62,6 +62,16 @@ def engine_leftovers(rid):
         except OSError:
             pass
     return found
+
+
+@pytest.fixture(autouse=True)
+def _end_as_a_session_does():
+    """Tests that start the engine wrapper themselves (no kpc session
+    around it) end as a session does: the empty /run/kpc-oci layout the
+    wrapper made is removed (rmdir only, never while a kpc holds it)."""
+    yield
+    if os.geteuid() == 0:
+        oci_run.remove_empty_layout()
 
 
 def cleanup(rid):
@@ -594,9 +604,6 @@ def test_every_signal_reaches_the_workload_through_each_engine_and_oci_runtime(t
 
 
 # --- the empty layout in /run/kpc-oci ----------------------------------------------------------------------------
-
-from kpc import oci_run   # noqa: E402
-
 
 @pytest.fixture
 def layout_at(tmp_path, monkeypatch):
