@@ -42,6 +42,7 @@ MODULES = ("__init__", "cases", "catalogue", "dut", "envinfo", "evaluate", "form
            "tomlread", "values")
 ROOT_MARK = "@KPC_ROOT@"
 TOP = "kpc"
+XZ_PRESET = 3
 
 
 class BundleError(Exception):
@@ -183,7 +184,10 @@ def tar_bytes(files: list[tuple[str, bytes, int]], compress: bool = True) -> byt
     the same inputs make the same archive."""
     buf = io.BytesIO()
     mtime = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc).timestamp())
-    with tarfile.open(fileobj=buf, mode="w:xz" if compress else "w", format=tarfile.GNU_FORMAT) as tar:
+    # xz preset 3: 8.7 MB in 13 s here, against 7.5 MB in 53 s at the
+    # default 6 (134 MB of static binaries and tables, one core).
+    xz = {"preset": XZ_PRESET} if compress else {}
+    with tarfile.open(fileobj=buf, mode="w:xz" if compress else "w", format=tarfile.GNU_FORMAT, **xz) as tar:
         dirs = set()
         for name, data, mode in files:
             parts = f"{TOP}/{name}".split("/")
@@ -203,7 +207,9 @@ def tar_bytes(files: list[tuple[str, bytes, int]], compress: bool = True) -> byt
 
 
 def build(all_cases: dict[str, cases.Case], output: str, compress: bool = True) -> int:
-    """Write the bundle to OUTPUT (safefile: no link followed). Returns its size."""
+    """Write the bundle to OUTPUT (safefile: no link followed). Returns its size.
+    An OUTPUT safefile would refuse is refused before the work."""
+    safefile.check(output)
     data = tar_bytes(members(all_cases), compress=compress)
     safefile.write(output, data)
     return len(data)

@@ -63,6 +63,31 @@ def write(path: str, data: str | bytes) -> None:
         os.close(dfd)
 
 
+def check(path: str) -> None:
+    """Raise what write(PATH, ...) would refuse, before a caller spends a
+    minute making the data (a bundle). Nothing is created; write() checks
+    again when it writes."""
+    if path == "-":
+        return
+    parent, name = os.path.split(os.path.abspath(path))
+    if not name:
+        raise UnsafePath(f"{path} is a directory")
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        raise UnsafePath(f"refusing to write {path}: it is a symbolic link "
+                         "(give the file it points to, or '-' for standard output)")
+    if stat.S_ISDIR(mode):
+        raise UnsafePath(f"{path} is a directory")
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        raise UnsafePath(f"refusing to write {path}: not a regular file, device or FIFO")
+    if not stat.S_ISREG(mode) and st.st_uid not in (0, os.geteuid()):
+        raise UnsafePath(f"refusing to write {path}: a device or FIFO of uid {st.st_uid}, not yours")
+
+
 def _to_stdout(data):
     if isinstance(data, bytes):
         sys.stdout.flush()
