@@ -8,7 +8,10 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,10 +127,6 @@ std::string random_suffix() {
   return out;
 }
 
-std::string run_dir_base() {
-  const char* base = getenv("TMPDIR");
-  return base && *base ? base : "/tmp";
-}
 
 // Where run directories may be made: a directory of root or of ours that
 // nobody else can write to, or that is sticky (like /tmp: others cannot
@@ -141,14 +140,33 @@ std::string unsafe_base(const std::string& base) {
     return base + " is writable by others and not sticky: they could replace a run directory (set TMPDIR)";
   return "";
 }
-}  // namespace
 
-// Run directories are named kpc-run.<launcher pid>.XXXXXX. A launcher that
-// was SIGKILLed cannot remove its own; the next launcher removes those of
-// dead launchers (same owner, PID no longer alive; a reused PID keeps the
-// directory, which is the safe side).
-void sweep_stale_run_dirs() {
-  std::string base = run_dir_base();
+// Where run directories go when $TMPDIR is not set: /dev/shm when it is a
+// tmpfs mounted without noexec, nosuid and nodev (so a probe's run
+// directory behaves as a plain directory would), else /tmp. A RAM
+// filesystem: on the project's 2-core VM (ext4 with discard) making and
+// removing the directory in /tmp was ~0.5 ms of the ~1.5 ms the launcher
+// added to a run. /dev/shm is sticky like /tmp (unsafe_base checks it).
+std::string default_base() {
+  struct stat st {};
+  struct statfs fs {};
+  struct statvfs vfs {};
+  if (lstat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && statfs("/dev/shm", &fs) == 0 &&
+      fs.f_type == TMPFS_MAGIC && statvfs("/dev/shm", &vfs) == 0 &&
+      !(vfs.f_flag & (ST_NOEXEC | ST_NOSUID | ST_NODEV | ST_RDONLY)) && unsafe_base("/dev/shm").empty())
+    return "/dev/shm";
+  return "/tmp";
+}
+
+std::string run_dir_base() {
+  static const std::string base = [] {
+    const char* env = getenv("TMPDIR");
+    return env && *env ? std::string(env) : default_base();
+  }();
+  return base;
+}
+
+void sweep_stale_run_dirs_in(const std::string& base) {
   DIR* d = opendir(base.c_str());
   if (!d) return;
   std::vector<std::string> stale;
@@ -169,6 +187,19 @@ void sweep_stale_run_dirs() {
   }
   closedir(d);
   for (const auto& path : stale) kpc::remove_tree(path);
+}
+
+}  // namespace
+
+// Run directories are named kpc-run.<launcher pid>.XXXXXX. A launcher that
+// was SIGKILLed cannot remove its own; the next launcher removes those of
+// dead launchers (same owner, PID no longer alive; a reused PID keeps the
+// directory, which is the safe side).
+void sweep_stale_run_dirs() {
+  // Where this launcher makes them, and where one without $TMPDIR does
+  // (/tmp too: launchers before /dev/shm was the default, or where it is not).
+  std::set<std::string> bases{run_dir_base(), default_base(), "/tmp"};
+  for (const auto& base : bases) sweep_stale_run_dirs_in(base);
 }
 
 std::optional<Spawned> spawn_run(const RunSpec& spec, const RecoveryScope& scope, std::string* error) {

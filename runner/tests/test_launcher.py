@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import signal
+import stat
 import subprocess
 import time
 
@@ -57,7 +58,41 @@ def test_completed_run_reports_records_in_order(flavor):
     r = launch("noop", flavor=flavor)
     assert r["outcome"] == "completed"
     assert r["exit"]["text"] == "exited 0"
-    assert r["records"] == [{"obs": "noop", "type": "bool", "value": True}, {"end": "ok"}]
+    assert r["records"][0] == {"obs": "noop", "type": "bool", "value": True} and r["records"][-1] == {"end": "ok"}
+    cwd = r["records"][1]
+    assert cwd["obs"] == "cwd" and os.path.dirname(cwd["value"]) == SCOPE.tmp
+    assert os.path.basename(cwd["value"]).startswith("kpc-run.")
+
+
+def default_run_dir_base():
+    """Where run directories go without $TMPDIR (spawn.cc default_base):
+    /dev/shm when it is a sticky tmpfs mounted without noexec, nosuid, nodev
+    or ro; else /tmp."""
+    shm = "/dev/shm"
+    try:
+        st, vfs = os.lstat(shm), os.statvfs(shm)
+    except OSError:
+        return "/tmp"
+    with open("/proc/self/mountinfo") as f:
+        fstype = [ln.split(" - ", 1)[1].split()[0] for ln in f if ln.split()[4] == shm]
+    flags = os.ST_NOEXEC | os.ST_NOSUID | os.ST_NODEV | os.ST_RDONLY
+    ok = (stat.S_ISDIR(st.st_mode) and fstype[-1:] == ["tmpfs"] and not vfs.f_flag & flags
+          and st.st_uid in (0, os.geteuid()) and (st.st_mode & stat.S_ISVTX or not st.st_mode & 0o022))
+    return shm if ok else "/tmp"
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_without_tmpdir_runs_are_in_a_tmpfs_when_one_behaves_as_a_plain_directory(flavor):
+    """No $TMPDIR: the run directory is in /dev/shm where that is a tmpfs a
+    probe cannot tell from a plain directory (faster than a disk's /tmp),
+    else in /tmp; either way removed at the end."""
+    env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
+    proc = run([paths.launcher(), "run", "--json", "--flavor", flavor, "--", helper_probe("noop")], env=env)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    cwd = [x["value"] for x in r["records"] if x.get("obs") == "cwd"]
+    assert len(cwd) == 1 and os.path.dirname(cwd[0]) == default_run_dir_base(), cwd
+    assert not os.path.exists(cwd[0])
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
