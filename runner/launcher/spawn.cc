@@ -2,13 +2,13 @@
 // the shim (S) that execs the probe (P).
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -127,7 +127,6 @@ std::string random_suffix() {
   return out;
 }
 
-
 // Where run directories may be made: a directory of root or of ours that
 // nobody else can write to, or that is sticky (like /tmp: others cannot
 // rename or replace our entries in it). "" or what is wrong.
@@ -151,9 +150,9 @@ std::string default_base() {
   struct stat st {};
   struct statfs fs {};
   struct statvfs vfs {};
-  if (lstat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && statfs("/dev/shm", &fs) == 0 &&
-      fs.f_type == TMPFS_MAGIC && statvfs("/dev/shm", &vfs) == 0 &&
-      !(vfs.f_flag & (ST_NOEXEC | ST_NOSUID | ST_NODEV | ST_RDONLY)) && unsafe_base("/dev/shm").empty())
+  if (lstat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
+      statvfs("/dev/shm", &vfs) == 0 && !(vfs.f_flag & (ST_NOEXEC | ST_NOSUID | ST_NODEV | ST_RDONLY)) &&
+      unsafe_base("/dev/shm").empty())
     return "/dev/shm";
   return "/tmp";
 }
