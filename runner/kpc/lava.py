@@ -156,7 +156,7 @@ def ramdisk(bundle_tar: str | None, kernel: kernels.Kernel, out: str) -> int:
 
 def job(kernel_image: str, ramdisk_path: str, append: str,
         definition_text: str,
-        timeout_min: int = 20) -> dict:
+        timeout_min: int = 20, parameters: dict[str, str] | None = None) -> dict:
     """The LAVA job as a dict (yaml.safe_dump it): deploy to tmpfs with
     LAVA's overlay in the ramdisk, boot with QEMU, run kpc's test
     definition (inline: the repository file's own content)."""
@@ -175,7 +175,8 @@ def job(kernel_image: str, ramdisk_path: str, append: str,
                             "format": "cpio.newc", "overlays": {"lava": True}}}}},
             {"boot": {"method": "qemu", "media": "tmpfs", "timeout": {"minutes": 5}, "prompts": [PROMPT]}},
             {"test": {"timeout": {"minutes": timeout_min}, "definitions": [
-                {"from": "inline", "name": "kpc", "path": "inline/kpc.yaml", "repository": definition}]}},
+                {"from": "inline", "name": "kpc", "path": "inline/kpc.yaml", "repository": definition,
+                 **({"parameters": parameters} if parameters else {})}]}},
         ]}
 
 
