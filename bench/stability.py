@@ -121,22 +121,37 @@ def kernels(n, klist, arch=None):
 
 
 def selftest(n):
-    def once():
-        return subprocess.run([KPC, "selftest", "--no-build"], capture_output=True, text=True, cwd=ROOT).returncode
-    alone = sum(once() == 0 for _ in range(n))
+    """N selftests alone, then N beside a loop of host suites; each run's
+    result as it ends, and the tail of a failing one's output."""
+    def once(label, i):
+        t0 = time.monotonic()
+        p = subprocess.run([KPC, "selftest", "--no-build"], capture_output=True, text=True, cwd=ROOT)
+        wall = time.monotonic() - t0
+        summary = [ln for ln in p.stdout.splitlines() if " passed" in ln or " failed" in ln][-1:]
+        print(f"  selftest {label} {i}/{n}: {'green' if p.returncode == 0 else f'FAILED (exit {p.returncode})'} "
+              f"in {wall / 60:.1f} min  {' '.join(summary)}", flush=True)
+        if p.returncode != 0:
+            tail = (p.stdout + p.stderr).splitlines()[-80:]
+            print("\n".join("    | " + ln for ln in tail), flush=True)
+        return p.returncode == 0
+    alone = sum(once("alone", i + 1) for i in range(n))
     stop = threading.Event()
+    background_runs = []
 
     def background():
         while not stop.is_set():
-            suite()
+            _, _, rc, _ = suite()
+            background_runs.append(rc)
     t = threading.Thread(target=background)
     t.start()
     try:
-        beside = sum(once() == 0 for _ in range(n))
+        beside = sum(once("beside a ./kpc run loop", i + 1) for i in range(n))
     finally:
         stop.set()
         t.join()
-    print(f"selftest: {alone}/{n} green alone, {beside}/{n} green beside a running ./kpc run")
+    bad = [rc for rc in background_runs if rc not in (0, 1)]
+    print(f"selftest: {alone}/{n} green alone, {beside}/{n} green beside a running ./kpc run "
+          f"({len(background_runs)} host suites beside them, {len(bad)} of them ended in error)")
 
 
 def main():
