@@ -5,6 +5,7 @@ the path, so one id finds all four files."""
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import json
 import re
@@ -473,3 +474,54 @@ def load_precompiled(path: str) -> dict:
             raise CaseError(f"{path}: case id '{case.id}' is defined twice")
         found[case.id] = case
     return dict(sorted(found.items(), key=lambda kv: (kv[1].area, kv[0])))
+
+
+class SelectionError(ValueError):
+    """--case/--area select nothing (nothing_selected), or a variant
+    pattern matches none."""
+
+    def __init__(self, message: str, nothing_selected: bool = False):
+        super().__init__(message)
+        self.nothing_selected = nothing_selected
+
+
+def select(all_cases: dict[str, Case], patterns: list[str] | None, areas: list[str] | None) -> list[Case]:
+    """The cases --case GLOB[:VARIANT] and --area select. A pattern with
+    a variant part (a glob too) selects only the variants of its cases that
+    match: such a case comes back with its variants narrowed (as a lab runs
+    one), one without a matching variant is left out, and a pattern that
+    names cases but none of their variants is bad input (SelectionError,
+    one line). `./kpc run` and the bundle's runner both select with it."""
+    chosen = []
+    split = [(p, *p.split(":", 1)) if ":" in p else (p, p, None) for p in patterns or []]
+    named_by = {p: [] for p, _, v in split if v is not None}   # variant pattern -> the cases its id part names
+    used = set()                                              # variant patterns that selected a variant
+    for case in all_cases.values():
+        if areas and case.area not in areas:
+            continue
+        named = [(p, v) for p, c, v in split if fnmatch.fnmatchcase(case.id, c)]
+        if patterns and not named:
+            continue
+        variants = []
+        for x in case.variants:
+            hits = [p for p, v in named if v is not None and fnmatch.fnmatchcase(x, v)]
+            used.update(hits)
+            if hits:
+                variants.append(x)
+        for p, v in named:
+            if v is not None:
+                named_by[p].append(case)
+        if named and all(v is not None for _, v in named):   # only some variants
+            if not variants:
+                continue
+            case = dataclasses.replace(case, variants=variants)
+        chosen.append(case)
+    for p, named in named_by.items():
+        if named and p not in used:
+            known = "; ".join(f"{c.id}: {', '.join(c.variants) or 'no variants'}" for c in named[:3])
+            raise SelectionError(f"no variant matches --case {p} ({known})")
+    if not chosen:
+        what = " ".join(patterns or []) or "(all)"
+        raise SelectionError(f"no case matches --case {what}" + (f" in area {','.join(areas)}" if areas else ""),
+                             nothing_selected=True)
+    return chosen

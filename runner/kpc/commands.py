@@ -6,8 +6,6 @@ messages.InputError (one line, exit 2).
 
 from __future__ import annotations
 
-import dataclasses
-import fnmatch
 import json
 import os
 import subprocess
@@ -39,44 +37,10 @@ def _load_cases_and_tables():
 
 
 def _select(all_cases, patterns, areas):
-    """The cases --case GLOB[:VARIANT] and --area select. A pattern with
-    a variant part (a glob too) selects only the variants of its cases that
-    match: such a case comes back with its variants narrowed (as a lab runs
-    one), one without a matching variant is left out, and a pattern that
-    names cases but none of their variants is bad input."""
-    chosen = []
-    split = [(p, *p.split(":", 1)) if ":" in p else (p, p, None) for p in patterns or []]
-    named_by = {p: [] for p, _, v in split if v is not None}   # variant pattern -> the cases its id part names
-    used = set()                                              # variant patterns that selected a variant
-    for case in all_cases.values():
-        if areas and case.area not in areas:
-            continue
-        named = [(p, v) for p, c, v in split if fnmatch.fnmatchcase(case.id, c)]
-        if patterns and not named:
-            continue
-        variants = []
-        for x in case.variants:
-            hits = [p for p, v in named if v is not None and fnmatch.fnmatchcase(x, v)]
-            used.update(hits)
-            if hits:
-                variants.append(x)
-        for p, v in named:
-            if v is not None:
-                named_by[p].append(case)
-        if named and all(v is not None for _, v in named):   # only some variants
-            if not variants:
-                continue
-            case = dataclasses.replace(case, variants=variants)
-        chosen.append(case)
-    for p, named in named_by.items():
-        if named and p not in used:
-            known = "; ".join(f"{c.id}: {', '.join(c.variants) or 'no variants'}" for c in named[:3])
-            raise InputError(f"no variant matches --case {p} ({known})")
-    if not chosen:
-        what = " ".join(patterns or []) or "(all)"
-        raise InputError(f"no case matches --case {what}" + (f" in area {','.join(areas)}" if areas else "")
-                         + "; `./kpc list` shows the ids")
-    return chosen
+    try:
+        return cases.select(all_cases, patterns, areas)
+    except cases.SelectionError as e:
+        raise InputError(str(e) + ("; `./kpc list` shows the ids" if e.nothing_selected else "")) from None
 
 
 def _ensure_build(no_build, with_tests=False):

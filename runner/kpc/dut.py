@@ -6,7 +6,7 @@ It runs the same Session and evaluator as `./kpc run` on this machine, so a
 device gets the verdicts `./kpc run` would give it, and writes them in the
 formats kernel CI reads:
 
-  kpc/run [--case GLOB] [--area A] [--flavor F] [--slow] [--jobs N] [-v]
+  kpc/run [--case GLOB[:VARIANT]] [--area A] [--flavor F] [--slow] [--jobs N] [-v]
           [--json F] [--junit F] [--tap F] [--ktap F] [--kcidb F] [--lava]
   kpc/run --ltp CASE[:VARIANT]@FLAVOR     one run, LTP's exit codes (kirk)
 
@@ -18,7 +18,6 @@ bad usage or input, 130 interrupted; --ltp: 0 pass (and xfail), 32 skip,
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import shutil
@@ -46,12 +45,10 @@ def manifest() -> dict:
 
 
 def _select(all_cases, patterns, areas):
-    chosen = [c for c in all_cases.values() if (not areas or c.area in areas)
-              and (not patterns or any(fnmatch.fnmatchcase(c.id, p) for p in patterns))]
-    if not chosen:
-        raise UsageError(f"no case matches --case {' '.join(patterns or []) or '(all)'}"
-                         + (f" in area {','.join(areas)}" if areas else ""))
-    return chosen
+    try:
+        return cases.select(all_cases, patterns, areas)
+    except cases.SelectionError as e:
+        raise UsageError(str(e)) from None
 
 
 def parse_run(text: str, all_cases: dict[str, cases.Case]) -> tuple[cases.Case, str, str]:
@@ -67,7 +64,7 @@ def parse_run(text: str, all_cases: dict[str, cases.Case]) -> tuple[cases.Case, 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kpc/run", description="Run the kpc suite on this machine and judge it "
                                 "with the bundle's expected tables (kpc bundle).")
-    p.add_argument("--case", action="append", metavar="GLOB")
+    p.add_argument("--case", action="append", metavar="GLOB[:VARIANT]")
     p.add_argument("--area", action="append", metavar="AREA")
     p.add_argument("--flavor", action="append", choices=cases.FLAVORS)
     p.add_argument("--slow", action="store_true", help="also the slow cases")

@@ -81,6 +81,15 @@ def test_device_runner_judges_like_kpc_run(tarball, host_verdicts, tmp_path):
     r = run([os.path.join(kpc, "run"), "--case", "sigmask_survives_execve", "--json", str(tmp_path / "e.json")])
     assert r.returncode == 0, r.stderr
     assert "3 pass" in r.stdout
+    # --case ID:VARIANT selects as ./kpc run does (a lab's KPC_ARGS); a variant that is not there is one line, exit 2
+    r = run([os.path.join(kpc, "run"), "--case", "sigchld_ignored_no_zombies:sig_ign", "--flavor", "host",
+             "--json", str(tmp_path / "v.json")])
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "v.json") as f:
+        assert [(x["case"], x["variant"], x["flavor"]) for x in json.load(f)["results"]] == [
+            ("sigchld_ignored_no_zombies", "sig_ign", "host")]
+    r = run([os.path.join(kpc, "run"), "--case", "sigchld_ignored_no_zombies:ign"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no variant matches" in r.stderr, r.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox: install Debian's busybox-static")
