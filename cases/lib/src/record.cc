@@ -131,6 +131,8 @@ std::string errno_name(int err) {
 
 bool recording_to_launcher() { return channel() >= 0; }
 
+int observation_fd() { return channel() >= 0 ? channel() : -1; }
+
 void observe(std::string_view key, bool value) {
   typed(key, "bool", value ? "true" : "false", value ? "true" : "false");
 }

@@ -51,11 +51,6 @@ SigSet single(long sig) {
   return s;
 }
 
-int obs_fd() {
-  const char* s = getenv("KPC_OBS_FD");
-  return s ? atoi(s) : -1;
-}
-
 }  // namespace
 
 ProcStatus self_status() {
@@ -92,7 +87,7 @@ std::string open_fds_above_stdio() {
   std::vector<int> fds;
   DIR* d = opendir("/proc/self/fd");
   KPC_CHECK_MSG(d != nullptr, "opendir /proc/self/fd");
-  int self = dirfd(d), skip = obs_fd();
+  int self = dirfd(d), skip = observation_fd();  // the channel is kpc's, not the process's state
   while (dirent* e = readdir(d)) {
     if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
     int fd = atoi(e->d_name);

@@ -93,4 +93,7 @@ inline constexpr int kExitBroken = 99;
 // True when records go to a launcher (not to stderr).
 bool recording_to_launcher();
 
+// The channel's descriptor ($KPC_OBS_FD, read strictly: digits only), or -1.
+int observation_fd();
+
 }  // namespace kpc
