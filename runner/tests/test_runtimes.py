@@ -353,6 +353,34 @@ def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
         subprocess.run(cleanup_argv(RUNC, rid), capture_output=True, timeout=30)
 
 
+def test_the_cgroups_a_runtimes_state_names_are_found_for_its_container_only(tmp_path, monkeypatch):
+    """runc's state.json lists absolute paths; crun's status one path
+    relative to each hierarchy's root (crun puts a container without
+    cgroupsPath at the root, where a look next to our own cgroup misses
+    it). Only paths ending in the container ID count."""
+    cid = "kpc-0123456789abcdef-01234567"
+    monkeypatch.setattr(oci_run, "_cgroup_mounts", lambda: [
+        ("cgroup", "/sys/fs/cgroup/memory", "/", {"rw", "memory"}),
+        ("cgroup", "/sys/fs/cgroup/pids", "/", {"rw", "pids"}),
+        ("cgroup2", "/sys/fs/cgroup/unified", "/", {"rw"}),
+        ("cgroup", "/mnt/nested", "/some/where", {"rw", "cpu"})])   # a mount of a subtree: /ID is not in it
+
+    def state(name, doc):
+        (tmp_path / cid).mkdir(exist_ok=True)
+        (tmp_path / cid / name).write_text(json.dumps(doc))
+    state("status", {"pid": 1, "cgroup-path": f"/{cid}"})
+    assert oci_run._state_cgroups(str(tmp_path), cid) == {
+        f"/sys/fs/cgroup/memory/{cid}", f"/sys/fs/cgroup/pids/{cid}", f"/sys/fs/cgroup/unified/{cid}"}
+    state("status", {"cgroup-path": "/system.slice"})                 # not the container's: nothing
+    assert oci_run._state_cgroups(str(tmp_path), cid) == set()
+    state("status", {"cgroup-path": f"/x/../{cid}"})                  # no climbing
+    assert oci_run._state_cgroups(str(tmp_path), cid) == set()
+    (tmp_path / cid / "status").unlink()
+    state("state.json", {"cgroup_paths": {"memory": f"/sys/fs/cgroup/memory/user/{cid}",
+                                          "pids": "/sys/fs/cgroup/pids"}})
+    assert oci_run._state_cgroups(str(tmp_path), cid) == {f"/sys/fs/cgroup/memory/user/{cid}"}
+
+
 def own_kpc_cgroups():
     """Names of kpc container cgroups (this kpc's and an older kpc's naming)
     present under every one of our own cgroup directories: where runc puts
