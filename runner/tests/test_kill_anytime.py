@@ -101,6 +101,7 @@ def test_kill_9_at_random_moments_leaves_nothing_behind(tmp_path, built):
         trial = f"trial {i} (seed {SEED}): {name}, kill -9 {what} after {delay:.2f} s"
         scope = Scope()
         ids = ContainerIds(scope)
+        runner = launcher = None
         try:
             runner = subprocess.Popen([KPC, "run", "--no-build", *args, "--json", str(tmp_path / f"r{i}.json")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=paths.ROOT,
@@ -135,5 +136,21 @@ def test_kill_9_at_random_moments_leaves_nothing_behind(tmp_path, built):
             assert oci is True, f"{trial}: OCI state left behind: {oci}"
         finally:
             ids.stop.set()
+            if runner is not None and runner.poll() is None:
+                # Interrupted mid-trial (Ctrl-C, a failed assertion): end the
+                # trial as a kill would, and let the shims recover, before its
+                # $TMPDIR goes. Removing a live run's directory from here
+                # detaches the FUSE mount under it in the probe's namespace
+                # too, and no task of the run shows that connection any more:
+                # a deadlock there then outlives everything (seen once,
+                # 2026-12-02, when a selftest was interrupted here).
+                runner.kill()
+                runner.wait()
+                if launcher:
+                    try:
+                        os.kill(launcher, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                scope.settle(30)
             scope.close()
     print("\n".join(log))
