@@ -10,10 +10,11 @@ asserts nothing (issue 16's targets are all "0").
             results lost (a missing or unparsable results file)
   kernels   N x `./kpc run --kernels LIST --no-host`: suites whose verdicts
             differ from the first
-  selftest  N x `./kpc selftest --no-build` alone, then N beside a running
+  selftest  N x `./kpc selftest --no-build` alone, then N (or --selftest-beside M) beside a running
             `./kpc run` loop: how many were green
 
-Usage: bench/stability.py [--host N] [--pairs N] [--kernels LIST] [--arch LIST] [--kernel-runs N] [--selftest N]
+Usage: bench/stability.py [--host N] [--pairs N] [--kernels LIST] [--arch LIST] [--kernel-runs N]
+                          [--selftest N] [--selftest-beside M]
 A count of 0 skips that part. Defaults: --host 50 --pairs 10 --kernel-runs 0 --selftest 0.
 """
 
@@ -120,37 +121,38 @@ def kernels(n, klist, arch=None):
           f"{differing} differ from the first")
 
 
-def selftest(n):
-    """N selftests alone, then N beside a loop of host suites; each run's
-    result as it ends, and the tail of a failing one's output."""
-    def once(label, i):
+def selftest(n, n_beside):
+    """N selftests alone, then N_BESIDE beside a loop of host suites; each
+    run's result as it ends, and the tail of a failing one's output."""
+    def once(label, i, n):
         t0 = time.monotonic()
         p = subprocess.run([KPC, "selftest", "--no-build"], capture_output=True, text=True, cwd=ROOT)
         wall = time.monotonic() - t0
         summary = [ln for ln in p.stdout.splitlines() if " passed" in ln or " failed" in ln][-1:]
+        beside = f" ({len(background_runs)} host suites beside it so far)" if "beside" in label else ""
         print(f"  selftest {label} {i}/{n}: {'green' if p.returncode == 0 else f'FAILED (exit {p.returncode})'} "
-              f"in {wall / 60:.1f} min  {' '.join(summary)}", flush=True)
+              f"in {wall / 60:.1f} min  {' '.join(summary)}{beside}", flush=True)
         if p.returncode != 0:
             tail = (p.stdout + p.stderr).splitlines()[-80:]
             print("\n".join("    | " + ln for ln in tail), flush=True)
         return p.returncode == 0
-    alone = sum(once("alone", i + 1) for i in range(n))
-    stop = threading.Event()
     background_runs = []
+    alone = sum(once("alone", i + 1, n) for i in range(n))
+    stop = threading.Event()
 
     def background():
         while not stop.is_set():
-            _, _, rc, _ = suite()
+            _, rc, _ = suite()
             background_runs.append(rc)
     t = threading.Thread(target=background)
     t.start()
     try:
-        beside = sum(once("beside a ./kpc run loop", i + 1) for i in range(n))
+        beside = sum(once("beside a ./kpc run loop", i + 1, n_beside) for i in range(n_beside))
     finally:
         stop.set()
         t.join()
     bad = [rc for rc in background_runs if rc not in (0, 1)]
-    print(f"selftest: {alone}/{n} green alone, {beside}/{n} green beside a running ./kpc run "
+    print(f"selftest: {alone}/{n} green alone, {beside}/{n_beside} green beside a running ./kpc run "
           f"({len(background_runs)} host suites beside them, {len(bad)} of them ended in error)")
 
 
@@ -163,6 +165,7 @@ def main():
                                    "the suites use --no-build)")
     ap.add_argument("--kernel-runs", type=int, default=0)
     ap.add_argument("--selftest", type=int, default=0)
+    ap.add_argument("--selftest-beside", type=int, help="how many beside a run (default: --selftest's count)")
     args = ap.parse_args()
     print(f"cpus {os.cpu_count()}; {time.strftime('%Y-%m-%d %H:%M')}")
     base = host(max(args.host, 1)) if args.host or args.pairs else None
@@ -170,8 +173,9 @@ def main():
         pairs(args.pairs, base)
     if args.kernel_runs:
         kernels(args.kernel_runs, args.kernels, args.arch)
-    if args.selftest:
-        selftest(args.selftest)
+    beside = args.selftest if args.selftest_beside is None else args.selftest_beside
+    if args.selftest or beside:
+        selftest(args.selftest, beside)
 
 
 if __name__ == "__main__":
