@@ -76,16 +76,8 @@ def check(path: str) -> None:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return
-    mode = st.st_mode
-    if stat.S_ISLNK(mode):
-        raise UnsafePath(f"refusing to write {path}: it is a symbolic link "
-                         "(give the file it points to, or '-' for standard output)")
-    if stat.S_ISDIR(mode):
-        raise UnsafePath(f"{path} is a directory")
-    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-        raise UnsafePath(f"refusing to write {path}: not a regular file, device or FIFO")
-    if not stat.S_ISREG(mode) and st.st_uid not in (0, os.geteuid()):
-        raise UnsafePath(f"refusing to write {path}: a device or FIFO of uid {st.st_uid}, not yours")
+    if not stat.S_ISREG(st.st_mode):
+        _refuse_unless_writable_through(path, st)
 
 
 def _to_stdout(data):
@@ -98,11 +90,9 @@ def _to_stdout(data):
         sys.stdout.flush()
 
 
-def _write_through(dfd, name, path, st, data):
-    """An existing device or FIFO: renaming over it would replace the device
-    node itself (it once replaced /dev/null), so open it, without following
-    a link and without blocking on a FIFO nobody reads, and check it is
-    still the file that was looked at."""
+def _refuse_unless_writable_through(path, st):
+    """A file that is not regular may be written only if it is a device or
+    FIFO of root or the caller: refuse anything else (UnsafePath)."""
     mode = st.st_mode
     if stat.S_ISLNK(mode):
         raise UnsafePath(f"refusing to write {path}: it is a symbolic link "
@@ -113,6 +103,14 @@ def _write_through(dfd, name, path, st, data):
         raise UnsafePath(f"refusing to write {path}: not a regular file, device or FIFO")
     if st.st_uid not in (0, os.geteuid()):
         raise UnsafePath(f"refusing to write {path}: a device or FIFO of uid {st.st_uid}, not yours")
+
+
+def _write_through(dfd, name, path, st, data):
+    """An existing device or FIFO: renaming over it would replace the device
+    node itself (it once replaced /dev/null), so open it, without following
+    a link and without blocking on a FIFO nobody reads, and check it is
+    still the file that was looked at."""
+    _refuse_unless_writable_through(path, st)
     fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
     try:
         now = os.fstat(fd)
