@@ -124,13 +124,13 @@ def kernels(n, klist, arch=None):
 def selftest(n, n_beside):
     """N selftests alone, then N_BESIDE beside a loop of host suites; each
     run's result as it ends, and the tail of a failing one's output."""
-    def once(label, i, n):
+    def once(label, i, count, beside_a_run=False):
         t0 = time.monotonic()
         p = subprocess.run([KPC, "selftest", "--no-build"], capture_output=True, text=True, cwd=ROOT)
         wall = time.monotonic() - t0
         summary = [ln for ln in p.stdout.splitlines() if " passed" in ln or " failed" in ln][-1:]
-        beside = f" ({len(background_runs)} host suites beside it so far)" if "beside" in label else ""
-        print(f"  selftest {label} {i}/{n}: {'green' if p.returncode == 0 else f'FAILED (exit {p.returncode})'} "
+        beside = f" ({len(background_runs)} host suites beside it so far)" if beside_a_run else ""
+        print(f"  selftest {label} {i}/{count}: {'green' if p.returncode == 0 else f'FAILED (exit {p.returncode})'} "
               f"in {wall / 60:.1f} min  {' '.join(summary)}{beside}", flush=True)
         if p.returncode != 0:
             tail = (p.stdout + p.stderr).splitlines()[-80:]
@@ -147,7 +147,7 @@ def selftest(n, n_beside):
     t = threading.Thread(target=background)
     t.start()
     try:
-        beside = sum(once("beside a ./kpc run loop", i + 1, n_beside) for i in range(n_beside))
+        beside = sum(once("beside a ./kpc run loop", i + 1, n_beside, beside_a_run=True) for i in range(n_beside))
     finally:
         stop.set()
         t.join()

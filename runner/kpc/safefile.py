@@ -69,8 +69,7 @@ def check(path: str) -> None:
     again when it writes."""
     if path == "-":
         return
-    parent, name = os.path.split(os.path.abspath(path))
-    if not name:
+    if not os.path.basename(os.path.abspath(path)):
         raise UnsafePath(f"{path} is a directory")
     try:
         st = os.stat(path, follow_symlinks=False)
