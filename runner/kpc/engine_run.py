@@ -161,7 +161,6 @@ def _write_once(path, text):
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS = 0x00020000
 MS_REC, MS_PRIVATE, MS_BIND, MS_NOSUID, MS_NODEV = 0x4000, 0x40000, 0x1000, 0x2, 0x4
-MNT_DETACH = 2
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429            # the same number on every architecture
 AT_FDCWD = ctypes.c_int(-100)
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, 0o2000000
@@ -280,22 +279,12 @@ def _enter_cgroups(procs_files):
 
 # --- cleanup ----------------------------------------------------------------------------------------------------
 
-def _mounts_under(path):
-    out = []
-    for line in oci_run.read_lines("/proc/self/mountinfo"):
-        mp = oci_run._unescape(line.split()[4])
-        if mp == path or mp.startswith(path + "/"):
-            out.append(mp)
-    return sorted(out, key=lambda p: -p.count("/"))
-
-
 def cleanup(run_id: str, budget_s: float = 20.0) -> str:
     """Remove everything of one run; returns what is left ('' if nothing)."""
     deadline = time.monotonic() + budget_s
     _kill_cgroups(run_id, deadline)
     top = run_dir(run_id)
-    for mp in _mounts_under(top):
-        _libc.umount2(mp.encode(), MNT_DETACH)
+    oci_run.detach_mounts_under(top)
     left = []
     busy = _cgroup_tree(run_id)
     while busy:

@@ -388,6 +388,27 @@ def read_lines(path: str) -> list[str]:
         return []
 
 
+def mounts_under(path: str) -> list[str]:
+    """The mount points at or below PATH this process sees, deepest first."""
+    out = []
+    for line in read_lines("/proc/self/mountinfo"):
+        fields = line.split()
+        if len(fields) >= 5:
+            mp = _unescape(fields[4])
+            if mp == path or mp.startswith(path + "/"):
+                out.append(mp)
+    return sorted(out, key=lambda p: -p.count("/"))
+
+
+def detach_mounts_under(path: str) -> None:
+    """umount2(MNT_DETACH | UMOUNT_NOFOLLOW) of every mount at or below
+    PATH, deepest first. For directories only kpc can reach."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for mp in mounts_under(path):
+        libc.umount2(mp.encode(), 2 | 8)                                  # MNT_DETACH | UMOUNT_NOFOLLOW
+
+
 def _cgroup_mounts():
     """[(fstype, mountpoint, root, super options)] of every cgroup and
     cgroup2 mount this process sees."""
@@ -564,6 +585,13 @@ def _remove(tree, runtime, cid, deadline):
     while (_kill_tasks(cgroups, cid) or _populated(cgroups)) and time.monotonic() < deadline:
         time.sleep(0.05)
     if os.path.lexists(os.path.join(root, cid)) and not _populated(cgroups):
+        # runc 1.1 (nsexec's try_bindfd) bind-mounts its own binary on a
+        # file of the state directory (runc.XXXXXX) while it starts a
+        # container and unmounts it a moment later: a runc killed in between
+        # leaves that mount on the host, and `delete` then fails on it
+        # (EBUSY). The directory is in kpc's private tree, made for this
+        # container: whatever is mounted in it, kpc's runtime mounted.
+        detach_mounts_under(os.path.join(root, cid))
         left = max(1.0, deadline - time.monotonic())
         try:
             subprocess.run(_runtime_cmd(root, runtime, "delete", cid), stdin=subprocess.DEVNULL,

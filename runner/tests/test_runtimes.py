@@ -353,6 +353,34 @@ def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
         subprocess.run(cleanup_argv(RUNC, rid), capture_output=True, timeout=30)
 
 
+@needs_root
+@needs_runc
+def test_a_runc_killed_with_its_binary_bind_mounted_leaves_no_mount_after_the_cleanup(tmp_path, monkeypatch):
+    """Seen once in 60 kill -9 trials (test_kill_anytime, runc, the runner
+    killed 0.69 s in): runc 1.1 starts a container by bind-mounting its own
+    binary on state/runc/ID/runc.XXXXXX and unmounting it a moment later
+    (nsexec's try_bindfd); killed in between, it left that mount on the
+    host, `runc delete` failed on it (EBUSY) and every cleanup after it
+    reported the state directory. 1. Build that state in a private tree:
+    a container directory with runc's binary bind-mounted on a file in it.
+    2. Remove the container as the cleanup does. 3. No mount, no directory."""
+    top = tmp_path / "kpc-oci"
+    monkeypatch.setattr(oci_run, "KPC_OCI", str(top))
+    tree = oci_run._open_tree(create=True)
+    try:
+        cid = run_id() + "-" + os.urandom(4).hex()
+        state = os.path.join(oci_run._state_root(tree, RUNC), cid)
+        os.mkdir(state, 0o711)
+        open(os.path.join(state, "runc.Xq3vZ1"), "w").close()
+        subprocess.run(["mount", "--bind", RUNC, os.path.join(state, "runc.Xq3vZ1")], check=True)
+        assert oci_run.mounts_under(str(top)) == [os.path.join(state, "runc.Xq3vZ1")]
+        assert oci_run._remove(tree, RUNC, cid, time.monotonic() + 10) == ""
+        assert oci_run.mounts_under(str(top)) == [] and not os.path.lexists(state)
+    finally:
+        oci_run.detach_mounts_under(str(top))    # never left behind, even when the cleanup regresses
+        oci_run._close_tree(tree)
+
+
 def test_the_cgroups_a_runtimes_state_names_are_found_for_its_container_only(tmp_path, monkeypatch):
     """runc's state.json lists absolute paths; crun's status one path
     relative to each hierarchy's root (crun puts a container without
