@@ -356,7 +356,7 @@ def test_a_sweep_leaves_a_container_whose_runtime_still_runs_it(built):
 @needs_root
 @needs_runc
 def test_a_runc_killed_with_its_binary_bind_mounted_leaves_no_mount_after_the_cleanup(tmp_path, monkeypatch):
-    """Seen once in 60 kill -9 trials (test_kill_anytime, runc, the runner
+    """Seen once in five selftests (test_kill_anytime, runc, the runner
     killed 0.69 s in): runc 1.1 starts a container by bind-mounting its own
     binary on state/runc/ID/runc.XXXXXX and unmounting it a moment later
     (nsexec's try_bindfd); killed in between, it left that mount on the
