@@ -87,6 +87,24 @@ def _records(result):
     return obs, notes, skip, broken, end, problems
 
 
+def _hang_evidence(result: dict) -> dict:
+    """The launcher's hang record, with how the probe itself ended (its
+    wait status and last stderr lines) when the launcher got it: killed by
+    the recovery (SIGKILL) is the usual story; a probe already gone before
+    the hang was detected is the evidence of why observations it should
+    have made are missing."""
+    hang = dict(result.get("hang") or {})
+    exit_ = result.get("exit") or {}
+    if exit_.get("text"):
+        hang["probe_exit"] = exit_["text"]
+        if "launcher_ms" in exit_:
+            hang["probe_exit_ms"] = exit_["launcher_ms"]  # as detected_ms: from the run's start
+    tail = (result.get("stderr") or "").strip().splitlines()[-10:]
+    if tail:
+        hang["probe_stderr_tail"] = tail
+    return hang
+
+
 def summarize_tasks(trouble: dict) -> str:
     """'pid 12 (probe) D in fuse_flush' for the stuck (or all) tasks."""
     tasks = trouble.get("tasks", [])
@@ -188,10 +206,12 @@ def evaluate(case: cases.Case, result: dict, tbl: tables.Tables, ctx: dict) -> V
     if outcome == "timeout":
         trouble = result.get("trouble", {})
         v.reason = f"deadline of {case.timeout_s:g} s exceeded: {summarize_tasks(trouble)}"
+        if broken:
+            v.details = [f"the probe had recorded: broken: {broken}"]
         v.hang = trouble
         return v
     if outcome == "hang":
-        v.hang = result.get("hang", {})
+        v.hang = _hang_evidence(result)
         v.verdict = "hang"
         v.reason = f"stuck: {summarize_tasks(v.hang)}"
         try:
@@ -209,6 +229,11 @@ def evaluate(case: cases.Case, result: dict, tbl: tables.Tables, ctx: dict) -> V
         # known deadlock must not hide a wrong observation made on the way.
         if problems:
             v.verdict, v.reason, v.details = "error", problems[0] + f" (before the hang: {v.reason})", problems[1:]
+            return v
+        # Nor a probe that broke on the way (kpc's own fault: its record
+        # was dropped here once, and the run read as the expected xfail).
+        if broken:
+            v.verdict, v.reason = "error", f"probe broken: {broken} (before the hang: {v.reason})"
             return v
         if case.id not in tbl.sections:
             return v

@@ -99,6 +99,14 @@ def print_table(items: list[session.Item], flavors: list[str], stream: TextIO = 
                                  f"wchan {t.get('wchan') or '-'}\n")
                     for frame in t.get("stack", [])[:12]:
                         stream.write(f"        {frame}\n")
+                if v.hang.get("probe_exit"):
+                    when = v.hang.get("probe_exit_ms")
+                    found = v.hang.get("detected_ms")
+                    stream.write(f"    the probe {v.hang['probe_exit']}"
+                                 + (f" at {when:.0f} ms" if when is not None else "")
+                                 + (f" (the hang was found at {found:.0f} ms)" if found is not None else "") + "\n")
+                for line in v.hang.get("probe_stderr_tail", [])[-5:]:
+                    stream.write(f"    probe stderr: {line}\n")
             if item.case.id not in provenance_shown:
                 provenance_shown.add(item.case.id)
                 for line in item.case.provenance_lines():

@@ -90,6 +90,7 @@ struct Run {
   bool fuse_request_timeouts = false;       // a connection the kernel itself will time out
   std::set<pid_t> unanswerable;             // FUSE waiters nobody could answer at the last scan
   std::optional<int> probe_status;
+  double probe_status_ms = 0;  // when S's report of it arrived, from the run's start
   std::string shim_error;
 
   bool shim_exited = false;
@@ -168,8 +169,10 @@ void on_obs_line(Run& r, const std::string& line) {
 }
 
 void on_status_line(Run& r, const std::string& line) {
-  if (line.starts_with("status ")) r.probe_status = std::stoi(line.substr(7));
-  else if (line.starts_with("error ")) r.shim_error = line.substr(6);
+  if (line.starts_with("status ")) {
+    r.probe_status = std::stoi(line.substr(7));
+    r.probe_status_ms = ms_between(r.start_ns, now_ns());
+  } else if (line.starts_with("error ")) r.shim_error = line.substr(6);
 }
 
 void drain(Run& r) {
@@ -457,7 +460,10 @@ void Batch::finish(Run& r) {
                  {"stdout", r.out.tail},
                  {"stderr", r.err.tail},
                  {"duration_ms", ms_between(r.start_ns, end)}};
-  if (r.probe_status) result["exit"] = describe_status(*r.probe_status);
+  if (r.probe_status) {
+    result["exit"] = describe_status(*r.probe_status);
+    result["exit"]["launcher_ms"] = r.probe_status_ms;
+  }
   if (!r.shim_error.empty()) result["error"] = "launcher shim: " + r.shim_error;
 
   std::string outcome = r.outcome;

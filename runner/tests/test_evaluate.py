@@ -217,6 +217,10 @@ def test_an_unknown_observation_before_a_hang_is_an_error(write_table, demo_case
 def test_timeout_is_an_error_with_the_tasks(demo_cases, tbl):
     v = verdict(demo_cases, tbl, result([], outcome="timeout", exit_text="killed SIGKILL", trouble=STUCK))
     assert v.verdict == "error" and "deadline of 5 s exceeded" in v.reason
+    # a probe that broke and then ran into its deadline: both are said
+    v = verdict(demo_cases, tbl, result([{"broken": "fork: EAGAIN"}], outcome="timeout", exit_text="killed SIGKILL",
+                                        trouble=STUCK))
+    assert v.verdict == "error" and v.details == ["the probe had recorded: broken: fork: EAGAIN"]
 
 
 @pytest.mark.parametrize("outcome", ["launch-error", "interrupted"])
@@ -271,3 +275,44 @@ def test_a_contradiction_recorded_before_the_probe_died_is_a_fail(demo_cases, tb
     assert v.verdict == "fail" and v.reason.startswith("mask: expected SIGUSR1|SIGTERM")
     assert v.details[-2:] == ["not recorded (a consequence): count",
                               "the probe killed SIGSEGV before recording its end"]
+
+
+def test_a_hang_keeps_how_the_probe_ended_and_its_last_stderr_lines(demo_cases, tbl):
+    """A probe already gone when the hang was found explains the
+    observations it never made: its wait status (and when the launcher
+    learned it) and its last stderr lines stay with the hang's stacks."""
+    res = result([], outcome="hang", exit_text="killed SIGABRT", hang=STUCK,
+                 stderr="line 1\nterminate called without an active exception\n")
+    res["exit"]["launcher_ms"] = 80.5
+    v = verdict(demo_cases, tbl, res)
+    assert v.verdict == "hang"
+    assert v.hang["probe_exit"] == "killed SIGABRT" and v.hang["probe_exit_ms"] == 80.5
+    assert v.hang["probe_stderr_tail"] == ["line 1", "terminate called without an active exception"]
+    assert v.hang["tasks"][0]["wchan"] == "fuse_flush"
+    assert "probe_exit" not in STUCK  # the launcher's record is not changed in place
+
+
+def test_the_terminal_report_of_a_hang_says_how_the_probe_ended(demo_cases, tbl):
+    import io
+    from kpc import report, session
+    res = result([], outcome="hang", exit_text="killed SIGABRT", hang=dict(STUCK, detected_ms=120.2),
+                 stderr="terminate called without an active exception\n")
+    res["exit"]["launcher_ms"] = 80.5
+    it = session.Item(demo_cases["demo"], "", "host")
+    it.verdict = verdict(demo_cases, tbl, res)
+    out = io.StringIO()
+    report.print_table([it], ["host"], stream=out)
+    text = out.getvalue()
+    assert "STUCK task 42 (flusher) state D wchan fuse_flush" in text
+    assert "the probe killed SIGABRT at 80 ms (the hang was found at 120 ms)" in text
+    assert "probe stderr: terminate called without an active exception" in text
+
+
+def test_a_probe_that_broke_before_an_expected_hang_is_an_error(write_table, demo_cases):
+    """A broken record before the hang is kpc's fault, not the known
+    deadlock: the run was once the table's xfail with the record dropped."""
+    t = tables.load(demo_cases, write_table("signals", HANG_TABLE))
+    res = result([{"broken": "fork: EAGAIN"}], outcome="hang", exit_text="exited 99", hang=STUCK)
+    v = evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1")))
+    assert v.verdict == "error"
+    assert v.reason.startswith("probe broken: fork: EAGAIN (before the hang:") and "fuse_flush" in v.reason

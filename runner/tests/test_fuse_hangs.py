@@ -50,7 +50,12 @@ def test_deadlocks_are_reported_with_stacks_and_leave_nothing_behind(tmp_path, b
     assert teardown and len(teardown) < len(hung)  # both deadlocking cases ran
     assert all(any("zap_pid_ns_processes" in " ".join(t["stack"]) for t in r["hang"]["tasks"]) for r in teardown)
     # Observations made before the hang were compared, not dropped.
-    assert all(r["observations"].get("during_teardown.fork") == "ENOMEM" for r in teardown)
+    # (Under heavy load a run was seen without them: what its hang record
+    # says of the probe's own end -- its wait status, when, its stderr --
+    # is the evidence, printed here.)
+    lost = [r for r in teardown if r["observations"].get("during_teardown.fork") != "ENOMEM"]
+    assert not lost, [(r["flavor"], r["observations"], {k: v for k, v in r["hang"].items() if k != "tasks"},
+                       [(t["nspid"], t["state"], t["wchan"]) for t in r["hang"]["tasks"]]) for r in lost]
 
     # Nothing left: no task of the run (a FUSE connection lives only as long
     # as a mount or a task holds it: none of the run's remains), no mount
