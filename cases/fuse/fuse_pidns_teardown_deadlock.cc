@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "kpc/probe.h"
 #include "kpc/proc.h"
@@ -18,12 +20,18 @@
 
 namespace {
 
-// True once `pid` is exiting and asleep (inside zap_pid_ns_processes), or
-// already gone/zombie (no deadlock on this kernel).
-bool exiting_or_gone(pid_t pid) {
-  auto st = kpc::read_stat(pid);
-  if (!st) return true;
-  return st->state == 'Z' || ((st->flags & kpc::kPfExiting) && (st->state == 'S' || st->state == 'D'));
+// True once the namespace's teardown has begun, so that no fork can enter
+// it any more. zap_pid_ns_processes disables PID allocation first, then
+// SIGKILLs every member: the member with SIGKILL pending, exiting, a
+// zombie or gone says so, and stays so. (Init's own state says less: it
+// also sleeps in do_exit before zap_pid_ns_processes and runs again. Read
+// twice under load -- asleep, then running -- it made this probe break,
+// and read too early the fork below could have entered the namespace.)
+bool teardown_began(pid_t member) {
+  auto st = kpc::read_stat(member);
+  if (!st || st->state == 'Z' || st->state == 'X' || (st->flags & kpc::kPfExiting)) return true;
+  auto status = kpc::read_status(member);
+  return !status || status->sig_pnd.has(SIGKILL) || status->shd_pnd.has(SIGKILL);
 }
 
 }  // namespace
@@ -63,15 +71,20 @@ int probe_main(kpc::Probe&) {
   ready.write.reset();
   kpc::expect_ready(init, ready.read.get(), 5000, "the namespace never got ready");
   kpc::Fd nsfd(KPC_SYS(open(("/proc/" + std::to_string(init.pid()) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC)));
+  const std::vector<pid_t> members = kpc::list_children(init.pid());  // as our /proc numbers them
+  KPC_CHECK_MSG(members.size() == 1, "init should have one child, the FUSE member; it has " +
+                                         std::to_string(members.size()));
 
-  // 3. init exits; wait until it sleeps in its exit (or is gone).
+  // 3. init exits; wait until the kernel has begun the namespace's teardown
+  //    (one reading decides: the state it looks for does not go away).
+  //    Observed too early, a namespace whose init still runs would accept
+  //    the fork below: that would be this probe's fault, not the kernel's.
   kpc::send_byte(go.write.get());
   const int64_t deadline = kpc::monotonic_ms() + 5000;
-  while (!exiting_or_gone(init.pid()) && kpc::monotonic_ms() < deadline)
+  bool began = false;
+  while (!(began = teardown_began(members[0])) && kpc::monotonic_ms() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  // Observed too early, a namespace whose init still runs would accept the
-  // fork below: that would be this probe's fault, not the kernel's.
-  KPC_CHECK_MSG(exiting_or_gone(init.pid()), "init did not start its exit within 5 s of the word");
+  KPC_CHECK_MSG(began, "the namespace's teardown did not begin (its member not killed) within 5 s of the word");
 
   // 4. Meanwhile: setns into the namespace, and fork there.
   kpc::observe_setns_then_fork("during_teardown", nsfd.get());
