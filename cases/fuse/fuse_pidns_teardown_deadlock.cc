@@ -23,15 +23,19 @@ namespace {
 // True once the namespace's teardown has begun, so that no fork can enter
 // it any more. zap_pid_ns_processes disables PID allocation first, then
 // SIGKILLs every member: the member with SIGKILL pending, exiting, a
-// zombie or gone says so, and stays so. (Init's own state says less: it
-// also sleeps in do_exit before zap_pid_ns_processes and runs again. Read
-// twice under load -- asleep, then running -- it made this probe break,
-// and read too early the fork below could have entered the namespace.)
+// zombie or gone says so, and one of these stays true from then on. (A
+// /proc read that fails means gone only when kill(2) agrees.) Init's own
+// state says less: it also sleeps in do_exit before zap_pid_ns_processes
+// and runs again. Read twice under load -- asleep, then running -- it made
+// this probe break, and read too early the fork below could have entered
+// the namespace.
 bool teardown_began(pid_t member) {
   auto st = kpc::read_stat(member);
-  if (!st || st->state == 'Z' || st->state == 'X' || (st->flags & kpc::kPfExiting)) return true;
+  if (!st) return kpc::pid_gone(member);
+  if (st->state == 'Z' || st->state == 'X' || (st->flags & kpc::kPfExiting)) return true;
   auto status = kpc::read_status(member);
-  return !status || status->sig_pnd.has(SIGKILL) || status->shd_pnd.has(SIGKILL);
+  if (!status) return kpc::pid_gone(member);
+  return status->sig_pnd.has(SIGKILL) || status->shd_pnd.has(SIGKILL);
 }
 
 }  // namespace

@@ -87,18 +87,19 @@ def _records(result):
     return obs, notes, skip, broken, end, problems
 
 
-def _hang_evidence(result: dict) -> dict:
-    """The launcher's hang record, with how the probe itself ended (its
-    wait status and last stderr lines) when the launcher got it: killed by
-    the recovery (SIGKILL) is the usual story; a probe already gone before
-    the hang was detected is the evidence of why observations it should
-    have made are missing."""
-    hang = dict(result.get("hang") or {})
+def _hang_evidence(result: dict, key: str = "hang") -> dict:
+    """The launcher's hang (or timeout) record, with how the probe itself
+    ended (its wait status and last stderr lines) when the launcher got it:
+    killed by the recovery (SIGKILL) is the usual story; a probe already
+    gone before the hang was detected is the evidence of why observations
+    it should have made are missing."""
+    hang = dict(result.get(key) or {})
     exit_ = result.get("exit") or {}
-    if exit_.get("text"):
+    if isinstance(exit_.get("text"), str) and exit_["text"]:
         hang["probe_exit"] = exit_["text"]
-        if "launcher_ms" in exit_:
-            hang["probe_exit_ms"] = exit_["launcher_ms"]  # as detected_ms: from the run's start
+        ms = exit_.get("launcher_ms")
+        if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+            hang["probe_exit_ms"] = ms  # as detected_ms: from the run's start
     tail = (result.get("stderr") or "").strip().splitlines()[-10:]
     if tail:
         hang["probe_stderr_tail"] = tail
@@ -208,7 +209,7 @@ def evaluate(case: cases.Case, result: dict, tbl: tables.Tables, ctx: dict) -> V
         v.reason = f"deadline of {case.timeout_s:g} s exceeded: {summarize_tasks(trouble)}"
         if broken:
             v.details = [f"the probe had recorded: broken: {broken}"]
-        v.hang = trouble
+        v.hang = _hang_evidence(result, "trouble")
         return v
     if outcome == "hang":
         v.hang = _hang_evidence(result)
@@ -232,16 +233,23 @@ def evaluate(case: cases.Case, result: dict, tbl: tables.Tables, ctx: dict) -> V
             return v
         # Nor a probe that broke on the way (kpc's own fault: its record
         # was dropped here once, and the run read as the expected xfail).
-        if broken:
-            v.verdict, v.reason = "error", f"probe broken: {broken} (before the hang: {v.reason})"
+        # One that broke once the recovery had begun -- a call on a mount
+        # whose connection kpc had just aborted -- broke of the recovery:
+        # said, not judged.
+        broke = [rec for rec in result.get("records", []) if "broken" in rec]
+        before = [rec["broken"] for rec in broke if not rec.get("read_during_recovery")]
+        if before:
+            v.verdict, v.reason = "error", f"probe broken: {before[0]} (before the hang: {v.reason})"
             return v
+        v.details += [f"during kpc's recovery the probe recorded: broken: {rec['broken']}" for rec in broke]
         if case.id not in tbl.sections:
             return v
         mismatches, _, error = _compare(case, {k: o for k, o in obs.items() if k != "hang"}, v, tbl, ctx)
         if error:
             v.verdict, v.reason = "error", error
         elif mismatches:
-            v.verdict, v.reason, v.details = "fail", mismatches[0] + f" (before the hang: {v.reason})", mismatches[1:]
+            v.verdict, v.reason = "fail", mismatches[0] + f" (before the hang: {v.reason})"
+            v.details = mismatches[1:] + v.details
         return v
 
     if problems:

@@ -19,6 +19,10 @@ COLORS = {"pass": "32", "fail": "31;1", "xfail": "33", "skip": "36", "hang": "35
 SCHEMA_VERSION = 1
 
 
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def use_color(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
@@ -100,13 +104,13 @@ def print_table(items: list[session.Item], flavors: list[str], stream: TextIO = 
                     for frame in t.get("stack", [])[:12]:
                         stream.write(f"        {frame}\n")
                 if v.hang.get("probe_exit"):
-                    when = v.hang.get("probe_exit_ms")
-                    found = v.hang.get("detected_ms")
+                    when, found = v.hang.get("probe_exit_ms"), v.hang.get("detected_ms")
                     stream.write(f"    the probe {v.hang['probe_exit']}"
-                                 + (f" at {when:.0f} ms" if when is not None else "")
-                                 + (f" (the hang was found at {found:.0f} ms)" if found is not None else "") + "\n")
-                for line in v.hang.get("probe_stderr_tail", [])[-5:]:
-                    stream.write(f"    probe stderr: {line}\n")
+                                 + (f" at {when:.0f} ms" if _is_number(when) else "")
+                                 + (f" (the hang was found at {found:.0f} ms)" if _is_number(found) else "") + "\n")
+                if v.verdict != "error":  # an error prints the probe's stderr below
+                    for line in v.hang.get("probe_stderr_tail", [])[-5:]:
+                        stream.write(f"    probe stderr: {line}\n")
             if item.case.id not in provenance_shown:
                 provenance_shown.add(item.case.id)
                 for line in item.case.provenance_lines():

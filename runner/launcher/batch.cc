@@ -161,6 +161,11 @@ void on_obs_line(Run& r, const std::string& line) {
     r.announced_conns.insert(j["fuse_conn"].get<unsigned long>());
     if (j.value("request_timeout_s", 0) > 0) r.fuse_request_timeouts = true;
   }
+  // A broken record read once the recovery had begun (a hang, a timeout)
+  // may be its consequence -- a KPC_SYS on a mount whose connection L has
+  // just aborted -- not the probe's own fault: say so, the evaluator
+  // tells the two apart.
+  if (kind == "broken" && r.recovering) j["read_during_recovery"] = true;
   if (kind == "mark" && j["mark"].is_string())
     r.marks[j["mark"].get<std::string>()] = {{"probe_mono_ns", j.value("mono_ns", int64_t{0})},
                                              {"launcher_ms", ms_between(r.start_ns, now_ns())},

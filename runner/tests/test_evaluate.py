@@ -316,3 +316,22 @@ def test_a_probe_that_broke_before_an_expected_hang_is_an_error(write_table, dem
     v = evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1")))
     assert v.verdict == "error"
     assert v.reason.startswith("probe broken: fork: EAGAIN (before the hang:") and "fuse_flush" in v.reason
+
+
+def test_a_probe_that_broke_during_the_recovery_is_not_blamed_for_it(write_table, demo_cases):
+    """The recovery aborts the run's FUSE connections: a probe blocked in a
+    call on that mount can fail and record broken before its SIGKILL. The
+    launcher marks a broken record read once the recovery had begun; that
+    one is said, and the hang is judged as the table says."""
+    t = tables.load(demo_cases, write_table("signals", HANG_TABLE))
+    late = {"broken": "close: ECONNABORTED", "read_during_recovery": True}
+    res = result([obs("setns", "str", "ok"), obs("fork", "errno", "ENOMEM"), late], outcome="hang",
+                 exit_text="exited 99", hang=STUCK)
+    v = evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1")))
+    assert v.verdict == "xfail", v.reason
+    assert v.details == ["during kpc's recovery the probe recorded: broken: close: ECONNABORTED"]
+    # a wrong observation before the hang is still a fail, and the late record is kept with it
+    res = result([obs("setns", "str", "ok"), obs("fork", "errno", "EAGAIN"), late], outcome="hang",
+                 exit_text="exited 99", hang=STUCK)
+    v = evaluate.evaluate(demo_cases["demo"], res, t, ctx(kernel=kver.parse("6.1")))
+    assert v.verdict == "fail" and v.details[-1].startswith("during kpc's recovery")
