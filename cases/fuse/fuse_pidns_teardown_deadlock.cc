@@ -76,8 +76,8 @@ int probe_main(kpc::Probe&) {
   kpc::expect_ready(init, ready.read.get(), 5000, "the namespace never got ready");
   kpc::Fd nsfd(KPC_SYS(open(("/proc/" + std::to_string(init.pid()) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC)));
   const std::vector<pid_t> members = kpc::list_children(init.pid());  // as our /proc numbers them
-  KPC_CHECK_MSG(members.size() == 1, "init should have one child, the FUSE member; it has " +
-                                         std::to_string(members.size()));
+  KPC_CHECK_MSG(members.size() == 1,
+                "init should have one child, the FUSE member; it has " + std::to_string(members.size()));
 
   // 3. init exits; wait until the kernel has begun the namespace's teardown
   //    (one reading decides: the state it looks for does not go away).
