@@ -87,6 +87,11 @@ def _records(result):
     return obs, notes, skip, broken, end, problems
 
 
+def is_number(x: object) -> bool:
+    """An int or float from JSON (a bool is not one), e.g. from a remote target."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _hang_evidence(result: dict, key: str = "hang") -> dict:
     """The launcher's hang (or timeout) record, with how the probe itself
     ended (its wait status and last stderr lines) when the launcher got it:
@@ -98,7 +103,7 @@ def _hang_evidence(result: dict, key: str = "hang") -> dict:
     if isinstance(exit_.get("text"), str) and exit_["text"]:
         hang["probe_exit"] = exit_["text"]
         ms = exit_.get("launcher_ms")
-        if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+        if is_number(ms):
             hang["probe_exit_ms"] = ms  # as detected_ms: from the run's start
     tail = (result.get("stderr") or "").strip().splitlines()[-10:]
     if tail:

@@ -19,10 +19,6 @@ COLORS = {"pass": "32", "fail": "31;1", "xfail": "33", "skip": "36", "hang": "35
 SCHEMA_VERSION = 1
 
 
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def use_color(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
@@ -105,9 +101,10 @@ def print_table(items: list[session.Item], flavors: list[str], stream: TextIO = 
                         stream.write(f"        {frame}\n")
                 if v.hang.get("probe_exit"):
                     when, found = v.hang.get("probe_exit_ms"), v.hang.get("detected_ms")
+                    num = evaluate.is_number
                     stream.write(f"    the probe {v.hang['probe_exit']}"
-                                 + (f" at {when:.0f} ms" if _is_number(when) else "")
-                                 + (f" (the hang was found at {found:.0f} ms)" if _is_number(found) else "") + "\n")
+                                 + (f" at {when:.0f} ms" if num(when) else "")
+                                 + (f" (the hang was found at {found:.0f} ms)" if num(found) else "") + "\n")
                 if v.verdict != "error":  # an error prints the probe's stderr below
                     for line in v.hang.get("probe_stderr_tail", [])[-5:]:
                         stream.write(f"    probe stderr: {line}\n")
