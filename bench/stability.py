@@ -21,6 +21,7 @@ A count of 0 skips that part. Defaults: --host 50 --pairs 10 --kernel-runs 0 --s
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,10 @@ def selftest(n, n_beside):
 
 
 def main():
+    # SIGTERM (kill, a CI's timeout) unwinds like Ctrl-C: the run loop's
+    # thread is stopped and joined and the temporary clones and results
+    # directories are removed, not left in /tmp.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", type=int, default=50)
     ap.add_argument("--pairs", type=int, default=10)
